@@ -1,0 +1,299 @@
+//! Plain data types named after MLflow's nouns. No behaviour beyond small
+//! conversions; stores fill them, the HTTP layer turns them into JSON.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether an entity is live or soft-deleted (restorable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LifecycleStage {
+    Active,
+    Deleted,
+}
+
+impl LifecycleStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleStage::Active => "active",
+            LifecycleStage::Deleted => "deleted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(LifecycleStage::Active),
+            "deleted" => Some(LifecycleStage::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// Which lifecycle stages a search includes (MLflow's `ViewType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewType {
+    #[default]
+    ActiveOnly,
+    DeletedOnly,
+    All,
+}
+
+impl ViewType {
+    /// Parses MLflow's wire names (`ACTIVE_ONLY`, `DELETED_ONLY`, `ALL`) and the numeric enum values.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ACTIVE_ONLY" | "1" => Some(ViewType::ActiveOnly),
+            "DELETED_ONLY" | "2" => Some(ViewType::DeletedOnly),
+            "ALL" | "3" => Some(ViewType::All),
+            _ => None,
+        }
+    }
+    /// The lifecycle stages this view selects.
+    pub fn stages(self) -> &'static [LifecycleStage] {
+        match self {
+            ViewType::ActiveOnly => &[LifecycleStage::Active],
+            ViewType::DeletedOnly => &[LifecycleStage::Deleted],
+            ViewType::All => &[LifecycleStage::Active, LifecycleStage::Deleted],
+        }
+    }
+}
+
+/// A run's status, as MLflow names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RunStatus {
+    Running,
+    Scheduled,
+    Finished,
+    Failed,
+    Killed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "RUNNING",
+            RunStatus::Scheduled => "SCHEDULED",
+            RunStatus::Finished => "FINISHED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Killed => "KILLED",
+        }
+    }
+    /// Accepts the wire names and MLflow's numeric enum values (1..=5).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RUNNING" | "1" => Some(RunStatus::Running),
+            "SCHEDULED" | "2" => Some(RunStatus::Scheduled),
+            "FINISHED" | "3" => Some(RunStatus::Finished),
+            "FAILED" | "4" => Some(RunStatus::Failed),
+            "KILLED" | "5" => Some(RunStatus::Killed),
+            _ => None,
+        }
+    }
+    /// True once the run can no longer change status by itself.
+    pub fn is_terminated(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Finished | RunStatus::Failed | RunStatus::Killed
+        )
+    }
+}
+
+/// A key/value tag on an experiment, run, logged model or input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+impl Tag {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Tag {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// An experiment: a named group of runs with its own artifact location.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub experiment_id: String,
+    pub name: String,
+    pub artifact_location: String,
+    pub lifecycle_stage: LifecycleStage,
+    pub creation_time: i64,
+    pub last_update_time: i64,
+    pub tags: Vec<Tag>,
+}
+
+/// A param: logged once per run and immutable afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Param {
+    pub key: String,
+    pub value: String,
+}
+
+/// One point of a metric's history. `value` may be NaN or ±inf.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub key: String,
+    pub value: f64,
+    pub timestamp: i64,
+    pub step: i64,
+    /// Set when the metric was logged for an MLflow 3 logged model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_digest: Option<String>,
+    /// Filled when reading a logged model's metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+impl Metric {
+    pub fn new(key: impl Into<String>, value: f64, timestamp: i64, step: i64) -> Self {
+        Metric {
+            key: key.into(),
+            value,
+            timestamp,
+            step,
+            model_id: None,
+            dataset_name: None,
+            dataset_digest: None,
+            run_id: None,
+        }
+    }
+}
+
+/// A dataset as recorded by `log-inputs`: identity is (name, digest) within an experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub name: String,
+    pub digest: String,
+    pub source_type: String,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+/// A dataset used by a run, with input tags such as `mlflow.data.context`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetInput {
+    pub dataset: Dataset,
+    pub tags: Vec<Tag>,
+}
+
+/// A model a run produced (MLflow 3 `runs/outputs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOutput {
+    pub model_id: String,
+    pub step: i64,
+}
+
+/// A model used as a run input (MLflow 3 `model_inputs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInput {
+    pub model_id: String,
+}
+
+/// The identity and lifecycle part of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub experiment_id: String,
+    pub run_name: String,
+    pub user_id: String,
+    pub status: RunStatus,
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    pub artifact_uri: String,
+    pub lifecycle_stage: LifecycleStage,
+}
+
+/// Latest metric values, params and tags of a run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunData {
+    /// The latest value per key: max by (step, timestamp, value).
+    pub metrics: Vec<Metric>,
+    pub params: Vec<Param>,
+    pub tags: Vec<Tag>,
+}
+
+/// A run with everything MLflow's `runs/get` returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub info: RunInfo,
+    pub data: RunData,
+    pub dataset_inputs: Vec<DatasetInput>,
+    pub model_inputs: Vec<ModelInput>,
+    pub model_outputs: Vec<ModelOutput>,
+}
+
+impl Run {
+    /// The git commit the run's code came from (`mlflow.source.git.commit`), if recorded.
+    pub fn git_commit(&self) -> Option<&str> {
+        self.data
+            .tags
+            .iter()
+            .find(|t| t.key == "mlflow.source.git.commit")
+            .map(|t| t.value.as_str())
+    }
+}
+
+/// Status of an MLflow 3 logged model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoggedModelStatus {
+    #[serde(rename = "LOGGED_MODEL_PENDING")]
+    Pending,
+    #[serde(rename = "LOGGED_MODEL_READY")]
+    Ready,
+    #[serde(rename = "LOGGED_MODEL_UPLOAD_FAILED")]
+    UploadFailed,
+}
+
+impl LoggedModelStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoggedModelStatus::Pending => "LOGGED_MODEL_PENDING",
+            LoggedModelStatus::Ready => "LOGGED_MODEL_READY",
+            LoggedModelStatus::UploadFailed => "LOGGED_MODEL_UPLOAD_FAILED",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "LOGGED_MODEL_PENDING" | "1" => Some(LoggedModelStatus::Pending),
+            "LOGGED_MODEL_READY" | "2" => Some(LoggedModelStatus::Ready),
+            "LOGGED_MODEL_UPLOAD_FAILED" | "3" => Some(LoggedModelStatus::UploadFailed),
+            _ => None,
+        }
+    }
+}
+
+/// MLflow 3's model-centric entity: its own id, params, metrics, tags and artifacts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedModel {
+    pub model_id: String,
+    pub experiment_id: String,
+    pub name: String,
+    pub artifact_location: String,
+    pub creation_timestamp_ms: i64,
+    pub last_updated_timestamp_ms: i64,
+    pub status: LoggedModelStatus,
+    pub status_message: Option<String>,
+    pub model_type: Option<String>,
+    pub source_run_id: Option<String>,
+    pub lifecycle_stage: LifecycleStage,
+    pub tags: Vec<Tag>,
+    pub params: Vec<Param>,
+    pub metrics: Vec<Metric>,
+}
+
+/// One page of a paginated listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
+}

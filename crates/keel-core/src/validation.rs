@@ -1,0 +1,152 @@
+//! MLflow's input rules, applied by every entry point before anything is stored.
+//! Limits follow `mlflow.utils.validation` so the official client sees the same behaviour.
+
+use crate::Error;
+
+pub const MAX_METRICS_PER_BATCH: usize = 1000;
+pub const MAX_PARAMS_TAGS_PER_BATCH: usize = 100;
+pub const MAX_ENTITIES_PER_BATCH: usize = 1000;
+pub const MAX_DATASETS_PER_BATCH: usize = 1000;
+pub const MAX_ENTITY_KEY_LENGTH: usize = 250;
+pub const MAX_PARAM_VAL_LENGTH: usize = 6000;
+pub const MAX_TAG_VAL_LENGTH: usize = 8000;
+pub const MAX_EXPERIMENT_NAME_LENGTH: usize = 500;
+pub const MAX_EXPERIMENT_TAG_VAL_LENGTH: usize = 5000;
+/// Upper bound for `max_results` in run search (MLflow's threshold).
+pub const SEARCH_MAX_RESULTS_THRESHOLD: i64 = 50_000;
+/// Page size for metric history (MLflow's default).
+pub const GET_METRIC_HISTORY_MAX_RESULTS: i64 = 25_000;
+
+/// What kind of key is being validated; used in messages ("Invalid metric name: ...").
+#[derive(Debug, Clone, Copy)]
+pub enum KeyKind {
+    Metric,
+    Param,
+    Tag,
+}
+
+impl KeyKind {
+    fn noun(self) -> &'static str {
+        match self {
+            KeyKind::Metric => "metric",
+            KeyKind::Param => "param",
+            KeyKind::Tag => "tag",
+        }
+    }
+}
+
+/// Validates a metric, param or tag key: MLflow's allowed characters, length, and
+/// "must not resolve to another name when treated as a path".
+pub fn validate_key(kind: KeyKind, key: &str) -> Result<(), Error> {
+    let noun = kind.noun();
+    if key.is_empty() {
+        return Err(Error::invalid_parameter(format!(
+            "Missing value for required parameter '{noun} key'"
+        )));
+    }
+    let ok_chars = key
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | ':' | '/'));
+    if !ok_chars {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid {noun} name: '{key}'. Names may only contain alphanumerics, underscores (_), dashes (-), \
+             periods (.), spaces ( ), colon(:) and slashes (/)."
+        )));
+    }
+    if let Some(resolved) = normalized_if_different(key) {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid {noun} name: '{key}'. Names may be treated as files in certain cases, and must not resolve \
+             to other names when treated as such. This name would resolve to '{resolved}'"
+        )));
+    }
+    validate_length(&format!("{noun} key"), key, MAX_ENTITY_KEY_LENGTH)
+}
+
+/// Rejects a value longer than `limit` characters, naming the field.
+pub fn validate_length(field: &str, value: &str, limit: usize) -> Result<(), Error> {
+    let len = value.chars().count();
+    if len > limit {
+        return Err(Error::invalid_parameter(format!(
+            "'{field}' exceeds the maximum length of {limit} characters (got {len})"
+        )));
+    }
+    Ok(())
+}
+
+/// Posix-normalizes `name`; returns the normalized form when it differs (e.g. `a/../b`, `/abs`, `a//b`).
+fn normalized_if_different(name: &str) -> Option<String> {
+    if name.starts_with('/') {
+        return Some(name.to_string());
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else {
+                    parts.push("..");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let normalized = if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    };
+    (normalized != name).then_some(normalized)
+}
+
+/// Validates an experiment name: non-empty and within MLflow's length limit.
+pub fn validate_experiment_name(name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() {
+        return Err(Error::invalid_parameter(
+            "Invalid experiment name: '' (it must be a non-empty string)",
+        ));
+    }
+    validate_length("experiment name", name, MAX_EXPERIMENT_NAME_LENGTH)
+}
+
+/// Validates a relative artifact path: no absolute paths, no `..`, no backslashes or NUL.
+pub fn validate_relative_path(path: &str) -> Result<(), Error> {
+    if path.starts_with('/') || path.contains('\\') || path.contains('\0') {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid artifact path: '{path}' (must be relative)"
+        )));
+    }
+    if path.split('/').any(|p| p == "..") {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid artifact path: '{path}' ('..' is not allowed)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert!(validate_key(KeyKind::Metric, "loss").is_ok());
+        assert!(validate_key(KeyKind::Metric, "train/loss: top-1.5 x").is_ok());
+        assert!(validate_key(KeyKind::Metric, "").is_err());
+        assert!(validate_key(KeyKind::Metric, "a$b").is_err());
+        assert!(validate_key(KeyKind::Param, "a/../b").is_err());
+        assert!(validate_key(KeyKind::Param, "/abs").is_err());
+        assert!(validate_key(KeyKind::Param, "a//b").is_err());
+        assert!(validate_key(KeyKind::Tag, &"k".repeat(251)).is_err());
+        assert!(validate_key(KeyKind::Tag, &"k".repeat(250)).is_ok());
+    }
+
+    #[test]
+    fn paths() {
+        assert!(validate_relative_path("model/MLmodel").is_ok());
+        assert!(validate_relative_path("../etc/passwd").is_err());
+        assert!(validate_relative_path("a/../../b").is_err());
+        assert!(validate_relative_path("/etc/passwd").is_err());
+    }
+}

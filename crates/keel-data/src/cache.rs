@@ -1,0 +1,286 @@
+//! The content-addressed object cache, `.keel/cache/blake3/ab/cdef…`. Objects
+//! are immutable and read-only; they enter through a hardlink of a complete
+//! file or a temp file renamed into place, so a killed process never leaves a
+//! partial object under its final name. Objects are verified against their
+//! digest before they are placed in the workspace; a corrupt one is moved to
+//! `.keel/quarantine/` so a later fetch can bring a good copy.
+//!
+//! Durability: bytes keel writes into the cache are flushed before the
+//! command reports success (one `syncfs` per command rather than an fsync per
+//! object; manifests, metafiles and the stat cache are fsynced one by one).
+//! Because every object is hashed again before use, even a power cut between
+//! a rename and the flush cannot make keel place bad bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::error::{DataError, Result};
+use crate::fsutil;
+use crate::hash::{self, Digest};
+use crate::link::{self, LinkKind};
+
+/// The object cache of one project.
+#[derive(Debug)]
+pub struct Cache {
+    objects: PathBuf,
+    tmp: PathBuf,
+    quarantine: PathBuf,
+    shards_ready: OnceLock<()>,
+}
+
+/// Outcome of checking one object against its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The bytes hash to the name.
+    Good,
+    /// Not in the cache.
+    Missing,
+    /// The bytes do not match; the object was moved to quarantine.
+    Corrupt,
+}
+
+impl Cache {
+    /// The cache under a project's `.keel/` folder.
+    pub fn new(keel_dir: &Path) -> Self {
+        Cache {
+            objects: keel_dir.join("cache").join(hash::HASH_NAME),
+            tmp: keel_dir.join("tmp"),
+            quarantine: keel_dir.join("quarantine"),
+            shards_ready: OnceLock::new(),
+        }
+    }
+
+    /// The root folder of the objects.
+    pub fn objects_dir(&self) -> &Path {
+        &self.objects
+    }
+
+    /// Where an object lives (whether or not it is there).
+    pub fn object_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.objects.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Whether the object is present (not verified).
+    pub fn contains(&self, digest: &Digest) -> bool {
+        std::fs::symlink_metadata(self.object_path(digest)).is_ok()
+    }
+
+    fn ensure_shards(&self) -> Result<()> {
+        if self.shards_ready.get().is_some() {
+            return Ok(());
+        }
+        for dir in [&self.tmp, &self.objects] {
+            std::fs::create_dir_all(dir).map_err(|source| DataError::io(dir, source))?;
+        }
+        for byte in 0..=255u8 {
+            let shard = self.objects.join(format!("{byte:02x}"));
+            match std::fs::create_dir(&shard) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(source) => return Err(DataError::io(shard, source)),
+            }
+        }
+        let _ = self.shards_ready.set(());
+        Ok(())
+    }
+
+    /// A fresh temporary path on the cache's filesystem.
+    pub fn temp_path(&self, stem: &str) -> Result<PathBuf> {
+        self.ensure_shards()?;
+        Ok(fsutil::temp_path(&self.tmp, stem))
+    }
+
+    /// Puts a workspace file into the cache under `digest` (already computed)
+    /// using the first link kind that works. Returns None when the object was
+    /// already there.
+    pub fn insert_file(
+        &self,
+        source: &Path,
+        digest: &Digest,
+        kinds: &[LinkKind],
+    ) -> Result<Option<LinkKind>> {
+        self.ensure_shards()?;
+        let target = self.object_path(digest);
+        if std::fs::symlink_metadata(&target).is_ok() {
+            return Ok(None);
+        }
+        let temp = fsutil::temp_path(&self.tmp, "object");
+        let used =
+            link::link_first(kinds, source, &temp).map_err(|error| DataError::io(source, error))?;
+        let finish = fsutil::make_read_only(&temp).and_then(|()| std::fs::rename(&temp, &target));
+        if let Err(source_error) = finish {
+            let _ = std::fs::remove_file(&temp);
+            return Err(DataError::io(&target, source_error));
+        }
+        Ok(Some(used))
+    }
+
+    /// Stores bytes (a manifest, a downloaded object) under their digest.
+    pub fn insert_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        self.ensure_shards()?;
+        let target = self.object_path(digest);
+        if std::fs::symlink_metadata(&target).is_ok() {
+            return Ok(());
+        }
+        let temp = fsutil::temp_path(&self.tmp, "object");
+        let result = std::fs::File::create(&temp)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, bytes)?;
+                file.sync_all()
+            })
+            .and_then(|()| fsutil::make_read_only(&temp))
+            .and_then(|()| std::fs::rename(&temp, &target));
+        if let Err(error) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(DataError::io(&target, error));
+        }
+        Ok(())
+    }
+
+    /// Moves a complete, verified temp file into place under `digest`.
+    pub fn insert_temp(&self, temp: &Path, digest: &Digest) -> Result<()> {
+        self.ensure_shards()?;
+        let target = self.object_path(digest);
+        let result = fsutil::make_read_only(temp).and_then(|()| std::fs::rename(temp, &target));
+        if let Err(error) = result {
+            let _ = std::fs::remove_file(temp);
+            return Err(DataError::io(&target, error));
+        }
+        Ok(())
+    }
+
+    /// Reads a small object (a manifest) and checks its digest.
+    pub fn read_verified(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let path = self.object_path(digest);
+        match std::fs::read(&path) {
+            Ok(bytes) if Digest::of_bytes(&bytes) == *digest => Ok(Some(bytes)),
+            Ok(_) => {
+                self.quarantine(digest);
+                Err(DataError::Invalid(format!(
+                    "corrupt object {} (content does not match its digest; moved to quarantine, fetch it again)",
+                    path.display()
+                )))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(DataError::io(path, error)),
+        }
+    }
+
+    /// Hashes the object and compares; a corrupt object is quarantined.
+    pub fn verify(&self, digest: &Digest) -> Result<Verified> {
+        let path = self.object_path(digest);
+        match hash::hash_file(&path) {
+            Ok((actual, _)) if actual == *digest => Ok(Verified::Good),
+            Ok(_) => {
+                self.quarantine(digest);
+                Ok(Verified::Corrupt)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Verified::Missing),
+            Err(error) => Err(DataError::io(path, error)),
+        }
+    }
+
+    fn quarantine(&self, digest: &Digest) {
+        let _ = std::fs::create_dir_all(&self.quarantine);
+        let _ = std::fs::rename(
+            self.object_path(digest),
+            self.quarantine.join(digest.to_hex()),
+        );
+    }
+
+    /// Places an object at `dest` (replacing what is there) with the first
+    /// link kind that works; copies are made read-only like the cache.
+    pub fn place(&self, digest: &Digest, dest: &Path, kinds: &[LinkKind]) -> Result<LinkKind> {
+        self.ensure_shards()?;
+        let object = self.object_path(digest);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| DataError::io(parent, source))?;
+        }
+        let temp = fsutil::temp_path(&self.tmp, "place");
+        let used = link::link_first(kinds, &object, &temp)
+            .map_err(|error| DataError::io(&object, error))?;
+        let result = (|| {
+            if used != LinkKind::Hardlink {
+                fsutil::make_read_only(&temp)?;
+            }
+            std::fs::rename(&temp, dest)
+        })();
+        if let Err(error) = result {
+            let _ = std::fs::remove_file(&temp);
+            return Err(DataError::io(dest, error));
+        }
+        Ok(used)
+    }
+
+    /// Every object in the cache with its size.
+    pub fn list(&self) -> Result<Vec<(Digest, u64)>> {
+        let mut objects = Vec::new();
+        let shards = match std::fs::read_dir(&self.objects) {
+            Ok(shards) => shards,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(objects),
+            Err(error) => return Err(DataError::io(&self.objects, error)),
+        };
+        for shard in shards.flatten() {
+            let shard_name = shard.file_name().to_string_lossy().into_owned();
+            let Ok(entries) = std::fs::read_dir(shard.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = format!("{shard_name}{}", entry.file_name().to_string_lossy());
+                if let (Ok(digest), Ok(metadata)) = (name.parse::<Digest>(), entry.metadata()) {
+                    objects.push((digest, metadata.len()));
+                }
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Deletes an object.
+    pub fn remove(&self, digest: &Digest) -> Result<()> {
+        let path = self.object_path(digest);
+        std::fs::remove_file(&path).map_err(|error| DataError::io(path, error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_place_verify_and_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let source = dir.path().join("source");
+        std::fs::write(&source, b"payload").unwrap();
+        let digest = Digest::of_bytes(b"payload");
+        assert!(
+            cache
+                .insert_file(&source, &digest, &[LinkKind::Copy])
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            cache
+                .insert_file(&source, &digest, &[LinkKind::Copy])
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(cache.verify(&digest).unwrap(), Verified::Good);
+        let dest = dir.path().join("ws/deep/file");
+        assert_eq!(
+            cache.place(&digest, &dest, &[LinkKind::Copy]).unwrap(),
+            LinkKind::Copy
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"payload");
+        assert!(std::fs::metadata(&dest).unwrap().permissions().readonly());
+        // Corrupt the object behind the cache's back.
+        let object = cache.object_path(&digest);
+        fsutil::make_writable(&object).unwrap();
+        std::fs::write(&object, b"tampered").unwrap();
+        assert_eq!(cache.verify(&digest).unwrap(), Verified::Corrupt);
+        assert!(!cache.contains(&digest));
+        assert_eq!(cache.verify(&digest).unwrap(), Verified::Missing);
+        assert_eq!(cache.list().unwrap().len(), 0);
+    }
+}

@@ -1,0 +1,181 @@
+//! Link strategies between the cache and the workspace: reflink (a
+//! copy-on-write clone, on Btrfs/XFS), hardlink (same inode, no copy) and
+//! copy, tried in the configured order. Every placement goes through a
+//! temporary name and a rename, so a reader never sees a half-written file.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// One way of putting a file's bytes at a second path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    /// Copy-on-write clone (`FICLONE`); independent inode, no data copied.
+    Reflink,
+    /// A second name for the same inode; the cache object and the workspace
+    /// file are one file, so both are kept read-only.
+    Hardlink,
+    /// A plain byte copy.
+    Copy,
+}
+
+impl LinkKind {
+    /// The default order: cheapest first.
+    pub const DEFAULT_ORDER: [LinkKind; 3] =
+        [LinkKind::Reflink, LinkKind::Hardlink, LinkKind::Copy];
+
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Reflink => "reflink",
+            LinkKind::Hardlink => "hardlink",
+            LinkKind::Copy => "copy",
+        }
+    }
+
+    /// Parses `reflink,hardlink,copy`.
+    pub fn parse_list(text: &str) -> Result<Vec<LinkKind>, String> {
+        let mut kinds = Vec::new();
+        for word in text
+            .split(',')
+            .map(str::trim)
+            .filter(|word| !word.is_empty())
+        {
+            let kind = match word {
+                "reflink" => LinkKind::Reflink,
+                "hardlink" => LinkKind::Hardlink,
+                "copy" => LinkKind::Copy,
+                other => {
+                    return Err(format!(
+                        "unknown link type `{other}` (use reflink, hardlink, copy)"
+                    ));
+                }
+            };
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        if kinds.is_empty() {
+            return Err("no link type given (use reflink, hardlink, copy)".into());
+        }
+        Ok(kinds)
+    }
+
+    /// Makes `to` (which must not exist) hold `from`'s bytes with this kind.
+    pub fn apply(self, from: &Path, to: &Path) -> std::io::Result<()> {
+        match self {
+            LinkKind::Hardlink => std::fs::hard_link(from, to),
+            LinkKind::Copy => std::fs::copy(from, to).map(|_| ()),
+            LinkKind::Reflink => {
+                let source = File::open(from)?;
+                let target = File::options().write(true).create_new(true).open(to)?;
+                let result =
+                    rustix::fs::ioctl_ficlone(&target, &source).map_err(std::io::Error::from);
+                if result.is_err() {
+                    drop(target);
+                    let _ = std::fs::remove_file(to);
+                }
+                result
+            }
+        }
+    }
+}
+
+/// Tries `kinds` in order and returns the one that worked. A kind that fails
+/// because the filesystem cannot do it falls through to the next; other
+/// errors (permission, disk full) are returned at once.
+///
+/// A kind the filesystem does not support at all (reflink on ext4, hardlink
+/// across devices) is remembered for the rest of the process, so 20,000
+/// files do not each pay for a failed attempt: the cache and the workspace
+/// stay on the same filesystems throughout one command.
+pub fn link_first(kinds: &[LinkKind], from: &Path, to: &Path) -> std::io::Result<LinkKind> {
+    let mut last = None;
+    for &kind in kinds {
+        let bit = 1u8 << (kind as u8);
+        if UNSUPPORTED.load(Ordering::Relaxed) & bit != 0 {
+            continue;
+        }
+        match kind.apply(from, to) {
+            Ok(()) => return Ok(kind),
+            Err(error) => match failure(&error) {
+                Failure::Unsupported => {
+                    UNSUPPORTED.fetch_or(bit, Ordering::Relaxed);
+                    last = Some(error);
+                }
+                Failure::ThisFile => last = Some(error),
+                Failure::Fatal => return Err(error),
+            },
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| std::io::Error::other("none of the configured link types works here")))
+}
+
+/// Link kinds found unsupported in this process (one bit per `LinkKind`).
+static UNSUPPORTED: AtomicU8 = AtomicU8::new(0);
+
+enum Failure {
+    /// The filesystem cannot do this kind at all.
+    Unsupported,
+    /// Only this file cannot (too many hardlinks, protected_hardlinks).
+    ThisFile,
+    /// A real error (disk full, permission on the folder).
+    Fatal,
+}
+
+fn failure(error: &std::io::Error) -> Failure {
+    use rustix::io::Errno;
+    use std::io::ErrorKind;
+    let is = |errno: Errno| error.raw_os_error() == Some(errno.raw_os_error());
+    if is(Errno::MLINK) || is(Errno::PERM) {
+        Failure::ThisFile
+    } else if matches!(
+        error.kind(),
+        ErrorKind::Unsupported | ErrorKind::CrossesDevices
+    ) || is(Errno::XDEV)
+        || is(Errno::OPNOTSUPP)
+        || is(Errno::INVAL)
+        || is(Errno::NOTTY)
+    {
+        Failure::Unsupported
+    } else {
+        Failure::Fatal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lists_and_rejects_unknown_words() {
+        assert_eq!(
+            LinkKind::parse_list("hardlink, copy,hardlink").unwrap(),
+            [LinkKind::Hardlink, LinkKind::Copy]
+        );
+        assert!(LinkKind::parse_list("symlink").is_err());
+        assert!(LinkKind::parse_list("").is_err());
+    }
+
+    #[test]
+    fn falls_back_until_one_kind_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("from");
+        std::fs::write(&from, b"bytes").unwrap();
+        let to = dir.path().join("to");
+        let used = link_first(&LinkKind::DEFAULT_ORDER, &from, &to).unwrap();
+        assert_ne!(
+            used,
+            LinkKind::Copy,
+            "hardlink works on every local filesystem"
+        );
+        assert_eq!(std::fs::read(&to).unwrap(), b"bytes");
+        let copy = dir.path().join("copy");
+        assert_eq!(
+            link_first(&[LinkKind::Copy], &from, &copy).unwrap(),
+            LinkKind::Copy
+        );
+        assert_eq!(std::fs::read(&copy).unwrap(), b"bytes");
+    }
+}

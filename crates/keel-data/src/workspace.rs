@@ -1,0 +1,956 @@
+//! The working tree side: finding tracked paths, scanning them, hashing what
+//! the stat cache cannot vouch for, and the `add`, `status` and `checkout`
+//! operations. A [`Workspace`] holds the project lock for its lifetime.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rayon::prelude::*;
+
+use crate::cache::{Cache, Verified};
+use crate::error::{DataError, Result};
+use crate::fsutil;
+use crate::hash::{self, Digest};
+use crate::link::LinkKind;
+use crate::manifest::{Manifest, ManifestEntry};
+use crate::metafile::{self, Kind, Metafile};
+use crate::progress;
+use crate::project::{Config, Project, ProjectLock};
+use crate::state::{FileStat, StatCache};
+
+/// How a command wants the workspace opened.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Link order for this command (overrides the config).
+    pub link: Option<Vec<LinkKind>>,
+    /// Draw progress bars.
+    pub progress: bool,
+    /// How long to wait for another keel process's lock.
+    pub lock_wait: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            link: None,
+            progress: false,
+            lock_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A tracked path and its metafile.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    /// Project-relative path of the data.
+    pub path: String,
+    /// Project-relative path of the metafile (`path` + `.keel`).
+    pub metafile_path: String,
+    /// The metafile's content.
+    pub metafile: Metafile,
+}
+
+/// One file found in the workspace.
+#[derive(Debug, Clone)]
+struct Present {
+    /// Relative to the tracked path ("" for a tracked file).
+    rel: String,
+    abs: PathBuf,
+    stat: FileStat,
+    mode: u32,
+}
+
+/// What is on disk where a tracked path should be.
+enum Scan {
+    Files(Vec<Present>),
+    WrongKind,
+}
+
+/// How one file differs from its metafile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// In the workspace, not in the metafile.
+    Added,
+    /// In the metafile, not in the workspace.
+    Deleted,
+    /// Content differs.
+    Modified,
+}
+
+impl Change {
+    /// Lower-case word for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::Added => "added",
+            Change::Deleted => "deleted",
+            Change::Modified => "modified",
+        }
+    }
+}
+
+/// Status of one tracked path.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    /// Project-relative tracked path.
+    pub path: String,
+    /// File or directory.
+    pub kind: Kind,
+    /// Changed files (project-relative), sorted.
+    pub changes: Vec<(String, Change)>,
+    /// Something that prevents a comparison (e.g. a manifest not in the cache).
+    pub problem: Option<String>,
+}
+
+impl TargetStatus {
+    /// Nothing changed and nothing prevented the check.
+    pub fn is_clean(&self) -> bool {
+        self.changes.is_empty() && self.problem.is_none()
+    }
+}
+
+/// Result of `add` for one path.
+#[derive(Debug, Clone)]
+pub struct AddOutcome {
+    /// The tracked path and its new metafile.
+    pub tracked: Tracked,
+    /// Files hashed (the rest came from the stat cache).
+    pub hashed_files: u64,
+    /// Bytes hashed.
+    pub hashed_bytes: u64,
+    /// Objects newly stored in the cache.
+    pub new_objects: u64,
+    /// How new objects entered the cache.
+    pub link: Option<LinkKind>,
+}
+
+/// Result of `checkout`.
+#[derive(Debug, Clone, Default)]
+pub struct CheckoutReport {
+    /// Files written into the workspace.
+    pub placed: u64,
+    /// Files already right.
+    pub unchanged: u64,
+    /// Extra files removed (their content is safe in the cache).
+    pub removed: u64,
+    /// Workspace paths whose cache object failed verification (not placed).
+    pub corrupt: Vec<(String, Digest)>,
+    /// Workspace paths whose object is not in the cache.
+    pub missing: Vec<(String, Digest)>,
+    /// Paths with uncached local changes that were left alone (use force).
+    pub conflicts: Vec<String>,
+    /// Tracked paths that could not be checked out at all, with the reason.
+    pub problems: Vec<String>,
+    /// How files were placed.
+    pub link: Option<LinkKind>,
+}
+
+impl CheckoutReport {
+    /// True when every tracked file is now in place.
+    pub fn is_complete(&self) -> bool {
+        self.corrupt.is_empty()
+            && self.missing.is_empty()
+            && self.conflicts.is_empty()
+            && self.problems.is_empty()
+    }
+}
+
+/// The project's workspace, cache and stat cache, under the project lock.
+pub struct Workspace {
+    project: Project,
+    config: Config,
+    cache: Cache,
+    stat: StatCache,
+    link: Vec<LinkKind>,
+    progress: bool,
+    /// Objects already hashed by this process (e.g. while downloading).
+    verified: HashSet<Digest>,
+    _lock: Option<ProjectLock>,
+}
+
+impl Workspace {
+    /// Opens the workspace and takes the project lock.
+    pub fn open(project: Project, options: &Options) -> Result<Self> {
+        let lock = project.lock(options.lock_wait)?;
+        Self::build(project, options, Some(lock))
+    }
+
+    /// Opens without the lock, for commands that only read (ls, diff).
+    pub fn open_read_only(project: Project, options: &Options) -> Result<Self> {
+        Self::build(project, options, None)
+    }
+
+    fn build(project: Project, options: &Options, lock: Option<ProjectLock>) -> Result<Self> {
+        let config = project.config()?;
+        let link = options.link.clone().unwrap_or_else(|| config.link.clone());
+        let keel = project.keel_dir();
+        Ok(Workspace {
+            cache: Cache::new(&keel),
+            stat: StatCache::load(&keel.join("state").join("stat-cache")),
+            project,
+            config,
+            link,
+            progress: options.progress,
+            verified: HashSet::new(),
+            _lock: lock,
+        })
+    }
+
+    /// The project.
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// The project's configuration as loaded.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The object cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Whether progress bars are drawn.
+    pub fn progress(&self) -> bool {
+        self.progress
+    }
+
+    /// Records objects this process has just verified (fetched and hashed),
+    /// so checkout does not hash them again.
+    pub fn mark_verified(&mut self, digests: impl IntoIterator<Item = Digest>) {
+        self.verified.extend(digests);
+    }
+
+    /// The link order in force.
+    pub fn link_order(&self) -> &[LinkKind] {
+        &self.link
+    }
+
+    /// Tracked paths: the given project-relative targets (a data path or its
+    /// metafile), or every metafile in the project when `targets` is empty.
+    pub fn tracked(&self, targets: &[String]) -> Result<Vec<Tracked>> {
+        let metafiles = if targets.is_empty() {
+            find_metafiles(self.project.root())?
+        } else {
+            let mut metafiles = Vec::new();
+            for target in targets {
+                let data = target.strip_suffix(metafile::SUFFIX).unwrap_or(target);
+                let metafile_path = format!("{data}{}", metafile::SUFFIX);
+                if !self.project.abs(&metafile_path).is_file() {
+                    return Err(DataError::NotTracked(PathBuf::from(data)));
+                }
+                metafiles.push(metafile_path);
+            }
+            metafiles
+        };
+        metafiles
+            .into_iter()
+            .map(|metafile_path| self.read_tracked(metafile_path))
+            .collect()
+    }
+
+    fn read_tracked(&self, metafile_path: String) -> Result<Tracked> {
+        let abs = self.project.abs(&metafile_path);
+        let metafile = Metafile::read(&abs)?;
+        let data = metafile_path
+            .strip_suffix(metafile::SUFFIX)
+            .unwrap_or(&metafile_path);
+        let expected_name = data.rsplit('/').next().unwrap_or(data);
+        if metafile.path != expected_name {
+            return Err(DataError::Parse {
+                path: abs,
+                line: 0,
+                message: format!(
+                    "path `{}` does not match the metafile's name (expected `{expected_name}`)",
+                    metafile.path
+                ),
+            });
+        }
+        Ok(Tracked {
+            path: data.to_string(),
+            metafile_path,
+            metafile,
+        })
+    }
+
+    /// The files a metafile describes; None when a directory's manifest is
+    /// not in the cache. A tracked file is one entry with an empty path.
+    pub fn expected_entries(&self, metafile: &Metafile) -> Result<Option<Vec<ManifestEntry>>> {
+        match metafile.kind {
+            Kind::File => Ok(Some(vec![ManifestEntry {
+                path: String::new(),
+                digest: metafile.digest,
+                size: metafile.size,
+            }])),
+            Kind::Directory => self
+                .manifest(&metafile.digest)
+                .map(|manifest| manifest.map(|manifest| manifest.entries)),
+        }
+    }
+
+    /// Loads and verifies a manifest object from the cache.
+    pub fn manifest(&self, digest: &Digest) -> Result<Option<Manifest>> {
+        match self.cache.read_verified(digest)? {
+            Some(bytes) => Manifest::parse(&bytes, &self.cache.object_path(digest)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn scan(&self, path: &str, kind: Kind) -> Result<Scan> {
+        let abs = self.project.abs(path);
+        let metadata = match std::fs::symlink_metadata(&abs) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Scan::Files(Vec::new()));
+            }
+            Err(error) => return Err(DataError::io(&abs, error)),
+        };
+        match kind {
+            Kind::File if metadata.is_file() => Ok(Scan::Files(vec![Present {
+                rel: String::new(),
+                stat: FileStat::of(&metadata),
+                mode: metadata.permissions().mode(),
+                abs,
+            }])),
+            Kind::Directory if metadata.is_dir() => {
+                let mut files = Vec::new();
+                walk(&abs, "", &mut files)?;
+                Ok(Scan::Files(files))
+            }
+            _ => Ok(Scan::WrongKind),
+        }
+    }
+
+    /// Digests for `files` (where `wanted`), from the stat cache or by
+    /// hashing in parallel. Hashed files are recorded in the stat cache.
+    fn digests(
+        &mut self,
+        base: &str,
+        files: &[Present],
+        wanted: &[bool],
+    ) -> Result<(Vec<Option<Digest>>, u64, u64)> {
+        let mut digests = vec![None; files.len()];
+        let mut to_hash = Vec::new();
+        for (index, file) in files.iter().enumerate() {
+            if !wanted[index] {
+                continue;
+            }
+            match self.stat.lookup(&join(base, &file.rel), &file.stat) {
+                Some(digest) => digests[index] = Some(digest),
+                None => to_hash.push(index),
+            }
+        }
+        let total: u64 = to_hash.iter().map(|&index| files[index].stat.size).sum();
+        let bar = progress::bytes_bar(self.progress, total, "hashing");
+        let hashed: Vec<(usize, std::io::Result<(Digest, u64)>)> = to_hash
+            .par_iter()
+            .map(|&index| {
+                let result = hash::hash_file(&files[index].abs);
+                bar.inc(files[index].stat.size);
+                (index, result)
+            })
+            .collect();
+        bar.finish_and_clear();
+        let mut errors = Vec::new();
+        let hashed_files = hashed.len() as u64;
+        for (index, result) in hashed {
+            match result {
+                Ok((digest, _)) => {
+                    self.stat.record(
+                        &join(base, &files[index].rel),
+                        files[index].stat,
+                        digest,
+                        false,
+                    );
+                    digests[index] = Some(digest);
+                }
+                Err(error) => errors.push(DataError::io(&files[index].abs, error)),
+            }
+        }
+        if let Some(error) = DataError::many(errors) {
+            return Err(error);
+        }
+        Ok((digests, hashed_files, total))
+    }
+
+    /// `keel data add`: hashes the paths, stores new objects, writes the
+    /// metafiles and git-ignores the data.
+    pub fn add(&mut self, paths: &[String]) -> Result<Vec<AddOutcome>> {
+        let mut outcomes = Vec::new();
+        for path in paths {
+            outcomes.push(self.add_one(path)?);
+        }
+        // Copies and reflinks wrote new bytes into the cache: flush them with
+        // one syncfs rather than an fsync per object. Hardlinked objects are
+        // the user's own bytes, and manifests are fsynced as they are written.
+        if outcomes
+            .iter()
+            .any(|outcome| outcome.link.is_some_and(|kind| kind != LinkKind::Hardlink))
+        {
+            fsutil::sync_filesystem(self.project.root())?;
+        }
+        self.stat.save()?;
+        Ok(outcomes)
+    }
+
+    fn add_one(&mut self, path: &str) -> Result<AddOutcome> {
+        let abs = self.project.abs(path);
+        if path.ends_with(metafile::SUFFIX) {
+            return Err(DataError::Unsupported {
+                path: abs,
+                reason: "this is a keel metafile; add the data path instead".into(),
+            });
+        }
+        let mut ancestor = path;
+        while let Some((parent, _)) = ancestor.rsplit_once('/') {
+            if self
+                .project
+                .abs(&format!("{parent}{}", metafile::SUFFIX))
+                .is_file()
+            {
+                return Err(DataError::Unsupported {
+                    path: abs,
+                    reason: format!(
+                        "inside the tracked directory `{parent}`; add `{parent}` again instead"
+                    ),
+                });
+            }
+            ancestor = parent;
+        }
+        let metadata = std::fs::symlink_metadata(&abs).map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => DataError::NotFound(abs.clone()),
+            _ => DataError::io(&abs, error),
+        })?;
+        let kind = if metadata.is_file() {
+            Kind::File
+        } else if metadata.is_dir() {
+            Kind::Directory
+        } else {
+            return Err(DataError::Unsupported {
+                path: abs,
+                reason:
+                    "only regular files and directories can be tracked (not symlinks or devices)"
+                        .into(),
+            });
+        };
+        let Scan::Files(files) = self.scan(path, kind)? else {
+            return Err(DataError::Invalid(format!(
+                "{}: changed while being added",
+                abs.display()
+            )));
+        };
+        if let Some(nested) = files
+            .iter()
+            .find(|file| file.rel.ends_with(metafile::SUFFIX))
+        {
+            return Err(DataError::Unsupported { path: nested.abs.clone(), reason: "a keel metafile inside a directory being added (nested tracking is not supported)".into() });
+        }
+        let wanted = vec![true; files.len()];
+        let (digests, hashed_files, hashed_bytes) = self.digests(path, &files, &wanted)?;
+        // Store objects: one per distinct digest, in parallel.
+        let mut first_of: HashMap<Digest, usize> = HashMap::new();
+        for (index, digest) in digests.iter().enumerate() {
+            if let Some(digest) = digest {
+                first_of.entry(*digest).or_insert(index);
+            }
+        }
+        let new_objects = AtomicU64::new(0);
+        let used_link = Mutex::new(None);
+        let link = self.link.clone();
+        let cache = &self.cache;
+        let bar = progress::count_bar(self.progress, first_of.len() as u64, "caching");
+        let errors: Vec<DataError> = first_of
+            .par_iter()
+            .filter_map(|(digest, &index)| {
+                let result = cache.insert_file(&files[index].abs, digest, &link);
+                bar.inc(1);
+                match result {
+                    Ok(Some(kind)) => {
+                        new_objects.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut used) = used_link.lock() {
+                            used.get_or_insert(kind);
+                        }
+                        None
+                    }
+                    Ok(None) => None,
+                    Err(error) => Some(error),
+                }
+            })
+            .collect();
+        bar.finish_and_clear();
+        if let Some(error) = DataError::many(errors) {
+            return Err(error);
+        }
+        // Protect the workspace copies from in-place edits.
+        let errors: Vec<DataError> = files
+            .par_iter()
+            .filter(|file| file.mode & 0o222 != 0)
+            .filter_map(|file| {
+                fsutil::make_read_only(&file.abs)
+                    .err()
+                    .map(|error| DataError::io(&file.abs, error))
+            })
+            .collect();
+        if let Some(error) = DataError::many(errors) {
+            return Err(error);
+        }
+        let name = path.rsplit('/').next().unwrap_or(path).to_string();
+        let metafile = match kind {
+            Kind::File => {
+                let digest = digests
+                    .first()
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| DataError::NotFound(abs.clone()))?;
+                Metafile {
+                    path: name,
+                    kind,
+                    digest,
+                    size: files[0].stat.size,
+                    files: 1,
+                }
+            }
+            Kind::Directory => {
+                let entries = files
+                    .iter()
+                    .zip(&digests)
+                    .filter_map(|(file, digest)| {
+                        digest.map(|digest| ManifestEntry {
+                            path: file.rel.clone(),
+                            digest,
+                            size: file.stat.size,
+                        })
+                    })
+                    .collect();
+                let manifest = Manifest::new(entries);
+                let (digest, bytes) = manifest.digest();
+                self.cache.insert_bytes(&digest, &bytes)?;
+                Metafile {
+                    path: name,
+                    kind,
+                    digest,
+                    size: manifest.size(),
+                    files: manifest.entries.len() as u64,
+                }
+            }
+        };
+        let metafile_path = format!("{path}{}", metafile::SUFFIX);
+        fsutil::write_atomic(
+            &self.project.abs(&metafile_path),
+            metafile.render().as_bytes(),
+        )?;
+        ensure_gitignored(&self.project, path)?;
+        let link = used_link.into_inner().ok().flatten();
+        Ok(AddOutcome {
+            tracked: Tracked {
+                path: path.to_string(),
+                metafile_path,
+                metafile,
+            },
+            hashed_files,
+            hashed_bytes,
+            new_objects: new_objects.into_inner(),
+            link,
+        })
+    }
+
+    /// `keel data status`: how the workspace differs from the metafiles.
+    pub fn status(&mut self, targets: &[String]) -> Result<Vec<TargetStatus>> {
+        let mut statuses = Vec::new();
+        for tracked in self.tracked(targets)? {
+            statuses.push(self.status_one(&tracked)?);
+        }
+        self.stat.save()?;
+        Ok(statuses)
+    }
+
+    fn status_one(&mut self, tracked: &Tracked) -> Result<TargetStatus> {
+        let mut status = TargetStatus {
+            path: tracked.path.clone(),
+            kind: tracked.metafile.kind,
+            changes: Vec::new(),
+            problem: None,
+        };
+        let Some(expected) = self.expected_entries(&tracked.metafile)? else {
+            status.problem = Some(format!(
+                "manifest {} is not in the cache (run `keel data fetch`)",
+                tracked.metafile.digest
+            ));
+            return Ok(status);
+        };
+        let files = match self.scan(&tracked.path, tracked.metafile.kind)? {
+            Scan::Files(files) => files,
+            Scan::WrongKind => {
+                status.problem = Some(format!(
+                    "expected a {}, found something else",
+                    tracked.metafile.kind.as_str()
+                ));
+                return Ok(status);
+            }
+        };
+        if files.is_empty() && !expected.is_empty() {
+            status.changes.push((tracked.path.clone(), Change::Deleted));
+            return Ok(status);
+        }
+        let comparison = self.compare(&tracked.path, &expected, &files)?;
+        for (rel, change) in comparison.changes {
+            status.changes.push((join(&tracked.path, &rel), change));
+        }
+        status.changes.sort();
+        Ok(status)
+    }
+
+    fn compare(
+        &mut self,
+        base: &str,
+        expected: &[ManifestEntry],
+        files: &[Present],
+    ) -> Result<Comparison> {
+        let by_rel: HashMap<&str, usize> = files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| (file.rel.as_str(), index))
+            .collect();
+        let mut wanted = vec![false; files.len()];
+        let mut matched = vec![None; expected.len()];
+        for (entry_index, entry) in expected.iter().enumerate() {
+            if let Some(&index) = by_rel.get(entry.path.as_str()) {
+                matched[entry_index] = Some(index);
+                wanted[index] = files[index].stat.size == entry.size;
+            }
+        }
+        let (digests, _, _) = self.digests(base, files, &wanted)?;
+        let mut comparison = Comparison::default();
+        let mut seen = vec![false; files.len()];
+        for (entry_index, entry) in expected.iter().enumerate() {
+            match matched[entry_index] {
+                None => comparison
+                    .changes
+                    .push((entry.path.clone(), Change::Deleted)),
+                Some(index) => {
+                    seen[index] = true;
+                    if digests[index] == Some(entry.digest) {
+                        comparison.same += 1;
+                    } else {
+                        comparison
+                            .changes
+                            .push((entry.path.clone(), Change::Modified));
+                    }
+                }
+            }
+        }
+        for (index, file) in files.iter().enumerate() {
+            if !seen[index] {
+                comparison.changes.push((file.rel.clone(), Change::Added));
+            }
+        }
+        Ok(comparison)
+    }
+
+    /// `keel data checkout`: makes the workspace match the metafiles. Every
+    /// object is verified before it is placed; corrupt and missing objects
+    /// are reported and left out. Local changes whose content is not in the
+    /// cache are kept unless `force`.
+    pub fn checkout(&mut self, targets: &[String], force: bool) -> Result<CheckoutReport> {
+        let mut report = CheckoutReport::default();
+        for tracked in self.tracked(targets)? {
+            self.checkout_one(&tracked, force, &mut report)?;
+        }
+        self.stat.save()?;
+        Ok(report)
+    }
+
+    fn checkout_one(
+        &mut self,
+        tracked: &Tracked,
+        force: bool,
+        report: &mut CheckoutReport,
+    ) -> Result<()> {
+        let Some(expected) = self.expected_entries(&tracked.metafile)? else {
+            report.problems.push(format!(
+                "{}: manifest {} is not in the cache (run `keel data pull`)",
+                tracked.path, tracked.metafile.digest
+            ));
+            return Ok(());
+        };
+        let abs = self.project.abs(&tracked.path);
+        let files = match self.scan(&tracked.path, tracked.metafile.kind)? {
+            Scan::Files(files) => files,
+            Scan::WrongKind if force => {
+                let metadata =
+                    std::fs::symlink_metadata(&abs).map_err(|error| DataError::io(&abs, error))?;
+                let removed = if metadata.is_dir() {
+                    std::fs::remove_dir_all(&abs)
+                } else {
+                    std::fs::remove_file(&abs)
+                };
+                removed.map_err(|error| DataError::io(&abs, error))?;
+                Vec::new()
+            }
+            Scan::WrongKind => {
+                report.conflicts.push(format!(
+                    "{} (expected a {}; use --force to replace it)",
+                    tracked.path,
+                    tracked.metafile.kind.as_str()
+                ));
+                return Ok(());
+            }
+        };
+        let comparison = self.compare(&tracked.path, &expected, &files)?;
+        report.unchanged += comparison.same;
+        let by_rel: HashMap<&str, &Present> =
+            files.iter().map(|file| (file.rel.as_str(), file)).collect();
+        let expected_by_rel: HashMap<&str, &ManifestEntry> = expected
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry))
+            .collect();
+        // Changed or extra local files are safe to replace only if their content is cached.
+        let local: Vec<Present> = comparison
+            .changes
+            .iter()
+            .filter(|(_, change)| *change != Change::Deleted)
+            .filter_map(|(rel, _)| by_rel.get(rel.as_str()).map(|file| (*file).clone()))
+            .collect();
+        let mut unsafe_paths = HashSet::new();
+        if !force && !local.is_empty() {
+            let wanted = vec![true; local.len()];
+            let (digests, _, _) = self.digests(&tracked.path, &local, &wanted)?;
+            for (file, digest) in local.iter().zip(digests) {
+                if !digest.is_some_and(|digest| self.cache.contains(&digest)) {
+                    unsafe_paths.insert(file.rel.clone());
+                    report.conflicts.push(format!(
+                        "{} (local changes not in the cache; `keel data add` them or use --force)",
+                        join(&tracked.path, &file.rel)
+                    ));
+                }
+            }
+        }
+        let mut to_place: Vec<(String, Digest)> = Vec::new();
+        let mut to_remove: Vec<&Present> = Vec::new();
+        for (rel, change) in &comparison.changes {
+            if unsafe_paths.contains(rel) {
+                continue;
+            }
+            match change {
+                Change::Added => to_remove.extend(by_rel.get(rel.as_str()).copied()),
+                Change::Deleted | Change::Modified => {
+                    if let Some(entry) = expected_by_rel.get(rel.as_str()) {
+                        to_place.push((rel.clone(), entry.digest));
+                    }
+                }
+            }
+        }
+        for file in to_remove {
+            std::fs::remove_file(&file.abs).map_err(|error| DataError::io(&file.abs, error))?;
+            self.stat.forget(&join(&tracked.path, &file.rel));
+            report.removed += 1;
+        }
+        if to_place.is_empty() {
+            return Ok(());
+        }
+        // Verify each distinct object once, in parallel.
+        let distinct: HashSet<Digest> = to_place.iter().map(|(_, digest)| *digest).collect();
+        let distinct: Vec<Digest> = distinct.into_iter().collect();
+        let cache = &self.cache;
+        let verified = &self.verified;
+        let verdicts: Vec<(Digest, Result<Verified>)> = distinct
+            .par_iter()
+            .map(|digest| {
+                let verdict = if verified.contains(digest) && cache.contains(digest) {
+                    Ok(Verified::Good)
+                } else {
+                    cache.verify(digest)
+                };
+                (*digest, verdict)
+            })
+            .collect();
+        let mut verdict_of = HashMap::new();
+        for (digest, verdict) in verdicts {
+            verdict_of.insert(digest, verdict?);
+        }
+        let link = self.link.clone();
+        let base = tracked.path.clone();
+        let project = &self.project;
+        let bar = progress::count_bar(self.progress, to_place.len() as u64, "checkout");
+        let placed: Vec<Placement> = to_place
+            .par_iter()
+            .filter(|(_, digest)| verdict_of.get(digest) == Some(&Verified::Good))
+            .map(|(rel, digest)| {
+                let dest = project.abs(&join(&base, rel));
+                let result = cache.place(digest, &dest, &link).and_then(|kind| {
+                    let metadata = std::fs::symlink_metadata(&dest)
+                        .map_err(|error| DataError::io(&dest, error))?;
+                    Ok((kind, FileStat::of(&metadata)))
+                });
+                bar.inc(1);
+                (rel.clone(), *digest, result)
+            })
+            .collect();
+        bar.finish_and_clear();
+        for (rel, digest) in &to_place {
+            match verdict_of.get(digest) {
+                Some(Verified::Corrupt) => report.corrupt.push((join(&base, rel), *digest)),
+                Some(Verified::Missing) => report.missing.push((join(&base, rel), *digest)),
+                _ => {}
+            }
+        }
+        let mut errors = Vec::new();
+        for (rel, digest, result) in placed {
+            match result {
+                Ok((kind, stat)) => {
+                    report.placed += 1;
+                    report.link.get_or_insert(kind);
+                    self.stat.record(&join(&base, &rel), stat, digest, true);
+                }
+                Err(error) => errors.push(error),
+            }
+        }
+        report.corrupt.sort();
+        report.missing.sort();
+        match DataError::many(errors) {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Saves the stat cache (commands that hash outside add/status/checkout).
+    pub fn save_state(&mut self) -> Result<()> {
+        self.stat.save()
+    }
+}
+
+/// One checkout placement: workspace path, object, and how it went.
+type Placement = (String, Digest, Result<(LinkKind, FileStat)>);
+
+#[derive(Default)]
+struct Comparison {
+    same: u64,
+    changes: Vec<(String, Change)>,
+}
+
+/// `base/rel`, or `base` alone when `rel` is empty.
+pub fn join(base: &str, rel: &str) -> String {
+    match (base.is_empty(), rel.is_empty()) {
+        (_, true) => base.to_string(),
+        (true, false) => rel.to_string(),
+        (false, false) => format!("{base}/{rel}"),
+    }
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<Present>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|error| DataError::io(dir, error))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| DataError::io(dir, error))?;
+        let name = entry.file_name();
+        let abs = entry.path();
+        let name = name.to_str().ok_or_else(|| DataError::Unsupported {
+            path: abs.clone(),
+            reason: "file name is not valid UTF-8".into(),
+        })?;
+        if name.contains('\n') {
+            return Err(DataError::Unsupported {
+                path: abs,
+                reason: "file names with a newline are not supported".into(),
+            });
+        }
+        let rel = join(prefix, name);
+        let file_type = entry
+            .file_type()
+            .map_err(|error| DataError::io(&abs, error))?;
+        if file_type.is_dir() {
+            walk(&abs, &rel, out)?;
+        } else if file_type.is_file() {
+            files.push((rel, abs));
+        } else {
+            return Err(DataError::Unsupported { path: abs, reason: "only regular files can be tracked inside a directory (found a symlink or special file)".into() });
+        }
+    }
+    let stats: Vec<Result<Present>> = files
+        .into_par_iter()
+        .map(|(rel, abs)| {
+            let metadata =
+                std::fs::symlink_metadata(&abs).map_err(|error| DataError::io(&abs, error))?;
+            Ok(Present {
+                rel,
+                stat: FileStat::of(&metadata),
+                mode: metadata.permissions().mode(),
+                abs,
+            })
+        })
+        .collect();
+    for stat in stats {
+        out.push(stat?);
+    }
+    Ok(())
+}
+
+/// Project-relative paths of every metafile, skipping `.git`, `.keel` and
+/// the insides of tracked directories.
+pub fn find_metafiles(root: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|error| DataError::io(&dir, error))?;
+        let mut names = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let is_dir = entry.file_type().map(|kind| kind.is_dir()).unwrap_or(false);
+            names.push((name, is_dir));
+        }
+        let files: HashSet<&str> = names
+            .iter()
+            .filter(|(_, is_dir)| !is_dir)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        for (name, is_dir) in &names {
+            if *is_dir {
+                let tracked = files.contains(format!("{name}{}", metafile::SUFFIX).as_str());
+                if !tracked && name != ".git" && name != crate::project::KEEL_DIR {
+                    stack.push((dir.join(name), join(&prefix, name)));
+                }
+            } else if name.ends_with(metafile::SUFFIX) && name.len() > metafile::SUFFIX.len() {
+                found.push(join(&prefix, name));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Adds `/name` to the `.gitignore` next to the tracked path.
+fn ensure_gitignored(project: &Project, path: &str) -> Result<()> {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let gitignore = project.abs(&join(parent, ".gitignore"));
+    let mut escaped = String::from("/");
+    for c in name.chars() {
+        if "*?[]\\!# ".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    let text = match std::fs::read_to_string(&gitignore) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(error) => return Err(DataError::io(&gitignore, error)),
+    };
+    if text.lines().any(|line| line.trim_end() == escaped) {
+        return Ok(());
+    }
+    let mut text = text;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&escaped);
+    text.push('\n');
+    fsutil::write_atomic(&gitignore, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests;

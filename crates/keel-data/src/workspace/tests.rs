@@ -1,0 +1,347 @@
+//! Unit tests of add / status / checkout / push / fetch / gc on a temp project.
+
+use std::path::Path;
+
+use super::*;
+use crate::remote;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::init(dir.path()).unwrap();
+        let root = project.root().to_path_buf();
+        Fixture { _dir: dir, root }
+    }
+
+    fn write(&self, path: &str, bytes: &[u8]) {
+        let path = self.root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        if path.exists() {
+            fsutil::make_writable(&path).unwrap();
+            std::fs::remove_file(&path).unwrap();
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn workspace(&self) -> Workspace {
+        Workspace::open(Project::discover(&self.root).unwrap(), &Options::default()).unwrap()
+    }
+
+    fn changes(&self) -> Vec<(String, Change)> {
+        let statuses = self.workspace().status(&[]).unwrap();
+        statuses
+            .into_iter()
+            .flat_map(|status| status.changes)
+            .collect()
+    }
+}
+
+fn add(fixture: &Fixture, paths: &[&str]) -> Vec<AddOutcome> {
+    let paths: Vec<String> = paths.iter().map(|path| path.to_string()).collect();
+    fixture.workspace().add(&paths).unwrap()
+}
+
+#[test]
+fn add_writes_metafile_gitignore_and_read_only_objects() {
+    let fixture = Fixture::new();
+    fixture.write("data/a.txt", b"alpha");
+    fixture.write("data/sub/b.txt", b"beta");
+    fixture.write("data/dup.txt", b"alpha");
+    fixture.write("model.bin", b"weights");
+    let outcomes = add(&fixture, &["data", "model.bin"]);
+    assert_eq!(outcomes[0].tracked.metafile.files, 3);
+    assert_eq!(outcomes[0].tracked.metafile.size, 14);
+    assert_eq!(outcomes[0].new_objects, 2, "dup.txt shares a.txt's object");
+    let metafile = Metafile::read(&fixture.root.join("data.keel")).unwrap();
+    assert_eq!(metafile.kind, Kind::Directory);
+    let gitignore = std::fs::read_to_string(fixture.root.join(".gitignore")).unwrap();
+    assert_eq!(gitignore, "/data\n/model.bin\n");
+    assert!(
+        std::fs::metadata(fixture.root.join("data/a.txt"))
+            .unwrap()
+            .permissions()
+            .readonly()
+    );
+    assert!(fixture.changes().is_empty());
+    // Re-adding is a no-op for the metafile and hashes nothing old.
+    let again = add(&fixture, &["data"]);
+    assert_eq!(again[0].tracked.metafile, metafile);
+    assert_eq!(again[0].new_objects, 0);
+}
+
+#[test]
+fn status_sees_modified_added_and_deleted_files() {
+    let fixture = Fixture::new();
+    fixture.write("data/a.txt", b"alpha");
+    fixture.write("data/b.txt", b"beta");
+    add(&fixture, &["data"]);
+    fixture.write("data/a.txt", b"ALPHA"); // same size, new content
+    fixture.write("data/c.txt", b"new");
+    std::fs::remove_file(fixture.root.join("data/b.txt")).unwrap();
+    assert_eq!(
+        fixture.changes(),
+        [
+            ("data/a.txt".to_string(), Change::Modified),
+            ("data/b.txt".to_string(), Change::Deleted),
+            ("data/c.txt".to_string(), Change::Added)
+        ]
+    );
+    std::fs::remove_dir_all(fixture.root.join("data")).unwrap();
+    assert_eq!(fixture.changes(), [("data".to_string(), Change::Deleted)]);
+}
+
+#[test]
+fn checkout_restores_and_keeps_uncached_changes_without_force() {
+    let fixture = Fixture::new();
+    fixture.write("data/a.txt", b"alpha");
+    fixture.write("data/b.txt", b"beta");
+    add(&fixture, &["data"]);
+    std::fs::remove_file(fixture.root.join("data/b.txt")).unwrap();
+    fixture.write("data/a.txt", b"edited");
+    let report = fixture.workspace().checkout(&[], false).unwrap();
+    assert_eq!(report.placed, 1);
+    assert_eq!(report.conflicts.len(), 1, "{:?}", report.conflicts);
+    assert_eq!(
+        std::fs::read(fixture.root.join("data/a.txt")).unwrap(),
+        b"edited"
+    );
+    let report = fixture.workspace().checkout(&[], true).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(
+        std::fs::read(fixture.root.join("data/a.txt")).unwrap(),
+        b"alpha"
+    );
+    assert!(fixture.changes().is_empty());
+}
+
+#[test]
+fn checkout_reports_a_corrupt_object_and_does_not_place_it() {
+    let fixture = Fixture::new();
+    fixture.write("data/good.txt", b"good");
+    fixture.write("data/bad.txt", b"bad!");
+    add(&fixture, &["data"]);
+    let workspace = fixture.workspace();
+    let object = workspace.cache().object_path(&Digest::of_bytes(b"bad!"));
+    drop(workspace);
+    fsutil::make_writable(&object).unwrap();
+    // Replace the object file (not in place: the workspace may share its inode).
+    std::fs::remove_file(&object).unwrap();
+    std::fs::write(&object, b"evil").unwrap();
+    std::fs::remove_dir_all(fixture.root.join("data")).unwrap();
+    let report = fixture.workspace().checkout(&[], false).unwrap();
+    assert_eq!(
+        report.corrupt,
+        [("data/bad.txt".to_string(), Digest::of_bytes(b"bad!"))]
+    );
+    assert_eq!(report.placed, 1);
+    assert!(!fixture.root.join("data/bad.txt").exists());
+    assert_eq!(
+        std::fs::read(fixture.root.join("data/good.txt")).unwrap(),
+        b"good"
+    );
+}
+
+#[test]
+fn add_rejects_nested_paths_and_metafiles() {
+    let fixture = Fixture::new();
+    fixture.write("data/a.txt", b"alpha");
+    add(&fixture, &["data"]);
+    let error = fixture
+        .workspace()
+        .add(&["data/a.txt".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("inside the tracked directory `data`"),
+        "{error}"
+    );
+    let error = fixture
+        .workspace()
+        .add(&["data.keel".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("metafile"), "{error}");
+    let error = fixture
+        .workspace()
+        .add(&["nope".to_string()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.ends_with("nope: no such file or directory"),
+        "{error}"
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn with_remote(fixture: &Fixture, remote_dir: &Path) {
+    let project = Project::discover(&fixture.root).unwrap();
+    let mut config = project.config().unwrap();
+    config
+        .add_remote("origin", remote_dir.to_str().unwrap(), false)
+        .unwrap();
+    project.save_config(&config).unwrap();
+}
+
+#[test]
+fn push_fetch_round_trip_and_resume() {
+    let fixture = Fixture::new();
+    let remote_dir = tempfile::tempdir().unwrap();
+    with_remote(&fixture, remote_dir.path());
+    for i in 0..20 {
+        fixture.write(&format!("data/{i}.txt"), format!("file {i}").as_bytes());
+    }
+    let big: Vec<u8> = (0..(LARGE_TEST_OBJECT)).map(|i| (i % 253) as u8).collect();
+    fixture.write("big.bin", &big);
+    add(&fixture, &["data", "big.bin"]);
+    let runtime = runtime();
+    let workspace = fixture.workspace();
+    let remote = remote::open_remote(&workspace, None, true).unwrap();
+    let report = runtime
+        .block_on(remote::push(&workspace, &remote, &[], 4))
+        .unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(report.transferred, 22, "20 files + big + manifest");
+    // Lose half of the remote objects, as an interrupted push would.
+    let mut removed = 0;
+    for (index, entry) in walk_files(&remote_dir.path().join("blake3"))
+        .into_iter()
+        .enumerate()
+    {
+        if index % 2 == 0 {
+            std::fs::remove_file(entry).unwrap();
+            removed += 1;
+        }
+    }
+    let report = runtime
+        .block_on(remote::push(&workspace, &remote, &[], 4))
+        .unwrap();
+    assert_eq!(report.transferred, removed);
+    assert_eq!(report.skipped, 22 - removed);
+    drop(workspace);
+    // Fresh cache and workspace: pull everything back.
+    std::fs::remove_dir_all(fixture.root.join(".keel/cache")).unwrap();
+    std::fs::remove_dir_all(fixture.root.join("data")).unwrap();
+    std::fs::remove_file(fixture.root.join("big.bin")).unwrap();
+    let mut workspace = fixture.workspace();
+    let remote = remote::open_remote(&workspace, None, false).unwrap();
+    let (transfer, checkout) = runtime
+        .block_on(remote::pull(&mut workspace, &remote, &[], 4, false))
+        .unwrap();
+    assert!(
+        transfer.is_complete() && checkout.is_complete(),
+        "{transfer:?} {checkout:?}"
+    );
+    assert_eq!(transfer.transferred, 22);
+    assert_eq!(std::fs::read(fixture.root.join("big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(fixture.root.join("data/7.txt")).unwrap(),
+        b"file 7"
+    );
+    drop(workspace);
+    assert!(fixture.changes().is_empty());
+}
+
+const LARGE_TEST_OBJECT: usize = (16 << 20) + 12345;
+
+#[test]
+fn fetch_rejects_a_corrupt_remote_object() {
+    let fixture = Fixture::new();
+    let remote_dir = tempfile::tempdir().unwrap();
+    with_remote(&fixture, remote_dir.path());
+    fixture.write("f.txt", b"original");
+    add(&fixture, &["f.txt"]);
+    let runtime = runtime();
+    let workspace = fixture.workspace();
+    let remote = remote::open_remote(&workspace, None, true).unwrap();
+    runtime
+        .block_on(remote::push(&workspace, &remote, &[], 4))
+        .unwrap();
+    drop(workspace);
+    let digest = Digest::of_bytes(b"original");
+    let remote_object = remote_dir.path().join("blake3").join(digest.shard_path());
+    std::fs::write(&remote_object, b"tampered").unwrap();
+    std::fs::remove_dir_all(fixture.root.join(".keel/cache")).unwrap();
+    let workspace = fixture.workspace();
+    let report = runtime
+        .block_on(remote::fetch(&workspace, &remote, &[], 4))
+        .unwrap();
+    assert_eq!(report.corrupt, [("f.txt".to_string(), digest)]);
+    assert!(!workspace.cache().contains(&digest));
+}
+
+#[test]
+fn gc_lists_then_removes_unreferenced_objects() {
+    let fixture = Fixture::new();
+    fixture.write("f.txt", b"one");
+    add(&fixture, &["f.txt"]);
+    fixture.write("f.txt", b"two");
+    add(&fixture, &["f.txt"]);
+    let workspace = fixture.workspace();
+    let dry = crate::gc::gc(&workspace, &[], false, false).unwrap();
+    assert_eq!(dry.unreferenced, [(Digest::of_bytes(b"one"), 3)]);
+    assert!(workspace.cache().contains(&Digest::of_bytes(b"one")));
+    let real = crate::gc::gc(&workspace, &[], false, true).unwrap();
+    assert!(real.removed);
+    assert!(!workspace.cache().contains(&Digest::of_bytes(b"one")));
+    assert!(workspace.cache().contains(&Digest::of_bytes(b"two")));
+}
+
+#[test]
+fn dataset_input_reads_the_metafile() {
+    let fixture = Fixture::new();
+    fixture.write("data/a.txt", b"alpha");
+    let outcome = add(&fixture, &["data"]).remove(0);
+    let project = Project::discover(&fixture.root).unwrap();
+    let input = crate::lineage::dataset_input(&project, Path::new("data"), &fixture.root).unwrap();
+    assert_eq!(input.digest, outcome.tracked.metafile.digest.to_hex());
+    assert_eq!(
+        (input.size, input.files, input.source.as_str(), input.hash),
+        (5, 1, "data.keel", "blake3")
+    );
+    assert!(crate::lineage::dataset_input(&project, Path::new("other"), &fixture.root).is_err());
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        if entry.file_type().unwrap().is_dir() {
+            files.extend(walk_files(&entry.path()));
+        } else {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn leftovers_of_a_killed_process_are_invisible_and_cleaned() {
+    let fixture = Fixture::new();
+    fixture.write("f.txt", b"content");
+    // A killed download leaves a temp file, never a file under an object name.
+    let tmp = fixture.root.join(".keel/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join(".download.keel-tmp-99999-0"), b"half").unwrap();
+    let workspace = fixture.workspace();
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "stale temp files are removed under the lock"
+    );
+    assert!(workspace.cache().list().unwrap().is_empty());
+    drop(workspace);
+    add(&fixture, &["f.txt"]);
+    assert_eq!(fixture.workspace().cache().list().unwrap().len(), 1);
+}

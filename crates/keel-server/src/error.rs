@@ -1,0 +1,48 @@
+//! Turning `keel_core::Error` into MLflow's error envelope:
+//! `{"error_code": "...", "message": "...", "sqlstate": "...", "error_class": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use keel_core::{Error, ErrorCode};
+
+/// The error type every handler returns.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        ApiError(error)
+    }
+}
+
+impl From<keel_artifacts::ArtifactError> for ApiError {
+    fn from(error: keel_artifacts::ArtifactError) -> Self {
+        ApiError(error.into())
+    }
+}
+
+/// Handler result alias.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code: ErrorCode = self.0.code;
+        let status =
+            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(error_code = code.as_str(), message = %self.0.message, "request failed");
+        }
+        let body = serde_json::json!({
+            "error_code": code.as_str(),
+            "message": self.0.message,
+            "sqlstate": code.sqlstate(),
+            "error_class": code.error_class(),
+        });
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}

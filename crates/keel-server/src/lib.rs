@@ -1,0 +1,250 @@
+//! keel-server: the HTTP layer, thin by design.
+//!
+//! Routes, authentication, request parsing, entity ↔ JSON, and error-code →
+//! HTTP-status mapping for the MLflow-compatible REST API (`/api/2.0/mlflow/...`
+//! and its `/ajax-api/...` twin) and the artifact proxy
+//! (`/api/2.0/mlflow-artifacts/...`). Every decision about data lives in
+//! `keel-store` and `keel-artifacts`; this crate holds no SQL and touches no
+//! files itself.
+
+mod artifacts;
+mod dto;
+mod error;
+mod request;
+mod tracking;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use keel_artifacts::ArtifactStore;
+use keel_core::Error;
+use keel_store::{Store, StoreConfig};
+
+pub use error::ApiError;
+
+/// Largest JSON request body accepted (a full log-batch is far smaller).
+pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
+
+/// Everything a handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub artifacts: ArtifactStore,
+    auth_token: Option<String>,
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub backend_store_uri: String,
+    pub artifacts_destination: String,
+    pub host: String,
+    pub port: u16,
+    /// Bearer token required on every request but `/health` when set.
+    pub auth_token: Option<String>,
+    /// Allows a non-loopback bind without a token (explicit opt-out).
+    pub allow_unauthenticated: bool,
+}
+
+impl AppState {
+    /// Opens the store and the artifact root named in `config`.
+    pub async fn open(config: &ServerConfig) -> Result<AppState, Error> {
+        let store = Store::open(StoreConfig::new(&config.backend_store_uri)).await?;
+        let artifacts = ArtifactStore::open(&config.artifacts_destination).map_err(Error::from)?;
+        Ok(AppState {
+            store,
+            artifacts,
+            auth_token: config.auth_token.clone(),
+        })
+    }
+}
+
+fn mlflow_routes() -> Router<AppState> {
+    use tracking::*;
+    Router::new()
+        .route("/experiments/create", post(create_experiment))
+        .route("/experiments/get", get(get_experiment))
+        .route("/experiments/get-by-name", get(get_experiment_by_name))
+        .route(
+            "/experiments/search",
+            post(search_experiments).get(search_experiments_get),
+        )
+        .route("/experiments/update", post(update_experiment))
+        .route("/experiments/delete", post(delete_experiment))
+        .route("/experiments/restore", post(restore_experiment))
+        .route("/experiments/set-experiment-tag", post(set_experiment_tag))
+        .route(
+            "/experiments/delete-experiment-tag",
+            post(delete_experiment_tag),
+        )
+        .route("/runs/create", post(create_run))
+        .route("/runs/get", get(get_run))
+        .route("/runs/update", post(update_run))
+        .route("/runs/delete", post(delete_run))
+        .route("/runs/restore", post(restore_run))
+        .route("/runs/search", post(search_runs))
+        .route("/runs/log-metric", post(log_metric))
+        .route("/runs/log-parameter", post(log_param))
+        .route("/runs/log-batch", post(log_batch))
+        .route("/runs/log-inputs", post(log_inputs))
+        .route("/runs/outputs", post(log_outputs))
+        .route("/runs/log-model", post(log_model))
+        .route("/runs/set-tag", post(set_tag))
+        .route("/runs/delete-tag", post(delete_tag))
+        .route("/metrics/get-history", get(get_metric_history))
+        .route(
+            "/metrics/get-history-bulk-interval",
+            get(get_metric_history_bulk_interval),
+        )
+        .route("/artifacts/list", get(artifacts::list_run_artifacts))
+        .route("/logged-models", post(create_logged_model))
+        .route("/logged-models/search", post(search_logged_models))
+        .route(
+            "/logged-models/{model_id}",
+            get(get_logged_model)
+                .patch(finalize_logged_model)
+                .delete(delete_logged_model),
+        )
+        .route(
+            "/logged-models/{model_id}/tags",
+            patch(set_logged_model_tags),
+        )
+        .route(
+            "/logged-models/{model_id}/tags/{key}",
+            axum::routing::delete(delete_logged_model_tag),
+        )
+        .route(
+            "/logged-models/{model_id}/params",
+            post(log_logged_model_params),
+        )
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+fn artifact_routes() -> Router<AppState> {
+    Router::new()
+        .route("/artifacts", get(artifacts::list))
+        .route(
+            "/artifacts/{*path}",
+            get(artifacts::download)
+                .put(artifacts::upload)
+                .delete(artifacts::delete),
+        )
+        // Uploads stream to the store, so their size is bounded by storage, not memory.
+        .layer(DefaultBodyLimit::disable())
+}
+
+async fn server_info() -> impl IntoResponse {
+    axum::Json(serde_json::json!({
+        "store_type": "SqlStore",
+        "workspaces_enabled": false,
+        "trace_archival_enabled": false,
+        "multipart_uploads_enabled": false,
+        "multipart_downloads_enabled": false,
+        "presigned_upload_run_id_supported": false,
+    }))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError(Error::new(
+        keel_core::ErrorCode::ResourceDoesNotExist,
+        format!("No endpoint {} {}", request.method(), request.uri().path()),
+    ))
+}
+
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.auth_token
+        && request.uri().path() != "/health"
+    {
+        let expected = format!("Bearer {token}");
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(expected.as_str()) {
+            let body = serde_json::json!({
+                "error_code": "UNAUTHENTICATED",
+                "message": "This server requires 'Authorization: Bearer <token>' (MLFLOW_TRACKING_TOKEN)",
+            });
+            return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let mlflow = mlflow_routes();
+    let artifacts = artifact_routes();
+    Router::new()
+        .nest("/api/2.0/mlflow", mlflow.clone())
+        .nest("/ajax-api/2.0/mlflow", mlflow)
+        .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
+        .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
+        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .route("/health", get(|| async { "OK" }))
+        .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+fn is_loopback(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.starts_with("127.")
+}
+
+/// A bound, not yet running server: its address is known before it serves.
+pub struct BoundServer {
+    pub addr: SocketAddr,
+    listener: tokio::net::TcpListener,
+    app: Router,
+}
+
+impl BoundServer {
+    /// Serves until `shutdown` resolves, then finishes in-flight requests and closes the store.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Opens the store and artifact root, and binds the listening socket.
+pub async fn bind(config: &ServerConfig) -> Result<(BoundServer, AppState), Error> {
+    if !is_loopback(&config.host) && config.auth_token.is_none() && !config.allow_unauthenticated {
+        return Err(Error::invalid_parameter(format!(
+            "Refusing to listen on non-loopback address '{}' without authentication: set --auth-token \
+             (or KEEL_AUTH_TOKEN), or pass --allow-unauthenticated",
+            config.host
+        )));
+    }
+    let state = AppState::open(config).await?;
+    let address = format!(
+        "{}:{}",
+        config.host.trim_start_matches('[').trim_end_matches(']'),
+        config.port
+    );
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| Error::invalid_parameter(format!("Cannot listen on {address}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::internal(format!("Cannot read bound address: {e}")))?;
+    Ok((
+        BoundServer {
+            addr,
+            listener,
+            app: router(state.clone()),
+        },
+        state,
+    ))
+}

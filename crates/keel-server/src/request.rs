@@ -1,0 +1,253 @@
+//! Reading requests: JSON bodies into typed structs (errors name the field),
+//! query strings (repeated keys allowed), and MLflow's lenient scalar forms
+//! (int64 as number or string; metric values as number or "NaN"/"Infinity").
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use keel_core::Error;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+/// Parses a JSON body into `T`. A syntax error is INVALID_PARAMETER_VALUE with the
+/// position; a type error names the field path (e.g. `metrics[3].value`).
+pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
+    let quoted;
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else if let Some(rewritten) = quote_non_finite(body) {
+        quoted = rewritten;
+        &quoted
+    } else {
+        body
+    };
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            Error::invalid_parameter(format!("Malformed JSON request body: {inner}"))
+        } else if path == "." || path.is_empty() {
+            Error::invalid_parameter(format!("Invalid request body: {inner}"))
+        } else {
+            Error::invalid_parameter(format!("Invalid value for parameter '{path}': {inner}"))
+        }
+    })
+}
+
+/// Python's `json.dumps` writes the non-standard tokens `NaN`, `Infinity` and
+/// `-Infinity`; this quotes them (outside strings) so they reach the lenient
+/// number fields as strings. Returns `None` when there is nothing to rewrite.
+fn quote_non_finite(body: &[u8]) -> Option<Vec<u8>> {
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    if !has(b"NaN") && !has(b"Infinity") {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() + 8);
+    let (mut i, mut in_string, mut escaped) = (0, false, false);
+    while i < body.len() {
+        let byte = body[i];
+        if in_string {
+            out.push(byte);
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        let token = [&b"-Infinity"[..], b"Infinity", b"NaN"]
+            .into_iter()
+            .find(|t| body[i..].starts_with(t));
+        match token {
+            Some(token) => {
+                out.push(b'"');
+                out.extend_from_slice(token);
+                out.push(b'"');
+                i += token.len();
+            }
+            None => {
+                if byte == b'"' {
+                    in_string = true;
+                }
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Query-string parameters; repeated keys keep every value in order.
+#[derive(Debug, Default)]
+pub struct QueryParams(HashMap<String, Vec<String>>);
+
+impl QueryParams {
+    pub fn parse(raw: Option<&str>) -> Self {
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
+        if let Some(raw) = raw {
+            for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+                map.entry(key.into_owned())
+                    .or_default()
+                    .push(value.into_owned());
+            }
+        }
+        QueryParams(map)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0.get(key).cloned().unwrap_or_default()
+    }
+
+    /// A required parameter; its absence is INVALID_PARAMETER_VALUE naming it.
+    pub fn required(&self, key: &str) -> Result<&str, Error> {
+        self.get(key).filter(|v| !v.is_empty()).ok_or_else(|| {
+            Error::invalid_parameter(format!("Missing value for required parameter '{key}'"))
+        })
+    }
+
+    /// An optional integer parameter.
+    pub fn int(&self, key: &str) -> Result<Option<i64>, Error> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                Error::invalid_parameter(format!(
+                    "Invalid value '{v}' for parameter '{key}': expected an integer"
+                ))
+            }),
+        }
+    }
+}
+
+/// Requires a field that serde left empty; names it in the error.
+pub fn required<T>(value: Option<T>, field: &str) -> Result<T, Error> {
+    value.ok_or_else(|| {
+        Error::invalid_parameter(format!("Missing value for required parameter '{field}'"))
+    })
+}
+
+/// Picks `run_id`, falling back to the legacy `run_uuid`.
+pub fn run_id(run_id: Option<String>, run_uuid: Option<String>) -> Result<String, Error> {
+    run_id
+        .filter(|s| !s.is_empty())
+        .or(run_uuid.filter(|s| !s.is_empty()))
+        .ok_or_else(|| Error::invalid_parameter("Missing value for required parameter 'run_id'"))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IntOrString {
+    Int(i64),
+    Float(f64),
+    String(String),
+}
+
+/// int64 given as a JSON number or a numeric string (protobuf JSON writes int64 as strings).
+pub fn lenient_i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<IntOrString>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(IntOrString::Int(v)) => Ok(Some(v)),
+        Some(IntOrString::Float(v)) if v.fract() == 0.0 && v.abs() < 9.2e18 => Ok(Some(v as i64)),
+        Some(IntOrString::Float(v)) => {
+            Err(D::Error::custom(format!("expected an integer, got {v}")))
+        }
+        Some(IntOrString::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| D::Error::custom(format!("expected an integer, got '{s}'"))),
+    }
+}
+
+/// A string id given as a JSON string or number (experiment ids are strings of integers).
+pub fn lenient_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<IntOrString>::deserialize(deserializer)? {
+        None => None,
+        Some(IntOrString::Int(v)) => Some(v.to_string()),
+        Some(IntOrString::Float(v)) => Some(v.to_string()),
+        Some(IntOrString::String(s)) => Some(s),
+    })
+}
+
+/// A metric value: a JSON number, or one of the strings "NaN", "Infinity", "-Infinity" (or a numeric string).
+pub fn metric_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    use serde::de::Error as _;
+    match Option::<IntOrString>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(IntOrString::Int(v)) => Ok(Some(v as f64)),
+        Some(IntOrString::Float(v)) => Ok(Some(v)),
+        Some(IntOrString::String(s)) => match s.as_str() {
+            "NaN" | "nan" => Ok(Some(f64::NAN)),
+            "Infinity" | "inf" | "Inf" => Ok(Some(f64::INFINITY)),
+            "-Infinity" | "-inf" | "-Inf" => Ok(Some(f64::NEG_INFINITY)),
+            other => other
+                .trim()
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| D::Error::custom(format!("expected a number, got '{other}'"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Point {
+        #[serde(default, deserialize_with = "metric_value")]
+        value: Option<f64>,
+        #[serde(default, deserialize_with = "lenient_i64")]
+        step: Option<i64>,
+    }
+
+    #[test]
+    fn lenient_scalars() {
+        let p: Point = parse_json(&Bytes::from_static(br#"{"value":"NaN","step":"7"}"#)).unwrap();
+        assert!(p.value.unwrap().is_nan());
+        assert_eq!(p.step, Some(7));
+        let p: Point = parse_json(&Bytes::from_static(br#"{"value":1.5,"step":3}"#)).unwrap();
+        assert_eq!((p.value, p.step), (Some(1.5), Some(3)));
+        let error = parse_json::<Point>(&Bytes::from_static(br#"{"value":"abc"}"#)).unwrap_err();
+        assert!(error.message.contains("'value'"), "{}", error.message);
+        let p: Point =
+            parse_json(&Bytes::from_static(br#"{"value": -Infinity, "step": 1}"#)).unwrap();
+        assert_eq!(p.value, Some(f64::NEG_INFINITY));
+        let error =
+            parse_json::<Point>(&Bytes::from_static(br#"{"value": 1, "step": NaN}"#)).unwrap_err();
+        assert!(error.message.contains("'step'"), "{}", error.message);
+        let rewritten =
+            quote_non_finite(br#"{"a":"x NaN \" Infinity","b":NaN,"c":[-Infinity]}"#).unwrap();
+        assert_eq!(
+            rewritten,
+            br#"{"a":"x NaN \" Infinity","b":"NaN","c":["-Infinity"]}"#.to_vec()
+        );
+        assert!(quote_non_finite(b"{\"a\": 1}").is_none());
+        let error = parse_json::<Point>(&Bytes::from_static(b"{not json")).unwrap_err();
+        assert!(
+            error.message.contains("Malformed JSON"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn query_params() {
+        let q = QueryParams::parse(Some(
+            "run_ids=a&run_ids=b&metric_key=loss%20x&max_results=5",
+        ));
+        assert_eq!(q.all("run_ids"), vec!["a", "b"]);
+        assert_eq!(q.get("metric_key"), Some("loss x"));
+        assert_eq!(q.int("max_results").unwrap(), Some(5));
+        assert!(q.required("nope").is_err());
+    }
+}

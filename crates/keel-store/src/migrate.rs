@@ -1,0 +1,256 @@
+//! Versioned, forward-only schema migrations.
+//!
+//! Each migration is written once with three type tokens (`{SERIAL}`, `{INT}`,
+//! `{REAL}`) rendered per dialect. `keel_schema` records every applied version
+//! with a checksum of its text, so an edited migration is detected instead of
+//! silently diverging; migrations run in a transaction, so a crash mid-way
+//! leaves the previous version intact. A database newer than this binary is
+//! refused rather than written to.
+
+use keel_core::Error;
+
+use crate::Store;
+use crate::sql::{Dialect, Sql, db, get};
+
+/// (version, name, SQL). Append only; never edit a released entry.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tracking", TRACKING)];
+
+const TRACKING: &str = r#"
+CREATE TABLE experiments (
+    experiment_id {SERIAL},
+    name TEXT NOT NULL UNIQUE,
+    artifact_location TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    creation_time {INT} NOT NULL,
+    last_update_time {INT} NOT NULL
+);
+CREATE TABLE experiment_tags (
+    experiment_id {INT} NOT NULL REFERENCES experiments(experiment_id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, key)
+);
+CREATE TABLE runs (
+    run_uuid TEXT PRIMARY KEY,
+    experiment_id {INT} NOT NULL REFERENCES experiments(experiment_id),
+    name TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_time {INT} NOT NULL,
+    end_time {INT},
+    artifact_uri TEXT NOT NULL,
+    lifecycle_stage TEXT NOT NULL,
+    deleted_time {INT}
+);
+CREATE INDEX runs_experiment_start ON runs (experiment_id, start_time);
+CREATE TABLE params (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_uuid, key)
+);
+CREATE INDEX params_key_value ON params (key, value);
+CREATE TABLE tags (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_uuid, key)
+);
+CREATE TABLE metrics (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    key TEXT NOT NULL,
+    value {REAL} NOT NULL,
+    timestamp {INT} NOT NULL,
+    step {INT} NOT NULL,
+    is_nan {INT} NOT NULL,
+    PRIMARY KEY (run_uuid, key, timestamp, step, value, is_nan)
+);
+CREATE TABLE latest_metrics (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    key TEXT NOT NULL,
+    value {REAL} NOT NULL,
+    timestamp {INT} NOT NULL,
+    step {INT} NOT NULL,
+    is_nan {INT} NOT NULL,
+    PRIMARY KEY (run_uuid, key)
+);
+CREATE INDEX latest_metrics_key_value ON latest_metrics (key, value);
+CREATE TABLE datasets (
+    dataset_uuid TEXT PRIMARY KEY,
+    experiment_id {INT} NOT NULL REFERENCES experiments(experiment_id),
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    source_type TEXT NOT NULL,
+    source TEXT NOT NULL,
+    schema TEXT,
+    profile TEXT,
+    UNIQUE (experiment_id, name, digest)
+);
+CREATE TABLE inputs (
+    input_uuid TEXT PRIMARY KEY,
+    source_type TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    destination_type TEXT NOT NULL,
+    destination_id TEXT NOT NULL,
+    step {INT} NOT NULL DEFAULT 0,
+    UNIQUE (source_type, source_id, destination_type, destination_id)
+);
+CREATE INDEX inputs_destination ON inputs (destination_type, destination_id);
+CREATE TABLE input_tags (
+    input_uuid TEXT NOT NULL REFERENCES inputs(input_uuid),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (input_uuid, key)
+);
+CREATE TABLE logged_models (
+    model_id TEXT PRIMARY KEY,
+    experiment_id {INT} NOT NULL REFERENCES experiments(experiment_id),
+    name TEXT NOT NULL,
+    artifact_location TEXT NOT NULL,
+    creation_timestamp_ms {INT} NOT NULL,
+    last_updated_timestamp_ms {INT} NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    model_type TEXT,
+    source_run_id TEXT,
+    lifecycle_stage TEXT NOT NULL
+);
+CREATE INDEX logged_models_experiment ON logged_models (experiment_id, creation_timestamp_ms);
+CREATE TABLE logged_model_tags (
+    model_id TEXT NOT NULL REFERENCES logged_models(model_id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+);
+CREATE TABLE logged_model_params (
+    model_id TEXT NOT NULL REFERENCES logged_models(model_id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (model_id, key)
+);
+CREATE TABLE logged_model_metrics (
+    model_id TEXT NOT NULL REFERENCES logged_models(model_id),
+    key TEXT NOT NULL,
+    value {REAL} NOT NULL,
+    timestamp {INT} NOT NULL,
+    step {INT} NOT NULL,
+    is_nan {INT} NOT NULL,
+    run_id TEXT NOT NULL,
+    dataset_name TEXT NOT NULL DEFAULT '',
+    dataset_digest TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (model_id, key, timestamp, step, run_id, dataset_name, dataset_digest)
+);
+CREATE TABLE run_outputs (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    model_id TEXT NOT NULL,
+    step {INT} NOT NULL,
+    PRIMARY KEY (run_uuid, model_id)
+);
+"#;
+
+fn render(dialect: Dialect, sql: &str) -> String {
+    let (serial, int, real) = match dialect {
+        Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL"),
+        Dialect::Postgres => ("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION"),
+    };
+    sql.replace("{SERIAL}", serial)
+        .replace("{INT}", int)
+        .replace("{REAL}", real)
+}
+
+/// FNV-1a over the migration text: enough to notice an edited migration.
+fn checksum(text: &str) -> i64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    (hash >> 1) as i64
+}
+
+/// Applies every pending migration, each in its own transaction.
+pub(crate) async fn run(store: &Store) -> Result<(), Error> {
+    let create = "CREATE TABLE IF NOT EXISTS keel_schema (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+                  checksum BIGINT NOT NULL, applied_at BIGINT NOT NULL)";
+    sqlx::query(create)
+        .execute(&store.writer)
+        .await
+        .map_err(db("creating keel_schema"))?;
+
+    let rows = sqlx::query("SELECT version, name, checksum FROM keel_schema ORDER BY version")
+        .fetch_all(&store.writer)
+        .await
+        .map_err(db("reading keel_schema"))?;
+    let mut applied = Vec::new();
+    for row in &rows {
+        applied.push((
+            get::<i64>(row, "version")?,
+            get::<String>(row, "name")?,
+            get::<i64>(row, "checksum")?,
+        ));
+    }
+    let known = MIGRATIONS.len() as i64;
+    if let Some((version, name, _)) = applied.iter().find(|(v, _, _)| *v > known) {
+        return Err(Error::internal(format!(
+            "The metadata store has schema version {version} ('{name}'), newer than this keel binary \
+             supports ({known}). Upgrade keel."
+        )));
+    }
+    for (version, name, sql) in MIGRATIONS {
+        if let Some((_, _, stored)) = applied.iter().find(|(v, _, _)| v == version) {
+            if *stored != checksum(sql) {
+                return Err(Error::internal(format!(
+                    "Migration {version} ('{name}') differs from the one applied to this database"
+                )));
+            }
+            continue;
+        }
+        let mut tx = store
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting migration"))?;
+        for statement in render(store.dialect, sql).split(';') {
+            let statement = statement.trim();
+            if statement.is_empty() {
+                continue;
+            }
+            Sql::new(statement)
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    Error::internal(format!(
+                        "Migration {version} ('{name}') failed: {e}\nin: {statement}"
+                    ))
+                })?;
+        }
+        let mut insert =
+            Sql::new("INSERT INTO keel_schema (version, name, checksum, applied_at) VALUES (");
+        insert
+            .bind(*version)
+            .push(", ")
+            .bind(*name)
+            .push(", ")
+            .bind(checksum(sql))
+            .push(", ")
+            .bind(keel_core::now_millis())
+            .push(")");
+        insert
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(db("recording migration"))?;
+        tx.commit().await.map_err(db("committing migration"))?;
+        tracing::info!(version = *version, name = *name, "applied schema migration");
+    }
+    Ok(())
+}
+
+pub(crate) async fn current_version(store: &Store) -> Result<i64, Error> {
+    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM keel_schema")
+        .fetch_one(&store.pool)
+        .await
+        .map_err(db("reading schema version"))?;
+    get::<i64>(&row, "v")
+}

@@ -1,0 +1,1122 @@
+//! Runs: lifecycle, logging (params, metrics, tags, inputs, outputs), metric
+//! history and search. `log_batch` is the one write path for params, metrics
+//! and tags, and it is atomic: a batch with one bad entry writes nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use keel_core::validation::{
+    self, KeyKind, MAX_ENTITIES_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
+    MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH,
+};
+use keel_core::{
+    Dataset, DatasetInput, Error, LifecycleStage, Metric, ModelInput, ModelOutput, Page, Param,
+    Run, RunData, RunInfo, RunStatus, Tag, ViewType, ids, now_millis, page_token,
+};
+use sqlx::any::AnyRow;
+
+use crate::Store;
+use crate::experiments::parse_experiment_id;
+use crate::filter;
+use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
+use crate::sql::{Sql, db, get};
+
+/// What `create_run` needs; everything else is derived.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRun {
+    pub experiment_id: String,
+    pub user_id: String,
+    pub run_name: Option<String>,
+    pub start_time: Option<i64>,
+    pub tags: Vec<Tag>,
+}
+
+/// Fields `update_run` may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRun {
+    pub status: Option<RunStatus>,
+    pub end_time: Option<i64>,
+    pub run_name: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
+
+const RUN_NAME_TAG: &str = "mlflow.runName";
+
+/// Rows per `IN (...)` list when loading run data in bulk.
+const IN_CHUNK: usize = 500;
+
+fn run_attribute(key: &str) -> Option<(&'static str, ColumnType)> {
+    Some(match key {
+        "run_id" | "run_uuid" => ("r.run_uuid", ColumnType::Text),
+        "run_name" | "name" => ("r.name", ColumnType::Text),
+        "status" => ("r.status", ColumnType::Text),
+        "user_id" => ("r.user_id", ColumnType::Text),
+        "artifact_uri" => ("r.artifact_uri", ColumnType::Text),
+        "lifecycle_stage" => ("r.lifecycle_stage", ColumnType::Text),
+        "start_time" | "created" | "Created" => ("r.start_time", ColumnType::Number),
+        "end_time" => ("r.end_time", ColumnType::Number),
+        "experiment_id" => ("r.experiment_id", ColumnType::Number),
+        _ => return None,
+    })
+}
+
+const RUN_SEARCH: SearchSpec = SearchSpec {
+    entity: "run",
+    id_column: "r.run_uuid",
+    attribute: run_attribute,
+    tags: Some(KeyValueTable {
+        table: "tags",
+        foreign_key: "run_uuid",
+        value_type: ColumnType::Text,
+        extra: "",
+    }),
+    params: Some(KeyValueTable {
+        table: "params",
+        foreign_key: "run_uuid",
+        value_type: ColumnType::Text,
+        extra: "",
+    }),
+    metrics: Some(KeyValueTable {
+        table: "latest_metrics",
+        foreign_key: "run_uuid",
+        value_type: ColumnType::Number,
+        extra: "is_nan = 0",
+    }),
+    datasets: true,
+};
+
+/// Metric values as stored: NaN becomes (0, is_nan = 1); ±inf is clamped to ±f64::MAX, as MLflow does.
+pub(crate) fn stored_value(value: f64) -> (f64, i64) {
+    if value.is_nan() {
+        (0.0, 1)
+    } else if value.is_infinite() {
+        (if value > 0.0 { f64::MAX } else { f64::MIN }, 0)
+    } else {
+        (value, 0)
+    }
+}
+
+pub(crate) fn loaded_value(value: f64, is_nan: i64) -> f64 {
+    if is_nan != 0 { f64::NAN } else { value }
+}
+
+fn run_info_from_row(row: &AnyRow) -> Result<RunInfo, Error> {
+    let status: String = get(row, "status")?;
+    let stage: String = get(row, "lifecycle_stage")?;
+    Ok(RunInfo {
+        run_id: get(row, "run_uuid")?,
+        experiment_id: get::<i64>(row, "experiment_id")?.to_string(),
+        run_name: get(row, "name")?,
+        user_id: get(row, "user_id")?,
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Running),
+        start_time: get(row, "start_time")?,
+        end_time: get(row, "end_time")?,
+        artifact_uri: get(row, "artifact_uri")?,
+        lifecycle_stage: LifecycleStage::parse(&stage).unwrap_or(LifecycleStage::Active),
+    })
+}
+
+fn generated_run_name() -> String {
+    const ADJECTIVES: &[&str] = &[
+        "bold", "calm", "brave", "bright", "clever", "eager", "gentle", "keen", "lucky", "merry",
+        "nimble", "quiet", "rapid", "steady", "swift", "wise",
+    ];
+    const NOUNS: &[&str] = &[
+        "otter", "heron", "lynx", "falcon", "badger", "crane", "finch", "hare", "ibis", "koala",
+        "marten", "owl", "panda", "seal", "wren", "yak",
+    ];
+    let id = ids::new_uuid();
+    let byte = |i: usize| usize::from_str_radix(&id[i..i + 2], 16).unwrap_or(0);
+    format!(
+        "{}-{}-{}",
+        ADJECTIVES[byte(0) % ADJECTIVES.len()],
+        NOUNS[byte(2) % NOUNS.len()],
+        byte(4) % 1000
+    )
+}
+
+impl Store {
+    /// Creates a run in an active experiment.
+    pub async fn create_run(&self, request: CreateRun) -> Result<Run, Error> {
+        let experiment = self.get_experiment(&request.experiment_id).await?;
+        if experiment.lifecycle_stage != LifecycleStage::Active {
+            return Err(Error::invalid_parameter(format!(
+                "The experiment {} must be in the 'active' state. Current state is deleted.",
+                request.experiment_id
+            )));
+        }
+        for tag in &request.tags {
+            validation::validate_key(KeyKind::Tag, &tag.key)?;
+            validation::validate_length("tag value", &tag.value, MAX_TAG_VAL_LENGTH)?;
+        }
+        let tag_name = request
+            .tags
+            .iter()
+            .find(|t| t.key == RUN_NAME_TAG)
+            .map(|t| t.value.clone());
+        let run_name = match (request.run_name.filter(|n| !n.is_empty()), tag_name) {
+            (Some(name), Some(tag)) if name != tag => {
+                return Err(Error::invalid_parameter(format!(
+                    "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values \
+                     (run_name='{name}', mlflow.runName='{tag}')."
+                )));
+            }
+            (Some(name), _) | (None, Some(name)) => name,
+            (None, None) => generated_run_name(),
+        };
+        let run_id = ids::new_run_id();
+        let artifact_uri = format!(
+            "{}/{run_id}/artifacts",
+            experiment.artifact_location.trim_end_matches('/')
+        );
+        let start_time = request.start_time.unwrap_or_else(now_millis);
+
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting transaction"))?;
+        let mut insert = Sql::new(
+            "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, \
+             lifecycle_stage) VALUES (",
+        );
+        insert
+            .bind(run_id.as_str())
+            .push(", ")
+            .bind(parse_experiment_id(&request.experiment_id)?)
+            .push(", ")
+            .bind(run_name.as_str())
+            .push(", ")
+            .bind(request.user_id.as_str())
+            .push(", 'RUNNING', ")
+            .bind(start_time)
+            .push(", NULL, ")
+            .bind(artifact_uri)
+            .push(", 'active')");
+        insert
+            .query()
+            .execute(&mut *tx)
+            .await
+            .map_err(db("creating run"))?;
+        let mut tags: BTreeMap<String, String> =
+            request.tags.into_iter().map(|t| (t.key, t.value)).collect();
+        tags.insert(RUN_NAME_TAG.to_string(), run_name);
+        upsert_tags(&mut tx, &run_id, tags.iter()).await?;
+        tx.commit().await.map_err(db("committing run"))?;
+        self.get_run(&run_id).await
+    }
+
+    /// Reads a run: info, latest metrics, params, tags, inputs and outputs.
+    pub async fn get_run(&self, run_id: &str) -> Result<Run, Error> {
+        let info = self.get_run_info(run_id).await?;
+        let mut runs = vec![empty_run(info)];
+        self.fill_runs(&mut runs).await?;
+        runs.pop()
+            .ok_or_else(|| Error::internal("run vanished while loading"))
+    }
+
+    /// Reads only a run's info (cheap existence check).
+    pub async fn get_run_info(&self, run_id: &str) -> Result<RunInfo, Error> {
+        let mut sql = Sql::new(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
+        ));
+        sql.bind(run_id);
+        let row = sql
+            .query()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("reading run"))?
+            .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
+        run_info_from_row(&row)
+    }
+
+    async fn active_run(&self, run_id: &str) -> Result<RunInfo, Error> {
+        let info = self.get_run_info(run_id).await?;
+        if info.lifecycle_stage != LifecycleStage::Active {
+            return Err(Error::invalid_parameter(format!(
+                "The run {run_id} must be in the 'active' state. Current state is deleted."
+            )));
+        }
+        Ok(info)
+    }
+
+    /// Updates status, end time and/or name; returns the new info.
+    pub async fn update_run(&self, run_id: &str, update: UpdateRun) -> Result<RunInfo, Error> {
+        self.active_run(run_id).await?;
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting transaction"))?;
+        let mut sql = Sql::new("UPDATE runs SET run_uuid = run_uuid");
+        if let Some(status) = update.status {
+            sql.push(", status = ").bind(status.as_str());
+        }
+        if let Some(end_time) = update.end_time {
+            sql.push(", end_time = ").bind(end_time);
+        }
+        if let Some(name) = update.run_name.as_deref().filter(|n| !n.is_empty()) {
+            sql.push(", name = ").bind(name);
+            upsert_tags(
+                &mut tx,
+                run_id,
+                [(&RUN_NAME_TAG.to_string(), &name.to_string())].into_iter(),
+            )
+            .await?;
+        }
+        sql.push(" WHERE run_uuid = ").bind(run_id);
+        sql.query()
+            .execute(&mut *tx)
+            .await
+            .map_err(db("updating run"))?;
+        tx.commit().await.map_err(db("committing"))?;
+        self.get_run_info(run_id).await
+    }
+
+    /// Soft-deletes a run.
+    pub async fn delete_run(&self, run_id: &str) -> Result<(), Error> {
+        self.set_run_stage(run_id, LifecycleStage::Deleted).await
+    }
+
+    /// Restores a soft-deleted run.
+    pub async fn restore_run(&self, run_id: &str) -> Result<(), Error> {
+        self.set_run_stage(run_id, LifecycleStage::Active).await
+    }
+
+    async fn set_run_stage(&self, run_id: &str, stage: LifecycleStage) -> Result<(), Error> {
+        self.get_run_info(run_id).await?;
+        let mut sql = Sql::new("UPDATE runs SET lifecycle_stage = ");
+        sql.bind(stage.as_str()).push(", deleted_time = ");
+        match stage {
+            LifecycleStage::Deleted => sql.bind(Some(now_millis())),
+            LifecycleStage::Active => sql.bind(None::<i64>),
+        };
+        sql.push(" WHERE run_uuid = ").bind(run_id);
+        sql.query()
+            .execute(&self.writer)
+            .await
+            .map_err(db("updating run"))?;
+        Ok(())
+    }
+
+    /// Logs one metric (a batch of one).
+    pub async fn log_metric(&self, run_id: &str, metric: Metric) -> Result<(), Error> {
+        self.log_batch(run_id, vec![metric], Vec::new(), Vec::new())
+            .await
+    }
+
+    /// Logs one param (a batch of one).
+    pub async fn log_param(&self, run_id: &str, param: Param) -> Result<(), Error> {
+        self.log_batch(run_id, Vec::new(), vec![param], Vec::new())
+            .await
+    }
+
+    /// Sets one run tag (a batch of one).
+    pub async fn set_tag(&self, run_id: &str, tag: Tag) -> Result<(), Error> {
+        self.log_batch(run_id, Vec::new(), Vec::new(), vec![tag])
+            .await
+    }
+
+    /// Logs metrics, params and tags atomically, with MLflow's limits and rules:
+    /// params are immutable, identical metric points are idempotent, and the latest
+    /// value per key is the maximum of (step, timestamp, value).
+    pub async fn log_batch(
+        &self,
+        run_id: &str,
+        metrics: Vec<Metric>,
+        params: Vec<Param>,
+        tags: Vec<Tag>,
+    ) -> Result<(), Error> {
+        validate_batch(&metrics, &params, &tags)?;
+        let info = self.active_run(run_id).await?;
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting transaction"))?;
+
+        if !params.is_empty() {
+            let mut unique: BTreeMap<&str, &str> = BTreeMap::new();
+            for param in &params {
+                match unique.insert(param.key.as_str(), param.value.as_str()) {
+                    Some(previous) if previous != param.value => {
+                        return Err(Error::invalid_parameter(format!(
+                            "Duplicate parameter keys have been submitted with different values: key '{}' \
+                             ('{previous}' and '{}')",
+                            param.key, param.value
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            let mut existing = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
+            existing
+                .bind(run_id)
+                .push(" AND key IN ")
+                .bind_list(unique.keys().copied());
+            let rows = existing
+                .query()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db("reading params"))?;
+            let mut stored: HashMap<String, String> = HashMap::new();
+            for row in &rows {
+                stored.insert(get(row, "key")?, get(row, "value")?);
+            }
+            for (key, value) in &unique {
+                if let Some(old) = stored.get(*key)
+                    && old != value
+                {
+                    return Err(Error::invalid_parameter(format!(
+                        "Changing param values is not allowed. Param with key='{key}' was already logged with \
+                         value='{old}' for run ID='{run_id}'. Attempted logging new value '{value}'."
+                    )));
+                }
+            }
+            let new: Vec<(&str, &str)> = unique
+                .iter()
+                .filter(|(k, _)| !stored.contains_key(**k))
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            if !new.is_empty() {
+                let mut insert = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
+                for (i, (key, value)) in new.iter().enumerate() {
+                    if i > 0 {
+                        insert.push(", ");
+                    }
+                    insert
+                        .push("(")
+                        .bind(run_id)
+                        .push(", ")
+                        .bind(*key)
+                        .push(", ")
+                        .bind(*value)
+                        .push(")");
+                }
+                insert.push(" ON CONFLICT DO NOTHING");
+                insert
+                    .query()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("logging params"))?;
+            }
+        }
+
+        if !tags.is_empty() {
+            let tags: BTreeMap<String, String> =
+                tags.into_iter().map(|t| (t.key, t.value)).collect();
+            upsert_tags(&mut tx, run_id, tags.iter()).await?;
+            if let Some(name) = tags.get(RUN_NAME_TAG) {
+                let mut rename = Sql::new("UPDATE runs SET name = ");
+                rename
+                    .bind(name.as_str())
+                    .push(" WHERE run_uuid = ")
+                    .bind(run_id);
+                rename
+                    .query()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("renaming run"))?;
+            }
+        }
+
+        if !metrics.is_empty() {
+            insert_metrics(&mut tx, run_id, &metrics).await?;
+            let model_metrics: Vec<&Metric> =
+                metrics.iter().filter(|m| m.model_id.is_some()).collect();
+            if !model_metrics.is_empty() {
+                crate::logged_models::insert_model_metrics(
+                    &mut tx,
+                    run_id,
+                    &info.experiment_id,
+                    &model_metrics,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await.map_err(db("committing batch"))?;
+        Ok(())
+    }
+
+    /// Deletes a run tag; a missing tag is RESOURCE_DOES_NOT_EXIST.
+    pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<(), Error> {
+        self.active_run(run_id).await?;
+        let mut sql = Sql::new("DELETE FROM tags WHERE run_uuid = ");
+        sql.bind(run_id).push(" AND key = ").bind(key);
+        let result = sql
+            .query()
+            .execute(&self.writer)
+            .await
+            .map_err(db("deleting tag"))?;
+        if result.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records datasets (and models) used by a run. A dataset is identified by
+    /// (experiment, name, digest), so logging the same data twice links one row.
+    pub async fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: Vec<DatasetInput>,
+        models: Vec<ModelInput>,
+    ) -> Result<(), Error> {
+        if datasets.len() > validation::MAX_DATASETS_PER_BATCH {
+            return Err(Error::invalid_parameter(format!(
+                "A batch of inputs can contain at most {} datasets (got {})",
+                validation::MAX_DATASETS_PER_BATCH,
+                datasets.len()
+            )));
+        }
+        for input in &datasets {
+            let dataset = &input.dataset;
+            if dataset.name.is_empty() || dataset.digest.is_empty() {
+                return Err(Error::invalid_parameter(
+                    "Each dataset needs a non-empty 'name' and 'digest'",
+                ));
+            }
+            for tag in &input.tags {
+                validation::validate_key(KeyKind::Tag, &tag.key)?;
+            }
+        }
+        let info = self.active_run(run_id).await?;
+        let experiment_id = parse_experiment_id(&info.experiment_id)?;
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting transaction"))?;
+        for input in &datasets {
+            let dataset = &input.dataset;
+            let mut insert = Sql::new(
+                "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, schema, \
+                 profile) VALUES (",
+            );
+            insert
+                .bind(ids::new_uuid())
+                .push(", ")
+                .bind(experiment_id)
+                .push(", ")
+                .bind(dataset.name.as_str())
+                .push(", ")
+                .bind(dataset.digest.as_str())
+                .push(", ")
+                .bind(dataset.source_type.as_str())
+                .push(", ")
+                .bind(dataset.source.as_str())
+                .push(", ")
+                .bind(dataset.schema.clone())
+                .push(", ")
+                .bind(dataset.profile.clone())
+                .push(") ON CONFLICT (experiment_id, name, digest) DO NOTHING");
+            insert
+                .query()
+                .execute(&mut *tx)
+                .await
+                .map_err(db("recording dataset"))?;
+            let mut select = Sql::new("SELECT dataset_uuid FROM datasets WHERE experiment_id = ");
+            select
+                .bind(experiment_id)
+                .push(" AND name = ")
+                .bind(dataset.name.as_str())
+                .push(" AND digest = ")
+                .bind(dataset.digest.as_str());
+            let row = select
+                .query()
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db("reading dataset"))?;
+            let dataset_uuid: String = get(&row, "dataset_uuid")?;
+            let input_uuid = link_input(&mut tx, "DATASET", &dataset_uuid, run_id).await?;
+            for tag in &input.tags {
+                let mut sql = Sql::new("INSERT INTO input_tags (input_uuid, key, value) VALUES (");
+                sql.bind(input_uuid.as_str())
+                    .push(", ")
+                    .bind(tag.key.as_str())
+                    .push(", ")
+                    .bind(tag.value.as_str())
+                    .push(") ON CONFLICT (input_uuid, key) DO UPDATE SET value = excluded.value");
+                sql.query()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("recording input tag"))?;
+            }
+        }
+        for model in &models {
+            link_input(&mut tx, "MODEL", &model.model_id, run_id).await?;
+        }
+        tx.commit().await.map_err(db("committing inputs"))?;
+        Ok(())
+    }
+
+    /// Records models a run produced (MLflow 3 `runs/outputs`).
+    pub async fn log_outputs(&self, run_id: &str, models: Vec<ModelOutput>) -> Result<(), Error> {
+        self.active_run(run_id).await?;
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db("starting transaction"))?;
+        for model in &models {
+            let mut sql = Sql::new("INSERT INTO run_outputs (run_uuid, model_id, step) VALUES (");
+            sql.bind(run_id)
+                .push(", ")
+                .bind(model.model_id.as_str())
+                .push(", ")
+                .bind(model.step)
+                .push(") ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step");
+            sql.query()
+                .execute(&mut *tx)
+                .await
+                .map_err(db("recording output"))?;
+        }
+        tx.commit().await.map_err(db("committing outputs"))?;
+        Ok(())
+    }
+
+    /// Every logged point of one metric, ordered by (timestamp, step, value), paginated.
+    pub async fn get_metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        max_results: Option<i64>,
+        page_token: Option<&str>,
+    ) -> Result<Page<Metric>, Error> {
+        self.get_run_info(run_id).await?;
+        let limit = max_results.unwrap_or(validation::GET_METRIC_HISTORY_MAX_RESULTS);
+        if limit < 1 {
+            return Err(Error::invalid_parameter(format!(
+                "Invalid value {limit} for parameter 'max_results'"
+            )));
+        }
+        let offset = page_token::decode(page_token)?;
+        let mut sql =
+            Sql::new("SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ");
+        sql.bind(run_id)
+            .push(" AND key = ")
+            .bind(key)
+            .push(" ORDER BY timestamp, step, value LIMIT ")
+            .bind(limit + 1)
+            .push(" OFFSET ")
+            .bind(offset as i64);
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("reading metric history"))?;
+        let mut items = rows
+            .iter()
+            .map(metric_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_page_token = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            Some(page_token::encode(offset + limit as u64))
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    /// Metric history of several runs for a step range, down-sampled to at most
+    /// `max_results` distinct steps per run (first and last step always kept).
+    pub async fn get_metric_history_bulk_interval(
+        &self,
+        run_ids: &[String],
+        key: &str,
+        start_step: Option<i64>,
+        end_step: Option<i64>,
+        max_results: usize,
+    ) -> Result<Vec<Metric>, Error> {
+        if run_ids.is_empty() || run_ids.len() > 100 {
+            return Err(Error::invalid_parameter(
+                "'run_ids' must hold between 1 and 100 run ids",
+            ));
+        }
+        let mut out = Vec::new();
+        for run_id in run_ids {
+            self.get_run_info(run_id).await?;
+            let mut sql = Sql::new(
+                "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ",
+            );
+            sql.bind(run_id.as_str()).push(" AND key = ").bind(key);
+            if let Some(start) = start_step {
+                sql.push(" AND step >= ").bind(start);
+            }
+            if let Some(end) = end_step {
+                sql.push(" AND step <= ").bind(end);
+            }
+            sql.push(" ORDER BY step, timestamp, value");
+            let rows = sql
+                .query()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("reading metric history"))?;
+            let metrics = rows
+                .iter()
+                .map(metric_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut steps: Vec<i64> = metrics.iter().map(|m| m.step).collect();
+            steps.dedup();
+            let keep: std::collections::HashSet<i64> = if steps.len() <= max_results.max(2) {
+                steps.iter().copied().collect()
+            } else {
+                let n = max_results.max(2);
+                (0..n)
+                    .map(|i| steps[i * (steps.len() - 1) / (n - 1)])
+                    .collect()
+            };
+            out.extend(
+                metrics
+                    .into_iter()
+                    .filter(|m| keep.contains(&m.step))
+                    .map(|mut m| {
+                        m.run_id = Some(run_id.clone());
+                        m
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Searches runs of the given experiments with MLflow's filter grammar and order_by.
+    pub async fn search_runs(
+        &self,
+        experiment_ids: &[String],
+        filter_string: Option<&str>,
+        view_type: ViewType,
+        max_results: i64,
+        order_by: &[String],
+        page_token: Option<&str>,
+    ) -> Result<Page<Run>, Error> {
+        if !(1..=validation::SEARCH_MAX_RESULTS_THRESHOLD).contains(&max_results) {
+            return Err(Error::invalid_parameter(format!(
+                "Invalid value {max_results} for parameter 'max_results' supplied. It must be at most {}",
+                validation::SEARCH_MAX_RESULTS_THRESHOLD
+            )));
+        }
+        let offset = page_token::decode(page_token)?;
+        let mut experiment_numbers = Vec::with_capacity(experiment_ids.len());
+        for id in experiment_ids {
+            match id.trim().parse::<i64>() {
+                Ok(n) => experiment_numbers.push(n),
+                Err(_) => {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next_page_token: None,
+                    });
+                }
+            }
+        }
+        if experiment_numbers.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        }
+        let mut sql = Sql::new(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.experiment_id IN "
+        ));
+        sql.bind_list(experiment_numbers)
+            .push(" AND r.lifecycle_stage IN ");
+        sql.bind_list(view_type.stages().iter().map(|s| s.as_str()));
+        if let Some(expr) = filter_string
+            .map(filter::parse_filter)
+            .transpose()?
+            .flatten()
+        {
+            sql.push(" AND ");
+            search::push_filter(&RUN_SEARCH, self.dialect, &expr, &mut sql)?;
+        }
+        sql.push(" ORDER BY ");
+        for clause in order_by {
+            let order = filter::parse_order_by(clause)?;
+            search::push_order_by(&RUN_SEARCH, &order, &mut sql)?;
+            sql.push(", ");
+        }
+        sql.push("r.start_time DESC, r.run_uuid ASC LIMIT ")
+            .bind(max_results + 1)
+            .push(" OFFSET ")
+            .bind(offset as i64);
+        let rows = sql
+            .query()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("searching runs"))?;
+        let mut runs = rows
+            .iter()
+            .map(|row| run_info_from_row(row).map(empty_run))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_page_token = if runs.len() as i64 > max_results {
+            runs.truncate(max_results as usize);
+            Some(page_token::encode(offset + max_results as u64))
+        } else {
+            None
+        };
+        self.fill_runs(&mut runs).await?;
+        Ok(Page {
+            items: runs,
+            next_page_token,
+        })
+    }
+
+    /// Loads latest metrics, params, tags, inputs and outputs for many runs with a few queries.
+    async fn fill_runs(&self, runs: &mut [Run]) -> Result<(), Error> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let index: HashMap<String, usize> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.info.run_id.clone(), i))
+            .collect();
+        let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+        for chunk in ids.chunks(IN_CHUNK) {
+            let mut sql = Sql::new(
+                "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
+            );
+            sql.bind_list(chunk.iter().map(String::as_str))
+                .push(" ORDER BY key");
+            for row in sql
+                .query()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("reading metrics"))?
+            {
+                if let Some(&i) = index.get(&get::<String>(&row, "run_uuid")?) {
+                    runs[i].data.metrics.push(metric_from_row(&row)?);
+                }
+            }
+            let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
+            sql.bind_list(chunk.iter().map(String::as_str))
+                .push(" ORDER BY key");
+            for row in sql
+                .query()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("reading params"))?
+            {
+                if let Some(&i) = index.get(&get::<String>(&row, "run_uuid")?) {
+                    runs[i].data.params.push(Param {
+                        key: get(&row, "key")?,
+                        value: get(&row, "value")?,
+                    });
+                }
+            }
+            let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
+            sql.bind_list(chunk.iter().map(String::as_str))
+                .push(" ORDER BY key");
+            for row in sql
+                .query()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("reading tags"))?
+            {
+                if let Some(&i) = index.get(&get::<String>(&row, "run_uuid")?) {
+                    runs[i].data.tags.push(Tag::new(
+                        get::<String>(&row, "key")?,
+                        get::<String>(&row, "value")?,
+                    ));
+                }
+            }
+            let mut sql = Sql::new(
+                "SELECT i.destination_id, i.input_uuid, i.source_type, i.source_id, d.name, d.digest, d.source_type \
+                 AS dataset_source_type, d.source, d.schema, d.profile FROM inputs i LEFT JOIN datasets d ON \
+                 d.dataset_uuid = i.source_id AND i.source_type = 'DATASET' WHERE i.destination_type = 'RUN' AND \
+                 i.destination_id IN ",
+            );
+            sql.bind_list(chunk.iter().map(String::as_str))
+                .push(" ORDER BY i.input_uuid");
+            let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
+            for row in sql
+                .query()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("reading inputs"))?
+            {
+                let Some(&i) = index.get(&get::<String>(&row, "destination_id")?) else {
+                    continue;
+                };
+                let source_type: String = get(&row, "source_type")?;
+                if source_type == "MODEL" {
+                    runs[i].model_inputs.push(ModelInput {
+                        model_id: get(&row, "source_id")?,
+                    });
+                    continue;
+                }
+                let dataset = Dataset {
+                    name: get(&row, "name")?,
+                    digest: get(&row, "digest")?,
+                    source_type: get(&row, "dataset_source_type")?,
+                    source: get(&row, "source")?,
+                    schema: get(&row, "schema")?,
+                    profile: get(&row, "profile")?,
+                };
+                input_runs.insert(get(&row, "input_uuid")?, (i, runs[i].dataset_inputs.len()));
+                runs[i].dataset_inputs.push(DatasetInput {
+                    dataset,
+                    tags: Vec::new(),
+                });
+            }
+            if !input_runs.is_empty() {
+                let mut sql =
+                    Sql::new("SELECT input_uuid, key, value FROM input_tags WHERE input_uuid IN ");
+                sql.bind_list(input_runs.keys().map(String::as_str))
+                    .push(" ORDER BY key");
+                for row in sql
+                    .query()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db("reading input tags"))?
+                {
+                    if let Some(&(i, j)) = input_runs.get(&get::<String>(&row, "input_uuid")?) {
+                        runs[i].dataset_inputs[j].tags.push(Tag::new(
+                            get::<String>(&row, "key")?,
+                            get::<String>(&row, "value")?,
+                        ));
+                    }
+                }
+            }
+            let mut sql =
+                Sql::new("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
+            sql.bind_list(chunk.iter().map(String::as_str))
+                .push(" ORDER BY model_id");
+            for row in sql
+                .query()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("reading outputs"))?
+            {
+                if let Some(&i) = index.get(&get::<String>(&row, "run_uuid")?) {
+                    runs[i].model_outputs.push(ModelOutput {
+                        model_id: get(&row, "model_id")?,
+                        step: get(&row, "step")?,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn empty_run(info: RunInfo) -> Run {
+    Run {
+        info,
+        data: RunData::default(),
+        dataset_inputs: Vec::new(),
+        model_inputs: Vec::new(),
+        model_outputs: Vec::new(),
+    }
+}
+
+fn metric_from_row(row: &AnyRow) -> Result<Metric, Error> {
+    Ok(Metric::new(
+        get::<String>(row, "key")?,
+        loaded_value(get(row, "value")?, get(row, "is_nan")?),
+        get(row, "timestamp")?,
+        get(row, "step")?,
+    ))
+}
+
+fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<(), Error> {
+    if metrics.len() > MAX_METRICS_PER_BATCH {
+        return Err(Error::invalid_parameter(format!(
+            "A batch logging request can contain at most {MAX_METRICS_PER_BATCH} metrics. Got {} metrics.",
+            metrics.len()
+        )));
+    }
+    if params.len() > MAX_PARAMS_TAGS_PER_BATCH {
+        return Err(Error::invalid_parameter(format!(
+            "A batch logging request can contain at most {MAX_PARAMS_TAGS_PER_BATCH} params. Got {} params.",
+            params.len()
+        )));
+    }
+    if tags.len() > MAX_PARAMS_TAGS_PER_BATCH {
+        return Err(Error::invalid_parameter(format!(
+            "A batch logging request can contain at most {MAX_PARAMS_TAGS_PER_BATCH} tags. Got {} tags.",
+            tags.len()
+        )));
+    }
+    let total = metrics.len() + params.len() + tags.len();
+    if total > MAX_ENTITIES_PER_BATCH {
+        return Err(Error::invalid_parameter(format!(
+            "A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} metrics, params and tags in \
+             total. Got {total}."
+        )));
+    }
+    for metric in metrics {
+        validation::validate_key(KeyKind::Metric, &metric.key)?;
+    }
+    for param in params {
+        validation::validate_key(KeyKind::Param, &param.key)?;
+        validation::validate_length(
+            &format!("param '{}' value", param.key),
+            &param.value,
+            MAX_PARAM_VAL_LENGTH,
+        )?;
+    }
+    for tag in tags {
+        validation::validate_key(KeyKind::Tag, &tag.key)?;
+        validation::validate_length(
+            &format!("tag '{}' value", tag.key),
+            &tag.value,
+            MAX_TAG_VAL_LENGTH,
+        )?;
+    }
+    Ok(())
+}
+
+async fn upsert_tags<'a>(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: &str,
+    tags: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<(), Error> {
+    let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
+    let mut any = false;
+    for (i, (key, value)) in tags.enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(")
+            .bind(run_id)
+            .push(", ")
+            .bind(key.as_str())
+            .push(", ")
+            .bind(value.as_str())
+            .push(")");
+        any = true;
+    }
+    if !any {
+        return Ok(());
+    }
+    sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
+    sql.query()
+        .execute(&mut **tx)
+        .await
+        .map_err(db("setting tags"))?;
+    Ok(())
+}
+
+/// Inserts metric points (idempotent) and advances `latest_metrics` per key.
+async fn insert_metrics(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: &str,
+    metrics: &[Metric],
+) -> Result<(), Error> {
+    let mut sql =
+        Sql::new("INSERT INTO metrics (run_uuid, key, value, timestamp, step, is_nan) VALUES ");
+    // The newest point per key within this batch, by (step, timestamp, value).
+    let mut latest: BTreeMap<&str, (i64, i64, f64, i64)> = BTreeMap::new();
+    for (i, metric) in metrics.iter().enumerate() {
+        let (value, is_nan) = stored_value(metric.value);
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.push("(")
+            .bind(run_id)
+            .push(", ")
+            .bind(metric.key.as_str())
+            .push(", ")
+            .bind(value)
+            .push(", ")
+            .bind(metric.timestamp)
+            .push(", ")
+            .bind(metric.step)
+            .push(", ")
+            .bind(is_nan)
+            .push(")");
+        let candidate = (metric.step, metric.timestamp, value, is_nan);
+        latest
+            .entry(metric.key.as_str())
+            .and_modify(|current| {
+                if (candidate.0, candidate.1, candidate.2) > (current.0, current.1, current.2) {
+                    *current = candidate;
+                }
+            })
+            .or_insert(candidate);
+    }
+    sql.push(" ON CONFLICT DO NOTHING");
+    sql.query()
+        .execute(&mut **tx)
+        .await
+        .map_err(db("logging metrics"))?;
+
+    let mut upsert = Sql::new(
+        "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step, is_nan) VALUES ",
+    );
+    for (i, (key, (step, timestamp, value, is_nan))) in latest.iter().enumerate() {
+        if i > 0 {
+            upsert.push(", ");
+        }
+        upsert
+            .push("(")
+            .bind(run_id)
+            .push(", ")
+            .bind(*key)
+            .push(", ")
+            .bind(*value)
+            .push(", ")
+            .bind(*timestamp)
+            .push(", ")
+            .bind(*step)
+            .push(", ")
+            .bind(*is_nan)
+            .push(")");
+    }
+    upsert.push(
+        " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, \
+         step = excluded.step, is_nan = excluded.is_nan WHERE (excluded.step, excluded.timestamp, excluded.value) \
+         > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
+    );
+    upsert
+        .query()
+        .execute(&mut **tx)
+        .await
+        .map_err(db("updating latest metrics"))?;
+    Ok(())
+}
+
+async fn link_input(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    source_type: &str,
+    source_id: &str,
+    run_id: &str,
+) -> Result<String, Error> {
+    let mut insert = Sql::new(
+        "INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) VALUES (",
+    );
+    insert
+        .bind(ids::new_uuid())
+        .push(", ")
+        .bind(source_type)
+        .push(", ")
+        .bind(source_id)
+        .push(", 'RUN', ")
+        .bind(run_id)
+        .push(
+            ") ON CONFLICT (source_type, source_id, destination_type, destination_id) DO NOTHING",
+        );
+    insert
+        .query()
+        .execute(&mut **tx)
+        .await
+        .map_err(db("linking input"))?;
+    let mut select = Sql::new("SELECT input_uuid FROM inputs WHERE source_type = ");
+    select
+        .bind(source_type)
+        .push(" AND source_id = ")
+        .bind(source_id)
+        .push(" AND destination_type = 'RUN' AND destination_id = ")
+        .bind(run_id);
+    let row = select
+        .query()
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db("reading input"))?;
+    get(&row, "input_uuid")
+}

@@ -1,0 +1,209 @@
+//! A small SQL builder: appends text and numbered `$n` placeholders, keeps the
+//! bound values, and renders the few constructs whose spelling differs between
+//! SQLite and PostgreSQL.
+
+use keel_core::Error;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AssertSqlSafe, Row};
+
+/// The SQL backend a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    I64(i64),
+    F64(f64),
+    Text(String),
+    OptI64(Option<i64>),
+    OptText(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::I64(v)
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::F64(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::OptI64(v)
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::OptText(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::OptText(v.map(str::to_string))
+    }
+}
+
+/// SQL text plus its arguments, built left to right.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(text: &str) -> Self {
+        Sql {
+            text: text.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Appends raw SQL text (never user input).
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+
+    /// Appends `(p1, p2, ...)` for a list of values.
+    pub fn bind_list<T: Into<Arg>>(&mut self, values: impl IntoIterator<Item = T>) -> &mut Self {
+        self.text.push('(');
+        for (i, value) in values.into_iter().enumerate() {
+            if i > 0 {
+                self.text.push_str(", ");
+            }
+            self.bind(value);
+        }
+        self.text.push(')');
+        self
+    }
+
+    #[cfg(test)]
+    pub fn arg_count(&self) -> usize {
+        self.args.len()
+    }
+
+    /// The sqlx query, ready to execute.
+    pub fn query(&self) -> Query<'static, Any, AnyArguments> {
+        let mut query = sqlx::query(AssertSqlSafe(self.text.clone()));
+        for arg in &self.args {
+            query = match arg {
+                Arg::I64(v) => query.bind(*v),
+                Arg::F64(v) => query.bind(*v),
+                Arg::Text(v) => query.bind(v.clone()),
+                Arg::OptI64(v) => query.bind(*v),
+                Arg::OptText(v) => query.bind(v.clone()),
+            };
+        }
+        query
+    }
+}
+
+impl Dialect {
+    /// A case-sensitive LIKE. SQLite's LIKE ignores ASCII case, so it becomes GLOB there.
+    pub(crate) fn like(self, sql: &mut Sql, column: &str, pattern: &str, negate: bool) {
+        let not = if negate { "NOT " } else { "" };
+        match self {
+            Dialect::Postgres => {
+                sql.push(&format!("{column} {not}LIKE ")).bind(pattern);
+            }
+            Dialect::Sqlite => {
+                sql.push(&format!("{column} {not}GLOB "))
+                    .bind(like_to_glob(pattern));
+            }
+        }
+    }
+
+    /// A case-insensitive LIKE.
+    pub(crate) fn ilike(self, sql: &mut Sql, column: &str, pattern: &str, negate: bool) {
+        let not = if negate { "NOT " } else { "" };
+        match self {
+            Dialect::Postgres => {
+                sql.push(&format!("{column} {not}ILIKE ")).bind(pattern);
+            }
+            Dialect::Sqlite => {
+                sql.push(&format!("LOWER({column}) {not}LIKE LOWER("))
+                    .bind(pattern)
+                    .push(")");
+            }
+        }
+    }
+}
+
+/// Translates a LIKE pattern (`%`, `_`) into a GLOB pattern, escaping GLOB's own metacharacters.
+fn like_to_glob(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 4);
+    for c in pattern.chars() {
+        match c {
+            '%' => out.push('*'),
+            '_' => out.push('?'),
+            '*' => out.push_str("[*]"),
+            '?' => out.push_str("[?]"),
+            '[' => out.push_str("[[]"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reads a column, turning a decode failure into an internal error naming the column.
+pub(crate) fn get<T>(row: &AnyRow, column: &str) -> Result<T, Error>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get::<T, _>(column)
+        .map_err(|e| Error::internal(format!("Cannot read column '{column}': {e}")))
+}
+
+/// Maps a sqlx error into keel's internal error with context.
+pub(crate) fn db(context: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |e| Error::internal(format!("{context}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered() {
+        let mut sql = Sql::new("SELECT * FROM t WHERE a = ");
+        sql.bind(1i64).push(" AND b IN ").bind_list(["x", "y"]);
+        assert_eq!(sql.text, "SELECT * FROM t WHERE a = $1 AND b IN ($2, $3)");
+        assert_eq!(sql.arg_count(), 3);
+    }
+
+    #[test]
+    fn glob_translation() {
+        assert_eq!(like_to_glob("a%b_c"), "a*b?c");
+        assert_eq!(like_to_glob("x*y?[z"), "x[*]y[?][[]z");
+    }
+}

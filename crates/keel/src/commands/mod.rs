@@ -1,0 +1,54 @@
+//! Command-line definition (noun verb, like git and dvc) and dispatch.
+
+mod data;
+mod init;
+mod quickstart;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// keel: version data, track experiments, gate, register, serve and watch models.
+#[derive(Debug, Parser)]
+#[command(name = "keel", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Print only errors (progress bars and narration are off).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run keel's story end to end on generated data in a fresh folder.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
+    Server(server::ServerArgs),
+    /// Set up a keel project in this folder (.keel/: config, cache).
+    Init(init::InitArgs),
+    /// Version data and models next to git: add, status, checkout, push, pull, diff, gc.
+    Data(data::DataArgs),
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Quickstart(args) => quickstart::run(args, cli.quiet),
+        Command::Server(args) => server::run(args),
+        Command::Init(args) => init::run(args, cli.quiet),
+        Command::Data(args) => data::run(args, cli.quiet),
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default level.
+pub fn init_tracing(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,91 @@
+//! `keel server`: the tracking server (MLflow-compatible REST API and artifact proxy).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+/// Flags follow `mlflow server`'s names.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// Metadata store: `sqlite:///relative.db`, `sqlite:////absolute.db`, or `postgresql://user@host/db`.
+    #[arg(
+        long,
+        env = "KEEL_BACKEND_STORE_URI",
+        default_value = "sqlite:///keel.db"
+    )]
+    pub backend_store_uri: String,
+    /// Where artifacts are stored: a local directory or `s3://bucket/prefix`.
+    #[arg(
+        long,
+        env = "KEEL_ARTIFACTS_DESTINATION",
+        default_value = "./keel-artifacts"
+    )]
+    pub artifacts_destination: String,
+    /// Address to listen on; anything but loopback needs --auth-token.
+    #[arg(long, short = 'H', default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, short, default_value_t = 5000)]
+    pub port: u16,
+    /// Require `Authorization: Bearer TOKEN` on every request (the MLflow client sends MLFLOW_TRACKING_TOKEN).
+    #[arg(long, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Listen on a non-loopback address without a token (not recommended).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+}
+
+pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let config = keel_server::ServerConfig {
+        backend_store_uri: args.backend_store_uri,
+        artifacts_destination: args.artifacts_destination,
+        host: args.host,
+        port: args.port,
+        auth_token: args.auth_token,
+        allow_unauthenticated: args.allow_unauthenticated,
+    };
+    let (server, state) = keel_server::bind(&config).await?;
+    tracing::info!(
+        address = %server.addr,
+        backend_store_uri = %config.backend_store_uri,
+        artifacts_destination = %config.artifacts_destination,
+        "keel server listening"
+    );
+    eprintln!("keel server listening on http://{}", server.addr);
+    server
+        .serve(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    state.store.close().await;
+    tracing::info!("keel server stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so in-flight requests finish and the store closes cleanly.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

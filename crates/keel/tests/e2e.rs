@@ -1,0 +1,279 @@
+//! End-to-end tests of the `keel` binary, driven as a user drives it: real
+//! processes, real sockets, the official MLflow Python client.
+//!
+//! The conformance tests need the pinned Python venv (`tests/python/ensure_venv.sh`
+//! builds it; `.ci/run` does so before `cargo test`) and, for the PostgreSQL
+//! variant, `KEEL_TEST_POSTGRES_URL`. With `CI=true` a missing prerequisite fails
+//! the test instead of skipping it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// Runs the MLflow-client conformance script against this build's `keel server`.
+fn run_conformance(backend: Option<String>) {
+    let script = repo_root().join("tests/python/run_conformance.sh");
+    let mut command = Command::new("bash");
+    command
+        .arg(&script)
+        .arg("--keel-bin")
+        .arg(env!("CARGO_BIN_EXE_keel"));
+    if let Some(backend) = backend {
+        command.env("KEEL_CONFORMANCE_BACKEND", backend);
+    }
+    let output = command
+        .output()
+        .expect("run tests/python/run_conformance.sh");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "MLflow client conformance failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(
+        stdout.contains(" passed, 0 failed"),
+        "no summary line in:\n{stdout}"
+    );
+}
+
+#[test]
+fn mlflow_client_conformance_sqlite() {
+    run_conformance(None);
+}
+
+#[test]
+fn mlflow_client_conformance_postgres() {
+    let admin_url = match std::env::var("KEEL_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if in_ci() => panic!("CI=true but KEEL_TEST_POSTGRES_URL is not set"),
+        _ => {
+            eprintln!("KEEL_TEST_POSTGRES_URL unset: PostgreSQL conformance not run");
+            return;
+        }
+    };
+    let database = format!("keel_conformance_{}", std::process::id());
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .arg(&admin_url)
+            .arg("-v")
+            .arg("ON_ERROR_STOP=1")
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .expect("psql is needed to create the test database")
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {database}"));
+    let created = psql(&format!("CREATE DATABASE {database}"));
+    assert!(
+        created.status.success(),
+        "cannot create {database}: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin_url);
+    run_conformance(Some(format!("{base}/{database}")));
+    psql(&format!("DROP DATABASE IF EXISTS {database}"));
+}
+
+/// A `keel server` child process on a free loopback port.
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["server", "--port", &port.to_string(), "--backend-store-uri"])
+            .arg(format!(
+                "sqlite:///{}",
+                dir.path().join("keel.db").display()
+            ))
+            .arg("--artifacts-destination")
+            .arg(dir.path().join("artifacts"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn keel server");
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while reqwest::blocking_get_ok(&format!("{url}/health")).is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "keel server did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+mod reqwest {
+    //! Tiny blocking HTTP helpers over a one-shot tokio runtime.
+    pub fn blocking_get_ok(url: &str) -> Option<String> {
+        request("GET", url, None, None)
+            .filter(|(status, _)| *status == 200)
+            .map(|(_, body)| body)
+    }
+
+    pub fn request(
+        method: &str,
+        url: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> Option<(u16, String)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            let client = ::reqwest::Client::new();
+            let method = ::reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+            let mut builder = client.request(method, url);
+            if let Some(body) = body {
+                builder = builder
+                    .header("content-type", "application/json")
+                    .body(body.to_string());
+            }
+            if let Some(token) = token {
+                builder = builder.bearer_auth(token);
+            }
+            let response = builder.send().await.ok()?;
+            let status = response.status().as_u16();
+            Some((status, response.text().await.ok()?))
+        })
+    }
+}
+
+#[test]
+fn server_requires_its_token_when_set() {
+    let server = Server::start(&["--auth-token", "s3cret"]);
+    let experiments = format!("{}/api/2.0/mlflow/experiments/search", server.url);
+    let (status, _) = reqwest::request("POST", &experiments, Some("{}"), None).unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = reqwest::request("POST", &experiments, Some("{}"), Some("wrong")).unwrap();
+    assert_eq!(status, 401);
+    let (status, body) =
+        reqwest::request("POST", &experiments, Some("{}"), Some("s3cret")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Default"));
+}
+
+#[test]
+fn server_refuses_open_non_loopback_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args([
+            "server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--backend-store-uri",
+        ])
+        .arg(format!(
+            "sqlite:///{}",
+            dir.path().join("keel.db").display()
+        ))
+        .arg("--artifacts-destination")
+        .arg(dir.path().join("artifacts"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--auth-token"));
+}
+
+#[test]
+fn unknown_endpoint_and_errors_use_mlflow_envelope() {
+    let server = Server::start(&[]);
+    let (status, body) = reqwest::request(
+        "GET",
+        &format!("{}/api/2.0/mlflow/nope", server.url),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 404);
+    assert!(body.contains("\"error_code\""), "{body}");
+    let (status, body) = reqwest::request(
+        "GET",
+        &format!(
+            "{}/api/2.0/mlflow/runs/get?run_id=0123456789abcdef0123456789abcdef",
+            server.url
+        ),
+        None,
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        (status, body.contains("RESOURCE_DOES_NOT_EXIST")),
+        (404, true),
+        "{body}"
+    );
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(40 * 1024 * 1024));
+    let (status, _) = reqwest::request(
+        "POST",
+        &format!("{}/api/2.0/mlflow/experiments/create", server.url),
+        Some(&huge),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 413, "a body over the JSON limit is refused");
+}
+
+#[test]
+fn quickstart_tells_the_tracking_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("quickstart")
+        .arg(&project)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("new-feature"), "{stdout}");
+    assert!(project.join("keel.db").exists());
+    // A second run into the same, now non-empty folder is refused with a clear message.
+    let again = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("quickstart")
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The README's test command: prepares everything the test suite needs, then runs it.
+#
+#   bash tests/run.sh            # all tests (what .ci/run runs)
+#   bash tests/run.sh -p keel-store   # extra arguments go to `cargo test`
+#
+# Prepares: the pinned Python venv with the official MLflow client (cached under
+# ~/.cache/keel), a PostgreSQL test database server (the machine's own on
+# 127.0.0.1:5432 unless KEEL_TEST_POSTGRES_URL says otherwise) and a local
+# S3-compatible server (moto) for the S3 artifact tests. With CI=true a missing
+# PostgreSQL fails the run instead of being skipped.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+export KEEL_TEST_POSTGRES_URL="${KEEL_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! psql "$KEEL_TEST_POSTGRES_URL" -Atc 'select 1' >/dev/null 2>&1; then
+    if [ "${CI:-}" = true ]; then
+        echo "tests/run.sh: PostgreSQL at $KEEL_TEST_POSTGRES_URL is unreachable (CI=true: failing)" >&2
+        exit 1
+    fi
+    echo "tests/run.sh: PostgreSQL at $KEEL_TEST_POSTGRES_URL is unreachable: its tests will be skipped" >&2
+    unset KEEL_TEST_POSTGRES_URL
+fi
+
+echo "tests/run.sh: preparing the Python venv (mlflow client, scikit-learn, moto)" >&2
+KEEL_PY_VENV="$(bash tests/python/ensure_venv.sh)"
+export KEEL_PY_VENV
+
+eval "$(bash tests/s3/moto.sh start)"
+trap 'bash tests/s3/moto.sh stop >/dev/null 2>&1 || true' EXIT
+
+cargo test --workspace --locked "$@"
