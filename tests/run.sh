@@ -24,6 +24,15 @@ if ! psql "$KEEL_TEST_POSTGRES_URL" -Atc 'select 1' >/dev/null 2>&1; then
     unset KEEL_TEST_POSTGRES_URL
 fi
 
+if [ -n "${KEEL_TEST_POSTGRES_URL:-}" ]; then
+    # Test databases left by earlier (killed) runs.
+    psql "$KEEL_TEST_POSTGRES_URL" -Atc \
+        "select datname from pg_database where datname like 'keel\_test\_%' or datname like 'keel\_conformance\_%'" |
+        while read -r stale; do
+            psql "$KEEL_TEST_POSTGRES_URL" -qc "drop database if exists \"$stale\"" >/dev/null 2>&1 || true
+        done
+fi
+
 echo "tests/run.sh: preparing the Python venv (mlflow client, scikit-learn, moto)" >&2
 KEEL_PY_VENV="$(bash tests/python/ensure_venv.sh)"
 export KEEL_PY_VENV

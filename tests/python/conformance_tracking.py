@@ -634,6 +634,105 @@ def main() -> int:
         (rid,) = need("batch_run")
         client.log_param(rid, "p0", "0")  # same value as logged in the batch: allowed
 
+    # ------------------------------------------------------------- model registry
+    from mlflow.exceptions import MlflowException
+
+    reg_name = f"conformance-model-{uuid.uuid4().hex[:8]}"
+
+    @check("registry_register_model_version")
+    def _():
+        (info,) = need("model_info")
+        mv = mlflow.register_model(info.model_uri, reg_name)
+        eq(str(mv.version), "1", "first version number")
+        mv2 = mlflow.register_model(info.model_uri, reg_name)
+        eq(str(mv2.version), "2", "second version number")
+        STATE["reg_versions"] = (mv, mv2)
+
+    @check("registry_set_alias_and_tags")
+    def _():
+        need("reg_versions")
+        client.set_registered_model_alias(reg_name, "champion", "1")
+        client.set_model_version_tag(reg_name, "1", "validated", "true")
+        client.update_model_version(reg_name, "1", description="first champion")
+        mv = client.get_model_version_by_alias(reg_name, "champion")
+        eq(str(mv.version), "1", "alias resolves")
+        eq(mv.tags.get("validated"), "true", "version tag")
+        eq(mv.description, "first champion", "version description")
+        truthy("champion" in mv.aliases, f"aliases on version: {mv.aliases}")
+        rm = client.get_registered_model(reg_name)
+        eq(rm.aliases.get("champion"), "1", "aliases on registered model")
+
+    @check("registry_load_by_alias_and_predict")
+    def _():
+        model, X_test = need("model", "X_test")
+        need("reg_versions")
+        loaded = mlflow.pyfunc.load_model(f"models:/{reg_name}@champion")
+        got = np.asarray(loaded.predict(X_test))
+        truthy(np.array_equal(got, model.predict(X_test)), "predictions through models:/NAME@champion differ")
+        loaded = mlflow.pyfunc.load_model(f"models:/{reg_name}/2")
+        truthy(np.array_equal(np.asarray(loaded.predict(X_test)), model.predict(X_test)), "models:/NAME/2 differs")
+
+    @check("registry_search_model_versions")
+    def _():
+        need("reg_versions")
+        found = client.search_model_versions(f"name = '{reg_name}'")
+        eq(sorted(str(v.version) for v in found), ["1", "2"], "versions found")
+        found = client.search_model_versions(f"name = '{reg_name}' and tags.validated = 'true'")
+        eq([str(v.version) for v in found], ["1"], "versions with tag")
+        models = client.search_registered_models(filter_string=f"name LIKE '{reg_name[:18]}%'")
+        truthy(any(m.name == reg_name for m in models), "search_registered_models misses the model")
+
+    @check("registry_stages_and_latest_versions")
+    def _():
+        need("reg_versions")
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client.transition_model_version_stage(reg_name, "2", "Staging")
+            latest = client.get_latest_versions(reg_name, stages=["Staging"])
+        eq([str(v.version) for v in latest], ["2"], "latest Staging version")
+
+    @check("registry_alias_move_delete_and_download_uri")
+    def _():
+        need("reg_versions")
+        client.set_registered_model_alias(reg_name, "champion", "2")
+        eq(str(client.get_model_version_by_alias(reg_name, "champion").version), "2", "alias moved")
+        uri = client.get_model_version_download_uri(reg_name, "2")
+        truthy(uri.startswith("mlflow-artifacts:/"), f"download uri {uri}")
+        client.delete_registered_model_alias(reg_name, "champion")
+        try:
+            client.get_model_version_by_alias(reg_name, "champion")
+            raise AssertionError("deleted alias still resolves")
+        except MlflowException as e:
+            eq(e.get_http_status_code(), 404, "deleted alias status")
+
+    @check("registry_bad_alias_names_400")
+    def _():
+        need("reg_versions")
+        for bad in ("3", "v3", "latest"):
+            r = requests.post(api("registered-models/alias"), timeout=10,
+                              json={"name": reg_name, "alias": bad, "version": "1"})
+            expect_error(r, 400, "INVALID_PARAMETER_VALUE")
+        r = requests.get(api("registered-models/get"), params={"name": "no-such-model-xyz"}, timeout=10)
+        expect_error(r, 404, "RESOURCE_DOES_NOT_EXIST")
+        r = requests.get(api("model-versions/get"), params={"name": reg_name, "version": "99"}, timeout=10)
+        expect_error(r, 404, "RESOURCE_DOES_NOT_EXIST")
+
+    @check("registry_delete_version_holding_alias", keel_only="the audit log is a keel endpoint")
+    def _():
+        need("reg_versions")
+        client.set_registered_model_alias(reg_name, "doomed", "1")
+        client.delete_model_version(reg_name, "1")
+        try:
+            client.get_model_version_by_alias(reg_name, "doomed")
+            raise AssertionError("alias of a deleted version still resolves")
+        except MlflowException as e:
+            eq(e.get_http_status_code(), 404, "alias of deleted version")
+        r = requests.get(f"{TRACKING_URI}/api/2.0/keel/registry/audit", params={"name": reg_name}, timeout=10)
+        eq(r.status_code, 200, "audit endpoint")
+        actions = [(e["action"], e["target"], e["from_version"]) for e in r.json()["entries"]]
+        truthy(("delete_alias", "doomed", "1") in actions, f"alias removal not audited: {actions}")
+
     # ------------------------------------------------------------- bad input (raw REST)
     fake_run = uuid.uuid4().hex
 

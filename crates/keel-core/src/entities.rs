@@ -297,3 +297,98 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next_page_token: Option<String>,
 }
+
+/// A registered model: a named series of versions with aliases and tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredModel {
+    pub name: String,
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+    pub description: String,
+    pub tags: Vec<Tag>,
+    /// (alias, version) pairs, sorted by alias.
+    pub aliases: Vec<(String, i64)>,
+    /// The newest version per stage (MLflow's `latest_versions`).
+    pub latest_versions: Vec<ModelVersion>,
+}
+
+/// MLflow's legacy model stages (deprecated in MLflow in favour of aliases, still served).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    None,
+    Staging,
+    Production,
+    Archived,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::None => "None",
+            Stage::Staging => "Staging",
+            Stage::Production => "Production",
+            Stage::Archived => "Archived",
+        }
+    }
+    /// Case-insensitive, as MLflow accepts it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Some(Stage::None),
+            "staging" => Some(Stage::Staging),
+            "production" => Some(Stage::Production),
+            "archived" => Some(Stage::Archived),
+            _ => None,
+        }
+    }
+    pub const ALL: [Stage; 4] = [
+        Stage::None,
+        Stage::Staging,
+        Stage::Production,
+        Stage::Archived,
+    ];
+}
+
+/// One version of a registered model, with keel's lineage and gate results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: i64,
+    pub creation_timestamp: i64,
+    pub last_updated_timestamp: i64,
+    pub description: String,
+    pub user_id: String,
+    pub current_stage: Stage,
+    pub source: String,
+    pub run_id: Option<String>,
+    pub run_link: Option<String>,
+    pub model_id: Option<String>,
+    pub status: String,
+    pub tags: Vec<Tag>,
+    pub aliases: Vec<String>,
+    /// Input/output schema as JSON text (MLflow signature or keel's), if known.
+    pub signature: Option<String>,
+    /// Lineage as JSON text: git commit, dataset digests, pipeline run.
+    pub lineage: Option<String>,
+    /// Recorded gate results as JSON text: `{"passed": bool, "gates": [...]}`.
+    pub gate_results: Option<String>,
+}
+
+/// One row of the registry's append-only audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub name: String,
+    /// `set_alias`, `delete_alias`, `rollback`, `transition_stage`, `delete_version`.
+    pub action: String,
+    /// The alias or stage that moved.
+    pub target: String,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    pub user: String,
+    pub reason: String,
+    /// What triggered the action (e.g. a drift verdict), as free text or JSON.
+    pub cause: String,
+    pub timestamp: i64,
+    /// The registry change number this action produced.
+    pub registry_version: i64,
+}

@@ -9,6 +9,7 @@ pub mod entities;
 pub mod error;
 pub mod ids;
 pub mod page_token;
+pub mod promotion;
 pub mod validation;
 
 pub use entities::*;

@@ -194,3 +194,94 @@ pub fn logged_model(model: &LoggedModel) -> Value {
     );
     json!({"info": Value::Object(info), "data": Value::Object(data)})
 }
+
+pub fn model_version(version: &keel_core::ModelVersion, with_aliases: bool) -> Value {
+    let mut object = Map::new();
+    object.insert("name".into(), json!(version.name));
+    object.insert("version".into(), json!(version.version.to_string()));
+    object.insert(
+        "creation_timestamp".into(),
+        json!(version.creation_timestamp),
+    );
+    object.insert(
+        "last_updated_timestamp".into(),
+        json!(version.last_updated_timestamp),
+    );
+    object.insert(
+        "current_stage".into(),
+        json!(version.current_stage.as_str()),
+    );
+    object.insert("description".into(), json!(version.description));
+    if !version.user_id.is_empty() {
+        object.insert("user_id".into(), json!(version.user_id));
+    }
+    object.insert("source".into(), json!(version.source));
+    object.insert(
+        "run_id".into(),
+        json!(version.run_id.clone().unwrap_or_default()),
+    );
+    object.insert("status".into(), json!(version.status));
+    insert_list(&mut object, "tags", tags(&version.tags));
+    object.insert(
+        "run_link".into(),
+        json!(version.run_link.clone().unwrap_or_default()),
+    );
+    if with_aliases {
+        insert_list(
+            &mut object,
+            "aliases",
+            version.aliases.iter().map(|a| json!(a)).collect(),
+        );
+    }
+    if let Some(model_id) = &version.model_id {
+        object.insert("model_id".into(), json!(model_id));
+    }
+    Value::Object(object)
+}
+
+pub fn registered_model(model: &keel_core::RegisteredModel) -> Value {
+    let mut object = Map::new();
+    object.insert("name".into(), json!(model.name));
+    object.insert("creation_timestamp".into(), json!(model.creation_timestamp));
+    object.insert(
+        "last_updated_timestamp".into(),
+        json!(model.last_updated_timestamp),
+    );
+    object.insert("description".into(), json!(model.description));
+    insert_list(
+        &mut object,
+        "latest_versions",
+        model
+            .latest_versions
+            .iter()
+            .map(|v| model_version(v, false))
+            .collect(),
+    );
+    insert_list(&mut object, "tags", tags(&model.tags));
+    insert_list(
+        &mut object,
+        "aliases",
+        model
+            .aliases
+            .iter()
+            .map(|(alias, version)| json!({"alias": alias, "version": version.to_string()}))
+            .collect(),
+    );
+    Value::Object(object)
+}
+
+pub fn audit_entry(entry: &keel_core::AuditEntry) -> Value {
+    json!({
+        "id": entry.id,
+        "name": entry.name,
+        "action": entry.action,
+        "target": entry.target,
+        "from_version": entry.from_version.map(|v| v.to_string()),
+        "to_version": entry.to_version.map(|v| v.to_string()),
+        "user": entry.user,
+        "reason": entry.reason,
+        "cause": entry.cause,
+        "timestamp": entry.timestamp,
+        "registry_version": entry.registry_version,
+    })
+}

@@ -10,18 +10,21 @@
 mod artifacts;
 mod dto;
 mod error;
+mod registry;
 mod request;
 mod tracking;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use keel_artifacts::ArtifactStore;
 use keel_core::Error;
 use keel_store::{Store, StoreConfig};
@@ -37,6 +40,10 @@ pub struct AppState {
     pub store: Store,
     pub artifacts: ArtifactStore,
     auth_token: Option<String>,
+    /// The registry change counter as last seen; long polls wait on it.
+    registry: Arc<tokio::sync::watch::Sender<i64>>,
+    /// Wakes the follower at once after a registry write through this server.
+    registry_nudge: Arc<tokio::sync::Notify>,
 }
 
 /// How to start a server.
@@ -57,11 +64,50 @@ impl AppState {
     pub async fn open(config: &ServerConfig) -> Result<AppState, Error> {
         let store = Store::open(StoreConfig::new(&config.backend_store_uri)).await?;
         let artifacts = ArtifactStore::open(&config.artifacts_destination).map_err(Error::from)?;
+        let (registry, _) = tokio::sync::watch::channel(store.registry_version().await?);
         Ok(AppState {
             store,
             artifacts,
             auth_token: config.auth_token.clone(),
+            registry: Arc::new(registry),
+            registry_nudge: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// Tells the registry follower that this server just changed the registry.
+    pub fn registry_changed(&self) {
+        self.registry_nudge.notify_one();
+    }
+
+    /// A receiver of the registry change counter.
+    pub fn registry_watch(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.registry.subscribe()
+    }
+
+    /// Follows the registry change counter: re-reads it after a local write, and
+    /// every 500 ms while someone is waiting for a change (writes by other
+    /// processes sharing the database). One indexed single-row read, never more.
+    fn spawn_registry_follower(&self) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = state.registry_nudge.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                        if state.registry.receiver_count() == 0 {
+                            continue;
+                        }
+                    }
+                }
+                if let Ok(version) = state.store.registry_version().await {
+                    state.registry.send_if_modified(|current| {
+                        let changed = *current != version;
+                        *current = version;
+                        changed
+                    });
+                }
+            }
+        });
     }
 }
 
@@ -117,12 +163,96 @@ fn mlflow_routes() -> Router<AppState> {
         )
         .route(
             "/logged-models/{model_id}/tags/{key}",
-            axum::routing::delete(delete_logged_model_tag),
+            delete(delete_logged_model_tag),
         )
         .route(
             "/logged-models/{model_id}/params",
             post(log_logged_model_params),
         )
+        .route(
+            "/registered-models/create",
+            post(registry::create_registered_model),
+        )
+        .route(
+            "/registered-models/get",
+            get(registry::get_registered_model),
+        )
+        .route(
+            "/registered-models/rename",
+            post(registry::rename_registered_model),
+        )
+        .route(
+            "/registered-models/update",
+            patch(registry::update_registered_model),
+        )
+        .route(
+            "/registered-models/delete",
+            delete(registry::delete_registered_model),
+        )
+        .route(
+            "/registered-models/search",
+            get(registry::search_registered_models).post(registry::search_registered_models),
+        )
+        .route(
+            "/registered-models/get-latest-versions",
+            post(registry::get_latest_versions).get(registry::get_latest_versions),
+        )
+        .route(
+            "/registered-models/set-tag",
+            post(registry::set_registered_model_tag),
+        )
+        .route(
+            "/registered-models/delete-tag",
+            delete(registry::delete_registered_model_tag),
+        )
+        .route(
+            "/registered-models/alias",
+            post(registry::set_alias)
+                .delete(registry::delete_alias)
+                .get(registry::get_by_alias),
+        )
+        .route(
+            "/model-versions/create",
+            post(registry::create_model_version),
+        )
+        .route("/model-versions/get", get(registry::get_model_version))
+        .route(
+            "/model-versions/update",
+            patch(registry::update_model_version),
+        )
+        .route(
+            "/model-versions/delete",
+            delete(registry::delete_model_version),
+        )
+        .route(
+            "/model-versions/search",
+            get(registry::search_model_versions).post(registry::search_model_versions),
+        )
+        .route(
+            "/model-versions/transition-stage",
+            post(registry::transition_stage),
+        )
+        .route(
+            "/model-versions/set-tag",
+            post(registry::set_model_version_tag),
+        )
+        .route(
+            "/model-versions/delete-tag",
+            delete(registry::delete_model_version_tag),
+        )
+        .route(
+            "/model-versions/get-download-uri",
+            get(registry::get_download_uri),
+        )
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+fn keel_routes() -> Router<AppState> {
+    Router::new()
+        .route("/registry/audit", get(registry::audit))
+        .route("/registry/promote", post(registry::promote))
+        .route("/registry/rollback", post(registry::rollback))
+        .route("/registry/changes", get(registry::changes))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }
 
@@ -186,6 +316,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/ajax-api/2.0/mlflow", mlflow)
         .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
+        .nest("/api/2.0/keel", keel_routes())
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
@@ -228,6 +359,7 @@ pub async fn bind(config: &ServerConfig) -> Result<(BoundServer, AppState), Erro
         )));
     }
     let state = AppState::open(config).await?;
+    state.spawn_registry_follower();
     let address = format!(
         "{}:{}",
         config.host.trim_start_matches('[').trim_end_matches(']'),

@@ -97,6 +97,11 @@ impl QueryParams {
         QueryParams(map)
     }
 
+    /// Every key with its values.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
+        self.0.iter()
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).and_then(|v| v.first()).map(String::as_str)
     }

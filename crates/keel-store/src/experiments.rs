@@ -31,13 +31,14 @@ const EXPERIMENT_SEARCH: SearchSpec = SearchSpec {
     attribute: experiment_attribute,
     tags: Some(KeyValueTable {
         table: "experiment_tags",
-        foreign_key: "experiment_id",
+        join: "kv.experiment_id = e.experiment_id",
         value_type: ColumnType::Text,
         extra: "",
     }),
     params: None,
     metrics: None,
     datasets: false,
+    ne_includes_missing: false,
 };
 
 /// Parses an experiment id; anything that is not an integer names no experiment.

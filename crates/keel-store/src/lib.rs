@@ -14,6 +14,7 @@ mod experiments;
 pub mod filter;
 mod logged_models;
 mod migrate;
+mod registry;
 mod runs;
 mod search;
 mod sql;
@@ -27,6 +28,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use logged_models::ModelOrder;
+pub use registry::{Actor, CreateModelVersion, parse_version, validate_alias, validate_model_name};
 pub use runs::{CreateRun, UpdateRun};
 pub use sql::Dialect;
 

@@ -42,23 +42,24 @@ const MODEL_SEARCH: SearchSpec = SearchSpec {
     attribute: model_attribute,
     tags: Some(KeyValueTable {
         table: "logged_model_tags",
-        foreign_key: "model_id",
+        join: "kv.model_id = m.model_id",
         value_type: ColumnType::Text,
         extra: "",
     }),
     params: Some(KeyValueTable {
         table: "logged_model_params",
-        foreign_key: "model_id",
+        join: "kv.model_id = m.model_id",
         value_type: ColumnType::Text,
         extra: "",
     }),
     metrics: Some(KeyValueTable {
         table: "logged_model_metrics",
-        foreign_key: "model_id",
+        join: "kv.model_id = m.model_id",
         value_type: ColumnType::Number,
         extra: "is_nan = 0",
     }),
     datasets: false,
+    ne_includes_missing: false,
 };
 
 /// A sort key for logged-model search, as MLflow's `order_by` objects give it.

@@ -13,7 +13,7 @@ use crate::Store;
 use crate::sql::{Dialect, Sql, db, get};
 
 /// (version, name, SQL). Append only; never edit a released entry.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tracking", TRACKING)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tracking", TRACKING), (2, "registry", REGISTRY)];
 
 const TRACKING: &str = r#"
 CREATE TABLE experiments (
@@ -146,6 +146,73 @@ CREATE TABLE run_outputs (
     step {INT} NOT NULL,
     PRIMARY KEY (run_uuid, model_id)
 );
+"#;
+
+const REGISTRY: &str = r#"
+CREATE TABLE registered_models (
+    name TEXT PRIMARY KEY,
+    creation_timestamp {INT} NOT NULL,
+    last_updated_timestamp {INT} NOT NULL,
+    description TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE registered_model_tags (
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (name, key)
+);
+CREATE TABLE model_versions (
+    name TEXT NOT NULL,
+    version {INT} NOT NULL,
+    creation_timestamp {INT} NOT NULL,
+    last_updated_timestamp {INT} NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    user_id TEXT NOT NULL DEFAULT '',
+    current_stage TEXT NOT NULL,
+    source TEXT NOT NULL,
+    run_id TEXT,
+    run_link TEXT,
+    model_id TEXT,
+    status TEXT NOT NULL,
+    signature TEXT,
+    lineage TEXT,
+    gate_results TEXT,
+    PRIMARY KEY (name, version)
+);
+CREATE INDEX model_versions_run ON model_versions (run_id);
+CREATE TABLE model_version_tags (
+    name TEXT NOT NULL,
+    version {INT} NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (name, version, key)
+);
+CREATE TABLE registered_model_aliases (
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version {INT} NOT NULL,
+    PRIMARY KEY (name, alias)
+);
+CREATE TABLE registry_audit (
+    id {SERIAL},
+    name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    from_version {INT},
+    to_version {INT},
+    user_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    timestamp {INT} NOT NULL,
+    registry_version {INT} NOT NULL
+);
+CREATE INDEX registry_audit_name ON registry_audit (name, id);
+CREATE INDEX registry_audit_version ON registry_audit (registry_version);
+CREATE TABLE registry_state (
+    id {INT} PRIMARY KEY,
+    version {INT} NOT NULL
+);
+INSERT INTO registry_state (id, version) VALUES (1, 0)
 "#;
 
 fn render(dialect: Dialect, sql: &str) -> String {

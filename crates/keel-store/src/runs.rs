@@ -66,23 +66,24 @@ const RUN_SEARCH: SearchSpec = SearchSpec {
     attribute: run_attribute,
     tags: Some(KeyValueTable {
         table: "tags",
-        foreign_key: "run_uuid",
+        join: "kv.run_uuid = r.run_uuid",
         value_type: ColumnType::Text,
         extra: "",
     }),
     params: Some(KeyValueTable {
         table: "params",
-        foreign_key: "run_uuid",
+        join: "kv.run_uuid = r.run_uuid",
         value_type: ColumnType::Text,
         extra: "",
     }),
     metrics: Some(KeyValueTable {
         table: "latest_metrics",
-        foreign_key: "run_uuid",
+        join: "kv.run_uuid = r.run_uuid",
         value_type: ColumnType::Number,
         extra: "is_nan = 0",
     }),
     datasets: true,
+    ne_includes_missing: false,
 };
 
 /// Metric values as stored: NaN becomes (0, is_nan = 1); ±inf is clamped to ±f64::MAX, as MLflow does.

@@ -20,7 +20,8 @@ pub(crate) enum ColumnType {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KeyValueTable {
     pub table: &'static str,
-    pub foreign_key: &'static str,
+    /// How a side-table row (alias `kv`) joins its entity, e.g. `kv.run_uuid = r.run_uuid`.
+    pub join: &'static str,
     pub value_type: ColumnType,
     /// Extra condition, e.g. `is_nan = 0` for metrics.
     pub extra: &'static str,
@@ -39,6 +40,10 @@ pub(crate) struct SearchSpec {
     pub metrics: Option<KeyValueTable>,
     /// Whether `datasets.name/digest/context` filters apply (runs only).
     pub datasets: bool,
+    /// Whether `tags.k != 'v'` also matches entities without tag `k`. The registry
+    /// needs this: every MLflow client filters models with
+    /// ``tag.`mlflow.prompt.is_prompt` != 'true'``, which must keep untagged models.
+    pub ne_includes_missing: bool,
 }
 
 impl SearchSpec {
@@ -139,19 +144,31 @@ fn push_comparison(
             let table = spec
                 .side_table(kind)
                 .ok_or_else(|| unsupported(spec, ident))?;
+            let negated_ne =
+                spec.ne_includes_missing && kind == EntityKind::Tag && cmp.op == Comparator::Ne;
             let exists = match cmp.op {
                 Comparator::IsNull => "NOT EXISTS",
+                _ if negated_ne => "NOT EXISTS",
                 _ => "EXISTS",
             };
             sql.push(&format!(
-                "{exists} (SELECT 1 FROM {} kv WHERE kv.{} = {} AND kv.key = ",
-                table.table, table.foreign_key, spec.id_column
+                "{exists} (SELECT 1 FROM {} kv WHERE {} AND kv.key = ",
+                table.table, table.join
             ));
             sql.bind(ident.key.as_str());
             if !table.extra.is_empty() {
                 sql.push(" AND kv.").push(table.extra);
             }
-            if !matches!(cmp.op, Comparator::IsNull | Comparator::IsNotNull) {
+            if negated_ne {
+                // NOT EXISTS (tag = value): entities lacking the tag match too.
+                let equal = Comparison {
+                    ident: cmp.ident.clone(),
+                    op: Comparator::Eq,
+                    value: cmp.value.clone(),
+                };
+                sql.push(" AND ");
+                push_value_condition(dialect, "kv.value", table.value_type, ident, &equal, sql)?;
+            } else if !matches!(cmp.op, Comparator::IsNull | Comparator::IsNotNull) {
                 sql.push(" AND ");
                 push_value_condition(dialect, "kv.value", table.value_type, ident, cmp, sql)?;
             }
@@ -334,8 +351,8 @@ pub(crate) fn push_order_by(
                     sql.push(", ");
                 }
                 sql.push(&format!(
-                    "(SELECT kv.value FROM {} kv WHERE kv.{} = {} AND kv.key = ",
-                    table.table, table.foreign_key, spec.id_column
+                    "(SELECT kv.value FROM {} kv WHERE {} AND kv.key = ",
+                    table.table, table.join
                 ));
                 sql.bind(ident.key.as_str());
                 if !table.extra.is_empty() {

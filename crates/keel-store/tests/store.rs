@@ -3,78 +3,14 @@
 //! names a server (CI sets it; with `CI=true` and no reachable server the
 //! suite fails instead of skipping).
 
-use std::str::FromStr;
-
 use keel_core::{
     Dataset, DatasetInput, ErrorCode, LoggedModelStatus, Metric, Param, RunStatus, Tag, ViewType,
 };
-use keel_store::{CreateRun, Dialect, ModelOrder, Store, StoreConfig, UpdateRun};
-use sqlx::Executor;
+use keel_store::{CreateRun, ModelOrder, Store, StoreConfig, UpdateRun};
 
-/// A store under test plus what keeps it alive.
-struct Backend {
-    store: Store,
-    _dir: Option<tempfile::TempDir>,
-}
+mod common;
 
-async fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let uri = format!("sqlite:///{}", dir.path().join("keel.db").display());
-    let store = Store::open(StoreConfig::new(uri))
-        .await
-        .expect("open sqlite store");
-    Backend {
-        store,
-        _dir: Some(dir),
-    }
-}
-
-async fn postgres() -> Option<Backend> {
-    let admin_url = match std::env::var("KEEL_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "CI=true but KEEL_TEST_POSTGRES_URL is not set: the PostgreSQL suite must run in CI"
-                );
-            }
-            eprintln!("KEEL_TEST_POSTGRES_URL unset: PostgreSQL backend not tested in this run");
-            return None;
-        }
-    };
-    sqlx::any::install_default_drivers();
-    let options =
-        sqlx::any::AnyConnectOptions::from_str(&admin_url).expect("valid KEEL_TEST_POSTGRES_URL");
-    let admin = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is unreachable: {e}"));
-    let name = format!("keel_test_{}", keel_core::ids::new_uuid());
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let base = admin_url
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&admin_url);
-    let store = Store::open(StoreConfig::new(format!("{base}/{name}")))
-        .await
-        .expect("open postgres store");
-    assert_eq!(store.dialect(), Dialect::Postgres);
-    Some(Backend { store, _dir: None })
-}
-
-/// Every backend this run can test.
-async fn backends() -> Vec<Backend> {
-    let mut all = vec![sqlite().await];
-    if let Some(pg) = postgres().await {
-        all.push(pg);
-    }
-    all
-}
+use common::{Backend, backends};
 
 fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
     Metric::new(key, value, timestamp, step)

@@ -277,3 +277,212 @@ fn quickstart_tells_the_tracking_story() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 }
+
+fn keel(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .env(
+            "KEEL_BACKEND_STORE_URI",
+            format!("sqlite:///{}", dir.join("keel.db").display()),
+        )
+        .env("RUST_LOG", "warn")
+        .current_dir(dir)
+        .output()
+        .expect("run keel")
+}
+
+#[test]
+fn models_cli_promotion_is_gated_audited_and_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    std::fs::write(path.join("pass.json"), r#"{"passed": true, "gates": []}"#).unwrap();
+    std::fs::write(
+        path.join("fail.json"),
+        r#"{"passed": false, "gates": [{"expression": "auc >= production.auc - 0.01", "passed": false}]}"#,
+    )
+    .unwrap();
+    for gates in ["pass.json", "pass.json", "fail.json"] {
+        let out = keel(
+            path,
+            &["models", "register", "risk", "./model", "--gates", gates],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        keel(path, &["models", "register", "risk", "./model"])
+            .status
+            .success()
+    );
+    assert!(
+        keel(path, &["models", "promote", "risk", "1"])
+            .status
+            .success()
+    );
+    assert!(
+        keel(
+            path,
+            &["models", "promote", "risk", "2", "--alias", "production"]
+        )
+        .status
+        .success()
+    );
+
+    let refused = keel(path, &["models", "promote", "risk", "3"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("auc >= production.auc - 0.01"));
+    let refused = keel(path, &["models", "promote", "risk", "4"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no recorded gate results"));
+    assert!(
+        !keel(path, &["models", "promote", "risk", "4", "--force"])
+            .status
+            .success()
+    );
+    let forced = keel(
+        path,
+        &[
+            "models",
+            "promote",
+            "risk",
+            "4",
+            "--force",
+            "--reason",
+            "approved hotfix",
+        ],
+    );
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+
+    let rollback = keel(
+        path,
+        &["models", "rollback", "risk", "--alias", "production"],
+    );
+    assert!(String::from_utf8_lossy(&rollback.stdout).contains("from version 4 to 2"));
+    let show = keel(path, &["models", "show", "models:/risk@production"]);
+    assert!(String::from_utf8_lossy(&show.stdout).contains("version:     2"));
+
+    let history = keel(path, &["models", "history", "risk", "--json"]);
+    let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&history.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let moves: Vec<(String, Option<i64>, Option<i64>, String)> = entries
+        .iter()
+        .filter(|e| e["target"] == "production")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["from_version"].as_i64(),
+                e["to_version"].as_i64(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("rollback".into(), Some(4), Some(2), String::new()),
+            (
+                "set_alias".into(),
+                Some(2),
+                Some(4),
+                "approved hotfix".into()
+            ),
+            ("set_alias".into(), Some(1), Some(2), String::new()),
+            ("set_alias".into(), None, Some(1), String::new()),
+        ]
+    );
+}
+
+#[test]
+fn registry_change_feed_wakes_followers() {
+    let server = Server::start(&[]);
+    let api = |path: &str| format!("{}{path}", server.url);
+    let (_, body) = reqwest::request(
+        "POST",
+        &api("/api/2.0/mlflow/model-versions/create"),
+        Some(r#"{"name": "risk", "source": "s3://bucket/model"}"#),
+        None,
+    )
+    .unwrap();
+    assert!(body.contains("\"version\":\"1\""), "{body}");
+    let (_, body) = reqwest::request(
+        "GET",
+        &api("/api/2.0/keel/registry/changes?since=0"),
+        None,
+        None,
+    )
+    .unwrap();
+    let feed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let since = feed["registry_version"].as_i64().unwrap();
+    assert!(since >= 1);
+    assert_eq!(feed["changes"][0]["action"], "create_version");
+
+    // A follower waits on the feed; a promotion through the API wakes it with the move.
+    let url = api(&format!(
+        "/api/2.0/keel/registry/changes?since={since}&timeout_ms=20000"
+    ));
+    let follower = std::thread::spawn(move || reqwest::request("GET", &url, None, None));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, body) = reqwest::request(
+        "POST",
+        &api("/api/2.0/mlflow/registered-models/alias"),
+        Some(r#"{"name": "risk", "alias": "production", "version": "1"}"#),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = follower.join().unwrap().unwrap();
+    let feed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(feed["registry_version"].as_i64().unwrap() > since, "{feed}");
+    assert_eq!(feed["changes"][0]["action"], "set_alias");
+    assert_eq!(feed["changes"][0]["to_version"], "1");
+
+    // A change by another process sharing the database (the CLI) reaches followers too.
+    let since = feed["registry_version"].as_i64().unwrap();
+    let url = api(&format!(
+        "/api/2.0/keel/registry/changes?since={since}&timeout_ms=20000"
+    ));
+    let follower = std::thread::spawn(move || reqwest::request("GET", &url, None, None));
+    std::thread::sleep(Duration::from_millis(300));
+    let cli = keel(
+        server._dir.path(),
+        &[
+            "models",
+            "promote",
+            "risk",
+            "1",
+            "--alias",
+            "staging",
+            "--force",
+            "--reason",
+            "smoke test",
+        ],
+    );
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let (_, body) = follower.join().unwrap().unwrap();
+    let feed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(feed["changes"][0]["target"], "staging", "{feed}");
+
+    // An unchanged registry answers a zero-timeout poll at once with no changes.
+    let now = feed["registry_version"].as_i64().unwrap();
+    let (_, body) = reqwest::request(
+        "GET",
+        &api(&format!("/api/2.0/keel/registry/changes?since={now}")),
+        None,
+        None,
+    )
+    .unwrap();
+    let feed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(feed["changes"].as_array().map(Vec::len), Some(0));
+}

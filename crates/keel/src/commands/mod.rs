@@ -2,6 +2,7 @@
 
 mod data;
 mod init;
+mod models;
 mod quickstart;
 mod server;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Run the tracking server (MLflow-compatible REST API and artifact proxy).
     Server(server::ServerArgs),
+    /// The model registry: list, show, register, promote (gated), rollback, history.
+    Models(models::ModelsArgs),
     /// Set up a keel project in this folder (.keel/: config, cache).
     Init(init::InitArgs),
     /// Version data and models next to git: add, status, checkout, push, pull, diff, gc.
@@ -37,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Quickstart(args) => quickstart::run(args, cli.quiet),
         Command::Server(args) => server::run(args),
+        Command::Models(args) => models::run(args),
         Command::Init(args) => init::run(args, cli.quiet),
         Command::Data(args) => data::run(args, cli.quiet),
     }
@@ -51,4 +55,13 @@ pub fn init_tracing(quiet: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

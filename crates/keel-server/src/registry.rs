@@ -1,0 +1,698 @@
+//! MLflow model-registry endpoints (`registered-models/...`, `model-versions/...`)
+//! and keel's registry extras: the audit log, gated promotion, rollback and
+//! the change feed (`/api/2.0/keel/registry/changes`, a long poll on the
+//! registry's change counter).
+//!
+//! Registry requests arrive as JSON bodies (POST, PATCH, DELETE) or query
+//! strings (GET); [`params`] merges both so every handler reads one struct.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use bytes::Bytes;
+use keel_core::promotion::check_promotion;
+use keel_core::{Error, Stage, Tag};
+use keel_store::{Actor, CreateModelVersion, parse_version};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::dto;
+use crate::error::ApiResult;
+use crate::request::{QueryParams, lenient_i64, lenient_string, parse_json, required};
+
+type Reply = ApiResult<Json<Value>>;
+
+/// Merges query-string parameters under the JSON body (the body wins) and parses `T`.
+fn params<T: DeserializeOwned>(query: Option<String>, body: &Bytes) -> Result<T, Error> {
+    let mut object = match parse_json::<Value>(body)? {
+        Value::Object(map) => map,
+        _ => {
+            return Err(Error::invalid_parameter(
+                "The request body must be a JSON object",
+            ));
+        }
+    };
+    let query = QueryParams::parse(query.as_deref());
+    for (key, values) in query.entries() {
+        if !object.contains_key(key) {
+            let value = if values.len() == 1 {
+                json!(values[0])
+            } else {
+                json!(values)
+            };
+            object.insert(key.clone(), value);
+        }
+    }
+    parse_json(&Bytes::from(Value::Object(object).to_string()))
+}
+
+fn actor(user: Option<String>, reason: Option<String>, cause: Option<String>) -> Actor {
+    Actor {
+        user: user
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "api".to_string()),
+        reason: reason.unwrap_or_default(),
+        cause: cause.unwrap_or_default(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TagBody {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ModelBody {
+    name: Option<String>,
+    new_name: Option<String>,
+    description: Option<String>,
+    tags: Vec<TagBody>,
+    key: Option<String>,
+    value: Option<String>,
+    alias: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    version: Option<String>,
+    filter: Option<String>,
+    #[serde(deserialize_with = "lenient_i64")]
+    max_results: Option<i64>,
+    #[serde(deserialize_with = "string_or_list")]
+    order_by: Vec<String>,
+    page_token: Option<String>,
+    #[serde(deserialize_with = "string_or_list")]
+    stages: Vec<String>,
+}
+
+fn string_or_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+fn into_tags(tags: Vec<TagBody>) -> Result<Vec<Tag>, Error> {
+    tags.into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            Ok(Tag::new(
+                required(t.key, &format!("tags[{i}].key"))?,
+                t.value.unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+fn name_of(body: &mut ModelBody) -> Result<String, Error> {
+    required(body.name.take().filter(|n| !n.is_empty()), "name")
+}
+
+fn version_of(name: &str, body: &mut ModelBody) -> Result<i64, Error> {
+    parse_version(name, &required(body.version.take(), "version")?)
+}
+
+// ------------------------------------------------------------ registered models
+
+pub async fn create_registered_model(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let tags = into_tags(body.tags)?;
+    let model = state
+        .store
+        .create_registered_model(&name, body.description.as_deref(), &tags)
+        .await?;
+    Ok(Json(
+        json!({"registered_model": dto::registered_model(&model)}),
+    ))
+}
+
+pub async fn get_registered_model(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let model = state
+        .store
+        .get_registered_model(&name_of(&mut body)?)
+        .await?;
+    Ok(Json(
+        json!({"registered_model": dto::registered_model(&model)}),
+    ))
+}
+
+pub async fn rename_registered_model(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let new_name = required(body.new_name, "new_name")?;
+    let model = state
+        .store
+        .rename_registered_model(&name, &new_name)
+        .await?;
+    state.registry_changed();
+    Ok(Json(
+        json!({"registered_model": dto::registered_model(&model)}),
+    ))
+}
+
+pub async fn update_registered_model(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let model = state
+        .store
+        .update_registered_model(&name, &body.description.unwrap_or_default())
+        .await?;
+    Ok(Json(
+        json!({"registered_model": dto::registered_model(&model)}),
+    ))
+}
+
+pub async fn delete_registered_model(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    state
+        .store
+        .delete_registered_model(&name_of(&mut body)?, &actor(None, None, None))
+        .await?;
+    state.registry_changed();
+    Ok(Json(json!({})))
+}
+
+pub async fn search_registered_models(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let body: ModelBody = params(q, &body)?;
+    let page = state
+        .store
+        .search_registered_models(
+            body.filter.as_deref(),
+            body.max_results.unwrap_or(100),
+            &body.order_by,
+            body.page_token.as_deref(),
+        )
+        .await?;
+    let mut reply = serde_json::Map::new();
+    if !page.items.is_empty() {
+        reply.insert(
+            "registered_models".into(),
+            page.items.iter().map(dto::registered_model).collect(),
+        );
+    }
+    if let Some(token) = page.next_page_token {
+        reply.insert("next_page_token".into(), json!(token));
+    }
+    Ok(Json(Value::Object(reply)))
+}
+
+pub async fn get_latest_versions(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let stages = body
+        .stages
+        .iter()
+        .map(|s| {
+            Stage::parse(s).ok_or_else(|| Error::invalid_parameter(format!("Invalid stage '{s}'")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let versions = state.store.get_latest_versions(&name, &stages).await?;
+    Ok(Json(
+        json!({"model_versions": versions.iter().map(|v| dto::model_version(v, true)).collect::<Vec<_>>()}),
+    ))
+}
+
+pub async fn set_registered_model_tag(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let key = required(body.key, "key")?;
+    state
+        .store
+        .set_registered_model_tag(&name, &key, &body.value.unwrap_or_default())
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_registered_model_tag(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    state
+        .store
+        .delete_registered_model_tag(&name, &required(body.key, "key")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn set_alias(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let alias = required(body.alias.take(), "alias")?;
+    let version = version_of(&name, &mut body)?;
+    state
+        .store
+        .set_registered_model_alias(&name, &alias, version, &actor(None, None, None))
+        .await?;
+    state.registry_changed();
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_alias(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let alias = required(body.alias.take(), "alias")?;
+    state
+        .store
+        .delete_registered_model_alias(&name, &alias, &actor(None, None, None))
+        .await?;
+    state.registry_changed();
+    Ok(Json(json!({})))
+}
+
+pub async fn get_by_alias(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let alias = required(body.alias.take(), "alias")?;
+    let version = state
+        .store
+        .get_model_version_by_alias(&name, &alias)
+        .await?;
+    Ok(Json(
+        json!({"model_version": dto::model_version(&version, true)}),
+    ))
+}
+
+// --------------------------------------------------------------- model versions
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CreateVersionBody {
+    name: Option<String>,
+    source: Option<String>,
+    run_id: Option<String>,
+    run_link: Option<String>,
+    model_id: Option<String>,
+    description: Option<String>,
+    tags: Vec<TagBody>,
+}
+
+pub async fn create_model_version(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let body: CreateVersionBody = params(q, &body)?;
+    let name = required(body.name, "name")?;
+    let mut run_id = body.run_id.filter(|r| !r.is_empty());
+    let model_id = body.model_id.filter(|m| !m.is_empty());
+    if run_id.is_none()
+        && let Some(model_id) = &model_id
+    {
+        run_id = state.store.get_logged_model(model_id).await?.source_run_id;
+    }
+    let version = state
+        .store
+        .create_model_version(
+            CreateModelVersion {
+                name,
+                source: required(body.source, "source")?,
+                run_id,
+                run_link: body.run_link,
+                model_id,
+                description: body.description,
+                tags: into_tags(body.tags)?,
+                user_id: String::new(),
+                signature: None,
+                lineage: None,
+                gate_results: None,
+            },
+            &actor(None, None, None),
+        )
+        .await?;
+    state.registry_changed();
+    Ok(Json(
+        json!({"model_version": dto::model_version(&version, true)}),
+    ))
+}
+
+pub async fn get_model_version(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let version = version_of(&name, &mut body)?;
+    let version = state.store.get_model_version(&name, version).await?;
+    Ok(Json(
+        json!({"model_version": dto::model_version(&version, true)}),
+    ))
+}
+
+pub async fn update_model_version(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let version = version_of(&name, &mut body)?;
+    let version = state
+        .store
+        .update_model_version(&name, version, &body.description.unwrap_or_default())
+        .await?;
+    Ok(Json(
+        json!({"model_version": dto::model_version(&version, true)}),
+    ))
+}
+
+pub async fn delete_model_version(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let version = version_of(&name, &mut body)?;
+    state
+        .store
+        .delete_model_version(&name, version, &actor(None, None, None))
+        .await?;
+    state.registry_changed();
+    Ok(Json(json!({})))
+}
+
+pub async fn search_model_versions(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let body: ModelBody = params(q, &body)?;
+    let page = state
+        .store
+        .search_model_versions(
+            body.filter.as_deref(),
+            body.max_results.unwrap_or(10_000),
+            &body.order_by,
+            body.page_token.as_deref(),
+        )
+        .await?;
+    let mut reply = serde_json::Map::new();
+    if !page.items.is_empty() {
+        reply.insert(
+            "model_versions".into(),
+            page.items
+                .iter()
+                .map(|v| dto::model_version(v, true))
+                .collect(),
+        );
+    }
+    if let Some(token) = page.next_page_token {
+        reply.insert("next_page_token".into(), json!(token));
+    }
+    Ok(Json(Value::Object(reply)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TransitionBody {
+    name: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    version: Option<String>,
+    stage: Option<String>,
+    #[serde(deserialize_with = "lenient_bool")]
+    archive_existing_versions: Option<bool>,
+}
+
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum BoolOrString {
+        B(bool),
+        S(String),
+    }
+    Ok(match Option::<BoolOrString>::deserialize(deserializer)? {
+        None => None,
+        Some(BoolOrString::B(b)) => Some(b),
+        Some(BoolOrString::S(s)) => Some(s.eq_ignore_ascii_case("true")),
+    })
+}
+
+pub async fn transition_stage(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let body: TransitionBody = params(q, &body)?;
+    let name = required(body.name, "name")?;
+    let version = parse_version(&name, &required(body.version, "version")?)?;
+    let stage_text = required(body.stage, "stage")?;
+    let stage = Stage::parse(&stage_text).ok_or_else(|| {
+        Error::invalid_parameter(format!("Invalid Model Version stage: {stage_text}"))
+    })?;
+    let version = state
+        .store
+        .transition_model_version_stage(
+            &name,
+            version,
+            stage,
+            body.archive_existing_versions.unwrap_or(false),
+            &actor(None, None, None),
+        )
+        .await?;
+    state.registry_changed();
+    Ok(Json(
+        json!({"model_version": dto::model_version(&version, true)}),
+    ))
+}
+
+pub async fn set_model_version_tag(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let version = version_of(&name, &mut body)?;
+    let key = required(body.key, "key")?;
+    state
+        .store
+        .set_model_version_tag(&name, version, &key, &body.value.unwrap_or_default())
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn delete_model_version_tag(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let version = version_of(&name, &mut body)?;
+    state
+        .store
+        .delete_model_version_tag(&name, version, &required(body.key, "key")?)
+        .await?;
+    Ok(Json(json!({})))
+}
+
+pub async fn get_download_uri(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let mut body: ModelBody = params(q, &body)?;
+    let name = name_of(&mut body)?;
+    let version = version_of(&name, &mut body)?;
+    let version = state.store.get_model_version(&name, version).await?;
+    Ok(Json(
+        json!({"artifact_uri": download_uri(&state, &version).await?}),
+    ))
+}
+
+/// Where a version's files are: a logged model's artifact location, a run's
+/// artifact path (`runs:/RUN/path`), or the source as given.
+pub async fn download_uri(
+    state: &AppState,
+    version: &keel_core::ModelVersion,
+) -> Result<String, Error> {
+    if let Some(model_id) = &version.model_id {
+        return Ok(state
+            .store
+            .get_logged_model(model_id)
+            .await?
+            .artifact_location);
+    }
+    if let Some(model_id) = version
+        .source
+        .strip_prefix("models:/")
+        .filter(|id| id.starts_with("m-"))
+    {
+        return Ok(state
+            .store
+            .get_logged_model(model_id)
+            .await?
+            .artifact_location);
+    }
+    if let Some(rest) = version.source.strip_prefix("runs:/") {
+        let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let info = state.store.get_run_info(run_id).await?;
+        return Ok(if path.is_empty() {
+            info.artifact_uri
+        } else {
+            format!("{}/{path}", info.artifact_uri)
+        });
+    }
+    Ok(version.source.clone())
+}
+
+// ------------------------------------------------------------------ keel extras
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct KeelBody {
+    name: Option<String>,
+    alias: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    version: Option<String>,
+    #[serde(deserialize_with = "lenient_bool")]
+    force: Option<bool>,
+    reason: Option<String>,
+    user: Option<String>,
+    cause: Option<String>,
+    #[serde(deserialize_with = "lenient_i64")]
+    max_results: Option<i64>,
+    #[serde(deserialize_with = "lenient_i64")]
+    since: Option<i64>,
+    #[serde(deserialize_with = "lenient_i64")]
+    timeout_ms: Option<i64>,
+}
+
+/// `GET /api/2.0/keel/registry/audit?name=NAME`: the audit log, newest first.
+pub async fn audit(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+    let body: KeelBody = params(q, &body)?;
+    let entries = state
+        .store
+        .registry_audit(body.name.as_deref(), body.max_results.unwrap_or(1000))
+        .await?;
+    Ok(Json(
+        json!({"entries": entries.iter().map(dto::audit_entry).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `POST /api/2.0/keel/registry/promote {name, version, alias, force?, reason?}`:
+/// moves an alias after checking the version's recorded gates.
+pub async fn promote(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+    let body: KeelBody = params(q, &body)?;
+    let name = required(body.name, "name")?;
+    let version = parse_version(&name, &required(body.version, "version")?)?;
+    let alias = required(body.alias, "alias")?;
+    let candidate = state.store.get_model_version(&name, version).await?;
+    let reason = body.reason.unwrap_or_default();
+    check_promotion(&candidate, body.force.unwrap_or(false), &reason)?;
+    let entry = state
+        .store
+        .set_registered_model_alias(
+            &name,
+            &alias,
+            version,
+            &actor(body.user, Some(reason), body.cause),
+        )
+        .await?;
+    state.registry_changed();
+    Ok(Json(json!({"entry": dto::audit_entry(&entry)})))
+}
+
+/// `POST /api/2.0/keel/registry/rollback {name, alias, reason?}`.
+pub async fn rollback(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+    let body: KeelBody = params(q, &body)?;
+    let name = required(body.name, "name")?;
+    let alias = required(body.alias, "alias")?;
+    let entry = state
+        .store
+        .rollback_alias(&name, &alias, &actor(body.user, body.reason, body.cause))
+        .await?;
+    state.registry_changed();
+    Ok(Json(json!({"entry": dto::audit_entry(&entry)})))
+}
+
+/// `GET /api/2.0/keel/registry/changes?since=N&timeout_ms=T`: answers at once
+/// with the audit entries after registry version N, or waits up to T ms
+/// (at most 60 s) for the next change. Followers keep the returned
+/// `registry_version` and ask again.
+pub async fn changes(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+    let body: KeelBody = params(q, &body)?;
+    let since = body.since.unwrap_or(0);
+    let timeout = Duration::from_millis(body.timeout_ms.unwrap_or(0).clamp(0, 60_000) as u64);
+    let mut watch = state.registry_watch();
+    if *watch.borrow_and_update() <= since && !timeout.is_zero() {
+        let _ = tokio::time::timeout(timeout, async {
+            while *watch.borrow_and_update() <= since {
+                if watch.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let registry_version = state.store.registry_version().await?;
+    let entries = if registry_version > since {
+        state.store.registry_changes_since(since, 1000).await?
+    } else {
+        vec![]
+    };
+    Ok(Json(json!({
+        "registry_version": registry_version,
+        "changes": entries.iter().map(dto::audit_entry).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,336 @@
+//! `keel models ...`: the registry from the command line — list, show, register,
+//! promote (gated), rollback and history. Talks to the metadata store directly
+//! (`--backend-store-uri`), the same database a `keel server` serves.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use keel_core::promotion::{GateStatus, check_promotion, gate_status};
+use keel_store::{Actor, CreateModelVersion, Store, StoreConfig, parse_version};
+
+#[derive(Debug, clap::Args)]
+pub struct ModelsArgs {
+    /// Metadata store: `sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://...`.
+    #[arg(
+        long,
+        global = true,
+        env = "KEEL_BACKEND_STORE_URI",
+        default_value = "sqlite:///keel.db"
+    )]
+    pub backend_store_uri: String,
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ModelsCommand {
+    /// List registered models with their aliases and newest version.
+    List,
+    /// Show a model (NAME) or one version (models:/NAME/VERSION, models:/NAME@ALIAS).
+    Show { model: String },
+    /// Register a new version of NAME from SOURCE (an artifact URI or path).
+    Register {
+        name: String,
+        source: String,
+        /// Gate results JSON file (`{"passed": bool, "gates": [...]}`) to record on the version.
+        #[arg(long)]
+        gates: Option<PathBuf>,
+        #[arg(long)]
+        run_id: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Point ALIAS at VERSION, if the version's recorded gates passed.
+    Promote {
+        name: String,
+        #[arg(value_name = "VERSION")]
+        number: String,
+        #[arg(long, default_value = "production")]
+        alias: String,
+        /// Promote although gates failed or are missing (needs --reason).
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, env = "USER", default_value = "keel")]
+        user: String,
+    },
+    /// Move ALIAS back to its previous holder, from the audit log.
+    Rollback {
+        name: String,
+        #[arg(long, default_value = "production")]
+        alias: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, env = "USER", default_value = "keel")]
+        user: String,
+    },
+    /// The audit log of a model: every version, alias move and stage transition.
+    History {
+        name: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting runtime")?;
+    runtime.block_on(async {
+        let store = Store::open(StoreConfig::new(&args.backend_store_uri)).await?;
+        let result = execute(&store, args.command).await;
+        store.close().await;
+        result
+    })
+}
+
+fn when(millis: i64) -> String {
+    let seconds = millis / 1000;
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn gates_label(version: &keel_core::ModelVersion) -> String {
+    match gate_status(version) {
+        GateStatus::Passed => "passed".into(),
+        GateStatus::Failed(which) => format!("FAILED ({which})"),
+        GateStatus::Missing => "none recorded".into(),
+    }
+}
+
+async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ModelsCommand::List => {
+            let mut token = None;
+            println!("{:<32} {:>7}  aliases", "model", "latest");
+            loop {
+                let page = store
+                    .search_registered_models(None, 1000, &[], token.as_deref())
+                    .await?;
+                for model in &page.items {
+                    let latest = model
+                        .latest_versions
+                        .iter()
+                        .map(|v| v.version)
+                        .max()
+                        .unwrap_or(0);
+                    let aliases: Vec<String> = model
+                        .aliases
+                        .iter()
+                        .map(|(alias, version)| format!("@{alias}={version}"))
+                        .collect();
+                    println!("{:<32} {:>7}  {}", model.name, latest, aliases.join(" "));
+                }
+                match page.next_page_token {
+                    Some(next) => token = Some(next),
+                    None => break,
+                }
+            }
+        }
+        ModelsCommand::Show { model } => {
+            if model.starts_with("models:/") {
+                let version = store.resolve_model_uri(&model).await?;
+                println!("model:       {}", version.name);
+                println!("version:     {}", version.version);
+                println!("aliases:     {}", version.aliases.join(", "));
+                println!("stage:       {}", version.current_stage.as_str());
+                println!("source:      {}", version.source);
+                println!("run:         {}", version.run_id.as_deref().unwrap_or("-"));
+                println!("created:     {}", when(version.creation_timestamp));
+                println!("gates:       {}", gates_label(&version));
+                if let Some(lineage) = &version.lineage {
+                    println!("lineage:     {lineage}");
+                }
+                for tag in &version.tags {
+                    println!("tag:         {}={}", tag.key, tag.value);
+                }
+            } else {
+                let registered = store.get_registered_model(&model).await?;
+                println!("model:       {}", registered.name);
+                println!("description: {}", registered.description);
+                for (alias, version) in &registered.aliases {
+                    println!("alias:       @{alias} -> {version}");
+                }
+                let versions = store
+                    .search_model_versions(
+                        Some(&format!("name = '{}'", model.replace('\'', "''"))),
+                        1000,
+                        &[],
+                        None,
+                    )
+                    .await?;
+                println!(
+                    "\n{:>7}  {:<10} {:<21} gates",
+                    "version", "stage", "created"
+                );
+                for version in &versions.items {
+                    println!(
+                        "{:>7}  {:<10} {:<21} {}",
+                        version.version,
+                        version.current_stage.as_str(),
+                        when(version.creation_timestamp),
+                        gates_label(version)
+                    );
+                }
+            }
+        }
+        ModelsCommand::Register {
+            name,
+            source,
+            gates,
+            run_id,
+            description,
+        } => {
+            let gate_results = match gates {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading gate results {}", path.display()))?;
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+                    Some(text)
+                }
+                None => None,
+            };
+            let version = store
+                .create_model_version(
+                    CreateModelVersion {
+                        name,
+                        source,
+                        run_id,
+                        description: Some(description),
+                        gate_results,
+                        user_id: std::env::var("USER").unwrap_or_default(),
+                        ..Default::default()
+                    },
+                    &Actor::user(std::env::var("USER").unwrap_or_else(|_| "keel".into())),
+                )
+                .await?;
+            println!("registered {} version {}", version.name, version.version);
+        }
+        ModelsCommand::Promote {
+            name,
+            number,
+            alias,
+            force,
+            reason,
+            user,
+        } => {
+            let number = parse_version(&name, &number)?;
+            let candidate = store.get_model_version(&name, number).await?;
+            check_promotion(&candidate, force, &reason)?;
+            keel_store::validate_alias(&alias)?;
+            let entry = store
+                .set_registered_model_alias(
+                    &name,
+                    &alias,
+                    number,
+                    &Actor {
+                        user,
+                        reason,
+                        cause: String::new(),
+                    },
+                )
+                .await?;
+            match entry.from_version {
+                Some(from) => println!("{name}@{alias}: version {from} -> {number}"),
+                None => println!("{name}@{alias}: -> version {number}"),
+            }
+        }
+        ModelsCommand::Rollback {
+            name,
+            alias,
+            reason,
+            user,
+        } => {
+            let entry = store
+                .rollback_alias(
+                    &name,
+                    &alias,
+                    &Actor {
+                        user,
+                        reason,
+                        cause: String::new(),
+                    },
+                )
+                .await?;
+            println!(
+                "{name}@{alias}: rolled back from version {} to {}",
+                entry
+                    .from_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                entry
+                    .to_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+        ModelsCommand::History { name, limit, json } => {
+            let entries = store.registry_audit(Some(&name), limit).await?;
+            if entries.is_empty() {
+                bail!("no history for model '{name}'");
+            }
+            if json {
+                for entry in &entries {
+                    println!("{}", serde_json::to_string(entry)?);
+                }
+            } else {
+                println!(
+                    "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} reason / cause",
+                    "when", "action", "alias/stage", "from", "to", "user"
+                );
+                for entry in &entries {
+                    let opt =
+                        |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                    let why = [entry.reason.as_str(), entry.cause.as_str()]
+                        .iter()
+                        .filter(|s| !s.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" / ");
+                    println!(
+                        "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} {}",
+                        when(entry.timestamp),
+                        entry.action,
+                        entry.target,
+                        opt(entry.from_version),
+                        opt(entry.to_version),
+                        entry.user,
+                        why
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates() {
+        assert_eq!(super::when(0), "1970-01-01 00:00:00Z");
+        assert_eq!(super::when(1_795_797_963_082), "2026-11-27 16:46:03Z");
+    }
+}
