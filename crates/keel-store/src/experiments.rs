@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use crate::Store;
 use crate::filter::{self, OrderBy};
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
-use crate::sql::{Sql, db, get};
+use crate::sql::{Dialect, Sql, db, get};
 
 const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
 
@@ -78,7 +78,7 @@ impl Store {
             .push(", ")
             .bind(now)
             .push(") ON CONFLICT DO NOTHING");
-        sql.query()
+        sql.query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("creating the Default experiment"))?;
@@ -118,7 +118,7 @@ impl Store {
             .push(", ")
             .bind(now)
             .push(") RETURNING experiment_id");
-        let row = match insert.query().fetch_one(&mut *tx).await {
+        let row = match insert.query(self.dialect).fetch_one(&mut *tx).await {
             Ok(row) => row,
             Err(e) if is_unique_violation(&e) => {
                 return Err(Error::already_exists(format!(
@@ -138,7 +138,7 @@ impl Store {
             .push(" WHERE experiment_id = ")
             .bind(id);
         update
-            .query()
+            .query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("setting artifact location"))?;
@@ -157,7 +157,7 @@ impl Store {
         ));
         sql.bind(id);
         let row = sql
-            .query()
+            .query(self.dialect)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading experiment"))?
@@ -177,7 +177,7 @@ impl Store {
         ));
         sql.bind(name);
         let row = sql
-            .query()
+            .query(self.dialect)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading experiment"))?
@@ -203,7 +203,7 @@ impl Store {
         );
         sql.bind_list(ids).push(" ORDER BY key");
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading experiment tags"))?;
@@ -257,7 +257,7 @@ impl Store {
             .push(" OFFSET ")
             .bind(offset as i64);
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("searching experiments"))?;
@@ -297,7 +297,7 @@ impl Store {
             .bind(now_millis())
             .push(" WHERE experiment_id = ")
             .bind(parse_experiment_id(experiment_id)?);
-        match sql.query().execute(&self.writer).await {
+        match sql.query(self.dialect).execute(&self.writer).await {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(Error::already_exists(format!(
                 "Experiment(name={new_name}) already exists."
@@ -342,7 +342,7 @@ impl Store {
             .bind(now)
             .push(" WHERE experiment_id = ")
             .bind(id);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("updating experiment"))?;
@@ -353,7 +353,7 @@ impl Store {
             LifecycleStage::Active => runs.bind(None::<i64>),
         };
         runs.push(" WHERE experiment_id = ").bind(id);
-        runs.query()
+        runs.query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("updating runs"))?;
@@ -394,7 +394,7 @@ impl Store {
         let mut sql = Sql::new("DELETE FROM experiment_tags WHERE experiment_id = ");
         sql.bind(id).push(" AND key = ").bind(key);
         let result = sql
-            .query()
+            .query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("deleting experiment tag"))?;
@@ -413,6 +413,7 @@ async fn upsert_experiment_tag(
     key: &str,
     value: &str,
 ) -> Result<(), Error> {
+    let dialect = Dialect::of(tx);
     let mut sql = Sql::new("INSERT INTO experiment_tags (experiment_id, key, value) VALUES (");
     sql.bind(id)
         .push(", ")
@@ -420,7 +421,7 @@ async fn upsert_experiment_tag(
         .push(", ")
         .bind(value)
         .push(") ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value");
-    sql.query()
+    sql.query(dialect)
         .execute(&mut **tx)
         .await
         .map_err(db("setting experiment tag"))?;

@@ -13,7 +13,7 @@ use crate::experiments::parse_experiment_id;
 use crate::filter::{self, EntityKind, Identifier, OrderBy};
 use crate::runs::{loaded_value, stored_value};
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
-use crate::sql::{Sql, db, get};
+use crate::sql::{Dialect, Sql, db, get};
 
 const COLUMNS: &str = "m.model_id, m.experiment_id, m.name, m.artifact_location, m.creation_timestamp_ms, \
                        m.last_updated_timestamp_ms, m.status, m.status_message, m.model_type, m.source_run_id, \
@@ -157,7 +157,7 @@ impl Store {
             .bind(source_run_id)
             .push(", 'active')");
         insert
-            .query()
+            .query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("creating logged model"))?;
@@ -186,7 +186,7 @@ impl Store {
         ));
         sql.bind(model_id);
         let row = sql
-            .query()
+            .query(self.dialect)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading logged model"))?
@@ -213,7 +213,7 @@ impl Store {
             .bind(now_millis())
             .push(" WHERE model_id = ")
             .bind(model_id);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("updating logged model"))?;
@@ -249,7 +249,7 @@ impl Store {
         let mut sql = Sql::new("DELETE FROM logged_model_tags WHERE model_id = ");
         sql.bind(model_id).push(" AND key = ").bind(key);
         let result = sql
-            .query()
+            .query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("deleting tag"))?;
@@ -308,7 +308,7 @@ impl Store {
         sql.bind(now_millis())
             .push(" WHERE model_id = ")
             .bind(model_id);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("deleting logged model"))?;
@@ -391,7 +391,7 @@ impl Store {
             .push(" OFFSET ")
             .bind(offset as i64);
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("searching logged models"))?;
@@ -426,7 +426,7 @@ impl Store {
             sql.bind_list(ids.iter().map(String::as_str))
                 .push(" ORDER BY key");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading logged model data"))?
@@ -443,7 +443,7 @@ impl Store {
         sql.bind_list(ids.iter().map(String::as_str))
             .push(" ORDER BY key, timestamp, step");
         for row in sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading logged model metrics"))?
@@ -490,6 +490,7 @@ pub(crate) async fn insert_model_metrics(
     _experiment_id: &str,
     metrics: &[&Metric],
 ) -> Result<(), Error> {
+    let dialect = Dialect::of(tx);
     let mut model_ids: Vec<&str> = metrics
         .iter()
         .filter_map(|m| m.model_id.as_deref())
@@ -499,7 +500,7 @@ pub(crate) async fn insert_model_metrics(
     let mut check = Sql::new("SELECT model_id FROM logged_models WHERE model_id IN ");
     check.bind_list(model_ids.iter().copied());
     let rows = check
-        .query()
+        .query(dialect)
         .fetch_all(&mut **tx)
         .await
         .map_err(db("checking logged models"))?;
@@ -546,7 +547,7 @@ pub(crate) async fn insert_model_metrics(
             .push(")");
     }
     sql.push(" ON CONFLICT DO NOTHING");
-    sql.query()
+    sql.query(dialect)
         .execute(&mut **tx)
         .await
         .map_err(db("logging model metrics"))?;
@@ -559,6 +560,7 @@ async fn upsert_pairs<'a>(
     model_id: &str,
     pairs: impl Iterator<Item = (&'a String, &'a String)>,
 ) -> Result<(), Error> {
+    let dialect = Dialect::of(tx);
     let mut sql = Sql::new(&format!(
         "INSERT INTO {table} (model_id, key, value) VALUES "
     ));
@@ -578,7 +580,7 @@ async fn upsert_pairs<'a>(
     }
     if any {
         sql.push(" ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
-        sql.query()
+        sql.query(dialect)
             .execute(&mut **tx)
             .await
             .map_err(db("writing logged model data"))?;

@@ -283,7 +283,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), Error> {
                 continue;
             }
             Sql::new(statement)
-                .query()
+                .query(store.dialect)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
@@ -304,7 +304,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), Error> {
             .bind(keel_core::now_millis())
             .push(")");
         insert
-            .query()
+            .query(store.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("recording migration"))?;

@@ -19,7 +19,7 @@ use crate::Store;
 use crate::experiments::is_unique_violation;
 use crate::filter;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
-use crate::sql::{Sql, db, get};
+use crate::sql::{Dialect, Sql, db, get};
 
 /// Who performs a registry action, and why (recorded in the audit log).
 #[derive(Debug, Clone, Default)]
@@ -247,6 +247,7 @@ impl Store {
         actor: &Actor,
         registry_version: i64,
     ) -> Result<(), Error> {
+        let dialect = Dialect::of(tx);
         let mut sql = Sql::new(
             "INSERT INTO registry_audit (name, action, target, from_version, to_version, user_id, reason, cause, \
              timestamp, registry_version) VALUES (",
@@ -271,7 +272,7 @@ impl Store {
             .push(", ")
             .bind(registry_version)
             .push(")");
-        sql.query()
+        sql.query(dialect)
             .execute(&mut **tx)
             .await
             .map_err(db("appending to the registry audit log"))?;
@@ -319,7 +320,7 @@ impl Store {
             .push(", ")
             .bind(description.unwrap_or(""));
         insert.push(")");
-        match insert.query().execute(&mut *tx).await {
+        match insert.query(self.dialect).execute(&mut *tx).await {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
                 return Err(Error::already_exists(format!(
@@ -340,7 +341,7 @@ impl Store {
     async fn registered_model_exists(&self, name: &str) -> Result<(), Error> {
         let mut sql = Sql::new("SELECT name FROM registered_models WHERE name = ");
         sql.bind(name);
-        sql.query()
+        sql.query(self.dialect)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading registered model"))?
@@ -356,7 +357,7 @@ impl Store {
         );
         sql.bind(name);
         let row = sql
-            .query()
+            .query(self.dialect)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading registered model"))?
@@ -386,7 +387,7 @@ impl Store {
             sql.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY key");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading model tags"))?
@@ -404,7 +405,7 @@ impl Store {
             sql.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY alias");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading aliases"))?
@@ -424,7 +425,7 @@ impl Store {
                  v.current_stage = mv.current_stage) ORDER BY mv.name, mv.version",
             );
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading latest versions"))?
@@ -450,7 +451,7 @@ impl Store {
         let mut exists = Sql::new("SELECT name FROM registered_models WHERE name = ");
         exists.bind(new_name);
         if exists
-            .query()
+            .query(self.dialect)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db("checking name"))?
@@ -470,7 +471,7 @@ impl Store {
         ] {
             let mut sql = Sql::new(&format!("UPDATE {table} SET name = "));
             sql.bind(new_name).push(" WHERE name = ").bind(name);
-            sql.query()
+            sql.query(self.dialect)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("renaming registered model"))?;
@@ -481,7 +482,7 @@ impl Store {
             .push(" WHERE name = ")
             .bind(new_name);
         touch
-            .query()
+            .query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("renaming registered model"))?;
@@ -510,7 +511,7 @@ impl Store {
             .bind(now_millis())
             .push(" WHERE name = ")
             .bind(name);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("updating registered model"))?;
@@ -530,7 +531,7 @@ impl Store {
         ] {
             let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE name = "));
             sql.bind(name);
-            sql.query()
+            sql.query(self.dialect)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("deleting registered model"))?;
@@ -583,7 +584,7 @@ impl Store {
             .push(" OFFSET ")
             .bind(offset as i64);
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("searching registered models"))?;
@@ -646,7 +647,7 @@ impl Store {
         let mut sql = Sql::new("DELETE FROM registered_model_tags WHERE name = ");
         sql.bind(name).push(" AND key = ").bind(key);
         let result = sql
-            .query()
+            .query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("deleting tag"))?;
@@ -692,7 +693,7 @@ impl Store {
             .bind(now)
             .push(", '') ON CONFLICT (name) DO NOTHING");
         ensure
-            .query()
+            .query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("creating registered model"))?;
@@ -701,7 +702,7 @@ impl Store {
         );
         next.bind(request.name.as_str());
         let row = next
-            .query()
+            .query(self.dialect)
             .fetch_one(&mut *tx)
             .await
             .map_err(db("numbering version"))?;
@@ -739,7 +740,7 @@ impl Store {
             .bind(request.gate_results)
             .push(")");
         insert
-            .query()
+            .query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("creating model version"))?;
@@ -752,7 +753,7 @@ impl Store {
             .push(" WHERE name = ")
             .bind(request.name.as_str());
         touch
-            .query()
+            .query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("touching registered model"))?;
@@ -775,7 +776,7 @@ impl Store {
         ));
         sql.bind(name).push(" AND mv.version = ").bind(version);
         let row = sql
-            .query()
+            .query(self.dialect)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading model version"))?
@@ -810,7 +811,7 @@ impl Store {
             sql.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY key");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading version tags"))?
@@ -829,7 +830,7 @@ impl Store {
             sql.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY alias");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading aliases"))?
@@ -859,7 +860,7 @@ impl Store {
             .bind(name)
             .push(" AND version = ")
             .bind(version);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("updating model version"))?;
@@ -882,7 +883,7 @@ impl Store {
             .bind(name)
             .push(" AND version = ")
             .bind(version);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("recording gate results"))?;
@@ -901,7 +902,7 @@ impl Store {
         let mut aliases = Sql::new("SELECT alias FROM registered_model_aliases WHERE name = ");
         aliases.bind(name).push(" AND version = ").bind(version);
         let rows = aliases
-            .query()
+            .query(self.dialect)
             .fetch_all(&mut *tx)
             .await
             .map_err(db("reading aliases"))?;
@@ -923,7 +924,7 @@ impl Store {
         ] {
             let mut sql = Sql::new(&format!("DELETE FROM {table} WHERE name = "));
             sql.bind(name).push(" AND version = ").bind(version);
-            sql.query()
+            sql.query(self.dialect)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("deleting model version"))?;
@@ -975,7 +976,7 @@ impl Store {
             .push(" OFFSET ")
             .bind(offset as i64);
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("searching model versions"))?;
@@ -1017,7 +1018,7 @@ impl Store {
                 .push(" AND version != ")
                 .bind(version);
             for row in others
-                .query()
+                .query(self.dialect)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db("reading stage holders"))?
@@ -1033,7 +1034,7 @@ impl Store {
                     .push(" AND version = ")
                     .bind(other);
                 archive
-                    .query()
+                    .query(self.dialect)
                     .execute(&mut *tx)
                     .await
                     .map_err(db("archiving version"))?;
@@ -1055,7 +1056,7 @@ impl Store {
             .bind(name)
             .push(" AND version = ")
             .bind(version);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("transitioning stage"))?;
@@ -1110,7 +1111,7 @@ impl Store {
             .push(" AND key = ")
             .bind(key);
         let result = sql
-            .query()
+            .query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("deleting version tag"))?;
@@ -1164,7 +1165,7 @@ impl Store {
         let mut current = Sql::new("SELECT version FROM registered_model_aliases WHERE name = ");
         current.bind(name).push(" AND alias = ").bind(alias);
         let from_version: Option<i64> = match current
-            .query()
+            .query(self.dialect)
             .fetch_optional(&mut *tx)
             .await
             .map_err(db("reading alias"))?
@@ -1178,7 +1179,7 @@ impl Store {
                 let mut exists = Sql::new("SELECT version FROM model_versions WHERE name = ");
                 exists.bind(name).push(" AND version = ").bind(version);
                 if exists
-                    .query()
+                    .query(self.dialect)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db("reading version"))?
@@ -1199,7 +1200,7 @@ impl Store {
                     .bind(version)
                     .push(") ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version");
                 upsert
-                    .query()
+                    .query(self.dialect)
                     .execute(&mut *tx)
                     .await
                     .map_err(db("setting alias"))?;
@@ -1213,7 +1214,7 @@ impl Store {
                 let mut delete = Sql::new("DELETE FROM registered_model_aliases WHERE name = ");
                 delete.bind(name).push(" AND alias = ").bind(alias);
                 delete
-                    .query()
+                    .query(self.dialect)
                     .execute(&mut *tx)
                     .await
                     .map_err(db("deleting alias"))?;
@@ -1230,7 +1231,7 @@ impl Store {
         let mut touch = Sql::new("UPDATE registered_models SET last_updated_timestamp = ");
         touch.bind(now_millis()).push(" WHERE name = ").bind(name);
         touch
-            .query()
+            .query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("touching registered model"))?;
@@ -1241,7 +1242,7 @@ impl Store {
         );
         sql.bind(registry_version).push(" ORDER BY id DESC LIMIT 1");
         let row = sql
-            .query()
+            .query(self.dialect)
             .fetch_one(&self.pool)
             .await
             .map_err(db("reading audit entry"))?;
@@ -1257,7 +1258,7 @@ impl Store {
         let mut sql = Sql::new("SELECT version FROM registered_model_aliases WHERE name = ");
         sql.bind(name).push(" AND alias = ").bind(alias);
         let row = sql
-            .query()
+            .query(self.dialect)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading alias"))?
@@ -1314,7 +1315,7 @@ impl Store {
         }
         sql.push(" ORDER BY id DESC LIMIT ").bind(limit.max(1));
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading the audit log"))?;
@@ -1335,7 +1336,7 @@ impl Store {
             .push(" ORDER BY id ASC LIMIT ")
             .bind(limit.max(1));
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading registry changes"))?;
@@ -1394,6 +1395,7 @@ fn model_from_row(row: &AnyRow) -> Result<RegisteredModel, Error> {
 }
 
 async fn upsert_model_tag(tx: &mut Tx, name: &str, key: &str, value: &str) -> Result<(), Error> {
+    let dialect = Dialect::of(tx);
     let mut sql = Sql::new("INSERT INTO registered_model_tags (name, key, value) VALUES (");
     sql.bind(name)
         .push(", ")
@@ -1401,7 +1403,7 @@ async fn upsert_model_tag(tx: &mut Tx, name: &str, key: &str, value: &str) -> Re
         .push(", ")
         .bind(value)
         .push(") ON CONFLICT (name, key) DO UPDATE SET value = excluded.value");
-    sql.query()
+    sql.query(dialect)
         .execute(&mut **tx)
         .await
         .map_err(db("setting model tag"))?;
@@ -1415,6 +1417,7 @@ async fn upsert_version_tag(
     key: &str,
     value: &str,
 ) -> Result<(), Error> {
+    let dialect = Dialect::of(tx);
     let mut sql = Sql::new("INSERT INTO model_version_tags (name, version, key, value) VALUES (");
     sql.bind(name)
         .push(", ")
@@ -1424,7 +1427,7 @@ async fn upsert_version_tag(
         .push(", ")
         .bind(value)
         .push(") ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value");
-    sql.query()
+    sql.query(dialect)
         .execute(&mut **tx)
         .await
         .map_err(db("setting version tag"))?;

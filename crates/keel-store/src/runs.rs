@@ -18,7 +18,7 @@ use crate::Store;
 use crate::experiments::parse_experiment_id;
 use crate::filter;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
-use crate::sql::{Sql, db, get};
+use crate::sql::{Dialect, Sql, db, get};
 
 /// What `create_run` needs; everything else is derived.
 #[derive(Debug, Clone, Default)]
@@ -195,7 +195,7 @@ impl Store {
             .bind(artifact_uri)
             .push(", 'active')");
         insert
-            .query()
+            .query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("creating run"))?;
@@ -223,7 +223,7 @@ impl Store {
         ));
         sql.bind(run_id);
         let row = sql
-            .query()
+            .query(self.dialect)
             .fetch_optional(&self.pool)
             .await
             .map_err(db("reading run"))?
@@ -266,7 +266,7 @@ impl Store {
             .await?;
         }
         sql.push(" WHERE run_uuid = ").bind(run_id);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&mut *tx)
             .await
             .map_err(db("updating run"))?;
@@ -293,7 +293,7 @@ impl Store {
             LifecycleStage::Active => sql.bind(None::<i64>),
         };
         sql.push(" WHERE run_uuid = ").bind(run_id);
-        sql.query()
+        sql.query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("updating run"))?;
@@ -356,7 +356,7 @@ impl Store {
                 .push(" AND key IN ")
                 .bind_list(unique.keys().copied());
             let rows = existing
-                .query()
+                .query(self.dialect)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db("reading params"))?;
@@ -396,7 +396,7 @@ impl Store {
                 }
                 insert.push(" ON CONFLICT DO NOTHING");
                 insert
-                    .query()
+                    .query(self.dialect)
                     .execute(&mut *tx)
                     .await
                     .map_err(db("logging params"))?;
@@ -414,7 +414,7 @@ impl Store {
                     .push(" WHERE run_uuid = ")
                     .bind(run_id);
                 rename
-                    .query()
+                    .query(self.dialect)
                     .execute(&mut *tx)
                     .await
                     .map_err(db("renaming run"))?;
@@ -445,7 +445,7 @@ impl Store {
         let mut sql = Sql::new("DELETE FROM tags WHERE run_uuid = ");
         sql.bind(run_id).push(" AND key = ").bind(key);
         let result = sql
-            .query()
+            .query(self.dialect)
             .execute(&self.writer)
             .await
             .map_err(db("deleting tag"))?;
@@ -514,7 +514,7 @@ impl Store {
                 .bind(dataset.profile.clone())
                 .push(") ON CONFLICT (experiment_id, name, digest) DO NOTHING");
             insert
-                .query()
+                .query(self.dialect)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("recording dataset"))?;
@@ -526,7 +526,7 @@ impl Store {
                 .push(" AND digest = ")
                 .bind(dataset.digest.as_str());
             let row = select
-                .query()
+                .query(self.dialect)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(db("reading dataset"))?;
@@ -540,7 +540,7 @@ impl Store {
                     .push(", ")
                     .bind(tag.value.as_str())
                     .push(") ON CONFLICT (input_uuid, key) DO UPDATE SET value = excluded.value");
-                sql.query()
+                sql.query(self.dialect)
                     .execute(&mut *tx)
                     .await
                     .map_err(db("recording input tag"))?;
@@ -569,7 +569,7 @@ impl Store {
                 .push(", ")
                 .bind(model.step)
                 .push(") ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step");
-            sql.query()
+            sql.query(self.dialect)
                 .execute(&mut *tx)
                 .await
                 .map_err(db("recording output"))?;
@@ -604,7 +604,7 @@ impl Store {
             .push(" OFFSET ")
             .bind(offset as i64);
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("reading metric history"))?;
@@ -654,7 +654,7 @@ impl Store {
             }
             sql.push(" ORDER BY step, timestamp, value");
             let rows = sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading metric history"))?;
@@ -745,7 +745,7 @@ impl Store {
             .push(" OFFSET ")
             .bind(offset as i64);
         let rows = sql
-            .query()
+            .query(self.dialect)
             .fetch_all(&self.pool)
             .await
             .map_err(db("searching runs"))?;
@@ -784,7 +784,7 @@ impl Store {
             sql.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY key");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading metrics"))?
@@ -797,7 +797,7 @@ impl Store {
             sql.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY key");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading params"))?
@@ -813,7 +813,7 @@ impl Store {
             sql.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY key");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading tags"))?
@@ -835,7 +835,7 @@ impl Store {
                 .push(" ORDER BY i.input_uuid");
             let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading inputs"))?
@@ -870,7 +870,7 @@ impl Store {
                 sql.bind_list(input_runs.keys().map(String::as_str))
                     .push(" ORDER BY key");
                 for row in sql
-                    .query()
+                    .query(self.dialect)
                     .fetch_all(&self.pool)
                     .await
                     .map_err(db("reading input tags"))?
@@ -888,7 +888,7 @@ impl Store {
             sql.bind_list(chunk.iter().map(String::as_str))
                 .push(" ORDER BY model_id");
             for row in sql
-                .query()
+                .query(self.dialect)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db("reading outputs"))?
@@ -977,6 +977,7 @@ async fn upsert_tags<'a>(
     run_id: &str,
     tags: impl Iterator<Item = (&'a String, &'a String)>,
 ) -> Result<(), Error> {
+    let dialect = Dialect::of(tx);
     let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
     let mut any = false;
     for (i, (key, value)) in tags.enumerate() {
@@ -996,7 +997,7 @@ async fn upsert_tags<'a>(
         return Ok(());
     }
     sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
-    sql.query()
+    sql.query(dialect)
         .execute(&mut **tx)
         .await
         .map_err(db("setting tags"))?;
@@ -1009,6 +1010,7 @@ async fn insert_metrics(
     run_id: &str,
     metrics: &[Metric],
 ) -> Result<(), Error> {
+    let dialect = Dialect::of(tx);
     let mut sql =
         Sql::new("INSERT INTO metrics (run_uuid, key, value, timestamp, step, is_nan) VALUES ");
     // The newest point per key within this batch, by (step, timestamp, value).
@@ -1042,7 +1044,7 @@ async fn insert_metrics(
             .or_insert(candidate);
     }
     sql.push(" ON CONFLICT DO NOTHING");
-    sql.query()
+    sql.query(dialect)
         .execute(&mut **tx)
         .await
         .map_err(db("logging metrics"))?;
@@ -1075,7 +1077,7 @@ async fn insert_metrics(
          > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
     );
     upsert
-        .query()
+        .query(dialect)
         .execute(&mut **tx)
         .await
         .map_err(db("updating latest metrics"))?;
@@ -1088,6 +1090,7 @@ async fn link_input(
     source_id: &str,
     run_id: &str,
 ) -> Result<String, Error> {
+    let dialect = Dialect::of(tx);
     let mut insert = Sql::new(
         "INSERT INTO inputs (input_uuid, source_type, source_id, destination_type, destination_id) VALUES (",
     );
@@ -1103,7 +1106,7 @@ async fn link_input(
             ") ON CONFLICT (source_type, source_id, destination_type, destination_id) DO NOTHING",
         );
     insert
-        .query()
+        .query(dialect)
         .execute(&mut **tx)
         .await
         .map_err(db("linking input"))?;
@@ -1115,7 +1118,7 @@ async fn link_input(
         .push(" AND destination_type = 'RUN' AND destination_id = ")
         .bind(run_id);
     let row = select
-        .query()
+        .query(dialect)
         .fetch_one(&mut **tx)
         .await
         .map_err(db("reading input"))?;
