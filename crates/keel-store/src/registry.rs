@@ -677,8 +677,12 @@ impl Store {
             validation::validate_key(KeyKind::Tag, &tag.key)?;
             validation::validate_length("tag value", &tag.value, MAX_MODEL_TAG_VALUE)?;
         }
+        let mut request = request;
         if let Some(run_id) = request.run_id.as_deref().filter(|r| !r.is_empty()) {
-            self.get_run_info(run_id).await?;
+            let run = self.get_run(run_id).await?;
+            if request.lineage.is_none() {
+                request.lineage = Some(lineage_of(&run).to_string());
+            }
         }
         let now = now_millis();
         let (mut tx, registry_version) = self.begin_registry_write().await?;
@@ -1380,6 +1384,36 @@ impl Store {
             .ok_or_else(|| Error::not_found(format!("Model URI '{uri}' matches no version")))?;
         self.get_model_version(name, newest.version).await
     }
+}
+
+/// What a version derived from a run records about where it came from: the
+/// run, its git commit and source, and the exact datasets (name + digest) it
+/// was trained and evaluated on.
+fn lineage_of(run: &keel_core::Run) -> serde_json::Value {
+    let tag = |key: &str| {
+        run.data
+            .tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.clone())
+    };
+    serde_json::json!({
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "git_commit": run.git_commit(),
+        "source": tag("mlflow.source.name"),
+        "pipeline_run": tag("keel.pipeline.run"),
+        "datasets": run
+            .dataset_inputs
+            .iter()
+            .map(|input| serde_json::json!({
+                "name": input.dataset.name,
+                "digest": input.dataset.digest,
+                "source": input.dataset.source,
+                "context": input.tags.iter().find(|t| t.key == "mlflow.data.context").map(|t| t.value.clone()),
+            }))
+            .collect::<Vec<_>>(),
+    })
 }
 
 fn model_from_row(row: &AnyRow) -> Result<RegisteredModel, Error> {

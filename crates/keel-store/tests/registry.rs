@@ -362,6 +362,69 @@ async fn aliases_stages_uris_and_audit() {
 }
 
 #[tokio::test]
+async fn versions_from_runs_record_lineage() {
+    for Backend { store, .. } in backends().await {
+        let run = store
+            .create_run(keel_store::CreateRun {
+                experiment_id: "0".into(),
+                user_id: "bob".into(),
+                run_name: Some("train".into()),
+                start_time: None,
+                tags: vec![Tag::new("mlflow.source.git.commit", "abc123")],
+            })
+            .await
+            .unwrap();
+        let input = keel_core::DatasetInput {
+            dataset: keel_core::Dataset {
+                name: "train".into(),
+                digest: "b3:feed".into(),
+                source_type: "keel".into(),
+                source: "data/train.csv".into(),
+                schema: None,
+                profile: None,
+            },
+            tags: vec![Tag::new("mlflow.data.context", "training")],
+        };
+        store
+            .log_inputs(&run.info.run_id, vec![input], vec![])
+            .await
+            .unwrap();
+        let version = store
+            .create_model_version(
+                CreateModelVersion {
+                    name: "risk".into(),
+                    source: format!("runs:/{}/model", run.info.run_id),
+                    run_id: Some(run.info.run_id.clone()),
+                    ..Default::default()
+                },
+                &Actor::user("bob"),
+            )
+            .await
+            .unwrap();
+        let lineage: serde_json::Value =
+            serde_json::from_str(version.lineage.as_deref().unwrap()).unwrap();
+        assert_eq!(lineage["git_commit"], "abc123");
+        assert_eq!(lineage["run_id"], run.info.run_id.as_str());
+        assert_eq!(lineage["datasets"][0]["digest"], "b3:feed");
+        assert_eq!(lineage["datasets"][0]["context"], "training");
+        let unknown = CreateModelVersion {
+            name: "risk".into(),
+            source: "x".into(),
+            run_id: Some("0123456789abcdef0123456789abcdef".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            store
+                .create_model_version(unknown, &Actor::user("bob"))
+                .await
+                .unwrap_err()
+                .code,
+            ErrorCode::ResourceDoesNotExist
+        );
+    }
+}
+
+#[tokio::test]
 async fn concurrent_promotions_keep_one_holder_and_every_audit_row() {
     for Backend { store, .. } in backends().await {
         for _ in 0..8 {
