@@ -251,6 +251,7 @@ fn keel_routes() -> Router<AppState> {
     Router::new()
         .route("/registry/audit", get(registry::audit))
         .route("/registry/promote", post(registry::promote))
+        .route("/registry/gates", post(registry::record_gates))
         .route("/registry/rollback", post(registry::rollback))
         .route("/registry/changes", get(registry::changes))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))

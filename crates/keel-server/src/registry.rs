@@ -653,6 +653,38 @@ pub async fn promote(State(state): State<AppState>, RawQuery(q): RawQuery, body:
     Ok(Json(json!({"entry": dto::audit_entry(&entry)})))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GatesBody {
+    name: Option<String>,
+    #[serde(deserialize_with = "lenient_string")]
+    version: Option<String>,
+    gate_results: Option<Value>,
+}
+
+/// `POST /api/2.0/keel/registry/gates {name, version, gate_results: {"passed": bool, "gates": [...]}}`:
+/// records a version's gate results (what `promote` checks).
+pub async fn record_gates(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let body: GatesBody = params(q, &body)?;
+    let name = required(body.name, "name")?;
+    let version = parse_version(&name, &required(body.version, "version")?)?;
+    let gates = required(body.gate_results, "gate_results")?;
+    if !gates.get("passed").is_some_and(Value::is_boolean) {
+        return Err(
+            Error::invalid_parameter("'gate_results' needs a boolean field 'passed'").into(),
+        );
+    }
+    state
+        .store
+        .set_model_version_gates(&name, version, &gates.to_string())
+        .await?;
+    Ok(Json(json!({})))
+}
+
 /// `POST /api/2.0/keel/registry/rollback {name, alias, reason?}`.
 pub async fn rollback(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
     let body: KeelBody = params(q, &body)?;

@@ -268,6 +268,16 @@ fn quickstart_tells_the_tracking_story() {
     );
     assert!(stdout.contains("new-feature"), "{stdout}");
     assert!(project.join("keel.db").exists());
+    // The registry part of the story: v2 holds production, v3's gates failed and it was refused.
+    let show = keel(&project, &["models", "show", "models:/risk@production"]);
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("version:     2") && show.contains("gates:       passed"),
+        "{show}"
+    );
+    let v3 = keel(&project, &["models", "show", "models:/risk/3"]);
+    assert!(String::from_utf8_lossy(&v3.stdout).contains("FAILED"));
+    assert!(stdout.contains("promotion refused"), "{stdout}");
     // A second run into the same, now non-empty folder is refused with a clear message.
     let again = Command::new(env!("CARGO_BIN_EXE_keel"))
         .arg("quickstart")

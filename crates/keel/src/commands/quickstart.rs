@@ -68,6 +68,30 @@ async fn post(
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// POSTs to keel's own API (`/api/2.0/keel/...`); the error carries the server's message.
+async fn keel_post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let response = client
+        .post(format!("{base}/api/2.0/keel/{path}"))
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or(text);
+        bail!("{message}");
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 /// A deterministic learning curve for a candidate with learning rate `lr`.
 fn curve(lr: f64, step: i64) -> (f64, f64) {
     let t = step as f64 + 1.0;
@@ -231,6 +255,74 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             );
         }
         println!();
+    }
+    if runs.is_empty() {
+        bail!("the quickstart's search found no run: something is wrong with the store");
+    }
+
+    // Registry: each candidate becomes a version of 'risk' with its gate results;
+    // only versions whose gates passed may take the production alias.
+    let mut production: Option<(i64, f64)> = None;
+    for name in ["baseline", "new-feature", "aggressive"] {
+        let Some(run) = runs.iter().find(|r| r["info"]["run_name"] == name) else {
+            continue;
+        };
+        let run_id = run["info"]["run_id"].as_str().unwrap_or_default();
+        let accuracy = run["data"]["metrics"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["key"] == "accuracy"))
+            .and_then(|m| m["value"].as_f64())
+            .unwrap_or(f64::NAN);
+        let created = post(
+            &client,
+            &base,
+            "model-versions/create",
+            json!({"name": "risk", "source": format!("runs:/{run_id}/model"), "run_id": run_id}),
+        )
+        .await?;
+        let version: i64 = created["model_version"]["version"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let floor = production.map(|(_, acc)| acc - 0.005).unwrap_or(0.9);
+        let gates = json!({
+            "passed": accuracy >= 0.9 && accuracy >= floor,
+            "gates": [
+                {"expression": "accuracy >= 0.9", "value": accuracy, "passed": accuracy >= 0.9},
+                {"expression": "accuracy >= production.accuracy - 0.005", "value": accuracy,
+                 "threshold": floor, "passed": accuracy >= floor},
+            ],
+        });
+        keel_post(
+            &client,
+            &base,
+            "registry/gates",
+            json!({"name": "risk", "version": version.to_string(), "gate_results": gates}),
+        )
+        .await?;
+        let promoted = keel_post(
+            &client,
+            &base,
+            "registry/promote",
+            json!({"name": "risk", "version": version.to_string(), "alias": "production", "user": "bob",
+                   "cause": format!("run {name}")}),
+        )
+        .await;
+        match promoted {
+            Ok(_) => {
+                say.say(&format!(
+                    "registered risk v{version} ('{name}', accuracy {accuracy:.4}): gates passed, promoted to @production"
+                ));
+                production = Some((version, accuracy));
+            }
+            Err(refusal) => say.say(&format!(
+                "registered risk v{version} ('{name}', accuracy {accuracy:.4}): promotion refused: {refusal}"
+            )),
+        }
+    }
+
+    if !quiet {
+        println!();
         println!(
             "What happened: a keel tracking server recorded 3 runs x 100 metric points, params and artifacts"
         );
@@ -244,9 +336,10 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         println!(
             "  MLFLOW_TRACKING_URI=http://127.0.0.1:5000 python -c 'import mlflow; print(mlflow.search_runs())'"
         );
-    }
-    if runs.is_empty() {
-        bail!("the quickstart's search found no run: something is wrong with the store");
+        println!(
+            "  keel models history risk --backend-store-uri sqlite:///{}/keel.db",
+            dir.display()
+        );
     }
 
     if args.keep_running {
