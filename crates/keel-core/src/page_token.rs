@@ -26,6 +26,18 @@ pub fn decode(token: Option<&str>) -> Result<u64, Error> {
     value.get("offset").and_then(|v| v.as_u64()).ok_or_else(bad)
 }
 
+/// Cuts a page fetched with `LIMIT max_results + 1` back to `max_results` items
+/// and returns the token of the next page, if there is one.
+pub fn truncate_page<T>(items: &mut Vec<T>, max_results: i64, offset: u64) -> Option<String> {
+    let limit = usize::try_from(max_results).unwrap_or(0);
+    if items.len() > limit {
+        items.truncate(limit);
+        Some(encode(offset + limit as u64))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +50,12 @@ mod tests {
         // MLflow's own token for offset 2.
         assert_eq!(decode(Some("eyJvZmZzZXQiOiAyfQ==")).unwrap(), 2);
         assert!(decode(Some("not base64!")).is_err());
+        let mut items = vec![1, 2, 3];
+        assert_eq!(
+            decode(truncate_page(&mut items, 2, 10).as_deref()).unwrap(),
+            12
+        );
+        assert_eq!(items, vec![1, 2]);
+        assert_eq!(truncate_page(&mut items, 2, 10), None);
     }
 }

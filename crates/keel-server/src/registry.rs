@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::dto;
 use crate::error::ApiResult;
-use crate::request::{QueryParams, lenient_i64, lenient_string, parse_json, required};
+use crate::request::{QueryParams, lenient_i64, lenient_string, parse_json, required, string_list};
 
 type Reply = ApiResult<Json<Value>>;
 
@@ -81,27 +81,11 @@ struct ModelBody {
     filter: Option<String>,
     #[serde(deserialize_with = "lenient_i64")]
     max_results: Option<i64>,
-    #[serde(deserialize_with = "string_or_list")]
+    #[serde(deserialize_with = "string_list")]
     order_by: Vec<String>,
     page_token: Option<String>,
-    #[serde(deserialize_with = "string_or_list")]
+    #[serde(deserialize_with = "string_list")]
     stages: Vec<String>,
-}
-
-fn string_or_list<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => vec![s],
-        Some(OneOrMany::Many(v)) => v,
-    })
 }
 
 fn into_tags(tags: Vec<TagBody>) -> Result<Vec<Tag>, Error> {

@@ -203,6 +203,27 @@ pub fn metric_value<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option
     }
 }
 
+/// A list of strings given as a JSON list (of strings or numbers) or as one
+/// string (a query-string parameter that appeared once).
+pub fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<IntOrString>),
+        One(IntOrString),
+    }
+    let text = |item: IntOrString| match item {
+        IntOrString::Int(v) => v.to_string(),
+        IntOrString::Float(v) => v.to_string(),
+        IntOrString::String(s) => s,
+    };
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(item)) => vec![text(item)],
+        Some(OneOrMany::Many(items)) => items.into_iter().map(text).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ use crate::dto;
 use crate::error::ApiResult;
 use crate::request::{
     QueryParams, lenient_i64, lenient_string, metric_value, parse_json, required, run_id,
+    string_list,
 };
 
 type Reply = ApiResult<Json<Value>>;
@@ -533,7 +534,7 @@ pub async fn log_model(State(state): State<AppState>, body: Bytes) -> Reply {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct SearchRunsBody {
-    #[serde(deserialize_with = "lenient_string_list")]
+    #[serde(deserialize_with = "string_list")]
     experiment_ids: Vec<String>,
     filter: Option<String>,
     #[serde(deserialize_with = "lenient_string")]
@@ -542,25 +543,6 @@ struct SearchRunsBody {
     max_results: Option<i64>,
     order_by: Vec<String>,
     page_token: Option<String>,
-}
-
-fn lenient_string_list<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Item {
-        S(String),
-        I(i64),
-    }
-    Ok(Option::<Vec<Item>>::deserialize(deserializer)?
-        .unwrap_or_default()
-        .into_iter()
-        .map(|i| match i {
-            Item::S(s) => s,
-            Item::I(i) => i.to_string(),
-        })
-        .collect())
 }
 
 pub async fn search_runs(State(state): State<AppState>, body: Bytes) -> Reply {
@@ -762,7 +744,7 @@ struct ModelOrderBody {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct SearchLoggedModelsBody {
-    #[serde(deserialize_with = "lenient_string_list")]
+    #[serde(deserialize_with = "string_list")]
     experiment_ids: Vec<String>,
     filter: Option<String>,
     #[serde(deserialize_with = "lenient_i64")]

@@ -265,12 +265,7 @@ impl Store {
             .iter()
             .map(experiment_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_page_token = if items.len() as i64 > max_results {
-            items.truncate(max_results as usize);
-            Some(page_token::encode(offset + max_results as u64))
-        } else {
-            None
-        };
+        let next_page_token = page_token::truncate_page(&mut items, max_results, offset);
         self.fill_experiment_tags(&mut items).await?;
         Ok(Page {
             items,

@@ -612,12 +612,7 @@ impl Store {
             .iter()
             .map(metric_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_page_token = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            Some(page_token::encode(offset + limit as u64))
-        } else {
-            None
-        };
+        let next_page_token = page_token::truncate_page(&mut items, limit, offset);
         Ok(Page {
             items,
             next_page_token,
@@ -753,12 +748,7 @@ impl Store {
             .iter()
             .map(|row| run_info_from_row(row).map(empty_run))
             .collect::<Result<Vec<_>, _>>()?;
-        let next_page_token = if runs.len() as i64 > max_results {
-            runs.truncate(max_results as usize);
-            Some(page_token::encode(offset + max_results as u64))
-        } else {
-            None
-        };
+        let next_page_token = page_token::truncate_page(&mut runs, max_results, offset);
         self.fill_runs(&mut runs).await?;
         Ok(Page {
             items: runs,
