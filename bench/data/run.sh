@@ -22,7 +22,7 @@ if [[ ! -x "$KEEL_BIN" ]]; then
   (cd "$repo" && cargo build --release -p keel)
 fi
 if [[ ! -x "$B3_BIN" ]]; then
-  (cd "$repo" && cargo build --release -p keel-data --example b3)
+  (cd "$repo" && cargo build --release -p keel -p keel-data --example b3)
 fi
 if [[ ! -x "$venv/bin/dvc" ]]; then
   python3 -m venv "$venv"

@@ -5,11 +5,12 @@
 //! digest before they are placed in the workspace; a corrupt one is moved to
 //! `.keel/quarantine/` so a later fetch can bring a good copy.
 //!
-//! Durability: bytes keel writes into the cache are flushed before the
-//! command reports success (one `syncfs` per command rather than an fsync per
-//! object; manifests, metafiles and the stat cache are fsynced one by one).
-//! Because every object is hashed again before use, even a power cut between
-//! a rename and the flush cannot make keel place bad bytes.
+//! Durability: large objects (see `fsutil::FSYNC_MIN_BYTES`), manifests,
+//! metafiles and the stat cache are fsynced before their rename; small
+//! objects are not (a journal commit per 2 KiB file would dominate). Because
+//! every object is hashed again before use, a power cut that leaves a small
+//! object empty cannot make keel place bad bytes: checkout quarantines it,
+//! push refuses it, and fetch brings a good copy.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -85,10 +86,14 @@ impl Cache {
         Ok(())
     }
 
-    /// A fresh temporary path on the cache's filesystem.
-    pub fn temp_path(&self, stem: &str) -> Result<PathBuf> {
+    /// A fresh temporary path next to `digest`'s object: renames stay within
+    /// one small shard folder (one shared temp folder grows huge on ext4,
+    /// where folders never shrink, and then every create in it is slow).
+    /// Temp names start with `.`, so they never parse as objects.
+    pub fn temp_path(&self, digest: &Digest, stem: &str) -> Result<PathBuf> {
         self.ensure_shards()?;
-        Ok(fsutil::temp_path(&self.tmp, stem))
+        let hex = digest.to_hex();
+        Ok(fsutil::temp_path(&self.objects.join(&hex[..2]), stem))
     }
 
     /// Puts a workspace file into the cache under `digest` (already computed)
@@ -102,13 +107,32 @@ impl Cache {
     ) -> Result<Option<LinkKind>> {
         self.ensure_shards()?;
         let target = self.object_path(digest);
+        // A hardlink is complete the moment it exists, so it can go straight
+        // to the final name (and an existing object is simply kept).
+        if link::first_usable(kinds) == Some(LinkKind::Hardlink) {
+            match std::fs::hard_link(source, &target) {
+                Ok(()) => {
+                    fsutil::make_read_only(&target)
+                        .map_err(|error| DataError::io(&target, error))?;
+                    return Ok(Some(LinkKind::Hardlink));
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+                Err(_) => {} // fall through: the general path reports or falls back
+            }
+        }
         if std::fs::symlink_metadata(&target).is_ok() {
             return Ok(None);
         }
-        let temp = fsutil::temp_path(&self.tmp, "object");
+        let temp = self.temp_path(digest, "object")?;
         let used =
             link::link_first(kinds, source, &temp).map_err(|error| DataError::io(source, error))?;
-        let finish = fsutil::make_read_only(&temp).and_then(|()| std::fs::rename(&temp, &target));
+        let finish = (|| {
+            if used != LinkKind::Hardlink {
+                fsutil::sync_if_large(&temp)?;
+            }
+            fsutil::make_read_only(&temp)?;
+            std::fs::rename(&temp, &target)
+        })();
         if let Err(source_error) = finish {
             let _ = std::fs::remove_file(&temp);
             return Err(DataError::io(&target, source_error));
@@ -123,7 +147,7 @@ impl Cache {
         if std::fs::symlink_metadata(&target).is_ok() {
             return Ok(());
         }
-        let temp = fsutil::temp_path(&self.tmp, "object");
+        let temp = self.temp_path(digest, "object")?;
         let result = std::fs::File::create(&temp)
             .and_then(|mut file| {
                 std::io::Write::write_all(&mut file, bytes)?;
@@ -142,7 +166,9 @@ impl Cache {
     pub fn insert_temp(&self, temp: &Path, digest: &Digest) -> Result<()> {
         self.ensure_shards()?;
         let target = self.object_path(digest);
-        let result = fsutil::make_read_only(temp).and_then(|()| std::fs::rename(temp, &target));
+        let result = fsutil::sync_if_large(temp)
+            .and_then(|()| fsutil::make_read_only(temp))
+            .and_then(|()| std::fs::rename(temp, &target));
         if let Err(error) = result {
             let _ = std::fs::remove_file(temp);
             return Err(DataError::io(&target, error));
@@ -197,7 +223,13 @@ impl Cache {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|source| DataError::io(parent, source))?;
         }
-        let temp = fsutil::temp_path(&self.tmp, "place");
+        // Nothing at `dest` and hardlinks in use: link straight into place.
+        if link::first_usable(kinds) == Some(LinkKind::Hardlink)
+            && std::fs::hard_link(&object, dest).is_ok()
+        {
+            return Ok(LinkKind::Hardlink);
+        }
+        let temp = self.temp_path(digest, "place")?;
         let used = link::link_first(kinds, &object, &temp)
             .map_err(|error| DataError::io(&object, error))?;
         let result = (|| {
@@ -234,6 +266,28 @@ impl Cache {
             }
         }
         Ok(objects)
+    }
+
+    /// Removes temporary files that killed processes left in the shards
+    /// (call only under the project lock). Returns how many were removed.
+    pub fn remove_stale_temps(&self) -> Result<u64> {
+        let mut removed = 0;
+        let Ok(shards) = std::fs::read_dir(&self.objects) else {
+            return Ok(0);
+        };
+        for shard in shards.flatten() {
+            let Ok(entries) = std::fs::read_dir(shard.path()) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with('.')
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Deletes an object.

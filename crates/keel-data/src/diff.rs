@@ -443,7 +443,10 @@ pub fn summarize_csv(path: &Path, delimiter: u8) -> std::result::Result<TableSum
 fn number(value: Option<f64>) -> String {
     match value {
         Some(value) if value.fract() == 0.0 && value.abs() < 1e15 => format!("{value:.0}"),
-        Some(value) => format!("{value:.4}"),
+        Some(value) => {
+            let text = format!("{value:.4}");
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        }
         None => "-".into(),
     }
 }
@@ -563,10 +566,10 @@ mod tests {
             [
                 "rows: 2 -> 3 (+1)",
                 "column `id` max: 2 -> 3",
-                "column `id` mean: 1.5000 -> 2",
+                "column `id` mean: 1.5 -> 2",
                 "column `score` type: float -> string",
-                "column `score` min: 0.5000 -> -",
-                "column `score` max: 1.5000 -> -",
+                "column `score` min: 0.5 -> -",
+                "column `score` max: 1.5 -> -",
                 "column `score` mean: 1 -> -",
                 "column `added` added (integer)",
                 "column `gone` removed (string)",
@@ -634,7 +637,7 @@ mod tests {
                 "rows: 2 -> 3 (+1)",
                 "column `id` max: 2 -> 3",
                 "column `score` nulls: 0 -> 1",
-                "column `score` max: 1.5000 -> 4"
+                "column `score` max: 1.5 -> 4"
             ]
         );
         let garbage = dir.path().join("bad.parquet");

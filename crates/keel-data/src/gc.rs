@@ -76,6 +76,7 @@ pub fn gc(
         for (digest, _) in &report.unreferenced {
             workspace.cache().remove(digest)?;
         }
+        workspace.cache().remove_stale_temps()?;
         report.removed = true;
     }
     Ok(report)

@@ -112,6 +112,15 @@ pub fn link_first(kinds: &[LinkKind], from: &Path, to: &Path) -> std::io::Result
         .unwrap_or_else(|| std::io::Error::other("none of the configured link types works here")))
 }
 
+/// The first kind in `kinds` not yet found unsupported in this process.
+pub fn first_usable(kinds: &[LinkKind]) -> Option<LinkKind> {
+    let unsupported = UNSUPPORTED.load(Ordering::Relaxed);
+    kinds
+        .iter()
+        .copied()
+        .find(|kind| unsupported & (1u8 << (*kind as u8)) == 0)
+}
+
 /// Link kinds found unsupported in this process (one bit per `LinkKind`).
 static UNSUPPORTED: AtomicU8 = AtomicU8::new(0);
 

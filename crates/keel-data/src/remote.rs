@@ -6,7 +6,9 @@
 //! Transfers run concurrently (`jobs` at a time) and move only what the other
 //! side lacks, so an interrupted push or pull is resumed by running it again.
 //! Every downloaded object is hashed before it enters the cache; a corrupt
-//! one is reported by name and dropped. Local objects are hashed as they are
+//! one is reported by name and dropped. Large objects are fsynced on both
+//! sides (a local-directory remote writes them with `with_fsync`); small ones
+//! rely on the hash check, as in the cache. Local objects are hashed as they are
 //! uploaded, so a corrupt cache object is never spread to a remote.
 
 use std::collections::HashSet;
@@ -17,7 +19,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::error::{DataError, Result};
 use crate::hash::{Digest, HASH_NAME, StreamHasher};
@@ -36,6 +38,8 @@ pub struct Remote {
     /// Its URL.
     pub url: String,
     store: Arc<dyn ObjectStore>,
+    /// The same store for large objects: a local directory fsyncs them.
+    large_store: Arc<dyn ObjectStore>,
 }
 
 /// Opens the named (or default) remote. A local directory is created when
@@ -46,6 +50,7 @@ pub fn open_remote(workspace: &Workspace, name: Option<&str>, create: bool) -> R
         url: url.clone(),
         reason: reason.into(),
     };
+    let mut large_store = None;
     let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -91,9 +96,22 @@ pub fn open_remote(workspace: &Workspace, name: Option<&str>, create: bool) -> R
                     source,
                 }
             })?;
+        let durable = object_store::local::LocalFileSystem::new_with_prefix(&path)
+            .map_err(|source| DataError::Remote {
+                remote: name.clone(),
+                source,
+            })?
+            .with_fsync(true);
+        large_store = Some(Arc::new(durable) as Arc<dyn ObjectStore>);
         Arc::new(local)
     };
-    Ok(Remote { name, url, store })
+    let large_store = large_store.unwrap_or_else(|| store.clone());
+    Ok(Remote {
+        name,
+        url,
+        store,
+        large_store,
+    })
 }
 
 fn key(digest: &Digest) -> StorePath {
@@ -309,7 +327,7 @@ async fn upload(workspace: &Workspace, remote: &Remote, wanted: &Wanted) -> Resu
         Err(error) => return Err(DataError::io(&path, error)),
     };
     let upload = remote
-        .store
+        .large_store
         .put_multipart(&key(&wanted.digest))
         .await
         .map_err(remote_error)?;
@@ -388,7 +406,6 @@ pub async fn fetch(
         .await;
     bar.finish_and_clear();
     tally(&mut report, results);
-    crate::fsutil::sync_filesystem(workspace.cache().objects_dir())?;
     Ok(report)
 }
 
@@ -397,14 +414,22 @@ async fn download(workspace: &Workspace, remote: &Remote, wanted: &Wanted) -> Re
         remote: remote.name.clone(),
         source,
     };
-    let result = match remote.store.get(&key(&wanted.digest)).await {
+    // Small objects in one GET; large ones are checked with HEAD, then
+    // fetched in ranges below.
+    let small = wanted.size < LARGE_OBJECT;
+    let found = if small {
+        remote.store.get(&key(&wanted.digest)).await.map(Some)
+    } else {
+        remote.store.head(&key(&wanted.digest)).await.map(|_| None)
+    };
+    let result = match found {
         Ok(result) => result,
         Err(object_store::Error::NotFound { .. }) => return Ok(Outcome::Missing),
         Err(error) => return Err(remote_error(error)),
     };
     let cache = workspace.cache();
-    let temp = cache.temp_path("download")?;
-    if wanted.size < LARGE_OBJECT {
+    let temp = cache.temp_path(&wanted.digest, "download")?;
+    if let Some(result) = result {
         let bytes = result.bytes().await.map_err(remote_error)?;
         if Digest::of_bytes(&bytes) != wanted.digest {
             return Ok(Outcome::Corrupt);
@@ -416,33 +441,37 @@ async fn download(workspace: &Workspace, remote: &Remote, wanted: &Wanted) -> Re
         cache.insert_temp(&temp, &wanted.digest)?;
         return Ok(Outcome::Done(bytes.len() as u64));
     }
-    let mut file = tokio::fs::File::create(&temp)
-        .await
-        .map_err(|error| DataError::io(&temp, error))?;
+    // Large objects come down in PART-sized ranges (a few big reads rather
+    // than a stream of small chunks), hashed as they arrive.
+    let key = key(&wanted.digest);
     let mut hasher = StreamHasher::default();
     let mut total = 0u64;
-    let mut stream = result.into_stream();
     let outcome: Result<()> = async {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(remote_error)?;
-            hasher.update(&chunk);
-            total += chunk.len() as u64;
-            file.write_all(&chunk)
+        let mut file = std::fs::File::create(&temp).map_err(|error| DataError::io(&temp, error))?;
+        while total < wanted.size {
+            let end = (total + PART as u64).min(wanted.size);
+            let bytes = remote
+                .store
+                .get_range(&key, total..end)
                 .await
+                .map_err(remote_error)?;
+            if bytes.is_empty() {
+                break;
+            }
+            hasher.update(&bytes);
+            total += bytes.len() as u64;
+            std::io::Write::write_all(&mut file, &bytes)
                 .map_err(|error| DataError::io(&temp, error))?;
         }
-        file.flush()
-            .await
-            .map_err(|error| DataError::io(&temp, error))
+        Ok(())
     }
     .await;
-    drop(file);
     if let Err(error) = outcome {
-        let _ = tokio::fs::remove_file(&temp).await;
+        let _ = std::fs::remove_file(&temp);
         return Err(error);
     }
     if hasher.finalize() != wanted.digest {
-        let _ = tokio::fs::remove_file(&temp).await;
+        let _ = std::fs::remove_file(&temp);
         return Ok(Outcome::Corrupt);
     }
     cache.insert_temp(&temp, &wanted.digest)?;

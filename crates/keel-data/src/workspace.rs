@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rayon::prelude::*;
@@ -384,15 +383,6 @@ impl Workspace {
         for path in paths {
             outcomes.push(self.add_one(path)?);
         }
-        // Copies and reflinks wrote new bytes into the cache: flush them with
-        // one syncfs rather than an fsync per object. Hardlinked objects are
-        // the user's own bytes, and manifests are fsynced as they are written.
-        if outcomes
-            .iter()
-            .any(|outcome| outcome.link.is_some_and(|kind| kind != LinkKind::Hardlink))
-        {
-            fsutil::sync_filesystem(self.project.root())?;
-        }
         self.stat.save()?;
         Ok(outcomes)
     }
@@ -458,38 +448,45 @@ impl Workspace {
                 first_of.entry(*digest).or_insert(index);
             }
         }
-        let new_objects = AtomicU64::new(0);
         let used_link = Mutex::new(None);
         let link = self.link.clone();
         let cache = &self.cache;
         let bar = progress::count_bar(self.progress, first_of.len() as u64, "caching");
-        let errors: Vec<DataError> = first_of
+        let inserted: Vec<(usize, Result<Option<LinkKind>>)> = first_of
             .par_iter()
-            .filter_map(|(digest, &index)| {
+            .map(|(digest, &index)| {
                 let result = cache.insert_file(&files[index].abs, digest, &link);
                 bar.inc(1);
-                match result {
-                    Ok(Some(kind)) => {
-                        new_objects.fetch_add(1, Ordering::Relaxed);
-                        if let Ok(mut used) = used_link.lock() {
-                            used.get_or_insert(kind);
-                        }
-                        None
-                    }
-                    Ok(None) => None,
-                    Err(error) => Some(error),
-                }
+                (index, result)
             })
             .collect();
         bar.finish_and_clear();
+        let mut errors = Vec::new();
+        let mut new_objects = 0u64;
+        // Files hardlinked into the cache share its inode, already read-only.
+        let mut protected = vec![false; files.len()];
+        for (index, result) in inserted {
+            match result {
+                Ok(Some(kind)) => {
+                    new_objects += 1;
+                    protected[index] = kind == LinkKind::Hardlink;
+                    if let Ok(mut used) = used_link.lock() {
+                        used.get_or_insert(kind);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => errors.push(error),
+            }
+        }
         if let Some(error) = DataError::many(errors) {
             return Err(error);
         }
         // Protect the workspace copies from in-place edits.
         let errors: Vec<DataError> = files
             .par_iter()
-            .filter(|file| file.mode & 0o222 != 0)
-            .filter_map(|file| {
+            .enumerate()
+            .filter(|(index, file)| !protected[*index] && file.mode & 0o222 != 0)
+            .filter_map(|(_, file)| {
                 fsutil::make_read_only(&file.abs)
                     .err()
                     .map(|error| DataError::io(&file.abs, error))
@@ -553,7 +550,7 @@ impl Workspace {
             },
             hashed_files,
             hashed_bytes,
-            new_objects: new_objects.into_inner(),
+            new_objects,
             link,
         })
     }

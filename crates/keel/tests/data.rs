@@ -367,3 +367,27 @@ fn bad_input_gets_clear_errors() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn a_second_keel_process_waits_for_the_lock_then_fails_clearly() {
+    let repo = Repo::new();
+    repo.write("f.txt", b"x");
+    let project = keel_data::Project::discover(&repo.root).unwrap();
+    let held = project.lock(std::time::Duration::ZERO).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["data", "add", "f.txt"])
+        .current_dir(&repo.root)
+        .env("CI", "true")
+        .env("KEEL_LOCK_TIMEOUT", "0.3")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("the project is locked by another keel process (pid"),
+        "{stderr}"
+    );
+    assert!(!repo.root.join("f.txt.keel").exists());
+    drop(held);
+    repo.ok(&["data", "add", "f.txt"]);
+}

@@ -145,10 +145,26 @@ impl Session {
             ),
             None => None,
         };
+        // How long to wait for another keel process holding the project lock.
+        let lock_wait = match std::env::var("KEEL_LOCK_TIMEOUT") {
+            Ok(seconds) => {
+                let seconds: f64 = seconds
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "KEEL_LOCK_TIMEOUT must be a number of seconds, found `{seconds}`"
+                        )
+                    })?;
+                std::time::Duration::from_secs_f64(seconds)
+            }
+            Err(_) => Options::default().lock_wait,
+        };
         let options = Options {
             link,
             progress: keel_data::progress::should_show(quiet),
-            ..Options::default()
+            lock_wait,
         };
         Ok(Session {
             project,
@@ -468,6 +484,17 @@ pub fn run(args: DataArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             let report = keel_data::gc::gc(&workspace, &revs, all_commits, force)?;
             for note in &report.notes {
                 eprintln!("note: {note}");
+            }
+            let mut scope = vec!["workspace".to_string()];
+            scope.extend(revs.iter().cloned());
+            if all_commits {
+                scope.push("all commits".into());
+            }
+            if !session.quiet {
+                println!(
+                    "keeping what these reference: {} (widen with --rev REV or --all-commits)",
+                    scope.join(", ")
+                );
             }
             let count = report.unreferenced.len();
             let bytes = human(report.unreferenced_bytes());
