@@ -1,10 +1,13 @@
 //! Command-line definition (noun verb, like git and dvc) and dispatch.
 
 mod data;
+mod evaluate;
+mod generate;
 mod init;
 mod models;
 mod quickstart;
 mod server;
+mod train;
 
 use std::process::ExitCode;
 
@@ -33,6 +36,12 @@ pub enum Command {
     Init(init::InitArgs),
     /// Version data and models next to git: add, status, checkout, push, pull, diff, gc.
     Data(data::DataArgs),
+    /// Train a built-in model (logistic, linear, ridge, random-forest, gbdt) on a CSV table.
+    Train(train::TrainArgs),
+    /// Score a trained model on a CSV table and write the metrics JSON.
+    Evaluate(evaluate::EvaluateArgs),
+    /// Write seeded example data (portfolio credit risk, retail denim sizes) with drift knobs.
+    Generate(generate::GenerateArgs),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -43,6 +52,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(args) => models::run(args),
         Command::Init(args) => init::run(args, cli.quiet),
         Command::Data(args) => data::run(args, cli.quiet),
+        Command::Train(args) => train::run(args, cli.quiet),
+        Command::Evaluate(args) => evaluate::run(args, cli.quiet),
+        Command::Generate(args) => generate::run(args, cli.quiet),
     }
 }
 

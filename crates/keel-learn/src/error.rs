@@ -1,0 +1,61 @@
+//! The error type of keel-learn: every failure names the file, column, row or
+//! setting that caused it, so the CLI can print it as is.
+
+use std::path::PathBuf;
+
+/// Errors from loading data, training, predicting and reading model files.
+#[derive(Debug, thiserror::Error)]
+pub enum LearnError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CSV is malformed (ragged row, bad quoting, invalid UTF-8).
+    #[error("{path}: {source}")]
+    Csv {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error (it carries the line number).
+        #[source]
+        source: csv::Error,
+    },
+    /// The data cannot be used as asked (no rows, missing column, wrong type...).
+    #[error("{0}")]
+    InvalidData(String),
+    /// A training or generation setting is out of range.
+    #[error("invalid parameter: {0}")]
+    InvalidParameter(String),
+    /// A model file is unreadable or of an unknown format version.
+    #[error("model {path}: {message}")]
+    InvalidModel {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl LearnError {
+    pub(crate) fn data(message: impl Into<String>) -> Self {
+        LearnError::InvalidData(message.into())
+    }
+
+    pub(crate) fn param(message: impl Into<String>) -> Self {
+        LearnError::InvalidParameter(message.into())
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        LearnError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for keel-learn.
+pub type Result<T, E = LearnError> = std::result::Result<T, E>;
