@@ -6,8 +6,9 @@ use std::path::PathBuf;
 /// Errors from loading data, training, predicting and reading model files.
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written. (The cause is the error's `source`,
+    /// so `{:#}` prints "path: cause" once.)
+    #[error("{path}")]
     Io {
         /// The file involved.
         path: PathBuf,
@@ -16,7 +17,7 @@ pub enum LearnError {
         source: std::io::Error,
     },
     /// The CSV is malformed (ragged row, bad quoting, invalid UTF-8).
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Csv {
         /// The file involved.
         path: PathBuf,

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
 
 /// Arguments of `keel generate`.
@@ -40,6 +41,10 @@ pub fn run(args: GenerateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             concept_drift: args.concept_drift,
         },
     )?;
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
     table.write_csv(&args.out)?;
     if !quiet {
         println!(
