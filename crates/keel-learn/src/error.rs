@@ -6,9 +6,8 @@ use std::path::PathBuf;
 /// Errors from loading data, training, predicting and reading model files.
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
-    /// A file could not be read or written. (The cause is the error's `source`,
-    /// so `{:#}` prints "path: cause" once.)
-    #[error("{path}")]
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
     Io {
         /// The file involved.
         path: PathBuf,
@@ -17,7 +16,7 @@ pub enum LearnError {
         source: std::io::Error,
     },
     /// The CSV is malformed (ragged row, bad quoting, invalid UTF-8).
-    #[error("{path}")]
+    #[error("{path}: {source}")]
     Csv {
         /// The file involved.
         path: PathBuf,
