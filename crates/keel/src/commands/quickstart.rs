@@ -49,34 +49,17 @@ impl Narrator {
     }
 }
 
-async fn post(
+/// POSTs JSON to `{base}/api/2.0/{api}/{path}`; a failure carries the server's
+/// MLflow-style error message.
+async fn call(
     client: &reqwest::Client,
     base: &str,
+    api: &str,
     path: &str,
     body: Value,
 ) -> anyhow::Result<Value> {
     let response = client
-        .post(format!("{base}/api/2.0/mlflow/{path}"))
-        .json(&body)
-        .send()
-        .await?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        bail!("{path} failed with {status}: {text}");
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// POSTs to keel's own API (`/api/2.0/keel/...`); the error carries the server's message.
-async fn keel_post(
-    client: &reqwest::Client,
-    base: &str,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<Value> {
-    let response = client
-        .post(format!("{base}/api/2.0/keel/{path}"))
+        .post(format!("{base}/api/2.0/{api}/{path}"))
         .json(&body)
         .send()
         .await?;
@@ -87,9 +70,29 @@ async fn keel_post(
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or(text);
-        bail!("{message}");
+        bail!("{message} ({status} from {path})");
     }
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The MLflow REST API (`/api/2.0/mlflow/...`).
+async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    call(client, base, "mlflow", path, body).await
+}
+
+/// keel's own API (`/api/2.0/keel/...`).
+async fn keel_post(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    call(client, base, "keel", path, body).await
 }
 
 /// A deterministic learning curve for a candidate with learning rate `lr`.
