@@ -24,7 +24,7 @@ repo="$(cd "$here/../.." && pwd)"
 cd "$repo"
 
 case "${1:-}" in
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$here/run.sh"; exit 0 ;;
 esac
 
 venv="$("$repo/tests/python/ensure_venv.sh")"
