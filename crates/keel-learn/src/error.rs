@@ -6,23 +6,22 @@ use std::path::PathBuf;
 /// Errors from loading data, training, predicting and reading model files.
 #[derive(Debug, thiserror::Error)]
 pub enum LearnError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written. The cause is part of the message
+    /// (not a `source()`), so a chained print names it once.
+    #[error("{path}: {cause}")]
     Io {
         /// The file involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The CSV is malformed (ragged row, bad quoting, invalid UTF-8).
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Csv {
         /// The file involved.
         path: PathBuf,
         /// The underlying error (it carries the line number).
-        #[source]
-        source: csv::Error,
+        cause: csv::Error,
     },
     /// The data cannot be used as asked (no rows, missing column, wrong type...).
     #[error("{0}")]
@@ -52,7 +51,7 @@ impl LearnError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LearnError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -212,9 +212,9 @@ impl Table {
     pub fn read_csv(path: &Path, force_categorical: &[String]) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|source| LearnError::io(path, source))?;
         Self::from_csv_reader(file, force_categorical).map_err(|error| match error {
-            LearnError::Csv { source, .. } => LearnError::Csv {
+            LearnError::Csv { cause, .. } => LearnError::Csv {
                 path: path.to_path_buf(),
-                source,
+                cause,
             },
             LearnError::InvalidData(message) => {
                 LearnError::InvalidData(format!("{}: {message}", path.display()))
@@ -225,9 +225,9 @@ impl Table {
 
     /// Like [`Table::read_csv`], from any reader.
     pub fn from_csv_reader(reader: impl Read, force_categorical: &[String]) -> Result<Self> {
-        let csv_error = |source| LearnError::Csv {
+        let csv_error = |cause| LearnError::Csv {
             path: "<input>".into(),
-            source,
+            cause,
         };
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
@@ -305,9 +305,9 @@ impl Table {
 
     /// Writes the table as CSV (missing values as empty cells).
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        let csv_error = |source| LearnError::Csv {
+        let csv_error = |cause| LearnError::Csv {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let mut writer = csv::Writer::from_path(path).map_err(csv_error)?;
         writer.write_record(&self.names).map_err(csv_error)?;
