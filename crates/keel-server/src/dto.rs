@@ -285,3 +285,14 @@ pub fn audit_entry(entry: &keel_core::AuditEntry) -> Value {
         "registry_version": entry.registry_version,
     })
 }
+
+/// One page of a search: `{KEY: [...], "next_page_token": ...}`, with the list
+/// and the token omitted when empty, as MLflow's protobuf JSON does.
+pub fn page(key: &str, items: Vec<Value>, next_page_token: Option<String>) -> Value {
+    let mut object = Map::new();
+    insert_list(&mut object, key, items);
+    if let Some(token) = next_page_token {
+        object.insert("next_page_token".into(), json!(token));
+    }
+    Value::Object(object)
+}

@@ -205,17 +205,11 @@ pub async fn search_registered_models(
             body.page_token.as_deref(),
         )
         .await?;
-    let mut reply = serde_json::Map::new();
-    if !page.items.is_empty() {
-        reply.insert(
-            "registered_models".into(),
-            page.items.iter().map(dto::registered_model).collect(),
-        );
-    }
-    if let Some(token) = page.next_page_token {
-        reply.insert("next_page_token".into(), json!(token));
-    }
-    Ok(Json(Value::Object(reply)))
+    Ok(Json(dto::page(
+        "registered_models",
+        page.items.iter().map(dto::registered_model).collect(),
+        page.next_page_token,
+    )))
 }
 
 pub async fn get_latest_versions(
@@ -428,20 +422,14 @@ pub async fn search_model_versions(
             body.page_token.as_deref(),
         )
         .await?;
-    let mut reply = serde_json::Map::new();
-    if !page.items.is_empty() {
-        reply.insert(
-            "model_versions".into(),
-            page.items
-                .iter()
-                .map(|v| dto::model_version(v, true))
-                .collect(),
-        );
-    }
-    if let Some(token) = page.next_page_token {
-        reply.insert("next_page_token".into(), json!(token));
-    }
-    Ok(Json(Value::Object(reply)))
+    Ok(Json(dto::page(
+        "model_versions",
+        page.items
+            .iter()
+            .map(|v| dto::model_version(v, true))
+            .collect(),
+        page.next_page_token,
+    )))
 }
 
 #[derive(Deserialize, Default)]

@@ -558,17 +558,11 @@ pub async fn search_runs(State(state): State<AppState>, body: Bytes) -> Reply {
             body.page_token.as_deref(),
         )
         .await?;
-    let mut reply = serde_json::Map::new();
-    if !page.items.is_empty() {
-        reply.insert(
-            "runs".into(),
-            Value::Array(page.items.iter().map(dto::run).collect()),
-        );
-    }
-    if let Some(token) = page.next_page_token {
-        reply.insert("next_page_token".into(), json!(token));
-    }
-    Ok(Json(Value::Object(reply)))
+    Ok(Json(dto::page(
+        "runs",
+        page.items.iter().map(dto::run).collect(),
+        page.next_page_token,
+    )))
 }
 
 pub async fn get_metric_history(State(state): State<AppState>, RawQuery(query): RawQuery) -> Reply {
@@ -776,15 +770,9 @@ pub async fn search_logged_models(State(state): State<AppState>, body: Bytes) ->
             body.page_token.as_deref(),
         )
         .await?;
-    let mut reply = serde_json::Map::new();
-    if !page.items.is_empty() {
-        reply.insert(
-            "models".into(),
-            Value::Array(page.items.iter().map(dto::logged_model).collect()),
-        );
-    }
-    if let Some(token) = page.next_page_token {
-        reply.insert("next_page_token".into(), json!(token));
-    }
-    Ok(Json(Value::Object(reply)))
+    Ok(Json(dto::page(
+        "models",
+        page.items.iter().map(dto::logged_model).collect(),
+        page.next_page_token,
+    )))
 }
