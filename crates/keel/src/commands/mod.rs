@@ -4,6 +4,7 @@ mod data;
 mod evaluate;
 mod generate;
 mod init;
+mod loadtest;
 mod models;
 mod quickstart;
 mod server;
@@ -42,6 +43,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Write seeded example data (portfolio credit risk, retail denim sizes) with drift knobs.
     Generate(generate::GenerateArgs),
+    /// Load an HTTP endpoint (open or closed loop) and check latency/error SLOs.
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Evaluate(args) => evaluate::run(args, cli.quiet),
         Command::Generate(args) => generate::run(args, cli.quiet),
+        Command::Loadtest(args) => loadtest::run(args, cli.quiet),
     }
 }
 
