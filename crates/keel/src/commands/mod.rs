@@ -6,6 +6,7 @@ mod generate;
 mod init;
 mod models;
 mod quickstart;
+mod serve;
 mod server;
 mod train;
 
@@ -42,6 +43,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Write seeded example data (portfolio credit risk, retail denim sizes) with drift knobs.
     Generate(generate::GenerateArgs),
+    /// Serve a model: MLflow scoring + Open Inference Protocol, checks, hot swap, prediction log.
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Evaluate(args) => evaluate::run(args, cli.quiet),
         Command::Generate(args) => generate::run(args, cli.quiet),
+        Command::Serve(args) => serve::run(*args),
     }
 }
 
