@@ -7,6 +7,7 @@ mod init;
 mod loadtest;
 mod models;
 mod quickstart;
+mod serve;
 mod server;
 mod train;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Load an HTTP endpoint (open or closed loop) and check latency/error SLOs.
     Loadtest(loadtest::LoadtestArgs),
+    /// Serve a model: MLflow scoring + Open Inference Protocol, checks, hot swap, prediction log.
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evaluate(args) => evaluate::run(args, cli.quiet),
         Command::Generate(args) => generate::run(args, cli.quiet),
         Command::Loadtest(args) => loadtest::run(args, cli.quiet),
+        Command::Serve(args) => serve::run(*args),
     }
 }
 
