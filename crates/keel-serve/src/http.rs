@@ -389,7 +389,14 @@ fn output_guard(state: &AppState, protocol: Protocol, outcome: &Outcome) -> Resu
 }
 
 /// Mirrors the request to the shadow model, off the hot path.
-fn mirror(state: &AppState, deployment: &Deployment, body: Body, request_id: Arc<str>, ts_ms: i64) {
+fn mirror(
+    state: &AppState,
+    protocol: Protocol,
+    deployment: &Deployment,
+    body: Body,
+    request_id: Arc<str>,
+    ts_ms: i64,
+) {
     let Some(shadow) = deployment.shadow.clone() else {
         return;
     };
@@ -427,14 +434,7 @@ fn mirror(state: &AppState, deployment: &Deployment, body: Body, request_id: Arc
             predictions,
             flags,
         };
-        let _ = record(
-            &state,
-            Protocol::Mlflow,
-            &outcome,
-            &request_id,
-            ts_ms,
-            started,
-        );
+        let _ = record(&state, protocol, &outcome, &request_id, ts_ms, started);
     });
 }
 
@@ -520,7 +520,14 @@ async fn invocations(
         Err(error) => return error.render(&state, Some(&request_id)),
     };
     let logged = record(&state, protocol, &outcome, &request_id, ts_ms, started);
-    mirror(&state, &deployment, body, request_id.clone(), ts_ms);
+    mirror(
+        &state,
+        protocol,
+        &deployment,
+        body,
+        request_id.clone(),
+        ts_ms,
+    );
     if let Err(error) = logged.and_then(|()| output_guard(&state, protocol, &outcome)) {
         return error.render(&state, Some(&request_id));
     }
@@ -930,7 +937,14 @@ async fn infer_common(
     };
     let logged = record(&state, protocol, &outcome, &request_id, ts_ms, started);
     if addressed.is_none() {
-        mirror(&state, &deployment, body, request_id.clone(), ts_ms);
+        mirror(
+            &state,
+            protocol,
+            &deployment,
+            body,
+            request_id.clone(),
+            ts_ms,
+        );
     }
     if let Err(error) = logged.and_then(|()| output_guard(&state, protocol, &outcome)) {
         return error.render(&state, Some(&request_id));

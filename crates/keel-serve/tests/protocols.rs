@@ -643,3 +643,62 @@ async fn onnx_runtime_serves_keel_exports_like_the_native_engine() {
     assert_eq!(health["primary"]["engine"], "onnxruntime");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturation_and_slow_requests_get_503_and_504() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, _) = train(dir.path(), "risk", Algorithm::Gbdt, 9);
+    let client = reqwest::Client::new();
+    let body = json!({"dataframe_records": records(&portfolio(3, 1), 0..1)});
+
+    // No request slot at all: every prediction is shed at once, health still answers.
+    let mut saturated = config(folder.to_str().unwrap(), &dir.path().join("logs-a"));
+    saturated.max_concurrency = 0;
+    let server = Running::start(saturated).await;
+    let response = client
+        .post(format!("{}/invocations", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error_code"], "TEMPORARILY_UNAVAILABLE");
+    assert_eq!(
+        client
+            .get(format!("{}/health", server.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("keel_serve_request_errors_total{kind=\"overloaded\"} 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+
+    // A 1 ms budget cannot fit a 20,000-row batch (predicted on the blocking pool).
+    let mut hurried = config(folder.to_str().unwrap(), &dir.path().join("logs-b"));
+    hurried.request_timeout = std::time::Duration::from_millis(1);
+    let server = Running::start(hurried).await;
+    let big = json!({"dataframe_records": records(&portfolio(20_000, 2), 0..20_000)});
+    let response = client
+        .post(format!("{}/invocations", server.base))
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 504);
+    server.stop().await;
+}
