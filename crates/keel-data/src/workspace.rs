@@ -875,6 +875,8 @@ fn private_copy(path: &Path, mode: u32) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
 /// Digests for `files` (where `wanted`), from the stat cache or by hashing
 /// in parallel; returns them with the number of files and bytes hashed.
 /// Hashed files are recorded in the stat cache (keys are `base/rel`).
