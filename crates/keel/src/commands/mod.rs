@@ -5,6 +5,7 @@ mod evaluate;
 mod generate;
 mod init;
 mod models;
+mod monitor;
 mod quickstart;
 mod server;
 mod train;
@@ -42,6 +43,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Write seeded example data (portfolio credit risk, retail denim sizes) with drift knobs.
     Generate(generate::GenerateArgs),
+    /// Monitor data and models: profile, drift/quality report, watch a prediction log.
+    Monitor(monitor::MonitorArgs),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Evaluate(args) => evaluate::run(args, cli.quiet),
         Command::Generate(args) => generate::run(args, cli.quiet),
+        Command::Monitor(args) => monitor::run(args, cli.quiet),
     }
 }
 
