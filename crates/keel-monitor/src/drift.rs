@@ -7,9 +7,9 @@
 //! bounded and reported as `effect_error`); test = G-test of homogeneity on
 //! up to `bins` reference-quantile bins whose edges are bucket boundaries,
 //! so both rows of the table are exact counts and no sketch error enters the
-//! p-value. Categorical columns: categories whose expected count in the
-//! smaller sample is below `min_expected` (rare ones, and categories unseen
-//! in the reference) are pooled into one "(other)" bin; effect = Jensen–
+//! p-value. Categorical columns: categories whose pooled count, scaled to
+//! the smaller sample, is below `min_expected` (rare ones, seen in either
+//! sample) are pooled into one "(other)" bin; effect = Jensen–
 //! Shannon distance (base 2) with its small-sample bias
 //! `(B−1)(1/n + 1/m) / (8 ln 2)` subtracted from the divergence; test = G-test.
 
@@ -335,6 +335,22 @@ pub fn compare(
     config: &DriftConfig,
 ) -> Result<DriftReport> {
     config.validate()?;
+    // A training profile carries the model's outputs (`output.*`); data
+    // without them is compared on the columns it has.
+    let trimmed;
+    let reference = if reference
+        .columns
+        .iter()
+        .any(|c| c.name.starts_with("output.") && current.column(&c.name).is_none())
+    {
+        let mut copy = reference.clone();
+        copy.columns
+            .retain(|c| !c.name.starts_with("output.") || current.column(&c.name).is_some());
+        trimmed = copy;
+        &trimmed
+    } else {
+        reference
+    };
     check_schema(reference, current)?;
     let mut columns: Vec<ColumnVerdict> = Vec::with_capacity(reference.columns.len());
     for r in &reference.columns {
@@ -779,12 +795,30 @@ fn categorical_verdict(
         };
         return not_tested(r, CATEGORICAL_METHOD, threshold, alpha, n_ref, n_cur, why);
     }
+    // Categories are kept on their pooled count, so the choice does not
+    // depend on one sample alone (choosing on the reference's counts would
+    // pool the categories that were rare there by chance and bias the test).
     let small = n_ref.min(n_cur) as f64;
-    let mut kept: Vec<(&str, u64, u64)> = crate::profile::sorted_counts(&rs.counts)
-        .into_iter()
-        .filter(|(_, count)| *count as f64 * small / n_ref as f64 >= config.min_expected)
-        .map(|(name, count)| (name, count, cs.counts.get(name).copied().unwrap_or(0)))
+    let total = (n_ref + n_cur) as f64;
+    let mut kept: Vec<(&str, u64, u64)> = rs
+        .counts
+        .iter()
+        .map(|(name, &count)| {
+            (
+                name.as_str(),
+                count,
+                cs.counts.get(name).copied().unwrap_or(0),
+            )
+        })
+        .chain(
+            cs.counts
+                .iter()
+                .filter(|(name, _)| !rs.counts.contains_key(*name))
+                .map(|(name, &count)| (name.as_str(), 0, count)),
+        )
+        .filter(|&(_, r, c)| (r + c) as f64 * small / total >= config.min_expected)
         .collect();
+    kept.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then_with(|| a.0.cmp(b.0)));
     let other_ref = n_ref - kept.iter().map(|k| k.1).sum::<u64>();
     let other_cur = n_cur - kept.iter().map(|k| k.2).sum::<u64>();
     if other_ref + other_cur > 0 {

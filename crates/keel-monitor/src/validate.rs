@@ -319,3 +319,75 @@ pub fn validate_training_data(
         settings: config.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_learn::rng::Rng;
+    use keel_learn::table::Column;
+
+    fn table(n: usize, shift: f64, correlated: bool, positive_share: f64, seed: u64) -> Table {
+        let mut rng = Rng::new(seed);
+        let a: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+        let b: Vec<f64> = a
+            .iter()
+            .map(|x| if correlated { x + 0.3 * rng.normal() } else { rng.normal() } + shift)
+            .collect();
+        let label: Vec<Option<String>> = (0..n)
+            .map(|_| {
+                Some(
+                    if rng.next_f64() < positive_share {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                    .to_string(),
+                )
+            })
+            .collect();
+        Table::new(
+            vec!["a".into(), "b".into(), "label".into()],
+            vec![
+                Column::Numeric(a),
+                Column::Numeric(b),
+                Column::Categorical(label),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn passes_on_the_same_distribution_and_names_what_changed() {
+        let reference = Profile::from_table(&table(5000, 0.0, true, 0.3, 1), None);
+        let config = ValidationConfig::default();
+        let same = validate_training_data(
+            &reference,
+            &table(5000, 0.0, true, 0.3, 2),
+            Some("label"),
+            &config,
+        )
+        .unwrap();
+        assert!(same.passed, "{:?}", same.problems);
+        assert_eq!(same.correlations.len(), 1);
+        assert!(
+            (same.correlations[0].reference - 0.958).abs() < 0.01,
+            "{:?}",
+            same.correlations
+        );
+
+        let changed = validate_training_data(
+            &reference,
+            &table(5000, 0.5, false, 0.6, 3),
+            Some("label"),
+            &config,
+        )
+        .unwrap();
+        assert!(!changed.passed);
+        let text = changed.problems.join("\n");
+        assert!(text.contains("b: mean moved"), "{text}");
+        assert!(text.contains("correlation of a and b"), "{text}");
+        assert!(text.contains("label label: a class share moved"), "{text}");
+        assert!(!text.contains("\na:"), "{text}");
+        assert!(changed.label_balance.as_ref().is_some_and(|l| l.flagged));
+    }
+}

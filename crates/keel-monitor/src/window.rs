@@ -298,8 +298,8 @@ pub fn windowed_report(
     };
     let mut seen_columns: Vec<String> = Vec::new();
     let mut windows: BTreeMap<i64, WindowState> = BTreeMap::new();
-    let mut error_detector = PageHinkley::new(0.005, 50.0);
-    let mut confidence_detector = PageHinkley::new(0.005, 50.0);
+    let mut error_detector = PageHinkley::new(0.02, 30.0);
+    let mut confidence_detector = PageHinkley::new(0.02, 30.0);
     let mut change_points = Vec::new();
     let target_scale = signature
         .and_then(|s| s.training.value_summary)

@@ -7,6 +7,7 @@ mod generate;
 mod init;
 mod loadtest;
 mod models;
+mod monitor;
 mod quickstart;
 mod serve;
 mod run;
@@ -60,6 +61,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Infer a data file's schema (`keel schema infer DATA > schema.yaml`).
     Schema(schema::SchemaArgs),
+    /// Monitor data and models: profile, drift/quality report, watch a prediction log.
+    Monitor(monitor::MonitorArgs),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate(args) => gate::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Monitor(args) => monitor::run(args, cli.quiet),
     }
 }
 
