@@ -231,14 +231,7 @@ async fn alias_moves_swap_models_under_load_without_failed_requests() {
     let (status, headers, _) = post_json(&client, &url, &body).await;
     assert_eq!(status, 200);
     assert_eq!(headers["x-keel-model-version"], v2.as_str());
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{}/metrics", server.base)).await;
     assert!(
         metrics.contains("keel_serve_model_swaps_total 1"),
         "{metrics}"
