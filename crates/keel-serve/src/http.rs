@@ -322,6 +322,34 @@ fn request_id(state: &AppState, headers: &HeaderMap) -> Arc<str> {
     Arc::from(format!("{}-{n:x}", state.id_prefix))
 }
 
+/// When and as which request a prediction request arrived.
+struct Arrival {
+    started: Instant,
+    ts_ms: i64,
+    request_id: Arc<str>,
+}
+
+/// Stamps a request and takes its body (an over-limit body is answered here).
+#[allow(clippy::result_large_err)]
+fn arrive(
+    state: &AppState,
+    headers: &HeaderMap,
+    protocol: Protocol,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Arrival, Bytes), Response> {
+    let arrival = Arrival {
+        started: Instant::now(),
+        ts_ms: now_ms(),
+        request_id: request_id(state, headers),
+    };
+    match body {
+        Ok(body) => Ok((arrival, body)),
+        Err(rejection) => {
+            Err(ApiError::from_body(protocol, rejection).render(state, Some(&arrival.request_id)))
+        }
+    }
+}
+
 /// Logs the outcome (503 if the log is full) and counts it.
 fn record(
     state: &AppState,
@@ -488,15 +516,17 @@ async fn invocations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let ts_ms = now_ms();
-    let request_id = request_id(&state, &headers);
     let protocol = Protocol::Mlflow;
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return ApiError::from_body(protocol, rejection).render(&state, Some(&request_id));
-        }
+    let (
+        Arrival {
+            started,
+            ts_ms,
+            request_id,
+        },
+        body,
+    ) = match arrive(&state, &headers, protocol, body) {
+        Ok(arrived) => arrived,
+        Err(response) => return response,
     };
     let csv = match content_kind(&headers) {
         Ok(csv) => csv,
@@ -877,15 +907,17 @@ async fn infer_common(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let ts_ms = now_ms();
-    let request_id = request_id(&state, &headers);
     let protocol = Protocol::V2;
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return ApiError::from_body(protocol, rejection).render(&state, Some(&request_id));
-        }
+    let (
+        Arrival {
+            started,
+            ts_ms,
+            request_id,
+        },
+        body,
+    ) = match arrive(&state, &headers, protocol, body) {
+        Ok(arrived) => arrived,
+        Err(response) => return response,
     };
     let (deployment, addressed) = match find(&state, &name, version.as_deref()) {
         Ok(found) => found,

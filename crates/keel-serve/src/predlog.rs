@@ -184,16 +184,7 @@ fn run_writer(receiver: mpsc::Receiver<Message>, settings: LogSettings, metrics:
                         .store(record.ts_ms.max(1) as u64, Ordering::Relaxed);
                 }
                 buffered_rows += record.batch.rows;
-                match groups
-                    .iter_mut()
-                    .find(|g| Arc::ptr_eq(&g.model, &record.model))
-                {
-                    Some(group) => group.records.push(record),
-                    None => groups.push(Group {
-                        model: record.model.clone(),
-                        records: vec![record],
-                    }),
-                }
+                add(&mut groups, record);
                 if buffered_rows >= settings.max_file_rows {
                     flush(&settings.dir, &mut groups, &metrics);
                     buffered_rows = 0;
@@ -208,21 +199,26 @@ fn run_writer(receiver: mpsc::Receiver<Message>, settings: LogSettings, metrics:
             Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                 // Records sent before the shutdown message are already in the channel.
                 while let Ok(Message::Record(record)) = receiver.try_recv() {
-                    match groups
-                        .iter_mut()
-                        .find(|g| Arc::ptr_eq(&g.model, &record.model))
-                    {
-                        Some(group) => group.records.push(record),
-                        None => groups.push(Group {
-                            model: record.model.clone(),
-                            records: vec![record],
-                        }),
-                    }
+                    add(&mut groups, record);
                 }
                 flush(&settings.dir, &mut groups, &metrics);
                 return;
             }
         }
+    }
+}
+
+/// Adds `record` to its model's group (one file schema per model version).
+fn add(groups: &mut Vec<Group>, record: LogRecord) {
+    match groups
+        .iter_mut()
+        .find(|g| Arc::ptr_eq(&g.model, &record.model))
+    {
+        Some(group) => group.records.push(record),
+        None => groups.push(Group {
+            model: record.model.clone(),
+            records: vec![record],
+        }),
     }
 }
 

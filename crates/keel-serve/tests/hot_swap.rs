@@ -231,14 +231,7 @@ async fn alias_moves_swap_models_under_load_without_failed_requests() {
     let (status, headers, _) = post_json(&client, &url, &body).await;
     assert_eq!(status, 200);
     assert_eq!(headers["x-keel-model-version"], v2.as_str());
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{}/metrics", server.base)).await;
     assert!(
         metrics.contains("keel_serve_model_swaps_total 1"),
         "{metrics}"
@@ -257,6 +250,47 @@ async fn alias_moves_swap_models_under_load_without_failed_requests() {
         .map(|r| r["model_version"].as_str().unwrap())
         .collect();
     assert_eq!(versions, [v1.as_str(), v2.as_str()].into_iter().collect());
+    // Fixed versions: v1 as primary, v2 as a canary for half the traffic; a
+    // version can also be addressed directly through the Open Inference Protocol.
+    let mut pinned = config("models:/risk/1", &dir.path().join("pinned-logs"));
+    pinned.tracking_uri = Some(tracking.base.clone());
+    pinned.canary = Some(("models:/risk/2".into(), 0.5));
+    let server = Running::start(pinned).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let (status, headers, _) =
+            post_json(&client, &format!("{}/invocations", server.base), &body).await;
+        assert_eq!(status, 200);
+        seen.insert(
+            headers["x-keel-model-version"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        seen,
+        ["1".to_string(), "2".to_string()].into_iter().collect()
+    );
+    let record = &body["dataframe_records"][0];
+    let inputs: Vec<Value> = FEATURES
+        .iter()
+        .map(|name| {
+            let categorical = matches!(*name, "home_ownership" | "purpose");
+            json!({"name": name, "shape": [1], "datatype": if categorical { "BYTES" } else { "FP64" },
+                   "data": [record[*name]]})
+        })
+        .collect();
+    let (status, _, reply) = post_json(
+        &client,
+        &format!("{}/v2/models/risk/versions/2/infer", server.base),
+        &json!({"inputs": inputs}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["model_version"], "2");
+    server.stop().await;
+
     let _ = stop_tracking.send(());
     tracking_task.await.unwrap().unwrap();
 }

@@ -229,14 +229,7 @@ async fn every_protocol_answers_what_the_model_predicts() {
     let (_, health) = get_json(&client, &format!("{base}/health")).await;
     assert_eq!(health["primary"]["name"], "risk");
     assert_eq!(health["primary"]["engine"], "keel-native");
-    let version = client
-        .get(format!("{base}/version"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let version = get_text(&client, &format!("{base}/version")).await;
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
     let (status, _, written) = post_json(
         &client,
@@ -249,14 +242,7 @@ async fn every_protocol_answers_what_the_model_predicts() {
         post_json(&client, &format!("{base}/feedback"), &json!({"row": 1})).await;
     assert_eq!(status, 400);
     assert!(refused["message"].as_str().unwrap().contains("request_id"));
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains("keel_serve_requests_total{protocol=\"mlflow\",role=\"primary\"} 7"),
         "{metrics}"
@@ -379,14 +365,7 @@ async fn contract_violations_name_the_column_and_flags_reach_the_log() {
     let huge = json!({"dataframe_records": vec![good[0].clone(); 1000]});
     let (status, _, error) = post_json(&client, &url, &huge).await;
     assert_eq!(status, 413, "{error}");
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{}/metrics", server.base)).await;
     assert!(
         metrics.contains("keel_serve_request_errors_total{kind=\"contract\"} 2"),
         "{metrics}"
@@ -462,14 +441,7 @@ async fn non_finite_predictions_are_never_returned_silently() {
         message.contains("rows 0, 1") && message.contains("NaN or infinite"),
         "{message}"
     );
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{}/metrics", server.base)).await;
     assert!(
         metrics.contains("keel_serve_nan_outputs_total 2"),
         "{metrics}"
@@ -674,14 +646,7 @@ async fn saturation_and_slow_requests_get_503_and_504() {
             .status(),
         200
     );
-    let metrics = client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{}/metrics", server.base)).await;
     assert!(
         metrics.contains("keel_serve_request_errors_total{kind=\"overloaded\"} 1"),
         "{metrics}"
