@@ -184,8 +184,13 @@ impl Workspace {
 
     fn build(project: Project, options: &Options, lock: Option<ProjectLock>) -> Result<Self> {
         let config = project.config()?;
-        let link = options.link.clone().unwrap_or_else(|| config.link.clone());
         let keel = project.keel_dir();
+        // An order given for this command is used as given; the configured
+        // one loses `hardlink` where read-only modes do not protect the cache.
+        let link = match &options.link {
+            Some(explicit) => explicit.clone(),
+            None => crate::link::safe_order(&config.link, &keel.join("tmp")),
+        };
         Ok(Workspace {
             cache: Cache::new(&keel),
             stat: StatCache::load(&keel.join("state").join("stat-cache")),
@@ -332,48 +337,7 @@ impl Workspace {
         files: &[Present],
         wanted: &[bool],
     ) -> Result<(Vec<Option<Digest>>, u64, u64)> {
-        let mut digests = vec![None; files.len()];
-        let mut to_hash = Vec::new();
-        for (index, file) in files.iter().enumerate() {
-            if !wanted[index] {
-                continue;
-            }
-            match self.stat.lookup(&join(base, &file.rel), &file.stat) {
-                Some(digest) => digests[index] = Some(digest),
-                None => to_hash.push(index),
-            }
-        }
-        let total: u64 = to_hash.iter().map(|&index| files[index].stat.size).sum();
-        let bar = progress::bytes_bar(self.progress, total, "hashing");
-        let hashed: Vec<(usize, std::io::Result<(Digest, u64)>)> = to_hash
-            .par_iter()
-            .map(|&index| {
-                let result = hash::hash_file(&files[index].abs);
-                bar.inc(files[index].stat.size);
-                (index, result)
-            })
-            .collect();
-        bar.finish_and_clear();
-        let mut errors = Vec::new();
-        let hashed_files = hashed.len() as u64;
-        for (index, result) in hashed {
-            match result {
-                Ok((digest, _)) => {
-                    self.stat.record(
-                        &join(base, &files[index].rel),
-                        files[index].stat,
-                        digest,
-                        false,
-                    );
-                    digests[index] = Some(digest);
-                }
-                Err(error) => errors.push(DataError::io(&files[index].abs, error)),
-            }
-        }
-        if let Some(error) = DataError::many(errors) {
-            return Err(error);
-        }
-        Ok((digests, hashed_files, total))
+        cached_digests(&mut self.stat, self.progress, base, files, wanted)
     }
 
     /// `keel data add`: hashes the paths, stores new objects, writes the
@@ -415,6 +379,14 @@ impl Workspace {
             std::io::ErrorKind::NotFound => DataError::NotFound(abs.clone()),
             _ => DataError::io(&abs, error),
         })?;
+        let in_git = crate::git::tracked_files(self.project.root(), path);
+        if let Some(example) = in_git.first() {
+            return Err(DataError::TrackedByGit {
+                path: path.to_string(),
+                count: in_git.len(),
+                example: example.clone(),
+            });
+        }
         let kind = if metadata.is_file() {
             Kind::File
         } else if metadata.is_dir() {
@@ -525,7 +497,7 @@ impl Workspace {
                     .collect();
                 let manifest = Manifest::new(entries);
                 let (digest, bytes) = manifest.digest();
-                self.cache.insert_bytes(&digest, &bytes)?;
+                self.cache.insert_bytes(&digest, &bytes, true)?;
                 Metafile {
                     path: name,
                     kind,
@@ -814,6 +786,68 @@ impl Workspace {
         }
     }
 
+    /// `keel data unprotect`: makes the workspace files of `targets` safe to
+    /// edit in place. A file that shares its inode with anything (a hardlink
+    /// to the cache) is replaced by a private writable copy; any other file
+    /// just gets its owner write bit back. The cache is never touched, so
+    /// an edit can only change the workspace; `keel data add` records it.
+    /// Returns how many files were made writable.
+    pub fn unprotect(&mut self, targets: &[String]) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        if targets.is_empty() {
+            return Err(DataError::Invalid(
+                "name the tracked paths to unprotect".into(),
+            ));
+        }
+        let mut count = 0;
+        for tracked in self.tracked(targets)? {
+            let Scan::Files(files) = self.scan(&tracked.path, tracked.metafile.kind)? else {
+                return Err(DataError::Unsupported {
+                    path: self.project.abs(&tracked.path),
+                    reason: format!("expected a {}", tracked.metafile.kind.as_str()),
+                });
+            };
+            let stats: Vec<Result<(String, FileStat, FileStat)>> = files
+                .par_iter()
+                .map(|file| {
+                    let metadata = std::fs::symlink_metadata(&file.abs)
+                        .map_err(|error| DataError::io(&file.abs, error))?;
+                    let result = if metadata.nlink() > 1 {
+                        private_copy(&file.abs, file.mode | 0o200)
+                    } else {
+                        fsutil::make_writable(&file.abs)
+                    };
+                    result.map_err(|error| DataError::io(&file.abs, error))?;
+                    let after = std::fs::symlink_metadata(&file.abs)
+                        .map_err(|error| DataError::io(&file.abs, error))?;
+                    Ok((
+                        join(&tracked.path, &file.rel),
+                        file.stat,
+                        FileStat::of(&after),
+                    ))
+                })
+                .collect();
+            let mut errors = Vec::new();
+            for result in stats {
+                match result {
+                    Ok((rel, before, after)) => {
+                        count += 1;
+                        // Same bytes, new inode or ctime: carry the digest over.
+                        if let Some(digest) = self.stat.lookup(&rel, &before) {
+                            self.stat.record(&rel, after, digest, true);
+                        }
+                    }
+                    Err(error) => errors.push(error),
+                }
+            }
+            if let Some(error) = DataError::many(errors) {
+                return Err(error);
+            }
+        }
+        self.stat.save()?;
+        Ok(count)
+    }
+
     /// Saves the stat cache (commands that hash outside add/status/checkout).
     pub fn save_state(&mut self) -> Result<()> {
         self.stat.save()
@@ -827,6 +861,146 @@ type Placement = (String, Digest, Result<(LinkKind, FileStat)>);
 struct Comparison {
     same: u64,
     changes: Vec<(String, Change)>,
+}
+
+/// Replaces `path` by a copy of itself with its own inode and `mode`
+/// (temp file in the same folder, then rename), breaking any hardlink.
+fn private_copy(path: &Path, mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = fsutil::temp_path(dir, "unprotect");
+    let result = std::fs::copy(path, &temp)
+        .and_then(|_| std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+/// Digests for `files` (where `wanted`), from the stat cache or by hashing
+/// in parallel; returns them with the number of files and bytes hashed.
+/// Hashed files are recorded in the stat cache (keys are `base/rel`).
+fn cached_digests(
+    stat: &mut StatCache,
+    progress: bool,
+    base: &str,
+    files: &[Present],
+    wanted: &[bool],
+) -> Result<(Vec<Option<Digest>>, u64, u64)> {
+    let mut digests = vec![None; files.len()];
+    let mut to_hash = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        if !wanted[index] {
+            continue;
+        }
+        match stat.lookup(&join(base, &file.rel), &file.stat) {
+            Some(digest) => digests[index] = Some(digest),
+            None => to_hash.push(index),
+        }
+    }
+    let total: u64 = to_hash.iter().map(|&index| files[index].stat.size).sum();
+    let bar = progress::bytes_bar(progress, total, "hashing");
+    let hashed: Vec<(usize, std::io::Result<(Digest, u64)>)> = to_hash
+        .par_iter()
+        .map(|&index| {
+            let result = hash::hash_file(&files[index].abs);
+            bar.inc(files[index].stat.size);
+            (index, result)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut errors = Vec::new();
+    let hashed_files = hashed.len() as u64;
+    for (index, result) in hashed {
+        match result {
+            Ok((digest, _)) => {
+                stat.record(
+                    &join(base, &files[index].rel),
+                    files[index].stat,
+                    digest,
+                    false,
+                );
+                digests[index] = Some(digest);
+            }
+            Err(error) => errors.push(DataError::io(&files[index].abs, error)),
+        }
+    }
+    if let Some(error) = DataError::many(errors) {
+        return Err(error);
+    }
+    Ok((digests, hashed_files, total))
+}
+
+/// The content digest of a path in the working tree, as a metafile would
+/// record it: a file's BLAKE3, or a directory's manifest digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathDigest {
+    /// File or directory.
+    pub kind: Kind,
+    /// Content digest (file) or manifest digest (directory).
+    pub digest: Digest,
+    /// Total bytes.
+    pub size: u64,
+    /// Number of files.
+    pub files: u64,
+}
+
+/// Digests `relative` (a file or a directory under `root`) without the
+/// object cache or the project lock, reusing and updating `stat`, so an
+/// unchanged path costs one `stat` per file. `None` when nothing is there.
+/// This is what pipelines use for their dependencies and outputs.
+pub fn digest_path(
+    root: &Path,
+    relative: &str,
+    stat: &mut StatCache,
+) -> Result<Option<PathDigest>> {
+    let abs = if relative.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(relative)
+    };
+    let metadata = match std::fs::metadata(&abs) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(DataError::io(&abs, error)),
+    };
+    let (kind, files) = if metadata.is_dir() {
+        let mut files = Vec::new();
+        walk(&abs, "", &mut files)?;
+        (Kind::Directory, files)
+    } else {
+        let present = Present {
+            rel: String::new(),
+            stat: FileStat::of(&metadata),
+            mode: metadata.permissions().mode(),
+            abs,
+        };
+        (Kind::File, vec![present])
+    };
+    let wanted = vec![true; files.len()];
+    let (digests, _, _) = cached_digests(stat, false, relative, &files, &wanted)?;
+    let size = files.iter().map(|file| file.stat.size).sum();
+    let digest = match kind {
+        Kind::File => digests[0].ok_or_else(|| DataError::NotFound(root.join(relative)))?,
+        Kind::Directory => {
+            let entries = files
+                .iter()
+                .zip(&digests)
+                .filter_map(|(file, digest)| {
+                    digest.map(|digest| ManifestEntry {
+                        path: file.rel.clone(),
+                        digest,
+                        size: file.stat.size,
+                    })
+                })
+                .collect();
+            Manifest::new(entries).digest().0
+        }
+    };
+    Ok(Some(PathDigest {
+        kind,
+        digest,
+        size,
+        files: files.len() as u64,
+    }))
 }
 
 /// `base/rel`, or `base` alone when `rel` is empty.
