@@ -211,14 +211,14 @@ pub async fn run(config: &Config, progress: Arc<Progress>) -> Result<Report, Loa
     // Open every connection before the clock starts; a failure here is
     // retried (and counted) by the worker's first request.
     let connecting: Vec<_> = (0..config.connections)
-        .map(|_| tokio::spawn(connect(target.addr)))
+        .map(|_| tokio::spawn(tokio::time::timeout(config.timeout, connect(target.addr))))
         .collect();
     let mut connections = Vec::with_capacity(connecting.len());
     for handle in connecting {
         let connection = handle
             .await
             .map_err(|e| LoadtestError::Internal(format!("connect task: {e}")))?;
-        connections.push(connection.ok());
+        connections.push(connection.ok().and_then(Result::ok));
     }
 
     let start = Instant::now();
