@@ -1,7 +1,7 @@
 //! BLAKE3 throughput of keel's hashing code on one file, for the benchmark's
 //! "machine ceiling" rows: `b3 single FILE` hashes on one thread with 1 MiB
-//! reads; `b3 multi FILE` uses `keel_data::hash::hash_file` (chunked reads on
-//! one thread, multi-threaded tree hashing). Prints the digest and GiB/s.
+//! reads; `b3 multi FILE` uses `keel_data::hash::hash_file` (memory-mapped,
+//! multi-threaded tree hashing). Prints the digest and GiB/s.
 
 use std::io::Read;
 use std::time::Instant;

@@ -5,12 +5,14 @@
 //! digest before they are placed in the workspace; a corrupt one is moved to
 //! `.keel/quarantine/` so a later fetch can bring a good copy.
 //!
-//! Durability: large objects (see `fsutil::FSYNC_MIN_BYTES`), manifests,
-//! metafiles and the stat cache are fsynced before their rename; small
-//! objects are not (a journal commit per 2 KiB file would dominate). Because
-//! every object is hashed again before use, a power cut that leaves a small
-//! object empty cannot make keel place bad bytes: checkout quarantines it,
-//! push refuses it, and fetch brings a good copy.
+//! Durability (fsync where a copy would otherwise be the only one): an object
+//! entering the cache always has another copy at that moment (the workspace
+//! file it was added from, or the remote it was fetched from), so objects are
+//! not fsynced; manifests, metafiles and the stat cache are. A power cut
+//! that leaves an object empty or short cannot make keel place or push bad
+//! bytes, because every object is hashed again before use: checkout
+//! quarantines it, push refuses it, and `add` or `fetch` brings a good copy.
+//! The remote is where durability is paid for (see `remote`).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -126,13 +128,7 @@ impl Cache {
         let temp = self.temp_path(digest, "object")?;
         let used =
             link::link_first(kinds, source, &temp).map_err(|error| DataError::io(source, error))?;
-        let finish = (|| {
-            if used != LinkKind::Hardlink {
-                fsutil::sync_if_large(&temp)?;
-            }
-            fsutil::make_read_only(&temp)?;
-            std::fs::rename(&temp, &target)
-        })();
+        let finish = fsutil::make_read_only(&temp).and_then(|()| std::fs::rename(&temp, &target));
         if let Err(source_error) = finish {
             let _ = std::fs::remove_file(&temp);
             return Err(DataError::io(&target, source_error));
@@ -175,9 +171,7 @@ impl Cache {
     pub fn insert_temp(&self, temp: &Path, digest: &Digest) -> Result<()> {
         self.ensure_shards()?;
         let target = self.object_path(digest);
-        let result = fsutil::sync_if_large(temp)
-            .and_then(|()| fsutil::make_read_only(temp))
-            .and_then(|()| std::fs::rename(temp, &target));
+        let result = fsutil::make_read_only(temp).and_then(|()| std::fs::rename(temp, &target));
         if let Err(error) = result {
             let _ = std::fs::remove_file(temp);
             return Err(DataError::io(&target, error));

@@ -1,5 +1,5 @@
 //! Small filesystem helpers: atomic writes (temp file, fsync, rename), unique
-//! temporary names, read-only protection, the fsync policy for objects.
+//! temporary names, read-only protection.
 
 use std::fs::{File, Permissions};
 use std::io::Write;
@@ -57,21 +57,6 @@ pub fn make_writable(path: &Path) -> std::io::Result<()> {
         if mode & 0o200 == 0 {
             std::fs::set_permissions(path, Permissions::from_mode(mode | 0o200))?;
         }
-    }
-    Ok(())
-}
-
-/// Files at least this large are fsynced before they are renamed into the
-/// cache or a remote. Smaller ones are not: one journal commit per 2 KiB
-/// object would cost more than the data, and the hash check every object
-/// passes before use catches one a power cut left empty or short.
-pub const FSYNC_MIN_BYTES: u64 = 8 << 20;
-
-/// fsyncs `path` when it is at least [`FSYNC_MIN_BYTES`] long.
-pub fn sync_if_large(path: &Path) -> std::io::Result<()> {
-    let file = File::open(path)?;
-    if file.metadata()?.len() >= FSYNC_MIN_BYTES {
-        file.sync_all()?;
     }
     Ok(())
 }

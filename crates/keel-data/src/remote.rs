@@ -18,10 +18,12 @@
 //! Transfers run concurrently (`jobs` at a time) and move only what the other
 //! side lacks, so an interrupted push or pull is resumed by running it again.
 //! Every downloaded object is hashed before it enters the cache; a corrupt
-//! one is reported by name and dropped. Packs and large objects are fsynced
-//! on a local-directory remote (`with_fsync`); small downloaded objects rely
-//! on the hash check, as in the cache. Local objects are hashed as they are
-//! uploaded, so a corrupt cache object is never spread to a remote.
+//! one is reported by name and dropped. A push is where a copy may become
+//! the only one (users delete local data once it is pushed), so packs and
+//! large objects are fsynced on a local-directory remote (`with_fsync`)
+//! before push reports success; downloads are not (the remote keeps its
+//! copy; see `cache`). Local objects are hashed as they are uploaded, so a
+//! corrupt cache object is never spread to a remote.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -819,8 +821,7 @@ async fn download(workspace: &Workspace, remote: &Remote, wanted: &Wanted) -> Re
         if Digest::of_bytes(&bytes) != wanted.digest {
             return Ok(Outcome::Corrupt);
         }
-        let durable = bytes.len() as u64 >= crate::fsutil::FSYNC_MIN_BYTES;
-        cache.insert_bytes(&wanted.digest, &bytes, durable)?;
+        cache.insert_bytes(&wanted.digest, &bytes, false)?;
         return Ok(Outcome::Done(bytes.len() as u64));
     }
     // Large objects come down in PART-sized ranges (a few big reads rather
