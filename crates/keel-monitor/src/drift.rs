@@ -562,6 +562,21 @@ fn short(x: f64) -> String {
     }
 }
 
+fn no_finite_values(
+    r: &ColumnProfile,
+    threshold: f64,
+    alpha: f64,
+    n_ref: u64,
+    n_cur: u64,
+) -> ColumnVerdict {
+    let why = if n_ref == 0 {
+        "no finite reference values"
+    } else {
+        "no finite current values"
+    };
+    not_tested(r, NUMERIC_METHOD, threshold, alpha, n_ref, n_cur, why)
+}
+
 fn numeric_verdict(
     r: &ColumnProfile,
     rs: &NumericStats,
@@ -571,37 +586,12 @@ fn numeric_verdict(
     config: &DriftConfig,
 ) -> Result<ColumnVerdict> {
     let (n_ref, n_cur) = (rs.finite(), cs.finite());
-    let (Some(rh), Some(ch)) = (&rs.histogram, &cs.histogram) else {
-        let why = if n_ref == 0 {
-            "no finite reference values"
-        } else {
-            "no finite current values"
-        };
-        return Ok(not_tested(
-            r,
-            NUMERIC_METHOD,
-            threshold,
-            alpha,
-            n_ref,
-            n_cur,
-            why,
-        ));
+    let histograms = (&rs.histogram, &cs.histogram);
+    let (Some(rh), Some(ch)) = histograms else {
+        return Ok(no_finite_values(r, threshold, alpha, n_ref, n_cur));
     };
     if n_ref == 0 || n_cur == 0 {
-        let why = if n_ref == 0 {
-            "no finite reference values"
-        } else {
-            "no finite current values"
-        };
-        return Ok(not_tested(
-            r,
-            NUMERIC_METHOD,
-            threshold,
-            alpha,
-            n_ref,
-            n_cur,
-            why,
-        ));
+        return Ok(no_finite_values(r, threshold, alpha, n_ref, n_cur));
     }
     if rh.layout != ch.layout {
         return Err(MonitorError::Incompatible {

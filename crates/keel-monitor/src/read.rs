@@ -241,6 +241,31 @@ pub(crate) fn read_parquet_column(
             }
         }};
     }
+    macro_rules! texts {
+        ($typed:expr, $buffer:ty) => {{
+            let mut typed = $typed;
+            let mut buffer: Vec<$buffer> = Vec::with_capacity(CHUNK_ROWS);
+            loop {
+                buffer.clear();
+                levels.clear();
+                let (records, values, _) = typed
+                    .read_records(CHUNK_ROWS, Some(&mut levels), None, &mut buffer)
+                    .map_err(fail)?;
+                if records == 0 {
+                    break;
+                }
+                let texts: Vec<Option<&str>> = buffer[..values]
+                    .iter()
+                    .map(|v| std::str::from_utf8(v.data()).ok())
+                    .collect();
+                let levels = Levels {
+                    levels: if present > 0 { &levels[..] } else { &[] },
+                    present,
+                };
+                sink(Batch::Texts(&texts, (records - values) as u64), levels);
+            }
+        }};
+    }
     for group in 0..reader.num_row_groups() {
         let row_group = reader.get_row_group(group).map_err(fail)?;
         match row_group.get_column_reader(i).map_err(fail)? {
@@ -251,51 +276,11 @@ pub(crate) fn read_parquet_column(
             ColumnReader::BoolColumnReader(r) => {
                 numeric!(r, bool, |v: &bool| f64::from(u8::from(*v)))
             }
-            ColumnReader::ByteArrayColumnReader(mut typed) => {
-                let mut buffer = Vec::with_capacity(CHUNK_ROWS);
-                loop {
-                    buffer.clear();
-                    levels.clear();
-                    let (records, values, _) = typed
-                        .read_records(CHUNK_ROWS, Some(&mut levels), None, &mut buffer)
-                        .map_err(fail)?;
-                    if records == 0 {
-                        break;
-                    }
-                    let texts: Vec<Option<&str>> = buffer[..values]
-                        .iter()
-                        .map(|v: &parquet::data_type::ByteArray| std::str::from_utf8(v.data()).ok())
-                        .collect();
-                    let levels = Levels {
-                        levels: if present > 0 { &levels[..] } else { &[] },
-                        present,
-                    };
-                    sink(Batch::Texts(&texts, (records - values) as u64), levels);
-                }
+            ColumnReader::ByteArrayColumnReader(r) => {
+                texts!(r, parquet::data_type::ByteArray)
             }
-            ColumnReader::FixedLenByteArrayColumnReader(mut typed) => {
-                let mut buffer = Vec::with_capacity(CHUNK_ROWS);
-                loop {
-                    buffer.clear();
-                    levels.clear();
-                    let (records, values, _) = typed
-                        .read_records(CHUNK_ROWS, Some(&mut levels), None, &mut buffer)
-                        .map_err(fail)?;
-                    if records == 0 {
-                        break;
-                    }
-                    let texts: Vec<Option<&str>> = buffer[..values]
-                        .iter()
-                        .map(|v: &parquet::data_type::FixedLenByteArray| {
-                            std::str::from_utf8(v.data()).ok()
-                        })
-                        .collect();
-                    let levels = Levels {
-                        levels: if present > 0 { &levels[..] } else { &[] },
-                        present,
-                    };
-                    sink(Batch::Texts(&texts, (records - values) as u64), levels);
-                }
+            ColumnReader::FixedLenByteArrayColumnReader(r) => {
+                texts!(r, parquet::data_type::FixedLenByteArray)
             }
             ColumnReader::Int96ColumnReader(_) => {
                 return Err(MonitorError::file(

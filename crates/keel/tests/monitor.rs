@@ -204,3 +204,84 @@ fn train_writes_a_profile_and_report_flags_covariate_shift() {
         "{stderr}"
     );
 }
+
+#[test]
+fn watch_posts_alerts_to_a_webhook() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    run(
+        root,
+        &[
+            "generate",
+            "portfolio",
+            "--rows",
+            "500",
+            "--out",
+            "train.csv",
+        ],
+        0,
+    );
+    run(
+        root,
+        &[
+            "train",
+            "--algo",
+            "logistic",
+            "--data",
+            "train.csv",
+            "--target",
+            "default",
+            "--out",
+            "model",
+        ],
+        0,
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Read until the JSON body is complete (it ends with '}').
+        while !request.ends_with(b"}") {
+            let n = stream.read(&mut buffer).unwrap();
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buffer[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    // No traffic logged yet: the empty window is a quality finding, which alerts.
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    run(
+        root,
+        &[
+            "monitor",
+            "watch",
+            "--once",
+            "--model",
+            "risk@production",
+            "--log-dir",
+            "logs",
+            "--model-dir",
+            "model",
+            "--webhook",
+            &hook,
+        ],
+        0,
+    );
+    let request = server.join().unwrap();
+    assert!(request.starts_with("POST /hook"), "{request}");
+    assert!(
+        request.contains("\"status\":\"firing\"") && request.contains("quality:empty_data"),
+        "{request}"
+    );
+}

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# keel monitor vs Evidently's DataDriftPreset on the synthetic drift benchmark,
+# in one run: wall time and peak RSS (/usr/bin/time -v, whole process) and the
+# columns each tool flagged, at 10k, 100k and 1M rows per side; then keel
+# profiling 10M rows from Parquet (constant memory: compare its peak RSS with
+# the 1M-row profile's).
+#
+#   cargo build --release -p keel && bash bench/drift/run.sh [N ...]
+#
+# Env: KEEL_BIN (default target/release/keel under CARGO_TARGET_DIR or ./target),
+#      EVIDENTLY_TIMEOUT seconds per Evidently run (default 1500; a run cut off
+#      is reported as such), BIG_ROWS (default 10000000; 0 skips it),
+#      KEEL_DRIFT_VENV (venv path; default ~/.cache/keel/drift-<hash of requirements.txt>).
+# Results: bench/results/drift-<UTC time>.json and a markdown table on stdout.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000 1000000)
+keel="${KEEL_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/keel}"
+[ -x "$keel" ] || { echo "no keel binary at $keel (cargo build --release -p keel)" >&2; exit 1; }
+timeout_s="${EVIDENTLY_TIMEOUT:-1500}"
+big="${BIG_ROWS:-10000000}"
+
+# Pinned venv for Evidently, keyed on the requirements file.
+hash="$(sha256sum "$here/requirements.txt" | cut -c1-12)"
+venv="${KEEL_DRIFT_VENV:-${HOME:-/root}/.cache/keel/drift-$hash}"
+if [ ! -f "$venv/.complete" ]; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$here/requirements.txt" >&2
+    touch "$venv/.complete"
+fi
+py="$venv/bin/python"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/keel-drift-bench.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$root/bench/results"
+out="$root/bench/results/drift-$stamp.json"
+: >"$work/runs.jsonl"
+
+# timed NAME CMD...: runs CMD under /usr/bin/time -v, appends one JSON line.
+timed() {
+    local name=$1; shift
+    local load; load=$(cut -d' ' -f1 /proc/loadavg)
+    set +e
+    /usr/bin/time -v "$@" >"$work/$name.out" 2>"$work/$name.time"
+    local rc=$?
+    set -e
+    "$py" - "$name" "$rc" "$load" "$work/$name.time" >>"$work/runs.jsonl" <<'PY'
+import json, re, sys
+name, rc, load, path = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+text = open(path).read()
+def field(label):
+    # The value is the last token of the line that starts with the label.
+    for line in text.splitlines():
+        if line.strip().startswith(label):
+            return line.split()[-1]
+    return None
+wall = field("Elapsed (wall clock) time")
+parts = [float(p) for p in wall.split(":")] if wall else [0]
+seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+print(json.dumps({"name": name, "rc": rc, "load_before": load, "wall_s": round(seconds, 2),
+                  "cpu_s": round(float(field("User time") or 0) + float(field("System time") or 0), 2),
+                  "peak_rss_mb": round(int(field("Maximum resident set size") or 0) / 1024, 1)}))
+PY
+}
+
+for n in "${sizes[@]}"; do
+    echo "== $n rows per side" >&2
+    "$py" "$here/gen_data.py" "$n" "$work"
+    timed "keel_$n" "$keel" --quiet monitor report --reference "$work/ref_$n.parquet" \
+        --current "$work/cur_$n.parquet" --format json --output "$work/keel_$n.json"
+    (cd "$here" && timed "evidently_$n" timeout "$timeout_s" "$py" bench_evidently.py "$n" "$work")
+done
+if [ "$big" -gt 0 ]; then
+    echo "== profile $big rows from Parquet" >&2
+    "$py" "$here/gen_data.py" --big "$big" "$work" >/dev/null
+    "$py" - "$work/big_$big.parquet" "$work/big_1000000.parquet" <<'PY'
+import sys, pyarrow.parquet as pq
+t = pq.ParquetFile(sys.argv[1]).read_row_group(0)
+pq.write_table(t, sys.argv[2], compression="snappy")
+PY
+    timed "keel_profile_1000000" "$keel" --quiet monitor profile "$work/big_1000000.parquet" --output "$work/p1.json"
+    timed "keel_profile_$big" "$keel" --quiet monitor profile "$work/big_$big.parquet" --output "$work/p10.json"
+fi
+
+"$py" - "$work" "$out" "$keel" "${sizes[@]}" <<'PY'
+import json, os, sys
+work, out, keel, sizes = sys.argv[1], sys.argv[2], sys.argv[3], [int(s) for s in sys.argv[4:]]
+runs = {}
+for line in open(os.path.join(work, "runs.jsonl")):
+    r = json.loads(line)
+    runs[r["name"]] = r
+shifted = {"num_00", "num_01", "num_02", "num_03", "num_04"}
+negligible = {"num_05", "num_06"}
+def summary(flagged):
+    flagged = set(flagged)
+    return {"flagged": sorted(flagged), "shifted_caught": len(flagged & shifted),
+            "negligible_flagged": sorted(flagged & negligible),
+            "false_alarms": sorted(flagged - shifted - negligible)}
+result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "sizes": {}}
+print("| rows/side | tool | wall s | CPU s | peak RSS MB | load | shifted caught | negligible flagged | false alarms | NaN change reported |")
+print("|---:|---|---:|---:|---:|---:|---|---|---|---|")
+for n in sizes:
+    entry = {}
+    k = runs.get(f"keel_{n}")
+    if k and os.path.exists(os.path.join(work, f"keel_{n}.json")):
+        rep = json.load(open(os.path.join(work, f"keel_{n}.json")))
+        s = summary(c["column"] for c in rep["columns"] if c["drifted"])
+        s["nan_change_reported"] = any(q["kind"] == "missing_rate_change" and q["column"] == "num_07" for q in rep["quality"])
+        s["dataset_drift"] = rep["dataset"]["drifted"]
+        entry["keel"] = {**k, **s}
+    e = runs.get(f"evidently_{n}")
+    path = os.path.join(work, f"evidently_{n}.json")
+    if e:
+        if os.path.exists(path):
+            ev = json.load(open(path))
+            s = summary(ev["score"]["flagged"])
+            s["report_run_s"] = ev["report_run_s"]
+            s["nan_change_reported"] = False
+        else:
+            s = {"note": f"no result (rc {e['rc']}: timed out or failed)"}
+        entry["evidently"] = {**e, **s}
+    result["sizes"][n] = entry
+    for tool in ("keel", "evidently"):
+        r = entry.get(tool)
+        if not r:
+            continue
+        if "shifted_caught" in r:
+            print(f"| {n:,} | {tool} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mb']} | {r['load_before']} | {r['shifted_caught']}/5 | {', '.join(r['negligible_flagged']) or '-'} | {', '.join(r['false_alarms']) or '-'} | {'yes' if r['nan_change_reported'] else 'no'} |")
+        else:
+            print(f"| {n:,} | {tool} | {r['wall_s']} | {r['cpu_s']} | {r['peak_rss_mb']} | {r['load_before']} | {r['note']} | | | |")
+profiles = {k: v for k, v in runs.items() if k.startswith("keel_profile_")}
+if profiles:
+    result["profile"] = profiles
+    print()
+    print("| profile from Parquet | wall s | CPU s | peak RSS MB | load |")
+    print("|---:|---:|---:|---:|---:|")
+    for k, v in sorted(profiles.items(), key=lambda kv: int(kv[0].split("_")[-1])):
+        print(f"| {int(k.split('_')[-1]):,} rows | {v['wall_s']} | {v['cpu_s']} | {v['peak_rss_mb']} | {v['load_before']} |")
+json.dump(result, open(out, "w"), indent=1)
+print(f"\nraw results: {out}")
+PY
