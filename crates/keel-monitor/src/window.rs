@@ -203,7 +203,7 @@ pub struct LogOptions {
     pub since_ms: Option<i64>,
 }
 
-fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -222,15 +222,15 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The `<unix_ms>` of a `part-<unix_ms>-<pid>-<seq>.parquet` name.
-fn file_time(path: &Path) -> Option<i64> {
+pub(crate) fn file_time(path: &Path) -> Option<i64> {
     let name = path.file_name()?.to_str()?;
     name.strip_prefix("part-")?.split('-').next()?.parse().ok()
 }
 
 /// Feedback by `(request_id, row)`: label text or value; the latest arrival wins.
-type Feedback = HashMap<(String, i64), (i64, Option<String>, Option<f64>)>;
+pub(crate) type Feedback = HashMap<(String, i64), (i64, Option<String>, Option<f64>)>;
 
-fn read_feedback(dir: &Path) -> Result<Feedback> {
+pub(crate) fn read_feedback(dir: &Path) -> Result<Feedback> {
     let mut feedback = Feedback::new();
     for path in parquet_files(dir)? {
         let columns: HashMap<String, Cells> = read_parquet_cells(&path, |n| {

@@ -46,6 +46,12 @@ pub struct Tracking {
     pub artifacts_destination: String,
     pub experiment: String,
     pub user: String,
+    /// What triggered this run (e.g. a drift verdict); recorded in the
+    /// registry's audit log with the registration and the alias move.
+    pub cause: Option<String>,
+    /// Move `register.alias` when the gates pass (false: register only, a
+    /// person promotes later with `keel models promote`).
+    pub move_alias: bool,
 }
 
 /// The git state of the project: commit and whether the tree has changes.
@@ -263,10 +269,26 @@ impl Tracking {
             .iter()
             .map(|metric| (metric.key.clone(), metric.value))
             .collect();
-        let production = match &pipeline.register {
+        let mut production = match &pipeline.register {
             Some(register) => self.production(&register.model).await?.map(|(_, p)| p),
             None => None,
         };
+        // A stage that re-scored the production model on this run's data
+        // (`keel evaluate --compare models:/NAME@production` writes `production.*`)
+        // gives the fairer comparison: prefer it to the version's recorded metrics.
+        if let Some(production) = production.as_mut() {
+            let rescored: Vec<(String, f64)> = metrics
+                .iter()
+                .filter_map(|(key, value)| {
+                    key.strip_prefix(gates::PRODUCTION)
+                        .map(|key| (key.to_string(), *value))
+                })
+                .collect();
+            if !rescored.is_empty() {
+                production.metrics.extend(rescored);
+                production.label.push_str(" (re-scored on this run's data)");
+            }
+        }
         let expressions: Vec<String> = pipeline
             .gates
             .iter()
@@ -341,7 +363,10 @@ impl Tracking {
         let actor = Actor {
             user: self.user.clone(),
             reason: format!("keel run: gates passed ({})", pipeline.file.display()),
-            cause: format!("run {}", run.info.run_id),
+            cause: self
+                .cause
+                .clone()
+                .unwrap_or_else(|| format!("run {}", run.info.run_id)),
         };
         let version = self
             .store
@@ -363,7 +388,7 @@ impl Tracking {
                 &actor,
             )
             .await?;
-        if let Some(alias) = &register.alias {
+        if let Some(alias) = register.alias.as_ref().filter(|_| self.move_alias) {
             keel_core::promotion::check_promotion(&version, false, "")?;
             keel_store::validate_alias(alias)?;
             self.store

@@ -251,43 +251,6 @@ fn unknown_endpoint_and_errors_use_mlflow_envelope() {
     assert_eq!(status, 413, "a body over the JSON limit is refused");
 }
 
-#[test]
-fn quickstart_tells_the_tracking_story() {
-    let dir = tempfile::tempdir().unwrap();
-    let project = dir.path().join("project");
-    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .arg("quickstart")
-        .arg(&project)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("new-feature"), "{stdout}");
-    assert!(project.join("keel.db").exists());
-    // The registry part of the story: v2 holds production, v3's gates failed and it was refused.
-    let show = keel(&project, &["models", "show", "models:/risk@production"]);
-    let show = String::from_utf8_lossy(&show.stdout);
-    assert!(
-        show.contains("version:     2") && show.contains("gates:       passed"),
-        "{show}"
-    );
-    let v3 = keel(&project, &["models", "show", "models:/risk/3"]);
-    assert!(String::from_utf8_lossy(&v3.stdout).contains("FAILED"));
-    assert!(stdout.contains("promotion refused"), "{stdout}");
-    // A second run into the same, now non-empty folder is refused with a clear message.
-    let again = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .arg("quickstart")
-        .arg(&project)
-        .output()
-        .unwrap();
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
-}
-
 fn keel(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(args)

@@ -37,6 +37,12 @@ pub struct EvaluateArgs {
     /// Bootstrap resamples for 95% confidence intervals (0: none).
     #[arg(long, default_value_t = 0)]
     pub bootstrap: usize,
+    /// Also score this model on the same rows and write its metrics under
+    /// `production` (e.g. `models:/risk@production`, or a model folder), so a
+    /// gate `accuracy >= production.accuracy` compares both on the same data.
+    /// A registry alias that does not exist yet is noted and skipped.
+    #[arg(long, value_name = "MODEL_URI")]
+    pub compare: Option<String>,
     /// Log the metrics to this existing run.
     #[arg(long, conflicts_with = "experiment")]
     pub run_id: Option<String>,
@@ -48,16 +54,13 @@ pub struct EvaluateArgs {
     pub run_name: Option<String>,
     /// Metadata store holding the run (as `keel server --backend-store-uri`;
     /// default: KEEL_BACKEND_STORE_URI, else MLFLOW_TRACKING_URI when it
-    /// names a database, else sqlite:///keel.db).
+    /// names a database, else the project's .keel/keel.db, else sqlite:///keel.db).
     #[arg(long, visible_alias = "tracking-uri")]
     pub backend_store_uri: Option<String>,
     /// Where `mlflow-artifacts:` run artifacts live (the server's --artifacts-destination).
-    #[arg(
-        long,
-        env = "KEEL_ARTIFACTS_DESTINATION",
-        default_value = "./keel-artifacts"
-    )]
-    pub artifacts_destination: String,
+    /// (default: the project's `.keel/artifacts` inside a keel project, else `./keel-artifacts`).
+    #[arg(long, env = "KEEL_ARTIFACTS_DESTINATION")]
+    pub artifacts_destination: Option<String>,
 }
 
 pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -91,6 +94,26 @@ pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut document = serde_json::to_value(&metrics)?;
     if let (Some(bootstrap), Some(object)) = (&bootstrap, document.as_object_mut()) {
         object.insert("bootstrap".into(), serde_json::to_value(bootstrap)?);
+    }
+    if let Some(uri) = &args.compare {
+        let compared = compare(&args, uri, &model.target)?;
+        if let Some(object) = document.as_object_mut() {
+            match compared {
+                Some((label, metrics)) => {
+                    if !quiet {
+                        let (name, value) = metrics.headline();
+                        eprintln!("{label} on the same rows: {name}={value:.4}");
+                    }
+                    object.insert("production".into(), serde_json::to_value(&metrics)?);
+                    object.insert("production_model".into(), label.into());
+                }
+                None => {
+                    if !quiet {
+                        eprintln!("{uri}: no such model version yet; nothing to compare with");
+                    }
+                }
+            }
+        }
     }
     match &args.output {
         Some(path) => {
@@ -132,6 +155,53 @@ pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Scores the model `uri` names on the same rows as the candidate; `None`
+/// when the registry has no such version yet.
+fn compare(
+    args: &EvaluateArgs,
+    uri: &str,
+    target: &str,
+) -> anyhow::Result<Option<(String, keel_learn::Metrics)>> {
+    let temporary = tempfile::tempdir().context("creating a temporary folder")?;
+    let (label, dir) = if uri.starts_with("models:/") {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting runtime")?;
+        let store_uri = store_uri(args.backend_store_uri.as_deref())?;
+        let fetched = runtime.block_on(async {
+            let store = Store::open(StoreConfig::new(&store_uri))
+                .await
+                .with_context(|| format!("opening the metadata store {store_uri}"))?;
+            let fetched = super::model_files::fetch(
+                &store,
+                &artifacts_destination(args.artifacts_destination.as_deref()),
+                uri,
+                temporary.path(),
+            )
+            .await;
+            store.close().await;
+            fetched
+        })?;
+        match fetched {
+            Some(fetched) => (fetched.label, fetched.dir),
+            None => return Ok(None),
+        }
+    } else {
+        (uri.to_string(), PathBuf::from(uri))
+    };
+    let mut model = Model::load(&dir).with_context(|| format!("loading {label}"))?;
+    model.target = target.to_string();
+    let mut table = model.read_table(&args.data)?;
+    if args.test_fraction > 0.0 {
+        let (_, test_rows) = train_test_split(table.n_rows(), args.test_fraction, args.seed)?;
+        table = table.select_rows(&test_rows);
+    }
+    let metrics = keel_learn::evaluate(&model, &table)
+        .with_context(|| format!("evaluating {label} on {}", args.data.display()))?;
+    Ok(Some((label, metrics)))
+}
+
 /// The metadata store URI: the flag, then `KEEL_BACKEND_STORE_URI`, then
 /// `MLFLOW_TRACKING_URI` when it names a database (an `http(s)://` tracking
 /// server is not a store: point at the server's own database instead).
@@ -155,7 +225,33 @@ pub fn store_uri(flag: Option<&str>) -> anyhow::Result<String> {
         }
         return Ok(uri);
     }
+    if let Some(root) = project_root() {
+        return Ok(format!(
+            "sqlite:///{}",
+            root.join(".keel").join("keel.db").display()
+        ));
+    }
     Ok("sqlite:///keel.db".to_string())
+}
+
+/// The artifact destination: the flag (or KEEL_ARTIFACTS_DESTINATION), else
+/// the project's `.keel/artifacts` (where `keel run` puts them), else `./keel-artifacts`.
+pub fn artifacts_destination(flag: Option<&str>) -> String {
+    match flag.filter(|f| !f.is_empty()) {
+        Some(flag) => flag.to_string(),
+        None => match project_root() {
+            Some(root) => root.join(".keel").join("artifacts").display().to_string(),
+            None => "./keel-artifacts".to_string(),
+        },
+    }
+}
+
+/// The keel project (a folder with `.keel/config`) holding the current folder.
+fn project_root() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    keel_data::Project::discover(&cwd)
+        .ok()
+        .map(|p| p.root().to_path_buf())
 }
 
 struct Logged {
@@ -230,7 +326,7 @@ async fn log_with(
         .await?;
     let artifact = store_metrics_artifact(
         &run.info.artifact_uri,
-        &args.artifacts_destination,
+        &artifacts_destination(args.artifacts_destination.as_deref()),
         document,
     )
     .await

@@ -383,6 +383,11 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let mut state = AlertState::default();
+    let policy = match &config.on_drift {
+        Some(on_drift) => super::retrain::Policy::parse(on_drift)?,
+        None => None,
+    };
+    let mut last_action_ms: Option<i64> = None;
     loop {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
@@ -401,15 +406,100 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 deliver(&runtime, &client, sink, event, quiet);
             }
         }
+        let mut action_exit = None;
+        if let Some(policy) = &policy
+            && report.dataset.drifted
+            && last_action_ms.is_none_or(|at| now_ms - at >= policy.cooldown_ms)
+        {
+            last_action_ms = Some(now_ms);
+            action_exit = retrain(&args, policy, &model, &report, since, quiet)?;
+        }
         if args.once {
-            return Ok(if report.dataset.drifted {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
+            // Drift that the policy acted on ends with the pipeline's verdict.
+            return Ok(match (report.dataset.drifted, action_exit) {
+                (true, Some(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                (true, None) => ExitCode::from(1),
+                (false, _) => ExitCode::SUCCESS,
             });
         }
         std::thread::sleep(Duration::from_secs(args.interval.max(1)));
     }
+}
+
+/// Carries out `on_drift: retrain` for a drifted window: the verdict (the
+/// drifted columns with their statistics) becomes the cause recorded in the
+/// registry's audit log. Returns the pipeline's exit code, `None` if skipped.
+fn retrain(
+    args: &WatchArgs,
+    policy: &super::retrain::Policy,
+    model: &str,
+    report: &DriftReport,
+    since_ms: i64,
+    quiet: bool,
+) -> anyhow::Result<Option<i32>> {
+    let keel_yaml = args
+        .policy
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("keel.yaml"));
+    let keel_yaml = keel_yaml.canonicalize().with_context(|| {
+        format!(
+            "on_drift: retrain needs the pipeline {}",
+            keel_yaml.display()
+        )
+    })?;
+    let root = keel_yaml.parent().unwrap_or(Path::new("."));
+    let target = match &args.log.model_dir {
+        Some(dir) if dir.join(SIGNATURE_FILE).exists() => {
+            read_json_file::<Signature>(&dir.join(SIGNATURE_FILE))?.target
+        }
+        _ => bail!("on_drift: retrain needs --model-dir (its signature names the target column)"),
+    };
+    let labelled =
+        keel_monitor::labelled::labelled_table(&args.log.log_dir, model, &target, Some(since_ms))?;
+    let drifted: Vec<serde_json::Value> = report
+        .columns
+        .iter()
+        .filter(|c| c.drifted)
+        .map(|c| {
+            serde_json::json!({
+                "column": c.column,
+                "effect_size": c.effect_size.map(|e| round_sig(e, 3)),
+                "p_value": c.p_value_adjusted.or(c.p_value).map(|p| round_sig(p, 2)),
+            })
+        })
+        .collect();
+    let cause = serde_json::json!({
+        "trigger": "drift",
+        "model": model,
+        "rule": report.dataset.rule,
+        "drifted": drifted,
+        "current_rows": report.current_rows,
+    })
+    .to_string();
+    if !quiet {
+        eprintln!(
+            "on_drift: retrain {model} on {} labelled row(s) of recent traffic",
+            labelled.n_rows()
+        );
+    }
+    let outcome = super::retrain::execute(root, policy, &labelled, &cause, quiet)?;
+    match (&outcome.skipped, outcome.pipeline_exit) {
+        (Some(reason), _) => eprintln!("on_drift: retraining skipped: {reason}"),
+        (None, Some(code)) if !quiet => eprintln!(
+            "on_drift: pipeline on {} labelled row(s) exited with {code}",
+            outcome.rows
+        ),
+        _ => {}
+    }
+    Ok(outcome.pipeline_exit)
+}
+
+/// `value` to `digits` significant digits (for short, readable audit causes).
+fn round_sig(value: f64, digits: usize) -> f64 {
+    format!("{value:.*e}", digits.saturating_sub(1))
+        .parse()
+        .unwrap_or(value)
 }
 
 fn deliver(

@@ -43,6 +43,14 @@ pub struct RunArgs {
     /// Do not record the run in the metadata store (gates then compare with nothing in production).
     #[arg(long)]
     pub no_track: bool,
+    /// Why this run happened (e.g. the drift verdict that triggered it);
+    /// stored as the cause of the registration and alias move in the audit log.
+    #[arg(long)]
+    pub cause: Option<String>,
+    /// Register a passing model without moving `register.alias` (promotion
+    /// then waits for `keel models promote`).
+    #[arg(long)]
+    pub no_alias: bool,
     #[command(flatten)]
     pub tracking: TrackingArgs,
 }
@@ -90,6 +98,8 @@ impl TrackingArgs {
             artifacts_destination,
             experiment: self.experiment.clone(),
             user: std::env::var("USER").unwrap_or_else(|_| "keel".into()),
+            cause: None,
+            move_alias: true,
         })
     }
 }
@@ -161,7 +171,9 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
 
     runtime()?.block_on(async {
-        let tracking = args.tracking.open(&pipeline.root).await?;
+        let mut tracking = args.tracking.open(&pipeline.root).await?;
+        tracking.cause = args.cause.clone();
+        tracking.move_alias = !args.no_alias;
         let result = track(
             &tracking,
             &pipeline,

@@ -17,13 +17,23 @@ pub enum SchemaCommand {
     Infer {
         /// Data file (CSV with a header row, or Parquet: `.parquet`/`.pq`).
         data: PathBuf,
+        /// Leave out min/max: check types, nulls, categories and uniqueness only
+        /// (for data whose ranges are expected to move, which drift monitoring watches).
+        #[arg(long)]
+        no_ranges: bool,
     },
 }
 
 pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        SchemaCommand::Infer { data } => {
-            let schema = keel_validate::infer_path(&data)?;
+        SchemaCommand::Infer { data, no_ranges } => {
+            let mut schema = keel_validate::infer_path(&data)?;
+            if no_ranges {
+                for column in &mut schema.columns {
+                    column.min = None;
+                    column.max = None;
+                }
+            }
             print!("{}", schema.render());
         }
     }
