@@ -781,7 +781,7 @@ fn build(
                     for (input, found) in signature.inputs.iter().zip(&source) {
                         if found.is_none() {
                             let name = input.name.as_str();
-                            for row in 0..rows.max(1).min(rows) {
+                            for row in 0..rows {
                                 builder.fail(Check::MissingColumn, row, name, || {
                                     format!(
                                         "Missing column {name:?} (the model takes: {})",

@@ -84,7 +84,7 @@ pub struct LogFull;
 
 /// Handle to the background writer.
 pub struct PredictionLog {
-    sender: Mutex<mpsc::Sender<Message>>,
+    sender: mpsc::Sender<Message>,
     metrics: Arc<Metrics>,
     capacity_rows: u64,
     closed: AtomicBool,
@@ -103,7 +103,7 @@ impl PredictionLog {
             .name("keel-prediction-log".into())
             .spawn(move || run_writer(receiver, writer_settings, writer_metrics))?;
         Ok(PredictionLog {
-            sender: Mutex::new(sender),
+            sender,
             metrics,
             capacity_rows: settings.capacity_rows,
             closed: AtomicBool::new(false),
@@ -133,11 +133,7 @@ impl PredictionLog {
                 .fetch_add(rows, Ordering::Relaxed);
             return Err(LogFull);
         }
-        let sent = match self.sender.lock() {
-            Ok(sender) => sender.send(Message::Record(record)).is_ok(),
-            Err(_) => false,
-        };
-        if !sent {
+        if self.sender.send(Message::Record(record)).is_err() {
             self.metrics
                 .log_queue_rows
                 .fetch_sub(rows, Ordering::AcqRel);
@@ -149,9 +145,7 @@ impl PredictionLog {
     /// Writes everything queued and stops the writer (blocking; call from a blocking context).
     pub fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        if let Ok(sender) = self.sender.lock() {
-            let _ = sender.send(Message::Shutdown);
-        }
+        let _ = self.sender.send(Message::Shutdown);
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = handle.join();
