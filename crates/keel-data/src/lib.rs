@@ -46,4 +46,4 @@ pub use lineage::{DatasetInput, dataset_input};
 pub use link::LinkKind;
 pub use metafile::{Kind, Metafile};
 pub use project::{Config, Project};
-pub use workspace::{Options, Workspace};
+pub use workspace::{Options, PathDigest, Workspace, digest_path};

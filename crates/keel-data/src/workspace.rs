@@ -337,48 +337,7 @@ impl Workspace {
         files: &[Present],
         wanted: &[bool],
     ) -> Result<(Vec<Option<Digest>>, u64, u64)> {
-        let mut digests = vec![None; files.len()];
-        let mut to_hash = Vec::new();
-        for (index, file) in files.iter().enumerate() {
-            if !wanted[index] {
-                continue;
-            }
-            match self.stat.lookup(&join(base, &file.rel), &file.stat) {
-                Some(digest) => digests[index] = Some(digest),
-                None => to_hash.push(index),
-            }
-        }
-        let total: u64 = to_hash.iter().map(|&index| files[index].stat.size).sum();
-        let bar = progress::bytes_bar(self.progress, total, "hashing");
-        let hashed: Vec<(usize, std::io::Result<(Digest, u64)>)> = to_hash
-            .par_iter()
-            .map(|&index| {
-                let result = hash::hash_file(&files[index].abs);
-                bar.inc(files[index].stat.size);
-                (index, result)
-            })
-            .collect();
-        bar.finish_and_clear();
-        let mut errors = Vec::new();
-        let hashed_files = hashed.len() as u64;
-        for (index, result) in hashed {
-            match result {
-                Ok((digest, _)) => {
-                    self.stat.record(
-                        &join(base, &files[index].rel),
-                        files[index].stat,
-                        digest,
-                        false,
-                    );
-                    digests[index] = Some(digest);
-                }
-                Err(error) => errors.push(DataError::io(&files[index].abs, error)),
-            }
-        }
-        if let Some(error) = DataError::many(errors) {
-            return Err(error);
-        }
-        Ok((digests, hashed_files, total))
+        cached_digests(&mut self.stat, self.progress, base, files, wanted)
     }
 
     /// `keel data add`: hashes the paths, stores new objects, writes the
@@ -916,6 +875,134 @@ fn private_copy(path: &Path, mode: u32) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Digests for `files` (where `wanted`), from the stat cache or by hashing
+/// in parallel; returns them with the number of files and bytes hashed.
+/// Hashed files are recorded in the stat cache (keys are `base/rel`).
+fn cached_digests(
+    stat: &mut StatCache,
+    progress: bool,
+    base: &str,
+    files: &[Present],
+    wanted: &[bool],
+) -> Result<(Vec<Option<Digest>>, u64, u64)> {
+    let mut digests = vec![None; files.len()];
+    let mut to_hash = Vec::new();
+    for (index, file) in files.iter().enumerate() {
+        if !wanted[index] {
+            continue;
+        }
+        match stat.lookup(&join(base, &file.rel), &file.stat) {
+            Some(digest) => digests[index] = Some(digest),
+            None => to_hash.push(index),
+        }
+    }
+    let total: u64 = to_hash.iter().map(|&index| files[index].stat.size).sum();
+    let bar = progress::bytes_bar(progress, total, "hashing");
+    let hashed: Vec<(usize, std::io::Result<(Digest, u64)>)> = to_hash
+        .par_iter()
+        .map(|&index| {
+            let result = hash::hash_file(&files[index].abs);
+            bar.inc(files[index].stat.size);
+            (index, result)
+        })
+        .collect();
+    bar.finish_and_clear();
+    let mut errors = Vec::new();
+    let hashed_files = hashed.len() as u64;
+    for (index, result) in hashed {
+        match result {
+            Ok((digest, _)) => {
+                stat.record(
+                    &join(base, &files[index].rel),
+                    files[index].stat,
+                    digest,
+                    false,
+                );
+                digests[index] = Some(digest);
+            }
+            Err(error) => errors.push(DataError::io(&files[index].abs, error)),
+        }
+    }
+    if let Some(error) = DataError::many(errors) {
+        return Err(error);
+    }
+    Ok((digests, hashed_files, total))
+}
+
+/// The content digest of a path in the working tree, as a metafile would
+/// record it: a file's BLAKE3, or a directory's manifest digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathDigest {
+    /// File or directory.
+    pub kind: Kind,
+    /// Content digest (file) or manifest digest (directory).
+    pub digest: Digest,
+    /// Total bytes.
+    pub size: u64,
+    /// Number of files.
+    pub files: u64,
+}
+
+/// Digests `relative` (a file or a directory under `root`) without the
+/// object cache or the project lock, reusing and updating `stat`, so an
+/// unchanged path costs one `stat` per file. `None` when nothing is there.
+/// This is what pipelines use for their dependencies and outputs.
+pub fn digest_path(
+    root: &Path,
+    relative: &str,
+    stat: &mut StatCache,
+) -> Result<Option<PathDigest>> {
+    let abs = if relative.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(relative)
+    };
+    let metadata = match std::fs::metadata(&abs) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(DataError::io(&abs, error)),
+    };
+    let (kind, files) = if metadata.is_dir() {
+        let mut files = Vec::new();
+        walk(&abs, "", &mut files)?;
+        (Kind::Directory, files)
+    } else {
+        let present = Present {
+            rel: String::new(),
+            stat: FileStat::of(&metadata),
+            mode: metadata.permissions().mode(),
+            abs,
+        };
+        (Kind::File, vec![present])
+    };
+    let wanted = vec![true; files.len()];
+    let (digests, _, _) = cached_digests(stat, false, relative, &files, &wanted)?;
+    let size = files.iter().map(|file| file.stat.size).sum();
+    let digest = match kind {
+        Kind::File => digests[0].ok_or_else(|| DataError::NotFound(root.join(relative)))?,
+        Kind::Directory => {
+            let entries = files
+                .iter()
+                .zip(&digests)
+                .filter_map(|(file, digest)| {
+                    digest.map(|digest| ManifestEntry {
+                        path: file.rel.clone(),
+                        digest,
+                        size: file.stat.size,
+                    })
+                })
+                .collect();
+            Manifest::new(entries).digest().0
+        }
+    };
+    Ok(Some(PathDigest {
+        kind,
+        digest,
+        size,
+        files: files.len() as u64,
+    }))
 }
 
 /// `base/rel`, or `base` alone when `rel` is empty.

@@ -2,12 +2,19 @@
 
 mod data;
 mod evaluate;
+mod gate;
 mod generate;
 mod init;
+mod loadtest;
 mod models;
+mod monitor;
 mod quickstart;
+mod serve;
+mod run;
+mod schema;
 mod server;
 mod train;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -42,6 +49,20 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Write seeded example data (portfolio credit risk, retail denim sizes) with drift knobs.
     Generate(generate::GenerateArgs),
+    /// Load an HTTP endpoint (open or closed loop) and check latency/error SLOs.
+    Loadtest(loadtest::LoadtestArgs),
+    /// Serve a model: MLflow scoring + Open Inference Protocol, checks, hot swap, prediction log.
+    Serve(Box<serve::ServeArgs>),
+    /// Run the pipeline in keel.yaml: out-of-date stages only, record the run, gate, register.
+    Run(run::RunArgs),
+    /// Evaluate keel.yaml's gates on a pipeline run (table; exit 1 on failure).
+    Gate(gate::GateArgs),
+    /// Check a CSV or Parquet file against a schema (every violation by column; exit 1 on any).
+    Validate(validate::ValidateArgs),
+    /// Infer a data file's schema (`keel schema infer DATA > schema.yaml`).
+    Schema(schema::SchemaArgs),
+    /// Monitor data and models: profile, drift/quality report, watch a prediction log.
+    Monitor(monitor::MonitorArgs),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -55,6 +76,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args, cli.quiet),
         Command::Evaluate(args) => evaluate::run(args, cli.quiet),
         Command::Generate(args) => generate::run(args, cli.quiet),
+        Command::Loadtest(args) => loadtest::run(args, cli.quiet),
+        Command::Serve(args) => serve::run(*args),
+        Command::Run(args) => run::run(args, cli.quiet),
+        Command::Gate(args) => gate::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Schema(args) => schema::run(args),
+        Command::Monitor(args) => monitor::run(args, cli.quiet),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `keel train`: fits one of keel's built-in learners on a CSV table, holds
 //! out a seeded test split to score it, and writes the model folder
-//! (`model.json`, `signature.json`, `metrics.json`).
+//! (`model.json`, `signature.json`, `metrics.json`, and `profile.json`:
+//! the training data's monitoring profile, see keel-monitor).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +94,8 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("training {} on {}", algorithm.as_str(), args.data.display()))?;
     let fit_seconds = started.elapsed().as_secs_f64();
     model.save(&args.out)?;
+    keel_monitor::profile::training_profile(&model, &train)?
+        .write_json(&args.out.join(keel_monitor::profile::PROFILE_FILE))?;
     if !quiet {
         println!(
             "Trained {} ({:?}) on {} rows of {} in {fit_seconds:.2}s -> {}",

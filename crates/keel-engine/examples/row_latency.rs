@@ -1,0 +1,93 @@
+//! Per-row prediction cost of each engine on a keel-trained credit-risk model:
+//! one-row batches (what a 1-row request pays) and 1000-row batches.
+//!
+//!   cargo run --release -p keel-engine --example row_latency [-- ALGORITHM]
+//!
+//! ONNX Runtime is measured when KEEL_ONNXRUNTIME_LIB / ORT_DYLIB_PATH (or
+//! KEEL_PY_VENV) names the library.
+
+use std::path::Path;
+use std::time::Instant;
+
+use keel_engine::{Batch, Column, EnginePreference, InputKind, LoadedModel};
+use keel_learn::generate::{Dataset, GenerateOptions, generate};
+use keel_learn::{Algorithm, Model, Table, TrainOptions};
+
+fn batch(model: &LoadedModel, table: &Table, rows: std::ops::Range<usize>) -> Batch {
+    let picked = table.select_rows(&rows.collect::<Vec<_>>());
+    Batch {
+        rows: picked.n_rows(),
+        columns: model
+            .signature()
+            .inputs
+            .iter()
+            .map(|input| {
+                let column = picked.column(&input.name).expect("feature column");
+                match (&input.kind, column) {
+                    (InputKind::Categorical { .. }, Column::Numeric(_)) => {
+                        Column::Categorical((0..picked.n_rows()).map(|i| column.text(i)).collect())
+                    }
+                    _ => column.clone(),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn measure(label: &str, model: &LoadedModel, table: &Table) {
+    let singles: Vec<Batch> = (0..1000).map(|i| batch(model, table, i..i + 1)).collect();
+    for single in &singles[..100] {
+        model.predict(single).expect("warm-up");
+    }
+    let repeats = 20;
+    let started = Instant::now();
+    for _ in 0..repeats {
+        for single in &singles {
+            model.predict(single).expect("predict");
+        }
+    }
+    let per_row = started.elapsed().as_secs_f64() * 1e6 / (repeats * singles.len()) as f64;
+    let big = batch(model, table, 0..1000);
+    let started = Instant::now();
+    for _ in 0..repeats {
+        model.predict(&big).expect("predict");
+    }
+    let per_batch = started.elapsed().as_secs_f64() * 1e3 / repeats as f64;
+    println!("{label:<28} 1-row batch: {per_row:7.2} µs   1000-row batch: {per_batch:7.3} ms");
+}
+
+fn main() {
+    let algorithm = std::env::args()
+        .nth(1)
+        .map(|a| Algorithm::parse(&a).expect("algorithm"))
+        .unwrap_or(Algorithm::Gbdt);
+    let options = |rows, seed| GenerateOptions {
+        rows,
+        seed,
+        covariate_shift: 0.0,
+        concept_drift: 0.0,
+    };
+    let train = generate(Dataset::Portfolio, &options(5000, 1)).expect("data");
+    let test = generate(Dataset::Portfolio, &options(1000, 2)).expect("data");
+    let model = Model::train(&train, &TrainOptions::new(algorithm, "default")).expect("train");
+    let dir = std::env::temp_dir().join(format!("keel-row-latency-{}", std::process::id()));
+    model.save(&dir).expect("save");
+    println!("model: {} on 8 portfolio features", algorithm.as_str());
+    let native = LoadedModel::load(&dir, EnginePreference::Auto).expect("load");
+    measure("keel-native", &native, &test);
+    let library = keel_engine::onnxruntime_library().ok().or_else(|| {
+        std::env::var_os("KEEL_PY_VENV")
+            .and_then(|venv| keel_engine::library_in_python_env(Path::new(&venv)))
+    });
+    match library {
+        Some(library) => {
+            keel_engine::set_onnxruntime_library(library);
+            let onnx = LoadedModel::load(&dir, EnginePreference::Onnx).expect("load onnx");
+            measure("onnxruntime (1 thread)", &onnx, &test);
+        }
+        None => {
+            println!("onnxruntime: skipped (no library; set KEEL_PY_VENV or KEEL_ONNXRUNTIME_LIB)")
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,89 @@
+//! The Markdown summary `keel run` writes to `.keel/report.md`, fit for a
+//! pull-request comment: stages run or skipped with durations, the gate
+//! table, the tracked run and what was registered.
+
+use std::fmt::Write as _;
+
+use crate::gates::GateResult;
+use crate::runner::{RunReport, StageStatus};
+
+/// What the report says beyond the stages.
+#[derive(Debug, Clone, Default)]
+pub struct Extras<'a> {
+    pub gates: Option<&'a [GateResult]>,
+    pub run_id: Option<&'a str>,
+    /// `name version N` when a version was registered.
+    pub registered: Option<String>,
+}
+
+fn cell(value: Option<f64>) -> String {
+    value.map_or("–".to_string(), |v| format!("{v:.4}"))
+}
+
+/// Renders the report.
+pub fn markdown(report: &RunReport, extras: &Extras<'_>) -> String {
+    let mut out = String::from("## keel run\n\n");
+    let verdict = match (
+        report.succeeded(),
+        extras.gates.map(crate::gates::all_passed),
+    ) {
+        (false, _) => "❌ a stage failed",
+        (true, Some(false)) => "❌ gates failed",
+        (true, Some(true)) => "✅ stages and gates passed",
+        (true, None) => "✅ stages passed",
+    };
+    let _ = writeln!(out, "**{verdict}** in {:.2}s", report.seconds);
+    if let Some(run_id) = extras.run_id {
+        let _ = writeln!(out, "\nTracked run: `{run_id}`");
+    }
+    out.push_str("\n| stage | status | seconds | why |\n|---|---|---:|---|\n");
+    for stage in &report.stages {
+        if stage.status == StageStatus::NotSelected {
+            continue;
+        }
+        let seconds = if matches!(stage.status, StageStatus::Ran | StageStatus::Failed(_)) {
+            format!("{:.2}", stage.seconds)
+        } else {
+            "–".into()
+        };
+        let status = match &stage.status {
+            StageStatus::Failed(code) => format!("failed (exit {code})"),
+            StageStatus::Blocked(by) => format!("blocked by {by}"),
+            other => other.as_str().to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {status} | {seconds} | {} |",
+            stage.name,
+            stage.reason.replace('|', "\\|")
+        );
+    }
+    if let Some(gates) = extras.gates
+        && !gates.is_empty()
+    {
+        out.push_str(
+            "\n| gate | value | threshold | production | result |\n|---|---:|---:|---:|---|\n",
+        );
+        for gate in gates {
+            let result = if gate.passed { "✅ pass" } else { "❌ fail" };
+            let note = gate
+                .note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {result}{} |",
+                gate.expression,
+                cell(gate.value),
+                cell(gate.threshold),
+                cell(gate.production),
+                note.replace('|', "\\|")
+            );
+        }
+    }
+    if let Some(registered) = &extras.registered {
+        let _ = writeln!(out, "\nRegistered: {registered}");
+    }
+    out
+}

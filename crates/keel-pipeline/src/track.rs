@@ -1,0 +1,552 @@
+//! A pipeline run in the metadata store, through keel-store's and
+//! keel-artifacts' APIs: the run with its params, metrics (the stages'
+//! metrics files plus `stage.NAME.seconds`), git commit and dirty flag,
+//! dataset inputs (keel-data lineage for tracked data, the pipeline's own
+//! digest otherwise) and the logs of the stages that ran as artifacts; then
+//! the gates, evaluated against the model version holding the production
+//! alias, stored on the run; then, only when every gate passed, the
+//! `register:` section: the model folder uploaded as a run artifact, a new
+//! version whose source is that artifact and which carries the gate
+//! results (what the registry's promotion rule reads), and the alias.
+//!
+//! Production metrics: the metrics of the production version's source run
+//! (latest values); a version registered without a run falls back to the
+//! `metrics` recorded in its gate results.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use bytes::Bytes;
+use keel_artifacts::ArtifactStore;
+use keel_core::{
+    Dataset, DatasetInput, ErrorCode, Metric, ModelVersion, Param, Run, RunStatus, Tag, now_millis,
+};
+use keel_store::{Actor, CreateModelVersion, CreateRun, Store, UpdateRun};
+use serde_json::json;
+
+use crate::config::Pipeline;
+use crate::error::{PipelineError, Result};
+use crate::gates::{self, GateResult, Production};
+use crate::lock::Entry;
+use crate::runner::{RunReport, StageStatus};
+
+/// Tag marking runs made by `keel run`.
+pub const PIPELINE_TAG: &str = "keel.pipeline";
+/// Tag holding the gate results JSON.
+pub const GATES_TAG: &str = "keel.gates";
+/// Alias the gates compare with.
+pub const PRODUCTION_ALIAS: &str = "production";
+
+/// Where runs and their artifacts go.
+#[derive(Debug, Clone)]
+pub struct Tracking {
+    pub store: Store,
+    /// Where `mlflow-artifacts:` URIs point (what `keel server --artifacts-destination` serves).
+    pub artifacts_destination: String,
+    pub experiment: String,
+    pub user: String,
+}
+
+/// The git state of the project: commit and whether the tree has changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitState {
+    pub commit: String,
+    pub dirty: bool,
+}
+
+/// Reads `git rev-parse HEAD` and `git status --porcelain`; None outside a repository.
+pub fn git_state(root: &Path) -> Option<GitState> {
+    let run = |args: &[&str]| -> Option<String> {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let commit = run(&["rev-parse", "HEAD"])?.trim().to_string();
+    let dirty = !run(&["status", "--porcelain", "--untracked-files=no"])?
+        .trim()
+        .is_empty();
+    Some(GitState { commit, dirty })
+}
+
+impl Tracking {
+    /// The artifact store and the path inside it for a run's artifact URI.
+    fn artifact_location(&self, artifact_uri: &str) -> Result<(ArtifactStore, String)> {
+        match artifact_uri.strip_prefix("mlflow-artifacts:") {
+            Some(rest) => Ok((
+                ArtifactStore::open(&self.artifacts_destination)?,
+                rest.trim_start_matches('/').to_string(),
+            )),
+            None => Ok((ArtifactStore::open(artifact_uri)?, String::new())),
+        }
+    }
+
+    async fn experiment_id(&self) -> Result<String> {
+        match self.store.get_experiment_by_name(&self.experiment).await {
+            Ok(experiment) => Ok(experiment.experiment_id),
+            Err(error) if error.code == ErrorCode::ResourceDoesNotExist => Ok(self
+                .store
+                .create_experiment(&self.experiment, None, &[])
+                .await?),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Records a finished `keel run` as a run; returns it.
+    pub async fn record(
+        &self,
+        pipeline: &Pipeline,
+        report: &RunReport,
+        started_ms: i64,
+    ) -> Result<Run> {
+        let mut tags = vec![
+            Tag::new(PIPELINE_TAG, "true"),
+            Tag::new("mlflow.source.name", pipeline.file.display().to_string()),
+            Tag::new("mlflow.source.type", "PROJECT"),
+            Tag::new("mlflow.user", self.user.clone()),
+        ];
+        if let Some(git) = git_state(&pipeline.root) {
+            tags.push(Tag::new("mlflow.source.git.commit", git.commit));
+            tags.push(Tag::new("keel.git.dirty", git.dirty.to_string()));
+        }
+        for stage in &report.stages {
+            tags.push(Tag::new(
+                format!("keel.stage.{}", stage.name),
+                stage.status.as_str(),
+            ));
+        }
+        let run = self
+            .store
+            .create_run(CreateRun {
+                experiment_id: self.experiment_id().await?,
+                user_id: self.user.clone(),
+                run_name: None,
+                start_time: Some(started_ms),
+                tags,
+            })
+            .await?;
+        let run_id = run.info.run_id.clone();
+
+        let params: Vec<Param> = pipeline
+            .all_params
+            .iter()
+            .map(|(key, value)| Param {
+                key: key.clone(),
+                value: value
+                    .chars()
+                    .take(keel_core::validation::MAX_PARAM_VAL_LENGTH)
+                    .collect(),
+            })
+            .collect();
+        for chunk in params.chunks(keel_core::validation::MAX_PARAMS_TAGS_PER_BATCH) {
+            self.store
+                .log_batch(&run_id, Vec::new(), chunk.to_vec(), Vec::new())
+                .await?;
+        }
+
+        let now = now_millis();
+        let mut metrics: Vec<Metric> = stage_metrics(pipeline)
+            .values
+            .into_iter()
+            .map(|(key, value)| Metric::new(key, value, now, 0))
+            .collect();
+        for stage in &report.stages {
+            if matches!(stage.status, StageStatus::Ran | StageStatus::Failed(_)) {
+                metrics.push(Metric::new(
+                    format!("stage.{}.seconds", stage.name),
+                    stage.seconds,
+                    now,
+                    0,
+                ));
+            }
+        }
+        metrics.push(Metric::new("pipeline.seconds", report.seconds, now, 0));
+        for chunk in metrics.chunks(keel_core::validation::MAX_METRICS_PER_BATCH) {
+            self.store
+                .log_batch(&run_id, chunk.to_vec(), Vec::new(), Vec::new())
+                .await?;
+        }
+
+        let datasets = dataset_inputs(&pipeline.root, &report.inputs);
+        if !datasets.is_empty() {
+            self.store.log_inputs(&run_id, datasets, Vec::new()).await?;
+        }
+
+        let (artifacts, base) = self.artifact_location(&run.info.artifact_uri)?;
+        for stage in &report.stages {
+            if let Some(log) = &stage.log {
+                let path = join(&base, &format!("logs/{}.log", stage.name));
+                upload_file(&artifacts, &path, log).await?;
+            }
+        }
+        let lock = crate::runner::lock_path(pipeline);
+        if lock.is_file() {
+            upload_file(&artifacts, &join(&base, "keel.lock"), &lock).await?;
+        }
+        Ok(self.store.get_run(&run_id).await?)
+    }
+
+    /// Marks the run finished (or failed).
+    pub async fn finish(&self, run_id: &str, succeeded: bool) -> Result<()> {
+        self.store
+            .update_run(
+                run_id,
+                UpdateRun {
+                    status: Some(if succeeded {
+                        RunStatus::Finished
+                    } else {
+                        RunStatus::Failed
+                    }),
+                    end_time: Some(now_millis()),
+                    run_name: None,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The version of `model` holding the production alias and its metrics.
+    pub async fn production(&self, model: &str) -> Result<Option<(ModelVersion, Production)>> {
+        let version = match self
+            .store
+            .get_model_version_by_alias(model, PRODUCTION_ALIAS)
+            .await
+        {
+            Ok(version) => version,
+            Err(error) if error.code == ErrorCode::ResourceDoesNotExist => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let mut metrics = BTreeMap::new();
+        if let Some(run_id) = version.run_id.as_deref() {
+            match self.store.get_run(run_id).await {
+                Ok(run) => {
+                    for metric in run.data.metrics {
+                        metrics.insert(metric.key, metric.value);
+                    }
+                }
+                Err(error) if error.code == ErrorCode::ResourceDoesNotExist => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        if metrics.is_empty()
+            && let Some(recorded) = version
+                .gate_results
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            && let Some(map) = recorded.get("metrics").and_then(|m| m.as_object())
+        {
+            for (key, value) in map {
+                if let Some(value) = value.as_f64() {
+                    metrics.insert(key.clone(), value);
+                }
+            }
+        }
+        let label = format!("{model}@{PRODUCTION_ALIAS} v{}", version.version);
+        Ok(Some((version, Production { label, metrics })))
+    }
+
+    /// Evaluates the pipeline's gates on a run's metrics and stores the results on the run.
+    pub async fn gate(
+        &self,
+        pipeline: &Pipeline,
+        run: &Run,
+    ) -> Result<(Vec<GateResult>, serde_json::Value)> {
+        let metrics: BTreeMap<String, f64> = run
+            .data
+            .metrics
+            .iter()
+            .map(|metric| (metric.key.clone(), metric.value))
+            .collect();
+        let production = match &pipeline.register {
+            Some(register) => self.production(&register.model).await?.map(|(_, p)| p),
+            None => None,
+        };
+        let expressions: Vec<String> = pipeline
+            .gates
+            .iter()
+            .map(|g| g.expression.clone())
+            .collect();
+        let context = stage_metrics(pipeline).context();
+        let results = gates::evaluate(&expressions, &metrics, production.as_ref(), &context);
+        let json = gates::results_json(&results, &metrics);
+        let gates_only = json!({"passed": json["passed"], "gates": json["gates"]});
+        let mut tags = vec![Tag::new(
+            "keel.gates.passed",
+            gates::all_passed(&results).to_string(),
+        )];
+        let text = gates_only.to_string();
+        if text.len() <= keel_core::validation::MAX_TAG_VAL_LENGTH {
+            tags.push(Tag::new(GATES_TAG, text));
+        }
+        self.store
+            .log_batch(&run.info.run_id, Vec::new(), Vec::new(), tags)
+            .await?;
+        let (artifacts, base) = self.artifact_location(&run.info.artifact_uri)?;
+        artifacts
+            .put_bytes(
+                &join(&base, "gates.json"),
+                Bytes::from(serde_json::to_vec_pretty(&json).unwrap_or_default()),
+            )
+            .await?;
+        Ok((results, json))
+    }
+
+    /// Registers the run's model (the `register:` section) carrying `gate_json` and
+    /// `tags`, and moves the alias. Callers register only when every gate passed.
+    pub async fn register(
+        &self,
+        pipeline: &Pipeline,
+        run: &Run,
+        gate_json: &serde_json::Value,
+        tags: Vec<Tag>,
+    ) -> Result<Option<ModelVersion>> {
+        let Some(register) = &pipeline.register else {
+            return Ok(None);
+        };
+        let local = pipeline.root.join(&register.path.path);
+        let name = register
+            .path
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or("model")
+            .to_string();
+        let (artifacts, base) = self.artifact_location(&run.info.artifact_uri)?;
+        let files = list_files(&local)?;
+        if files.is_empty() {
+            return Err(PipelineError::Invalid(format!(
+                "register: `{}` does not exist or is empty",
+                register.path.path
+            )));
+        }
+        for (relative, path) in &files {
+            let target = if relative.is_empty() {
+                name.clone()
+            } else {
+                format!("{name}/{relative}")
+            };
+            upload_file(&artifacts, &join(&base, &target), path).await?;
+        }
+        let signature = ["signature.json"]
+            .iter()
+            .map(|file| local.join(file))
+            .find(|path| path.is_file())
+            .and_then(|path| std::fs::read_to_string(path).ok());
+        let actor = Actor {
+            user: self.user.clone(),
+            reason: format!("keel run: gates passed ({})", pipeline.file.display()),
+            cause: format!("run {}", run.info.run_id),
+        };
+        let version = self
+            .store
+            .create_model_version(
+                CreateModelVersion {
+                    name: register.model.clone(),
+                    source: format!("{}/{name}", run.info.artifact_uri.trim_end_matches('/')),
+                    run_id: Some(run.info.run_id.clone()),
+                    description: Some(format!(
+                        "Registered by keel run from {}",
+                        register.path.path
+                    )),
+                    user_id: self.user.clone(),
+                    signature,
+                    gate_results: Some(gate_json.to_string()),
+                    tags,
+                    ..CreateModelVersion::default()
+                },
+                &actor,
+            )
+            .await?;
+        if let Some(alias) = &register.alias {
+            keel_core::promotion::check_promotion(&version, false, "")?;
+            keel_store::validate_alias(alias)?;
+            self.store
+                .set_registered_model_alias(&register.model, alias, version.version, &actor)
+                .await?;
+        }
+        Ok(Some(
+            self.store
+                .get_model_version(&register.model, version.version)
+                .await?,
+        ))
+    }
+
+    /// The newest `keel run` run of the experiment.
+    pub async fn latest_run(&self) -> Result<Option<Run>> {
+        let experiment = match self.store.get_experiment_by_name(&self.experiment).await {
+            Ok(experiment) => experiment,
+            Err(error) if error.code == ErrorCode::ResourceDoesNotExist => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let page = self
+            .store
+            .search_runs(
+                &[experiment.experiment_id],
+                Some(&format!("tags.`{PIPELINE_TAG}` = 'true'")),
+                keel_core::ViewType::ActiveOnly,
+                1,
+                &["attributes.start_time DESC".to_string()],
+                None,
+            )
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+}
+
+/// The stages' metrics, flattened, and what could not be read.
+#[derive(Debug, Clone, Default)]
+pub struct StageMetrics {
+    pub values: BTreeMap<String, f64>,
+    /// Metrics files read.
+    pub files: Vec<String>,
+    /// Files that are missing or not JSON, with why.
+    pub problems: Vec<String>,
+}
+
+impl StageMetrics {
+    /// What a missing metric's note says about where keel looked.
+    pub fn context(&self) -> String {
+        let mut out = String::new();
+        if !self.files.is_empty() {
+            out.push_str(&format!(" (read: {})", self.files.join(", ")));
+        }
+        for problem in &self.problems {
+            out.push_str(&format!("; {problem}"));
+        }
+        out
+    }
+}
+
+/// Reads every stage's metrics files.
+pub fn stage_metrics(pipeline: &Pipeline) -> StageMetrics {
+    let mut out = StageMetrics::default();
+    for stage in &pipeline.stages {
+        for file in &stage.metrics {
+            match gates::read_metrics(&pipeline.root, std::slice::from_ref(&file.path)) {
+                Ok(metrics) => {
+                    out.values.extend(metrics);
+                    out.files.push(file.path.clone());
+                }
+                Err(error) => out.problems.push(error.to_string()),
+            }
+        }
+    }
+    out
+}
+
+/// Which inputs are datasets: data tracked by keel data (its metafile gives
+/// the digest, through keel-data's lineage), and untracked tables and folders
+/// (the pipeline's own digest). Code and config files are not datasets.
+fn dataset_inputs(root: &Path, inputs: &BTreeMap<String, Entry>) -> Vec<DatasetInput> {
+    let project = keel_data::Project::discover(root).ok();
+    let mut out = Vec::new();
+    for (path, entry) in inputs {
+        if let Some(project) = &project
+            && let Ok(input) = keel_data::dataset_input(project, Path::new(path), root)
+        {
+            out.push(DatasetInput {
+                dataset: Dataset {
+                    name: input.path.clone(),
+                    digest: input.digest,
+                    source_type: "keel-data".into(),
+                    source: json!({"metafile": input.source, "hash": input.hash}).to_string(),
+                    schema: None,
+                    profile: Some(json!({"size": input.size, "files": input.files}).to_string()),
+                },
+                tags: vec![Tag::new("mlflow.data.context", "pipeline")],
+            });
+            continue;
+        }
+        let extension = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+        let is_table = matches!(
+            extension.as_deref(),
+            Some("csv" | "tsv" | "parquet" | "pq" | "jsonl")
+        );
+        let is_dir = root.join(path).is_dir();
+        if is_table || is_dir {
+            out.push(DatasetInput {
+                dataset: Dataset {
+                    name: path.clone(),
+                    digest: entry.digest.to_hex(),
+                    source_type: "local".into(),
+                    source: json!({"path": path, "hash": keel_data::hash::HASH_NAME}).to_string(),
+                    schema: None,
+                    profile: Some(json!({"size": entry.size, "files": entry.files}).to_string()),
+                },
+                tags: vec![Tag::new("mlflow.data.context", "pipeline")],
+            });
+        }
+    }
+    out
+}
+
+fn join(base: &str, path: &str) -> String {
+    if base.is_empty() {
+        path.to_string()
+    } else {
+        format!("{}/{path}", base.trim_end_matches('/'))
+    }
+}
+
+/// Files under `path` (or `path` itself) as (relative, absolute), sorted.
+fn list_files(path: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    if path.is_file() {
+        out.push((String::new(), path.to_path_buf()));
+        return Ok(out);
+    }
+    if !path.is_dir() {
+        return Ok(out);
+    }
+    let mut stack = vec![(path.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| PipelineError::io(&dir, source))?;
+        for entry in entries {
+            let entry = entry.map_err(|source| PipelineError::io(&dir, source))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let relative = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let file_type = entry
+                .file_type()
+                .map_err(|source| PipelineError::io(&entry.path(), source))?;
+            if file_type.is_dir() {
+                stack.push((entry.path(), relative));
+            } else if file_type.is_file() {
+                out.push((relative, entry.path()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Streams a local file into the artifact store (bounded memory).
+async fn upload_file(store: &ArtifactStore, path: &str, file: &Path) -> Result<()> {
+    use tokio::io::AsyncReadExt;
+    let handle = tokio::fs::File::open(file)
+        .await
+        .map_err(|source| PipelineError::io(file, source))?;
+    let stream = futures::stream::unfold(Some(handle), |state| async move {
+        let mut handle = state?;
+        let mut buffer = vec![0u8; 1 << 20];
+        match handle.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok(Bytes::from(buffer)), Some(handle)))
+            }
+            Err(error) => Some((Err(error), None)),
+        }
+    });
+    store.put_stream(path, Box::pin(stream)).await?;
+    Ok(())
+}

@@ -1,0 +1,478 @@
+//! `keel monitor`: profiles, drift and quality reports, and a watcher.
+//!
+//! - `keel monitor profile DATA --output profile.json`
+//! - `keel monitor report --reference A --current B [--format table|json|html] [--output FILE]`
+//! - `keel monitor report --model NAME --log-dir DIR --window 1h --model-dir PATH`
+//! - `keel monitor watch --model NAME --log-dir DIR --model-dir PATH --port 9464`
+//!
+//! Exit code 1 when the drift policy fires (for cron and CI).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use keel_learn::metrics::Metrics;
+use keel_learn::model::{SIGNATURE_FILE, Signature};
+use keel_monitor::config::{AlertSink, MonitorConfig};
+use keel_monitor::profile::PROFILE_FILE;
+use keel_monitor::watch::{AlertEvent, AlertState, conditions, gauges};
+use keel_monitor::window::{LogOptions, WindowedReport, parse_duration, windowed_report};
+use keel_monitor::{DriftConfig, DriftReport, Profile, compare, profile_file, render};
+
+/// Arguments of `keel monitor`.
+#[derive(Debug, clap::Args)]
+pub struct MonitorArgs {
+    #[command(subcommand)]
+    pub command: MonitorCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MonitorCommand {
+    /// Profile a CSV or Parquet file in one streaming pass (JSON, mergeable).
+    Profile(ProfileArgs),
+    /// Drift and quality report: two files, or a served model's prediction log.
+    Report(ReportArgs),
+    /// Watch a prediction log: sliding windows, /metrics gauges, alerts.
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProfileArgs {
+    /// Data to profile (CSV, or Parquet: .parquet/.pq).
+    pub data: PathBuf,
+    /// Build against this reference profile (its kinds, layouts and ranges),
+    /// so the result compares and merges with others built the same way.
+    #[arg(long)]
+    pub reference_profile: Option<PathBuf>,
+    /// Where to write the profile JSON.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// Policy options shared by `report` and `watch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// keel.yaml whose `monitor:` section holds the policy (default: ./keel.yaml if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Minimum relevant effect for every column (overrides keel.yaml).
+    #[arg(long)]
+    pub min_effect: Option<f64>,
+    /// Significance level after correction (overrides keel.yaml).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Columns whose drift alone makes the dataset drift, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub key_columns: Option<Vec<String>>,
+    /// Share of drifted columns at which the dataset drifts (0 = any column).
+    #[arg(long)]
+    pub drift_share: Option<f64>,
+}
+
+/// Where a served model's log and reference are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Served model name (`NAME` or `NAME@alias`; the log directory is NAME).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Prediction log directory (`keel serve --log-dir`).
+    #[arg(long, default_value = "keel-logs")]
+    pub log_dir: PathBuf,
+    /// Window length (30s, 10m, 1h, 1d).
+    #[arg(long)]
+    pub window: Option<String>,
+    /// Model folder holding profile.json (and signature.json, metrics.json).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// Training-data profile to compare with (instead of --model-dir).
+    #[arg(long)]
+    pub reference_profile: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Reference data (CSV, Parquet) or profile (.json).
+    #[arg(long, requires = "current", conflicts_with = "model")]
+    pub reference: Option<PathBuf>,
+    /// Current data (CSV, Parquet) or a profile built against the reference (.json).
+    #[arg(long, requires = "reference")]
+    pub current: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Output format.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "html"])]
+    pub format: String,
+    /// Write the report here instead of stdout.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Seconds between evaluations.
+    #[arg(long, default_value_t = 60)]
+    pub interval: u64,
+    /// Serve Prometheus gauges on 127.0.0.1:PORT/metrics.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Alert webhook (POST, JSON body); repeatable; added to keel.yaml's sinks.
+    #[arg(long)]
+    pub webhook: Vec<String>,
+    /// Evaluate once and exit (exit code 1 on drift).
+    #[arg(long)]
+    pub once: bool,
+    /// Windows of history read each time (older log files are skipped).
+    #[arg(long, default_value_t = 24)]
+    pub history: i64,
+}
+
+pub fn run(args: MonitorArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    match args.command {
+        MonitorCommand::Profile(args) => profile(args, quiet),
+        MonitorCommand::Report(args) => report(args),
+        MonitorCommand::Watch(args) => watch(args, quiet),
+    }
+}
+
+fn profile(args: ProfileArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let reference = args
+        .reference_profile
+        .as_deref()
+        .map(Profile::read_json)
+        .transpose()?;
+    let started = std::time::Instant::now();
+    let profile = profile_file(&args.data, reference.as_ref())?;
+    profile.write_json(&args.output)?;
+    if !quiet {
+        eprintln!(
+            "Profiled {} rows x {} columns of {} in {:.2}s -> {}",
+            profile.rows,
+            profile.columns.len(),
+            args.data.display(),
+            started.elapsed().as_secs_f64(),
+            args.output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_config(policy: &PolicyArgs) -> anyhow::Result<MonitorConfig> {
+    let path = match &policy.config {
+        Some(path) => Some(path.clone()),
+        None => Some(PathBuf::from("keel.yaml")).filter(|p| p.exists()),
+    };
+    let mut config = match path {
+        Some(path) => MonitorConfig::from_keel_yaml(&path)?,
+        None => MonitorConfig::default(),
+    };
+    let drift: &mut DriftConfig = &mut config.drift;
+    if let Some(effect) = policy.min_effect {
+        drift.min_effect = Some(effect);
+    }
+    if let Some(alpha) = policy.alpha {
+        drift.alpha = alpha;
+    }
+    if let Some(keys) = &policy.key_columns {
+        drift.key_columns = keys.clone();
+    }
+    if let Some(share) = policy.drift_share {
+        drift.drift_share = share;
+    }
+    drift.validate()?;
+    Ok(config)
+}
+
+fn is_json(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+fn emit(text: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    match output {
+        Some(path) => keel_monitor::profile::write_atomic(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.policy)?;
+    let (report, windows) = match (&args.reference, &args.current) {
+        (Some(reference_path), Some(current_path)) => {
+            let reference = if is_json(reference_path) {
+                Profile::read_json(reference_path)?
+            } else {
+                profile_file(reference_path, None)?
+            };
+            let current = if is_json(current_path) {
+                Profile::read_json(current_path)?
+            } else {
+                profile_file(current_path, Some(&reference))?
+            };
+            (compare(&reference, &current, &config.drift)?, None)
+        }
+        _ => {
+            let (report, windows) = log_report(&args.log, &config, None)?;
+            (report, Some(windows))
+        }
+    };
+    let text = match args.format.as_str() {
+        "json" => {
+            let mut value = serde_json::to_value(&report)?;
+            if let (Some(windows), Some(object)) = (&windows, value.as_object_mut()) {
+                object.insert("windows".into(), serde_json::to_value(windows)?);
+            }
+            serde_json::to_string_pretty(&value)? + "\n"
+        }
+        "html" => render::html(&report, windows.as_ref()),
+        _ => {
+            let mut text = render::table(&report);
+            if let Some(windows) = &windows {
+                text.push_str(&windows_table(windows));
+            }
+            text
+        }
+    };
+    emit(&text, args.output.as_deref())?;
+    Ok(if report.dataset.drifted {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn windows_table(windows: &WindowedReport) -> String {
+    use std::fmt::Write;
+    let mut out = format!(
+        "\nwindows of {} ms (model {}):\n",
+        windows.window_ms, windows.model
+    );
+    for w in &windows.windows {
+        let performance = w
+            .performance
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "{} {:.4} on {} labels",
+                    p.headline_name, p.headline, p.labeled
+                )
+            })
+            .unwrap_or_else(|| "no labels".into());
+        let estimate = w
+            .estimated_accuracy
+            .map(|e| format!(", estimated accuracy {e:.4}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} rows={} drift={} [{}] {}{}",
+            w.start_ms,
+            w.rows,
+            if w.drifted { "yes" } else { "no" },
+            w.drifted_columns.join(","),
+            performance,
+            estimate
+        );
+    }
+    for point in &windows.change_points {
+        let _ = writeln!(out, "  change point ({}): {}", point.stream, point.message);
+    }
+    let _ = writeln!(out, "  label-free estimate: {}", windows.cbpe_assumption);
+    out
+}
+
+fn read_json_file<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn log_report(
+    log: &LogArgs,
+    config: &MonitorConfig,
+    since_ms: Option<i64>,
+) -> anyhow::Result<(DriftReport, WindowedReport)> {
+    let Some(model) = log.model.clone().or_else(|| config.model.clone()) else {
+        bail!(
+            "give --reference and --current, or --model (or monitor.model in keel.yaml) for a prediction log"
+        );
+    };
+    let model = model.split('@').next().unwrap_or(&model).to_string();
+    let window = log
+        .window
+        .clone()
+        .or_else(|| config.window.clone())
+        .unwrap_or_else(|| "1h".into());
+    let (reference, signature, evaluation) = match (&log.reference_profile, &log.model_dir) {
+        (Some(path), _) => (Profile::read_json(path)?, None, None),
+        (None, Some(dir)) => {
+            let signature: Option<Signature> = dir
+                .join(SIGNATURE_FILE)
+                .exists()
+                .then(|| read_json_file(&dir.join(SIGNATURE_FILE)))
+                .transpose()?;
+            let evaluation: Option<Metrics> = dir
+                .join("metrics.json")
+                .exists()
+                .then(|| read_json_file(&dir.join("metrics.json")))
+                .transpose()?;
+            let profile = Profile::read_json(&dir.join(PROFILE_FILE)).with_context(|| {
+                format!(
+                    "{} has no training profile (train with this keel to write one)",
+                    dir.display()
+                )
+            })?;
+            (profile, signature, evaluation)
+        }
+        (None, None) => bail!(
+            "--model needs --model-dir (a model folder with profile.json) or --reference-profile"
+        ),
+    };
+    let options = LogOptions {
+        log_dir: log.log_dir.clone(),
+        model,
+        window_ms: parse_duration(&window)?,
+        config: config.drift.clone(),
+        since_ms,
+    };
+    Ok(windowed_report(
+        &options,
+        &reference,
+        signature.as_ref(),
+        evaluation.as_ref(),
+    )?)
+}
+
+fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args.policy)?;
+    let mut sinks = config.alerts.clone();
+    sinks.extend(
+        args.webhook
+            .iter()
+            .map(|w| AlertSink::Webhook { webhook: w.clone() }),
+    );
+    if sinks.is_empty() {
+        sinks.push(AlertSink::Log { log: true });
+    }
+    let window_ms = parse_duration(
+        &args
+            .log
+            .window
+            .clone()
+            .or_else(|| config.window.clone())
+            .unwrap_or_else(|| "1h".into()),
+    )?;
+    let metrics = Arc::new(Mutex::new(String::new()));
+    if let Some(port) = args.port {
+        serve_metrics(port, Arc::clone(&metrics))?;
+        if !quiet {
+            eprintln!("gauges on http://127.0.0.1:{port}/metrics");
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut state = AlertState::default();
+    loop {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        let since = now_ms - args.history.max(1) * window_ms;
+        let (report, windows) = log_report(&args.log, &config, Some(since))?;
+        let model = windows.model.clone();
+        *metrics
+            .lock()
+            .map_err(|_| anyhow::anyhow!("metrics lock poisoned"))? =
+            gauges(&model, &report, &windows);
+        let start = windows.windows.last().map(|w| w.start_ms);
+        let events = state.update(&model, conditions(&report), start);
+        for event in &events {
+            for sink in &sinks {
+                deliver(&runtime, &client, sink, event, quiet);
+            }
+        }
+        if args.once {
+            return Ok(if report.dataset.drifted {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        std::thread::sleep(Duration::from_secs(args.interval.max(1)));
+    }
+}
+
+fn deliver(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    sink: &AlertSink,
+    event: &AlertEvent,
+    quiet: bool,
+) {
+    match sink {
+        AlertSink::Log { .. } => {
+            if !quiet || event.status == "firing" {
+                eprintln!(
+                    "alert {} [{}] {}: {}",
+                    event.status, event.model, event.key, event.message
+                );
+            }
+        }
+        AlertSink::Webhook { webhook } => {
+            let sent = runtime.block_on(async {
+                client
+                    .post(webhook)
+                    .json(event)
+                    .send()
+                    .await?
+                    .error_for_status()
+            });
+            if let Err(error) = sent {
+                tracing::warn!("alert webhook {webhook} failed: {error}");
+            }
+        }
+    }
+}
+
+/// Answers every request on 127.0.0.1:PORT with the latest gauges (text
+/// exposition format); a plain thread, one connection at a time.
+fn serve_metrics(port: u16, metrics: Arc<Mutex<String>>) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = [0u8; 2048];
+            let read = stream.read(&mut request).unwrap_or(0);
+            let is_metrics = request[..read].starts_with(b"GET /metrics");
+            let body = if is_metrics {
+                metrics.lock().map(|m| m.clone()).unwrap_or_default()
+            } else {
+                "see /metrics\n".into()
+            };
+            let status = if is_metrics {
+                "200 OK"
+            } else {
+                "404 Not Found"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! `keel run`: brings the pipeline in keel.yaml up to date, records the run
+//! in the metadata store, evaluates the gates and, when they all pass,
+//! registers the model (keel-pipeline does the work).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use keel_pipeline::report::{self, Extras};
+use keel_pipeline::track::Tracking;
+use keel_pipeline::{Pipeline, RunOptions, gates};
+use keel_store::{Store, StoreConfig};
+
+/// Where a pipeline run is recorded (shared by `keel run` and `keel gate`).
+#[derive(Debug, clap::Args)]
+pub struct TrackingArgs {
+    /// Metadata store: `sqlite:///path.db` or `postgresql://...` (default: the project's
+    /// `.keel/keel.db`; `MLFLOW_TRACKING_URI` is used when it is such a URI).
+    #[arg(long)]
+    pub tracking_uri: Option<String>,
+    /// Where run artifacts go (what `keel server --artifacts-destination` serves; default `.keel/artifacts`).
+    #[arg(long, env = "KEEL_ARTIFACTS_DESTINATION")]
+    pub artifacts_destination: Option<String>,
+    /// Experiment the runs go to.
+    #[arg(long, env = "MLFLOW_EXPERIMENT_NAME", default_value = "Default")]
+    pub experiment: String,
+}
+
+/// Arguments of `keel run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Stage to bring up to date, with the stages it needs (default: every stage).
+    pub stage: Vec<String>,
+    /// Run the selected stages even when they are up to date.
+    #[arg(long)]
+    pub force: bool,
+    /// The pipeline file.
+    #[arg(long, default_value = "keel.yaml")]
+    pub file: PathBuf,
+    /// Most stages running at once (default: the number of cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Do not record the run in the metadata store (gates then compare with nothing in production).
+    #[arg(long)]
+    pub no_track: bool,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+}
+
+fn is_database_uri(uri: &str) -> bool {
+    [
+        "sqlite:",
+        "postgresql:",
+        "postgres:",
+        "postgresql+psycopg2:",
+    ]
+    .iter()
+    .any(|scheme| uri.starts_with(scheme))
+}
+
+impl TrackingArgs {
+    /// Opens the store and names the artifact destination, for the project at `root`.
+    pub async fn open(&self, root: &Path) -> anyhow::Result<Tracking> {
+        let uri = match &self.tracking_uri {
+            Some(uri) if is_database_uri(uri) => uri.clone(),
+            Some(uri) => bail!(
+                "--tracking-uri {uri}: keel run writes to the metadata store directly; give sqlite:///PATH.db or \
+                 postgresql://... (an HTTP tracking server is not supported here yet)"
+            ),
+            None => match std::env::var("MLFLOW_TRACKING_URI") {
+                Ok(uri) if is_database_uri(&uri) => uri,
+                Ok(uri) if !uri.is_empty() => {
+                    tracing::warn!(
+                        "MLFLOW_TRACKING_URI={uri} is not a database URI; recording in the project's .keel/keel.db"
+                    );
+                    default_store(root)
+                }
+                _ => default_store(root),
+            },
+        };
+        let store = Store::open(StoreConfig::new(&uri))
+            .await
+            .with_context(|| format!("opening the metadata store {uri}"))?;
+        let artifacts_destination = self
+            .artifacts_destination
+            .clone()
+            .unwrap_or_else(|| root.join(".keel").join("artifacts").display().to_string());
+        Ok(Tracking {
+            store,
+            artifacts_destination,
+            experiment: self.experiment.clone(),
+            user: std::env::var("USER").unwrap_or_else(|_| "keel".into()),
+        })
+    }
+}
+
+fn default_store(root: &Path) -> String {
+    format!("sqlite:///{}", root.join(".keel").join("keel.db").display())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting runtime")
+}
+
+pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let pipeline = Pipeline::load(&args.file)?;
+    let options = RunOptions {
+        targets: args.stage.clone(),
+        force: args.force,
+        jobs: args.jobs.unwrap_or_else(|| RunOptions::default().jobs),
+        quiet,
+    };
+    let started_ms = keel_core::now_millis();
+    let report = keel_pipeline::run(&pipeline, &options)?;
+    let ran = report
+        .stages
+        .iter()
+        .filter(|s| s.status == keel_pipeline::StageStatus::Ran)
+        .count();
+    let skipped = report
+        .stages
+        .iter()
+        .filter(|s| s.status == keel_pipeline::StageStatus::Skipped)
+        .count();
+    if !quiet {
+        println!(
+            "{ran} stage(s) ran, {skipped} up to date, in {:.2}s",
+            report.seconds
+        );
+    }
+
+    let expressions: Vec<String> = pipeline
+        .gates
+        .iter()
+        .map(|g| g.expression.clone())
+        .collect();
+    if args.no_track {
+        let mut code = report.exit_code;
+        let mut gate_results = None;
+        if report.succeeded() && !expressions.is_empty() {
+            let metrics = keel_pipeline::track::stage_metrics(&pipeline);
+            let results = gates::evaluate(&expressions, &metrics.values, None, &metrics.context());
+            print!("{}", gates::table(&results));
+            if !gates::all_passed(&results) {
+                code = 1;
+            }
+            gate_results = Some(results);
+        }
+        write_report(
+            &pipeline,
+            &report,
+            &Extras {
+                gates: gate_results.as_deref(),
+                ..Extras::default()
+            },
+        )?;
+        return Ok(exit(code));
+    }
+
+    runtime()?.block_on(async {
+        let tracking = args.tracking.open(&pipeline.root).await?;
+        let result = track(
+            &tracking,
+            &pipeline,
+            &report,
+            started_ms,
+            &expressions,
+            quiet,
+        )
+        .await;
+        tracking.store.close().await;
+        result
+    })
+}
+
+async fn track(
+    tracking: &Tracking,
+    pipeline: &Pipeline,
+    report: &keel_pipeline::RunReport,
+    started_ms: i64,
+    expressions: &[String],
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    let run = tracking.record(pipeline, report, started_ms).await?;
+    let run_id = run.info.run_id.clone();
+    if !quiet {
+        println!(
+            "run {run_id} recorded in experiment {:?}",
+            tracking.experiment
+        );
+    }
+    if !report.succeeded() {
+        tracking.finish(&run_id, false).await?;
+        write_report(
+            pipeline,
+            report,
+            &Extras {
+                run_id: Some(&run_id),
+                ..Extras::default()
+            },
+        )?;
+        return Ok(exit(report.exit_code));
+    }
+    let (results, json) = tracking.gate(pipeline, &run).await?;
+    if !expressions.is_empty() {
+        print!("{}", gates::table(&results));
+    }
+    let passed = gates::all_passed(&results);
+    let mut registered = None;
+    if let Some(register) = &pipeline.register {
+        if passed {
+            registered = register_once(tracking, pipeline, &run, &json, quiet).await?;
+        } else {
+            println!(
+                "gates failed: {} not registered, no alias moved",
+                register.model
+            );
+        }
+    }
+    tracking.finish(&run_id, passed).await?;
+    write_report(
+        pipeline,
+        report,
+        &Extras {
+            gates: Some(&results),
+            run_id: Some(&run_id),
+            registered,
+        },
+    )?;
+    Ok(exit(if passed { 0 } else { 1 }))
+}
+
+/// Registers the model unless a version with the same content is already registered
+/// (a no-op run registers nothing new).
+async fn register_once(
+    tracking: &Tracking,
+    pipeline: &Pipeline,
+    run: &keel_core::Run,
+    json: &serde_json::Value,
+    quiet: bool,
+) -> anyhow::Result<Option<String>> {
+    let Some(register) = &pipeline.register else {
+        return Ok(None);
+    };
+    let Some(digest) = keel_pipeline::runner::digest(&pipeline.root, &register.path.path)? else {
+        bail!("register: `{}` does not exist", register.path.path);
+    };
+    let digest = digest.digest.to_hex();
+    let filter = format!(
+        "name = '{}' AND tags.`keel.blake3` = '{digest}'",
+        register.model.replace('\'', "''")
+    );
+    let existing = match tracking
+        .store
+        .search_model_versions(Some(&filter), 1, &[], None)
+        .await
+    {
+        Ok(page) => page.items.into_iter().next(),
+        Err(error) if error.code == keel_core::ErrorCode::ResourceDoesNotExist => None,
+        Err(error) => return Err(error.into()),
+    };
+    if let Some(version) = existing {
+        if !quiet {
+            println!(
+                "{} is unchanged: already registered as {} version {}",
+                register.path.path, version.name, version.version
+            );
+        }
+        return Ok(Some(format!(
+            "{} version {} (unchanged)",
+            version.name, version.version
+        )));
+    }
+    let tags = vec![keel_core::Tag::new("keel.blake3", digest)];
+    let Some(version) = tracking.register(pipeline, run, json, tags).await? else {
+        return Ok(None);
+    };
+    let alias = register
+        .alias
+        .as_deref()
+        .map(|alias| format!(", @{alias}"))
+        .unwrap_or_default();
+    if !quiet {
+        println!(
+            "registered {} version {}{alias}",
+            version.name, version.version
+        );
+    }
+    Ok(Some(format!(
+        "{} version {}{alias}",
+        version.name, version.version
+    )))
+}
+
+fn write_report(
+    pipeline: &Pipeline,
+    report: &keel_pipeline::RunReport,
+    extras: &Extras<'_>,
+) -> anyhow::Result<()> {
+    let path = pipeline.root.join(".keel").join("report.md");
+    keel_data::fsutil::write_atomic(&path, report::markdown(report, extras).as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}

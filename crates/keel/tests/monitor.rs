@@ -1,0 +1,206 @@
+//! End-to-end tests of `keel monitor` and of the profile `keel train`
+//! writes, driving the real binary in a temporary folder.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn keel(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .current_dir(dir)
+        .env("CI", "true")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run keel")
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+fn run(dir: &Path, args: &[&str], expected: i32) -> String {
+    let output = keel(dir, args);
+    assert_eq!(
+        code(&output),
+        expected,
+        "keel {args:?}:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn train_writes_a_profile_and_report_flags_covariate_shift() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let generate = |seed: &str, shift: &str, out: &str| {
+        run(
+            root,
+            &[
+                "generate",
+                "portfolio",
+                "--rows",
+                "4000",
+                "--seed",
+                seed,
+                "--covariate-shift",
+                shift,
+                "--out",
+                out,
+            ],
+            0,
+        );
+    };
+    generate("1", "0", "train.csv");
+    generate("2", "0", "same.csv");
+    generate("3", "1.0", "shifted.csv");
+    run(
+        root,
+        &[
+            "train",
+            "--algo",
+            "logistic",
+            "--data",
+            "train.csv",
+            "--target",
+            "default",
+            "--out",
+            "model",
+        ],
+        0,
+    );
+    let profile: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("model/profile.json")).expect("profile.json"),
+    )
+    .expect("JSON");
+    let names: Vec<&str> = profile["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"default")
+            && names.contains(&"output.label")
+            && names.contains(&"output.score"),
+        "{names:?}"
+    );
+
+    // Same distribution: exit 0. Against the training profile (its output
+    // columns are ignored when the data has none).
+    let same = run(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "model/profile.json",
+            "--current",
+            "same.csv",
+        ],
+        0,
+    );
+    assert!(same.contains("dataset: no drift"), "{same}");
+    // Shifted covariates: exit 1, JSON names the drifted columns.
+    let json = run(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "train.csv",
+            "--current",
+            "shifted.csv",
+            "--format",
+            "json",
+        ],
+        1,
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON report");
+    let drifted: Vec<&str> = report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["drifted"].as_bool() == Some(true))
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert!(!drifted.is_empty());
+    for field in [
+        "column",
+        "kind",
+        "method",
+        "statistic",
+        "effect_size",
+        "p_value",
+        "threshold",
+        "drifted",
+    ] {
+        assert!(report["columns"][0].get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(report["dataset"]["drifted"], true);
+    // HTML: self-contained.
+    run(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "train.csv",
+            "--current",
+            "shifted.csv",
+            "--format",
+            "html",
+            "--output",
+            "r.html",
+        ],
+        1,
+    );
+    let html = std::fs::read_to_string(root.join("r.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("src=\"http") && !html.contains("<script src"));
+    // Profiles merge: a profile built against the reference compares like the file.
+    run(
+        root,
+        &[
+            "monitor",
+            "profile",
+            "shifted.csv",
+            "--reference-profile",
+            "model/profile.json",
+            "--output",
+            "cur.json",
+        ],
+        0,
+    );
+    run(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "model/profile.json",
+            "--current",
+            "cur.json",
+        ],
+        1,
+    );
+    // Other columns than the reference: an error naming them.
+    std::fs::write(root.join("bad.csv"), "a,b\n1,2\n").unwrap();
+    let output = keel(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "train.csv",
+            "--current",
+            "bad.csv",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("schema mismatch") && stderr.contains("unexpected columns: a, b"),
+        "{stderr}"
+    );
+}
