@@ -385,20 +385,34 @@ impl Grower<'_> {
     fn histograms(&self, rows: &[u32], features: &[usize]) -> Vec<Vec<f64>> {
         let k = self.stats.outputs;
         let width = k + 2;
+        // Each row's statistics gathered once, in row order, so every
+        // feature's pass reads them sequentially rather than at scattered
+        // row indices. Per bin the sums run in the same order as before, so
+        // the histograms are bit-for-bit the same.
+        let mut gathered = Vec::with_capacity(rows.len() * (k + 1));
+        for &row in rows {
+            let row = row as usize;
+            gathered.extend_from_slice(&self.stats.g[row * k..(row + 1) * k]);
+            gathered.push(self.stats.h[row]);
+        }
         let build = |&f: &usize| {
             let column = &self.binned.bins[f];
             let mut histogram = vec![0.0; self.binned.n_bins[f] * width];
-            for &row in rows {
-                let row = row as usize;
-                let slot = &mut histogram[column[row] as usize * width..][..width];
-                for (s, value) in slot[..k]
-                    .iter_mut()
-                    .zip(&self.stats.g[row * k..(row + 1) * k])
-                {
-                    *s += value;
+            if k == 1 {
+                for (&row, gh) in rows.iter().zip(gathered.chunks_exact(2)) {
+                    let slot = &mut histogram[column[row as usize] as usize * 3..][..3];
+                    slot[0] += gh[0];
+                    slot[1] += gh[1];
+                    slot[2] += 1.0;
                 }
-                slot[k] += self.stats.h[row];
-                slot[k + 1] += 1.0;
+            } else {
+                for (&row, gh) in rows.iter().zip(gathered.chunks_exact(k + 1)) {
+                    let slot = &mut histogram[column[row as usize] as usize * width..][..width];
+                    for (s, value) in slot[..=k].iter_mut().zip(gh) {
+                        *s += value;
+                    }
+                    slot[k + 1] += 1.0;
+                }
             }
             histogram
         };

@@ -23,6 +23,19 @@ pub struct ModelsArgs {
     pub command: ModelsCommand,
 }
 
+/// What `register` and `import` record on the new version.
+#[derive(Debug, clap::Args)]
+pub struct VersionArgs {
+    /// Gate results JSON file (`{"passed": bool, "gates": [...]}`) to record on the version.
+    #[arg(long)]
+    gates: Option<PathBuf>,
+    /// The run that produced the model.
+    #[arg(long)]
+    run_id: Option<String>,
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelsCommand {
     /// List registered models with their aliases and newest version.
@@ -33,13 +46,8 @@ pub enum ModelsCommand {
     Register {
         name: String,
         source: String,
-        /// Gate results JSON file (`{"passed": bool, "gates": [...]}`) to record on the version.
-        #[arg(long)]
-        gates: Option<PathBuf>,
-        #[arg(long)]
-        run_id: Option<String>,
-        #[arg(long, default_value = "")]
-        description: String,
+        #[command(flatten)]
+        version: VersionArgs,
     },
     /// Register an ONNX model trained elsewhere (skl2onnx, onnxmltools,
     /// PyTorch): check its graph, derive its signature, store `model.onnx`
@@ -62,13 +70,8 @@ pub enum ModelsCommand {
             default_value = "./keel-artifacts"
         )]
         artifacts_destination: String,
-        /// Gate results JSON file to record on the version.
-        #[arg(long)]
-        gates: Option<PathBuf>,
-        #[arg(long)]
-        run_id: Option<String>,
-        #[arg(long, default_value = "")]
-        description: String,
+        #[command(flatten)]
+        version: VersionArgs,
     },
     /// Point ALIAS at VERSION, if the version's recorded gates passed.
     Promote {
@@ -228,18 +231,14 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
         ModelsCommand::Register {
             name,
             source,
-            gates,
-            run_id,
-            description,
+            version,
         } => {
             let request = CreateModelVersion {
                 name,
                 source,
-                run_id,
-                description: Some(description),
                 ..Default::default()
             };
-            let version = register(store, request, gates.as_deref()).await?;
+            let version = register(store, request, version).await?;
             println!("registered {} version {}", version.name, version.version);
         }
         ModelsCommand::Import {
@@ -247,9 +246,7 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
             name,
             signature,
             artifacts_destination,
-            gates,
-            run_id,
-            description,
+            version,
         } => {
             let imported =
                 import_onnx(&model, signature.as_deref(), &artifacts_destination).await?;
@@ -270,13 +267,11 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
             let request = CreateModelVersion {
                 name,
                 source: imported.source.clone(),
-                run_id,
-                description: Some(description),
                 tags,
                 signature: Some(serde_json::to_string(signature)?),
                 ..Default::default()
             };
-            let version = register(store, request, gates.as_deref()).await?;
+            let version = register(store, request, version).await?;
             let task = match signature.task {
                 keel_learn::Task::Classification => {
                     format!("classifier of {} class(es)", signature.classes.len())
@@ -403,19 +398,22 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
 }
 
 /// Registers a version (the one path `register` and `import` share): reads
-/// and checks the gate results file, stamps the user, records the audit row.
+/// and checks the gate results file, records run, description and user, and
+/// the audit row.
 async fn register(
     store: &Store,
     mut request: CreateModelVersion,
-    gates: Option<&Path>,
+    version: VersionArgs,
 ) -> anyhow::Result<keel_core::ModelVersion> {
-    if let Some(path) = gates {
+    if let Some(path) = &version.gates {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading gate results {}", path.display()))?;
         serde_json::from_str::<serde_json::Value>(&text)
             .with_context(|| format!("{} is not valid JSON", path.display()))?;
         request.gate_results = Some(text);
     }
+    request.run_id = version.run_id;
+    request.description = Some(version.description);
     let user = std::env::var("USER").unwrap_or_default();
     request.user_id = user.clone();
     let actor = Actor::user(if user.is_empty() { "keel".into() } else { user });
