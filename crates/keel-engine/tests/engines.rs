@@ -232,6 +232,7 @@ fn tensor_type(elem_type: i32, dims: &[Option<i64>]) -> Option<TypeProto> {
                     .collect(),
             }),
         }),
+        ..TypeProto::default()
     })
 }
 
