@@ -3,6 +3,11 @@
 # test and the tracking benchmark, and print its path on stdout.
 #
 #   VENV=$(tests/python/ensure_venv.sh) && "$VENV/bin/python" ...
+#   VENV=$(tests/python/ensure_venv.sh bench/serving/requirements.txt)   # another pin set
+#
+# The optional argument names another requirements file; its lock is the file
+# beside it with .lock instead of .txt (optional), and only the default set is
+# import-checked (mlflow, sklearn, requests, moto).
 #
 # Location: ${KEEL_PY_VENV:-$HOME/.cache/keel/py-<hash>}, where <hash> is the
 # first 12 hex digits of sha256(requirements.txt + requirements.lock), so a
@@ -14,14 +19,14 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-req="$here/requirements.txt"
-lock="$here/requirements.lock"
+req="${1:-$here/requirements.txt}"
+lock="${req%.txt}.lock"
 
 log() { printf 'ensure_venv: %s\n' "$*" >&2; }
 
 [ -f "$req" ] || { log "missing $req"; exit 1; }
 
-hash="$(cat "$req" "$lock" 2>/dev/null | sha256sum | cut -c1-12)"
+hash="$({ cat "$req"; if [ -f "$lock" ]; then cat "$lock"; fi; } | sha256sum | cut -c1-12)"
 venv="${KEEL_PY_VENV:-${HOME:-/root}/.cache/keel/py-$hash}"
 marker="$venv/.keel-venv-complete"
 
@@ -102,7 +107,9 @@ if ! "$venv/bin/python" -m pip "${pip_args[@]}" >&2; then
 fi
 
 # Quick import check before declaring success.
-"$venv/bin/python" -c 'import mlflow, sklearn, requests, moto' >&2
+if [ -z "${1:-}" ]; then
+    "$venv/bin/python" -c 'import mlflow, sklearn, requests, moto' >&2
+fi
 
 printf '%s\n' "$hash" >"$marker"
 rm -f "$incomplete"

@@ -124,6 +124,16 @@ impl fmt::Debug for ArtifactStore {
     }
 }
 
+/// The raw `object_store` behind an `s3://bucket[/prefix]` URI, configured
+/// from the environment exactly as [`ArtifactStore::open`] configures its S3
+/// backend (credentials, region, a custom endpoint with path-style requests,
+/// plain HTTP for an `http://` endpoint) and scoped to the prefix. For crates
+/// that keep their own key layout on S3 (keel-data's remotes); they get the
+/// same S3 set-up as artifacts, without path validation per key.
+pub fn s3_object_store(uri: &str) -> Result<Arc<dyn ObjectStore>, ArtifactError> {
+    S3Location::parse(uri)?.build(AmazonS3Builder::from_env())
+}
+
 impl ArtifactStore {
     /// Opens the store named by `uri`:
     /// - a directory path, relative (`./artifacts`) or absolute (`/srv/artifacts`),

@@ -140,20 +140,29 @@ impl Cache {
         Ok(Some(used))
     }
 
-    /// Stores bytes (a manifest, a downloaded object) under their digest.
-    pub fn insert_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+    /// Stores bytes (a manifest, a downloaded object) under their digest:
+    /// a read-only temp file, fsynced when `durable`, renamed into place.
+    pub fn insert_bytes(&self, digest: &Digest, bytes: &[u8], durable: bool) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         self.ensure_shards()?;
         let target = self.object_path(digest);
         if std::fs::symlink_metadata(&target).is_ok() {
             return Ok(());
         }
         let temp = self.temp_path(digest, "object")?;
-        let result = std::fs::File::create(&temp)
+        // Created read-only: the open descriptor may still write it.
+        let result = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&temp)
             .and_then(|mut file| {
                 std::io::Write::write_all(&mut file, bytes)?;
-                file.sync_all()
+                if durable {
+                    file.sync_all()?;
+                }
+                Ok(())
             })
-            .and_then(|()| fsutil::make_read_only(&temp))
             .and_then(|()| std::fs::rename(&temp, &target));
         if let Err(error) = result {
             let _ = std::fs::remove_file(&temp);

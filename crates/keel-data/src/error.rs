@@ -26,6 +26,20 @@ pub enum DataError {
     /// The path does not exist.
     #[error("{0}: no such file or directory")]
     NotFound(PathBuf),
+    /// `keel data add` of a path whose files git already versions.
+    #[error(
+        "{path}: already tracked by git ({count} file(s), e.g. {example}); keel would git-ignore it \
+         while git keeps versioning the bytes. Stop tracking it in git (the files stay on disk): \
+         `git rm -r --cached {path}`, commit, then run `keel data add {path}` again"
+    )]
+    TrackedByGit {
+        /// The path as given (project-relative).
+        path: String,
+        /// How many files git tracks under it.
+        count: usize,
+        /// One of them.
+        example: String,
+    },
     /// The path exists but is not tracked by a `.keel` metafile.
     #[error("{0}: not tracked by keel (no {0}.keel metafile)")]
     NotTracked(PathBuf),

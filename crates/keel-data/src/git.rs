@@ -33,6 +33,26 @@ fn git(root: &Path, args: &[&str]) -> Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
+/// Files under `path` (project-relative) that git tracks in its index; empty
+/// when the project is not in a git repository or git is not installed
+/// (there is then nothing to conflict with).
+pub fn tracked_files(root: &Path, path: &str) -> Vec<String> {
+    let output = Command::new("git")
+        .args(["ls-files", "-z", "--", path])
+        .current_dir(root)
+        .stderr(Stdio::null())
+        .output();
+    match output {
+        Ok(output) if output.status.success() => output
+            .stdout
+            .split(|byte| *byte == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Full commit ids of every commit reachable from any ref.
 pub fn all_commits(root: &Path) -> Result<Vec<String>> {
     let out = git(root, &["rev-list", "--all"])?;

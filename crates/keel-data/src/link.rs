@@ -4,7 +4,9 @@
 //! temporary name and a rename, so a reader never sees a half-written file.
 
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// One way of putting a file's bytes at a second path.
@@ -121,6 +123,49 @@ pub fn first_usable(kinds: &[LinkKind]) -> Option<LinkKind> {
         .find(|kind| unsupported & (1u8 << (*kind as u8)) == 0)
 }
 
+/// The configured order made safe: `hardlink` is left out when read-only
+/// modes do not stop this process from writing (root, `CAP_DAC_OVERRIDE`, a
+/// filesystem without Unix modes). A hardlinked workspace file *is* the cache
+/// object, so there an in-place edit would silently rewrite the only cached
+/// copy of that version. Copy is appended if nothing else is left.
+pub fn safe_order(kinds: &[LinkKind], probe_dir: &Path) -> Vec<LinkKind> {
+    if !kinds.contains(&LinkKind::Hardlink) || read_only_is_enforced(probe_dir) {
+        return kinds.to_vec();
+    }
+    let mut safe: Vec<LinkKind> = kinds
+        .iter()
+        .copied()
+        .filter(|kind| *kind != LinkKind::Hardlink)
+        .collect();
+    if safe.is_empty() {
+        safe.push(LinkKind::Copy);
+    }
+    safe
+}
+
+/// Whether a file without write bits really cannot be opened for writing by
+/// this process. Probed once per process with a throwaway file in `dir`
+/// (created if missing); when the probe itself fails the answer is "no".
+pub fn read_only_is_enforced(dir: &Path) -> bool {
+    static ENFORCED: OnceLock<bool> = OnceLock::new();
+    *ENFORCED.get_or_init(|| {
+        let _ = std::fs::create_dir_all(dir);
+        let path = crate::fsutil::temp_path(dir, "probe");
+        let created = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&path);
+        if created.is_err() {
+            return false;
+        }
+        drop(created);
+        let writable = File::options().write(true).open(&path).is_ok();
+        let _ = std::fs::remove_file(&path);
+        !writable
+    })
+}
+
 /// Link kinds found unsupported in this process (one bit per `LinkKind`).
 static UNSUPPORTED: AtomicU8 = AtomicU8::new(0);
 
@@ -165,6 +210,34 @@ mod tests {
         );
         assert!(LinkKind::parse_list("symlink").is_err());
         assert!(LinkKind::parse_list("").is_err());
+    }
+
+    #[test]
+    fn hardlink_stays_only_where_read_only_modes_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let enforced = read_only_is_enforced(dir.path());
+        let order = safe_order(&LinkKind::DEFAULT_ORDER, dir.path());
+        assert_eq!(order.contains(&LinkKind::Hardlink), enforced);
+        assert!(order.ends_with(&[LinkKind::Copy]));
+        let only = safe_order(&[LinkKind::Hardlink], dir.path());
+        assert_eq!(
+            only,
+            if enforced {
+                vec![LinkKind::Hardlink]
+            } else {
+                vec![LinkKind::Copy]
+            }
+        );
+        // The probe agrees with what a write attempt on a read-only file does.
+        let file = dir.path().join("ro");
+        std::fs::write(&file, b"x").unwrap();
+        crate::fsutil::make_read_only(&file).unwrap();
+        assert_eq!(File::options().write(true).open(&file).is_err(), enforced);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "probe removed"
+        );
     }
 
     #[test]

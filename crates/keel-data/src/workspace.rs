@@ -184,8 +184,13 @@ impl Workspace {
 
     fn build(project: Project, options: &Options, lock: Option<ProjectLock>) -> Result<Self> {
         let config = project.config()?;
-        let link = options.link.clone().unwrap_or_else(|| config.link.clone());
         let keel = project.keel_dir();
+        // An order given for this command is used as given; the configured
+        // one loses `hardlink` where read-only modes do not protect the cache.
+        let link = match &options.link {
+            Some(explicit) => explicit.clone(),
+            None => crate::link::safe_order(&config.link, &keel.join("tmp")),
+        };
         Ok(Workspace {
             cache: Cache::new(&keel),
             stat: StatCache::load(&keel.join("state").join("stat-cache")),
@@ -374,6 +379,14 @@ impl Workspace {
             std::io::ErrorKind::NotFound => DataError::NotFound(abs.clone()),
             _ => DataError::io(&abs, error),
         })?;
+        let in_git = crate::git::tracked_files(self.project.root(), path);
+        if let Some(example) = in_git.first() {
+            return Err(DataError::TrackedByGit {
+                path: path.to_string(),
+                count: in_git.len(),
+                example: example.clone(),
+            });
+        }
         let kind = if metadata.is_file() {
             Kind::File
         } else if metadata.is_dir() {
@@ -484,7 +497,7 @@ impl Workspace {
                     .collect();
                 let manifest = Manifest::new(entries);
                 let (digest, bytes) = manifest.digest();
-                self.cache.insert_bytes(&digest, &bytes)?;
+                self.cache.insert_bytes(&digest, &bytes, true)?;
                 Metafile {
                     path: name,
                     kind,
@@ -773,6 +786,68 @@ impl Workspace {
         }
     }
 
+    /// `keel data unprotect`: makes the workspace files of `targets` safe to
+    /// edit in place. A file that shares its inode with anything (a hardlink
+    /// to the cache) is replaced by a private writable copy; any other file
+    /// just gets its owner write bit back. The cache is never touched, so
+    /// an edit can only change the workspace; `keel data add` records it.
+    /// Returns how many files were made writable.
+    pub fn unprotect(&mut self, targets: &[String]) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        if targets.is_empty() {
+            return Err(DataError::Invalid(
+                "name the tracked paths to unprotect".into(),
+            ));
+        }
+        let mut count = 0;
+        for tracked in self.tracked(targets)? {
+            let Scan::Files(files) = self.scan(&tracked.path, tracked.metafile.kind)? else {
+                return Err(DataError::Unsupported {
+                    path: self.project.abs(&tracked.path),
+                    reason: format!("expected a {}", tracked.metafile.kind.as_str()),
+                });
+            };
+            let stats: Vec<Result<(String, FileStat, FileStat)>> = files
+                .par_iter()
+                .map(|file| {
+                    let metadata = std::fs::symlink_metadata(&file.abs)
+                        .map_err(|error| DataError::io(&file.abs, error))?;
+                    let result = if metadata.nlink() > 1 {
+                        private_copy(&file.abs, file.mode | 0o200)
+                    } else {
+                        fsutil::make_writable(&file.abs)
+                    };
+                    result.map_err(|error| DataError::io(&file.abs, error))?;
+                    let after = std::fs::symlink_metadata(&file.abs)
+                        .map_err(|error| DataError::io(&file.abs, error))?;
+                    Ok((
+                        join(&tracked.path, &file.rel),
+                        file.stat,
+                        FileStat::of(&after),
+                    ))
+                })
+                .collect();
+            let mut errors = Vec::new();
+            for result in stats {
+                match result {
+                    Ok((rel, before, after)) => {
+                        count += 1;
+                        // Same bytes, new inode or ctime: carry the digest over.
+                        if let Some(digest) = self.stat.lookup(&rel, &before) {
+                            self.stat.record(&rel, after, digest, true);
+                        }
+                    }
+                    Err(error) => errors.push(error),
+                }
+            }
+            if let Some(error) = DataError::many(errors) {
+                return Err(error);
+            }
+        }
+        self.stat.save()?;
+        Ok(count)
+    }
+
     /// Saves the stat cache (commands that hash outside add/status/checkout).
     pub fn save_state(&mut self) -> Result<()> {
         self.stat.save()
@@ -914,6 +989,20 @@ pub fn digest_path(
         size,
         files: files.len() as u64,
     }))
+}
+
+/// Replaces `path` by a copy of itself with its own inode and `mode`
+/// (temp file in the same folder, then rename), breaking any hardlink.
+fn private_copy(path: &Path, mode: u32) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let temp = fsutil::temp_path(dir, "unprotect");
+    let result = std::fs::copy(path, &temp)
+        .and_then(|_| std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode)))
+        .and_then(|()| std::fs::rename(&temp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
 }
 
 /// `base/rel`, or `base` alone when `rel` is empty.

@@ -14,6 +14,7 @@ pub mod error;
 pub mod forest;
 pub mod gbdt;
 pub mod generate;
+pub mod import;
 pub mod linear;
 pub mod metrics;
 pub mod model;

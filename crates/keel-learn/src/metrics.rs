@@ -138,43 +138,156 @@ impl Metrics {
 /// Predicts `table` with `model` and scores it against the model's target column.
 /// Rows with a missing target are skipped.
 pub fn evaluate(model: &Model, table: &Table) -> Result<Metrics> {
-    let target = model.target_values(table)?;
-    let keep: Vec<usize> = match &target {
-        TargetValues::Classes(_) => {
-            let column = table.require(&model.target)?;
-            (0..table.n_rows())
-                .filter(|&i| column.text(i).is_some())
-                .collect()
+    Ok(Scored::new(model, table)?.metrics(None))
+}
+
+/// Predictions next to the truth, ready to be scored on any subset of rows.
+enum Scored {
+    Classes {
+        classes: Vec<String>,
+        truth: Vec<Option<usize>>,
+        labels: Vec<usize>,
+        probabilities: Vec<Vec<f64>>,
+    },
+    Values {
+        truth: Vec<f64>,
+        predicted: Vec<f64>,
+    },
+}
+
+impl Scored {
+    fn new(model: &Model, table: &Table) -> Result<Self> {
+        let target = model.target_values(table)?;
+        let keep: Vec<usize> = match &target {
+            TargetValues::Classes(_) => {
+                let column = table.require(&model.target)?;
+                (0..table.n_rows())
+                    .filter(|&i| column.text(i).is_some())
+                    .collect()
+            }
+            TargetValues::Values(values) => {
+                (0..values.len()).filter(|&i| !values[i].is_nan()).collect()
+            }
+        };
+        if keep.is_empty() {
+            return Err(LearnError::data(format!(
+                "target column {:?} has no values",
+                model.target
+            )));
         }
-        TargetValues::Values(values) => {
-            (0..values.len()).filter(|&i| !values[i].is_nan()).collect()
-        }
-    };
-    if keep.is_empty() {
-        return Err(LearnError::data(format!(
-            "target column {:?} has no values",
-            model.target
-        )));
-    }
-    let table = table.select_rows(&keep);
-    match (model.predict(&table)?, model.target_values(&table)?) {
-        (
-            Predictions::Classes {
+        let table = table.select_rows(&keep);
+        match (model.predict(&table)?, model.target_values(&table)?) {
+            (
+                Predictions::Classes {
+                    labels,
+                    probabilities,
+                },
+                TargetValues::Classes(truth),
+            ) => Ok(Scored::Classes {
+                classes: model.classes.clone(),
+                truth,
                 labels,
                 probabilities,
-            },
-            TargetValues::Classes(truth),
-        ) => Ok(Metrics::Classification(classification_metrics(
-            &model.classes,
-            &truth,
-            &labels,
-            &probabilities,
-        ))),
-        (Predictions::Values(predicted), TargetValues::Values(truth)) => {
-            Ok(Metrics::Regression(regression_metrics(&truth, &predicted)))
+            }),
+            (Predictions::Values(predicted), TargetValues::Values(truth)) => {
+                Ok(Scored::Values { truth, predicted })
+            }
+            _ => Err(LearnError::data("prediction and target kinds disagree")),
         }
-        _ => Err(LearnError::data("prediction and target kinds disagree")),
     }
+
+    fn rows(&self) -> usize {
+        match self {
+            Scored::Classes { truth, .. } => truth.len(),
+            Scored::Values { truth, .. } => truth.len(),
+        }
+    }
+
+    /// Metrics over `rows` (with repeats, for a bootstrap), or every row.
+    fn metrics(&self, rows: Option<&[usize]>) -> Metrics {
+        fn pick<T: Clone>(values: &[T], rows: Option<&[usize]>) -> Vec<T> {
+            match rows {
+                Some(rows) => rows.iter().map(|&i| values[i].clone()).collect(),
+                None => values.to_vec(),
+            }
+        }
+        match self {
+            Scored::Classes {
+                classes,
+                truth,
+                labels,
+                probabilities,
+            } => Metrics::Classification(classification_metrics(
+                classes,
+                &pick(truth, rows),
+                &pick(labels, rows),
+                &pick(probabilities, rows),
+            )),
+            Scored::Values { truth, predicted } => Metrics::Regression(regression_metrics(
+                &pick(truth, rows),
+                &pick(predicted, rows),
+            )),
+        }
+    }
+}
+
+/// Percentile bootstrap confidence intervals of the scalar metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bootstrap {
+    /// Resamples drawn.
+    pub resamples: usize,
+    /// Seed of the resampling.
+    pub seed: u64,
+    /// Confidence level of the intervals.
+    pub level: f64,
+    /// Metric name → `[lower, upper]`.
+    pub intervals: std::collections::BTreeMap<String, [f64; 2]>,
+}
+
+/// The metrics of `model` on `table` plus 95 % percentile bootstrap
+/// intervals from `resamples` resamples of the scored rows (with
+/// replacement, drawn from `seed` alone, so a seed gives the same intervals
+/// on every machine).
+pub fn evaluate_with_bootstrap(
+    model: &Model,
+    table: &Table,
+    resamples: usize,
+    seed: u64,
+) -> Result<(Metrics, Bootstrap)> {
+    let scored = Scored::new(model, table)?;
+    let metrics = scored.metrics(None);
+    let n = scored.rows();
+    let mut draws: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    let mut rng = Rng::derive(seed, 0xB0075);
+    let mut rows = vec![0usize; n];
+    for _ in 0..resamples {
+        for row in rows.iter_mut() {
+            *row = rng.below(n);
+        }
+        for (name, value) in scored.metrics(Some(&rows)).scalars() {
+            if value.is_finite() {
+                draws.entry(name.to_string()).or_default().push(value);
+            }
+        }
+    }
+    let level = 0.95;
+    let intervals = draws
+        .into_iter()
+        .map(|(name, mut values)| {
+            values.sort_by(f64::total_cmp);
+            let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+            (name, [at((1.0 - level) / 2.0), at((1.0 + level) / 2.0)])
+        })
+        .collect();
+    Ok((
+        metrics,
+        Bootstrap {
+            resamples,
+            seed,
+            level,
+            intervals,
+        },
+    ))
 }
 
 /// Classification metrics; `truth[i] = None` marks a label unseen in training.

@@ -182,12 +182,38 @@ pub struct ValueInfoProto {
     pub r#type: Option<TypeProto>,
 }
 
-/// `onnx.TypeProto`; only its `tensor_type` member of the `value` oneof.
+/// `onnx.TypeProto`: the tensor, sequence and map members of the `value`
+/// oneof (sequences of maps are what skl2onnx's `ZipMap` outputs).
 #[derive(Clone, PartialEq, Message)]
 pub struct TypeProto {
     /// Tensor type.
     #[prost(message, optional, tag = "1")]
     pub tensor_type: Option<TensorTypeProto>,
+    /// Sequence type.
+    #[prost(message, optional, boxed, tag = "4")]
+    pub sequence_type: Option<Box<SequenceTypeProto>>,
+    /// Map type.
+    #[prost(message, optional, boxed, tag = "5")]
+    pub map_type: Option<Box<MapTypeProto>>,
+}
+
+/// `onnx.TypeProto.Sequence`.
+#[derive(Clone, PartialEq, Message)]
+pub struct SequenceTypeProto {
+    /// Element type.
+    #[prost(message, optional, boxed, tag = "1")]
+    pub elem_type: Option<Box<TypeProto>>,
+}
+
+/// `onnx.TypeProto.Map`.
+#[derive(Clone, PartialEq, Message)]
+pub struct MapTypeProto {
+    /// Key element type (DataType).
+    #[prost(int32, tag = "1")]
+    pub key_type: i32,
+    /// Value type.
+    #[prost(message, optional, boxed, tag = "2")]
+    pub value_type: Option<Box<TypeProto>>,
 }
 
 /// `onnx.TypeProto.Tensor`.
@@ -220,14 +246,14 @@ pub struct Dimension {
     pub dim_param: Option<String>,
 }
 
-const FLOAT: i32 = 1;
-const INT64: i32 = 7;
+pub(crate) const FLOAT: i32 = 1;
+pub(crate) const INT64: i32 = 7;
 const ATTR_INT: i32 = 2;
 const ATTR_STRING: i32 = 3;
 const ATTR_FLOATS: i32 = 6;
 const ATTR_INTS: i32 = 7;
 const ATTR_STRINGS: i32 = 8;
-const ML_DOMAIN: &str = "ai.onnx.ml";
+pub(crate) const ML_DOMAIN: &str = "ai.onnx.ml";
 
 fn attr_int(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
@@ -296,6 +322,7 @@ fn value_info(name: &str, elem_type: i32, dims: &[Option<i64>]) -> ValueInfoProt
                         .collect(),
                 }),
             }),
+            ..Default::default()
         }),
     }
 }

@@ -132,6 +132,21 @@ fn count_files(dir: &Path) -> usize {
         .sum()
 }
 
+/// Files in `remote/packs` ending with `suffix`.
+fn pack_files(remote: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(remote.join("packs"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.to_string_lossy().ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 fn remove_file(path: &Path) {
     let mut permissions = std::fs::metadata(path).unwrap().permissions();
     #[allow(clippy::permissions_set_readonly_false)]
@@ -198,32 +213,26 @@ fn push_pull_round_trip_and_resumed_push() {
     repo.with_data();
     let pushed = repo.ok(&["data", "push"]);
     assert!(pushed.contains("pushed 5 object(s)"), "{pushed}");
-    assert_eq!(count_files(&remote.join("blake3")), 5);
+    assert!(pushed.contains("in 1 pack(s)"), "{pushed}");
+    // Small files travel in one pack (+ its index); the manifest stays loose.
+    assert_eq!(count_files(&remote.join("blake3")), 1);
+    let indexes = pack_files(&remote, ".idx");
+    assert_eq!((indexes.len(), pack_files(&remote, ".pack").len()), (1, 1));
+    let status = repo.ok(&["data", "status", "--remote"]);
+    assert!(
+        status.contains("remote `origin`: 5 object(s) there; 0 not pushed"),
+        "{status}"
+    );
 
-    // An interrupted push: half the remote objects are gone; a rerun sends only those.
-    let mut objects = Vec::new();
-    for shard in std::fs::read_dir(remote.join("blake3")).unwrap().flatten() {
-        objects.extend(
-            std::fs::read_dir(shard.path())
-                .unwrap()
-                .flatten()
-                .map(|entry| entry.path()),
-        );
-    }
-    objects.sort();
-    for object in objects.iter().step_by(2) {
-        std::fs::remove_file(object).unwrap();
-    }
-    let removed = objects.len().div_ceil(2);
+    // An interrupted push: the pack went up but its index did not. The pack
+    // does not count; a rerun sends its objects again, and only those.
+    std::fs::remove_file(&indexes[0]).unwrap();
+    let status = repo.ok(&["data", "status", "--remote", "origin"]);
+    assert!(status.contains("4 not pushed"), "{status}");
+    assert!(status.contains("not pushed:   data/a.txt"), "{status}");
     let pushed = repo.ok(&["data", "push"]);
-    assert!(
-        pushed.contains(&format!("pushed {removed} object(s)")),
-        "{pushed}"
-    );
-    assert!(
-        pushed.contains(&format!("{} already there", 5 - removed)),
-        "{pushed}"
-    );
+    assert!(pushed.contains("pushed 4 object(s)"), "{pushed}");
+    assert!(pushed.contains("1 already there"), "{pushed}");
     assert!(repo.ok(&["data", "push"]).contains("pushed 0 object(s)"));
 
     // A fresh cache and workspace: pull brings everything back.
@@ -390,4 +399,229 @@ fn a_second_keel_process_waits_for_the_lock_then_fails_clearly() {
     assert!(!repo.root.join("f.txt.keel").exists());
     drop(held);
     repo.ok(&["data", "add", "f.txt"]);
+}
+
+#[test]
+fn add_refuses_a_path_git_already_tracks() {
+    let repo = Repo::new();
+    repo.write("raw/a.csv", b"x,y\n1,2\n");
+    repo.write("raw/b.csv", b"x,y\n3,4\n");
+    repo.git(&["add", "raw/a.csv"]);
+    let stderr = repo.fails(&["data", "add", "raw"]);
+    assert!(
+        stderr.contains("raw: already tracked by git (1 file(s), e.g. raw/a.csv)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`git rm -r --cached raw`"), "{stderr}");
+    assert!(!repo.root.join("raw.keel").exists());
+    // The fix the message gives works.
+    repo.git(&["rm", "-r", "-q", "--cached", "raw"]);
+    repo.ok(&["data", "add", "raw"]);
+    assert!(repo.root.join("raw.keel").exists());
+}
+
+/// Writes `bytes` at the end of `path` in place, if the OS lets this process.
+fn append_in_place(path: &Path, bytes: &[u8]) -> bool {
+    use std::io::Write;
+    match std::fs::OpenOptions::new().append(true).open(path) {
+        Ok(mut file) => {
+            file.write_all(bytes).unwrap();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn edits_in_place_never_reach_the_cache() {
+    use std::os::unix::fs::MetadataExt;
+    let repo = Repo::new();
+    repo.with_data();
+    // Default link order: whatever it picked, an in-place edit of a tracked
+    // file either fails (read-only) or leaves the cache object alone (root
+    // ignores modes, so the default order leaves hardlinks out there).
+    let object = repo.object_of("data", "a.txt");
+    if append_in_place(&repo.root.join("data/a.txt"), b"edit\n") {
+        assert_eq!(std::fs::read(&object).unwrap(), b"alpha\n");
+        repo.ok(&["data", "checkout", "--force"]);
+    }
+    assert_eq!(repo.read("data/a.txt"), b"alpha\n");
+
+    // An explicit hardlink checkout shares inodes with the cache; unprotect
+    // turns them into private writable copies before editing.
+    std::fs::remove_dir_all(repo.root.join("data")).unwrap();
+    repo.ok(&["data", "checkout", "--link", "hardlink"]);
+    let a = repo.root.join("data/a.txt");
+    assert_eq!(std::fs::metadata(&a).unwrap().nlink(), 2);
+    let said = repo.ok(&["data", "unprotect", "data"]);
+    assert!(said.contains("3 file(s) are now writable copies"), "{said}");
+    let metadata = std::fs::metadata(&a).unwrap();
+    assert_eq!(metadata.nlink(), 1);
+    assert_ne!(metadata.mode() & 0o200, 0);
+    assert!(repo.ok(&["data", "status"]).contains("up to date"));
+    assert!(append_in_place(&a, b"edit\n"));
+    assert_eq!(std::fs::read(&object).unwrap(), b"alpha\n");
+    let status = repo.ok(&["data", "status"]);
+    assert!(status.contains("modified: data/a.txt"), "{status}");
+    repo.ok(&["data", "add", "data"]);
+    assert!(repo.ok(&["data", "status"]).contains("up to date"));
+    assert_eq!(repo.read("data/a.txt"), b"alpha\nedit\n");
+    let stderr = repo.fails(&["data", "unprotect", "nope"]);
+    assert!(stderr.contains("not tracked by keel"), "{stderr}");
+}
+
+/// The S3 endpoint under test (moto, from `tests/s3/moto.sh start`), or None
+/// outside CI after saying so; under CI=true a missing endpoint fails.
+fn s3_endpoint() -> Option<String> {
+    match std::env::var("KEEL_TEST_S3_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => {
+            Some(endpoint.trim().trim_end_matches('/').to_string())
+        }
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but KEEL_TEST_S3_ENDPOINT is not set: start an S3 server with \
+                 `eval \"$(tests/s3/moto.sh start)\"` (tests/run.sh does) before `cargo test`"
+            );
+            eprintln!("skipped: KEEL_TEST_S3_ENDPOINT is not set, so the S3 remote was not tested");
+            None
+        }
+    }
+}
+
+/// One unsigned request to the S3 server (moto accepts them); returns the body.
+fn s3_request(method: reqwest::Method, url: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .request(method.clone(), url)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{method} {url}: {error}"));
+        assert!(
+            response.status().is_success(),
+            "{method} {url}: HTTP {}",
+            response.status()
+        );
+        response.text().await.unwrap()
+    })
+}
+
+/// Deletes one key (a signed request, with the test credentials).
+fn s3_delete(endpoint: &str, bucket: &str, key: &str) {
+    use object_store::ObjectStoreExt;
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_bucket_name(bucket)
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_region("us-east-1")
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(store.delete(&object_store::path::Path::from(key)))
+        .unwrap_or_else(|error| panic!("DELETE {key}: {error}"));
+}
+
+#[test]
+fn s3_remote_push_status_fetch_pull() {
+    let Some(endpoint) = s3_endpoint() else {
+        return;
+    };
+    let repo = Repo::new();
+    let bucket = format!("keel-data-{}", std::process::id());
+    s3_request(reqwest::Method::PUT, &format!("{endpoint}/{bucket}"));
+    let s3 = |args: &[&str]| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(args)
+            .current_dir(&repo.root)
+            .env("CI", "true")
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| -> String {
+        let output = s3(args);
+        assert!(
+            output.status.success(),
+            "keel {args:?}: {}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    let url = format!("s3://{bucket}/team/data");
+    repo.ok(&["data", "remote", "add", "store", &url]);
+    repo.with_data();
+    let status = ok(&["data", "status", "--remote"]);
+    assert!(
+        status.contains("0 object(s) there; 5 not pushed"),
+        "{status}"
+    );
+    let pushed = ok(&["data", "push", "--jobs", "4"]);
+    assert!(pushed.contains("pushed 5 object(s)"), "{pushed}");
+    let listing = s3_request(
+        reqwest::Method::GET,
+        &format!("{endpoint}/{bucket}?list-type=2&prefix=team/data/"),
+    );
+    let keys: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Key>").next())
+        .collect();
+    assert_eq!(keys.len(), 3, "one pack, its index, the manifest: {keys:?}");
+    let index = keys
+        .iter()
+        .find(|key| key.ends_with(".idx"))
+        .expect("a pack index");
+    assert!(ok(&["data", "status", "--remote"]).contains("5 object(s) there; 0 not pushed"));
+
+    // A clone's view: no cache, no workspace copies.
+    std::fs::remove_dir_all(repo.root.join(".keel/cache")).unwrap();
+    std::fs::remove_dir_all(repo.root.join("data")).unwrap();
+    remove_file(&repo.root.join("model.bin"));
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&["data", "status", "--remote", "store", "--json"])).unwrap();
+    assert_eq!(
+        status["not_fetched"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
+    assert_eq!(status["unknown"], serde_json::json!(["data"]));
+    let fetched = ok(&["data", "fetch"]);
+    assert!(fetched.contains("fetched 5 object(s)"), "{fetched}");
+    assert_eq!(count_files(&repo.root.join(".keel/cache/blake3")), 5);
+    assert!(
+        !repo.root.join("data").exists(),
+        "fetch leaves the workspace alone"
+    );
+    let pulled = ok(&["data", "pull"]);
+    assert!(pulled.contains("fetched 0 object(s)"), "{pulled}");
+    assert!(pulled.contains("checkout: 4 file(s) placed"), "{pulled}");
+    assert_eq!(repo.read("data/nested/c.txt"), b"charlie\n");
+    assert_eq!(repo.read("model.bin"), vec![7u8; 10_000]);
+    assert!(repo.ok(&["data", "status"]).contains("up to date"));
+
+    // Resumable: a push killed between the pack and its index.
+    s3_delete(&endpoint, &bucket, index);
+    let pushed = ok(&["data", "push"]);
+    assert!(pushed.contains("pushed 4 object(s)"), "{pushed}");
+    assert!(pushed.contains("1 already there"), "{pushed}");
+
+    let output = s3(&["data", "push", "--remote", "nope"]);
+    assert!(text(&output.stderr).contains("remote `nope` is not configured"));
 }

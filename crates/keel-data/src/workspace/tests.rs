@@ -213,22 +213,28 @@ fn push_fetch_round_trip_and_resume() {
         .unwrap();
     assert!(report.is_complete(), "{report:?}");
     assert_eq!(report.transferred, 22, "20 files + big + manifest");
-    // Lose half of the remote objects, as an interrupted push would.
-    let mut removed = 0;
-    for (index, entry) in walk_files(&remote_dir.path().join("blake3"))
-        .into_iter()
-        .enumerate()
-    {
-        if index % 2 == 0 {
-            std::fs::remove_file(entry).unwrap();
-            removed += 1;
+    assert_eq!(report.packs, 1, "the 20 small files travel in one pack");
+    assert_eq!(walk_files(&remote_dir.path().join("blake3")).len(), 2);
+    // An interrupted push: the big object and the pack's index never made
+    // it. A rerun sends exactly the objects that are not visibly there.
+    let big_digest = Digest::of_bytes(&big);
+    std::fs::remove_file(
+        remote_dir
+            .path()
+            .join("blake3")
+            .join(big_digest.shard_path()),
+    )
+    .unwrap();
+    for file in walk_files(&remote_dir.path().join("packs")) {
+        if file.extension().is_some_and(|extension| extension == "idx") {
+            std::fs::remove_file(file).unwrap();
         }
     }
     let report = runtime
         .block_on(remote::push(&workspace, &remote, &[], 4))
         .unwrap();
-    assert_eq!(report.transferred, removed);
-    assert_eq!(report.skipped, 22 - removed);
+    assert_eq!(report.transferred, 21);
+    assert_eq!(report.skipped, 1, "the manifest");
     drop(workspace);
     // Fresh cache and workspace: pull everything back.
     std::fs::remove_dir_all(fixture.root.join(".keel/cache")).unwrap();
@@ -270,8 +276,17 @@ fn fetch_rejects_a_corrupt_remote_object() {
         .unwrap();
     drop(workspace);
     let digest = Digest::of_bytes(b"original");
-    let remote_object = remote_dir.path().join("blake3").join(digest.shard_path());
-    std::fs::write(&remote_object, b"tampered").unwrap();
+    // The small object travelled in a pack: flip its bytes there.
+    let packs = walk_files(&remote_dir.path().join("packs"));
+    let pack = packs
+        .iter()
+        .find(|file| {
+            file.extension()
+                .is_some_and(|extension| extension == "pack")
+        })
+        .unwrap();
+    assert_eq!(std::fs::read(pack).unwrap(), b"original");
+    std::fs::write(pack, b"tampered").unwrap();
     std::fs::remove_dir_all(fixture.root.join(".keel/cache")).unwrap();
     let workspace = fixture.workspace();
     let report = runtime

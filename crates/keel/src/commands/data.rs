@@ -25,13 +25,25 @@ pub enum DataCommand {
         #[command(flatten)]
         link: LinkArg,
     },
-    /// Show what changed in the workspace versus the metafiles.
+    /// Show what changed in the workspace versus the metafiles; with
+    /// --remote, which objects the remote lacks or only the remote has.
     Status {
         /// Tracked paths (default: all).
         paths: Vec<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Compare the cache with a remote (the default one when no NAME).
+        #[arg(long, short, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
+    },
+    /// Make tracked files safe to edit in place: a file hardlinked to the
+    /// cache becomes a private writable copy, others get write permission.
+    /// Run `keel data add` afterwards to record the edits.
+    Unprotect {
+        /// Tracked files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
     },
     /// Make the workspace match the metafiles (e.g. after `git checkout`).
     Checkout {
@@ -243,7 +255,37 @@ pub fn run(args: DataArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DataCommand::Status { paths, json } => {
+        DataCommand::Status {
+            paths,
+            json,
+            remote: Some(remote),
+        } => {
+            let session = Session::new(quiet, None)?;
+            let targets = session.targets(&paths)?;
+            let workspace = session.workspace()?;
+            let name = Some(remote.as_str()).filter(|name| !name.is_empty());
+            let remote = remote::open_remote(&workspace, name, false)?;
+            let status = runtime()?.block_on(remote::status(&workspace, &remote, &targets))?;
+            print_remote_status(&remote.name, &status, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        DataCommand::Unprotect { paths } => {
+            let session = Session::new(quiet, None)?;
+            let targets = session.targets(&paths)?;
+            let count = session.workspace()?.unprotect(&targets)?;
+            if !session.quiet {
+                println!(
+                    "{count} file(s) are now writable copies; edit them, then `keel data add {}`",
+                    targets.join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DataCommand::Status {
+            paths,
+            json,
+            remote: None,
+        } => {
             let session = Session::new(quiet, None)?;
             let targets = session.targets(&paths)?;
             let statuses = session.workspace()?.status(&targets)?;
@@ -297,10 +339,11 @@ pub fn run(args: DataArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 runtime()?.block_on(remote::push(&workspace, &remote, &targets, transfer.jobs))?;
             if !session.quiet {
                 println!(
-                    "pushed {} object(s), {} to `{}`; {} already there",
+                    "pushed {} object(s), {} to `{}` in {} pack(s); {} already there",
                     report.transferred,
                     human(report.bytes),
                     remote.name,
+                    report.packs,
                     report.skipped
                 );
             }
@@ -545,6 +588,53 @@ pub fn run(args: DataArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn print_remote_status(
+    name: &str,
+    status: &remote::RemoteStatus,
+    json: bool,
+) -> anyhow::Result<()> {
+    let list = |items: &[(String, keel_data::Digest)]| {
+        items
+            .iter()
+            .map(|(path, digest)| serde_json::json!({"path": path, "digest": digest.to_hex()}))
+            .collect::<Vec<_>>()
+    };
+    if json {
+        let value = serde_json::json!({
+            "remote": name,
+            "on_remote": status.on_remote,
+            "not_pushed": list(&status.not_pushed),
+            "not_fetched": list(&status.not_fetched),
+            "lost": list(&status.lost),
+            "unknown": status.unknown,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "remote `{name}`: {} object(s) there; {} not pushed, {} not fetched, {} in neither",
+        status.on_remote,
+        status.not_pushed.len(),
+        status.not_fetched.len(),
+        status.lost.len()
+    );
+    for (label, items) in [
+        ("not pushed:", &status.not_pushed),
+        ("not fetched:", &status.not_fetched),
+        ("in neither:", &status.lost),
+    ] {
+        for (path, _) in items.iter() {
+            println!("    {label:<13} {path}");
+        }
+    }
+    for path in &status.unknown {
+        println!(
+            "    {path}: manifest not in the cache; its files were not compared (run `keel data fetch`)"
+        );
+    }
+    Ok(())
 }
 
 fn print_checkout(report: &keel_data::workspace::CheckoutReport, quiet: bool) -> ExitCode {

@@ -1,12 +1,18 @@
 //! `keel evaluate`: scores a model folder written by `keel train` on a CSV
-//! table and prints (or writes) the metrics JSON that gates read.
+//! table and prints (or writes) the metrics JSON that gates read; optionally
+//! on the seeded held-out split `keel train` used, with bootstrap confidence
+//! intervals, and logged to a tracking run (metrics, params, and the metrics
+//! JSON as the run's `metrics.json` artifact).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use keel_artifacts::ArtifactStore;
+use keel_core::{Metric, Param, RunStatus, now_millis};
 use keel_learn::model::write_json_atomic;
-use keel_learn::{Model, evaluate};
+use keel_learn::{Model, train_test_split};
+use keel_store::{CreateRun, Store, StoreConfig, UpdateRun};
 
 /// Arguments of `keel evaluate`.
 #[derive(Debug, clap::Args)]
@@ -21,30 +27,257 @@ pub struct EvaluateArgs {
     /// Write the metrics JSON here instead of printing it.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Seed of the held-out split and of the bootstrap resampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Score only the rows `keel train --seed S --test-fraction F` held out
+    /// of DATA (same seed, same fraction); 0 scores every row.
+    #[arg(long, default_value_t = 0.0)]
+    pub test_fraction: f64,
+    /// Bootstrap resamples for 95% confidence intervals (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap: usize,
+    /// Log the metrics to this existing run.
+    #[arg(long, conflicts_with = "experiment")]
+    pub run_id: Option<String>,
+    /// Log the metrics to a new run in this experiment (created if missing).
+    #[arg(long)]
+    pub experiment: Option<String>,
+    /// Name of the new run (with --experiment).
+    #[arg(long, requires = "experiment")]
+    pub run_name: Option<String>,
+    /// Metadata store holding the run (as `keel server --backend-store-uri`;
+    /// default: KEEL_BACKEND_STORE_URI, else MLFLOW_TRACKING_URI when it
+    /// names a database, else sqlite:///keel.db).
+    #[arg(long, visible_alias = "tracking-uri")]
+    pub backend_store_uri: Option<String>,
+    /// Where `mlflow-artifacts:` run artifacts live (the server's --artifacts-destination).
+    #[arg(
+        long,
+        env = "KEEL_ARTIFACTS_DESTINATION",
+        default_value = "./keel-artifacts"
+    )]
+    pub artifacts_destination: String,
 }
 
 pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut model = Model::load(&args.model)?;
-    if let Some(target) = args.target {
-        model.target = target;
+    if let Some(target) = &args.target {
+        model.target = target.clone();
     }
-    let table = model.read_table(&args.data)?;
-    let metrics = evaluate(&model, &table).with_context(|| {
+    let mut table = model.read_table(&args.data)?;
+    if args.test_fraction > 0.0 {
+        let (_, test_rows) = train_test_split(table.n_rows(), args.test_fraction, args.seed)?;
+        table = table.select_rows(&test_rows);
+    }
+    let context = || {
         format!(
             "evaluating {} on {}",
             args.model.display(),
             args.data.display()
         )
-    })?;
+    };
+    let (metrics, bootstrap) = if args.bootstrap > 0 {
+        let (metrics, bootstrap) =
+            keel_learn::metrics::evaluate_with_bootstrap(&model, &table, args.bootstrap, args.seed)
+                .with_context(context)?;
+        (metrics, Some(bootstrap))
+    } else {
+        (
+            keel_learn::evaluate(&model, &table).with_context(context)?,
+            None,
+        )
+    };
+    let mut document = serde_json::to_value(&metrics)?;
+    if let (Some(bootstrap), Some(object)) = (&bootstrap, document.as_object_mut()) {
+        object.insert("bootstrap".into(), serde_json::to_value(bootstrap)?);
+    }
     match &args.output {
         Some(path) => {
-            write_json_atomic(path, &metrics)?;
+            write_json_atomic(path, &document)?;
             if !quiet {
                 let (name, value) = metrics.headline();
                 println!("{name}={value:.4}; metrics written to {}", path.display());
             }
         }
-        None => println!("{}", serde_json::to_string_pretty(&metrics)?),
+        None => println!("{}", serde_json::to_string_pretty(&document)?),
+    }
+    if args.run_id.is_some() || args.experiment.is_some() {
+        let mut scalars: Vec<(String, f64)> = metrics
+            .scalars()
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
+        if let Some(bootstrap) = &bootstrap {
+            for (name, [lower, upper]) in &bootstrap.intervals {
+                scalars.push((format!("{name}_ci_lower"), *lower));
+                scalars.push((format!("{name}_ci_upper"), *upper));
+            }
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting runtime")?;
+        let logged = runtime.block_on(log_to_run(&args, &scalars, &document))?;
+        if !quiet {
+            eprintln!(
+                "logged {} metric(s) to run {} (experiment {}); metrics JSON at {}",
+                scalars.len(),
+                logged.run_id,
+                logged.experiment_id,
+                logged.artifact
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The metadata store URI: the flag, then `KEEL_BACKEND_STORE_URI`, then
+/// `MLFLOW_TRACKING_URI` when it names a database (an `http(s)://` tracking
+/// server is not a store: point at the server's own database instead).
+pub fn store_uri(flag: Option<&str>) -> anyhow::Result<String> {
+    if let Some(uri) = flag.filter(|uri| !uri.is_empty()) {
+        return Ok(uri.to_string());
+    }
+    if let Ok(uri) = std::env::var("KEEL_BACKEND_STORE_URI")
+        && !uri.is_empty()
+    {
+        return Ok(uri);
+    }
+    if let Ok(uri) = std::env::var("MLFLOW_TRACKING_URI")
+        && !uri.is_empty()
+    {
+        if uri.starts_with("http://") || uri.starts_with("https://") {
+            anyhow::bail!(
+                "MLFLOW_TRACKING_URI={uri} is a tracking server; keel logs evaluations into its \
+                 metadata store: pass the server's --backend-store-uri"
+            );
+        }
+        return Ok(uri);
+    }
+    Ok("sqlite:///keel.db".to_string())
+}
+
+struct Logged {
+    run_id: String,
+    experiment_id: String,
+    artifact: String,
+}
+
+async fn log_to_run(
+    args: &EvaluateArgs,
+    scalars: &[(String, f64)],
+    document: &serde_json::Value,
+) -> anyhow::Result<Logged> {
+    let uri = store_uri(args.backend_store_uri.as_deref())?;
+    let store = Store::open(StoreConfig::new(&uri))
+        .await
+        .with_context(|| format!("opening the metadata store {uri}"))?;
+    let result = log_with(&store, args, scalars, document).await;
+    store.close().await;
+    result
+}
+
+async fn log_with(
+    store: &Store,
+    args: &EvaluateArgs,
+    scalars: &[(String, f64)],
+    document: &serde_json::Value,
+) -> anyhow::Result<Logged> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "keel".into());
+    let (run, created) = match (&args.run_id, &args.experiment) {
+        (Some(run_id), _) => (store.get_run(run_id).await?, false),
+        (None, Some(name)) => {
+            let experiment_id = match store.get_experiment_by_name(name).await {
+                Ok(experiment) => experiment.experiment_id,
+                Err(error) if error.code == keel_core::ErrorCode::ResourceDoesNotExist => {
+                    store.create_experiment(name, None, &[]).await?
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let run = store
+                .create_run(CreateRun {
+                    experiment_id,
+                    user_id: user,
+                    run_name: args.run_name.clone(),
+                    start_time: Some(now_millis()),
+                    tags: Vec::new(),
+                })
+                .await?;
+            (run, true)
+        }
+        (None, None) => anyhow::bail!("no run to log to"),
+    };
+    let run_id = run.info.run_id.clone();
+    let timestamp = now_millis();
+    let metrics = scalars
+        .iter()
+        .map(|(name, value)| Metric::new(name.clone(), *value, timestamp, 0))
+        .collect();
+    let param = |key: &str, value: String| Param {
+        key: key.to_string(),
+        value,
+    };
+    let params = vec![
+        param("eval.model", args.model.display().to_string()),
+        param("eval.data", args.data.display().to_string()),
+        param("eval.seed", args.seed.to_string()),
+        param("eval.test_fraction", args.test_fraction.to_string()),
+        param("eval.bootstrap", args.bootstrap.to_string()),
+    ];
+    store
+        .log_batch(&run_id, metrics, params, Vec::new())
+        .await?;
+    let artifact = store_metrics_artifact(
+        &run.info.artifact_uri,
+        &args.artifacts_destination,
+        document,
+    )
+    .await
+    .with_context(|| format!("storing metrics.json for run {run_id}"))?;
+    if created {
+        store
+            .update_run(
+                &run_id,
+                UpdateRun {
+                    status: Some(RunStatus::Finished),
+                    end_time: Some(now_millis()),
+                    run_name: None,
+                },
+            )
+            .await?;
+    }
+    Ok(Logged {
+        run_id,
+        experiment_id: run.info.experiment_id,
+        artifact,
+    })
+}
+
+/// Writes the metrics JSON as `metrics.json` under the run's artifact URI
+/// (an `mlflow-artifacts:` URI resolves against the artifacts destination,
+/// as the server's proxy does); returns where it went.
+async fn store_metrics_artifact(
+    artifact_uri: &str,
+    destination: &str,
+    document: &serde_json::Value,
+) -> anyhow::Result<String> {
+    let (store, path) = match artifact_uri.strip_prefix("mlflow-artifacts:") {
+        Some(rest) => {
+            let rest = rest.trim_start_matches('/');
+            let path = if rest.is_empty() {
+                "metrics.json".to_string()
+            } else {
+                format!("{rest}/metrics.json")
+            };
+            (ArtifactStore::open(destination)?, path)
+        }
+        None => (
+            ArtifactStore::open(artifact_uri)?,
+            "metrics.json".to_string(),
+        ),
+    };
+    let bytes = serde_json::to_vec_pretty(document)?;
+    store.put_bytes(&path, bytes.into()).await?;
+    Ok(format!("{}/{path}", store.uri()))
 }

@@ -5,10 +5,12 @@ mod evaluate;
 mod gate;
 mod generate;
 mod init;
+mod loadtest;
 mod models;
 mod quickstart;
 mod run;
 mod schema;
+mod serve;
 mod server;
 mod train;
 mod validate;
@@ -54,6 +56,10 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Infer a data file's schema (`keel schema infer DATA > schema.yaml`).
     Schema(schema::SchemaArgs),
+    /// Load an HTTP endpoint (open or closed loop) and check latency/error SLOs.
+    Loadtest(loadtest::LoadtestArgs),
+    /// Serve a model: MLflow scoring + Open Inference Protocol, checks, hot swap, prediction log.
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -71,6 +77,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gate(args) => gate::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Loadtest(args) => loadtest::run(args, cli.quiet),
+        Command::Serve(args) => serve::run(*args),
     }
 }
 

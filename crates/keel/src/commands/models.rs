@@ -2,23 +2,23 @@
 //! promote (gated), rollback and history. Talks to the metadata store directly
 //! (`--backend-store-uri`), the same database a `keel server` serves.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use keel_artifacts::ArtifactStore;
+use keel_core::Tag;
 use keel_core::promotion::{GateStatus, check_promotion, gate_status};
+use keel_learn::import::{ImportedSignature, SignatureHint, inspect_onnx};
 use keel_store::{Actor, CreateModelVersion, Store, StoreConfig, parse_version};
 
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
-    /// Metadata store: `sqlite:///relative.db`, `sqlite:////absolute.db` or `postgresql://...`.
-    #[arg(
-        long,
-        global = true,
-        env = "KEEL_BACKEND_STORE_URI",
-        default_value = "sqlite:///keel.db"
-    )]
-    pub backend_store_uri: String,
+    /// Metadata store: `sqlite:///relative.db`, `sqlite:////absolute.db` or
+    /// `postgresql://...` (default: KEEL_BACKEND_STORE_URI, else
+    /// MLFLOW_TRACKING_URI when it names a database, else sqlite:///keel.db).
+    #[arg(long, global = true, visible_alias = "tracking-uri")]
+    pub backend_store_uri: Option<String>,
     #[command(subcommand)]
     pub command: ModelsCommand,
 }
@@ -34,6 +34,35 @@ pub enum ModelsCommand {
         name: String,
         source: String,
         /// Gate results JSON file (`{"passed": bool, "gates": [...]}`) to record on the version.
+        #[arg(long)]
+        gates: Option<PathBuf>,
+        #[arg(long)]
+        run_id: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Register an ONNX model trained elsewhere (skl2onnx, onnxmltools,
+    /// PyTorch): check its graph, derive its signature, store `model.onnx`
+    /// and `signature.json` as the version's artifacts, register the version.
+    Import {
+        /// The ONNX file.
+        model: PathBuf,
+        /// Registered model name.
+        #[arg(long)]
+        name: String,
+        /// Feature names, task, classes, target: keel's or MLflow's
+        /// signature JSON, or a JSON list of feature names.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        /// Where the files go: a directory or s3://bucket/prefix (the
+        /// server's --artifacts-destination).
+        #[arg(
+            long,
+            env = "KEEL_ARTIFACTS_DESTINATION",
+            default_value = "./keel-artifacts"
+        )]
+        artifacts_destination: String,
+        /// Gate results JSON file to record on the version.
         #[arg(long)]
         gates: Option<PathBuf>,
         #[arg(long)]
@@ -83,7 +112,8 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting runtime")?;
     runtime.block_on(async {
-        let store = Store::open(StoreConfig::new(&args.backend_store_uri)).await?;
+        let uri = super::evaluate::store_uri(args.backend_store_uri.as_deref())?;
+        let store = Store::open(StoreConfig::new(&uri)).await?;
         let result = execute(&store, args.command).await;
         store.close().await;
         result
@@ -202,31 +232,77 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
             run_id,
             description,
         } => {
-            let gate_results = match gates {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading gate results {}", path.display()))?;
-                    serde_json::from_str::<serde_json::Value>(&text)
-                        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-                    Some(text)
-                }
-                None => None,
+            let request = CreateModelVersion {
+                name,
+                source,
+                run_id,
+                description: Some(description),
+                ..Default::default()
             };
-            let version = store
-                .create_model_version(
-                    CreateModelVersion {
-                        name,
-                        source,
-                        run_id,
-                        description: Some(description),
-                        gate_results,
-                        user_id: std::env::var("USER").unwrap_or_default(),
-                        ..Default::default()
-                    },
-                    &Actor::user(std::env::var("USER").unwrap_or_else(|_| "keel".into())),
-                )
-                .await?;
+            let version = register(store, request, gates.as_deref()).await?;
             println!("registered {} version {}", version.name, version.version);
+        }
+        ModelsCommand::Import {
+            model,
+            name,
+            signature,
+            artifacts_destination,
+            gates,
+            run_id,
+            description,
+        } => {
+            let imported =
+                import_onnx(&model, signature.as_deref(), &artifacts_destination).await?;
+            let signature = &imported.signature;
+            let tags = vec![
+                Tag::new("keel.import.producer", signature.producer.clone()),
+                Tag::new("keel.import.digest", format!("blake3:{}", imported.digest)),
+                Tag::new(
+                    "keel.import.opsets",
+                    signature
+                        .opsets
+                        .iter()
+                        .map(|(domain, version)| format!("{domain}:{version}"))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
+            ];
+            let request = CreateModelVersion {
+                name,
+                source: imported.source.clone(),
+                run_id,
+                description: Some(description),
+                tags,
+                signature: Some(serde_json::to_string(signature)?),
+                ..Default::default()
+            };
+            let version = register(store, request, gates.as_deref()).await?;
+            let task = match signature.task {
+                keel_learn::Task::Classification => {
+                    format!("classifier of {} class(es)", signature.classes.len())
+                }
+                keel_learn::Task::Regression => "regressor".to_string(),
+            };
+            println!(
+                "registered {} version {} from {} ({}; {task}; input `{}` [N, {}]; {} node(s){}) -> {}",
+                version.name,
+                version.version,
+                model.display(),
+                if signature.producer.is_empty() {
+                    "unknown producer"
+                } else {
+                    &signature.producer
+                },
+                signature.input_tensor,
+                signature.inputs.len(),
+                signature.nodes,
+                if signature.ml_operators.is_empty() {
+                    String::new()
+                } else {
+                    format!(", ai.onnx.ml: {}", signature.ml_operators.join(" "))
+                },
+                imported.source
+            );
         }
         ModelsCommand::Promote {
             name,
@@ -324,6 +400,68 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Registers a version (the one path `register` and `import` share): reads
+/// and checks the gate results file, stamps the user, records the audit row.
+async fn register(
+    store: &Store,
+    mut request: CreateModelVersion,
+    gates: Option<&Path>,
+) -> anyhow::Result<keel_core::ModelVersion> {
+    if let Some(path) = gates {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading gate results {}", path.display()))?;
+        serde_json::from_str::<serde_json::Value>(&text)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        request.gate_results = Some(text);
+    }
+    let user = std::env::var("USER").unwrap_or_default();
+    request.user_id = user.clone();
+    let actor = Actor::user(if user.is_empty() { "keel".into() } else { user });
+    Ok(store.create_model_version(request, &actor).await?)
+}
+
+/// An ONNX file checked and stored as a version's artifacts.
+struct Imported {
+    signature: ImportedSignature,
+    /// BLAKE3 of the ONNX bytes.
+    digest: String,
+    /// URI of the folder holding `model.onnx` and `signature.json`.
+    source: String,
+}
+
+/// Checks the ONNX file, derives its signature and stores both under
+/// `models/<blake3 of the ONNX>/` in the artifact store, so importing the
+/// same file twice stores it once.
+async fn import_onnx(
+    model: &Path,
+    signature: Option<&Path>,
+    destination: &str,
+) -> anyhow::Result<Imported> {
+    let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
+    let hint = signature.map(SignatureHint::read).transpose()?;
+    let signature = inspect_onnx(&bytes, model, hint.as_ref())?;
+    let digest = keel_data::Digest::of_bytes(&bytes).to_hex();
+    let store = ArtifactStore::open(destination)?;
+    let folder = format!("models/{digest}");
+    store
+        .put_bytes(
+            &format!("{folder}/{}", keel_learn::onnx::ONNX_FILE),
+            bytes.into(),
+        )
+        .await?;
+    store
+        .put_bytes(
+            &format!("{folder}/{}", keel_learn::model::SIGNATURE_FILE),
+            serde_json::to_vec_pretty(&signature)?.into(),
+        )
+        .await?;
+    Ok(Imported {
+        source: format!("{}/{folder}", store.uri()),
+        signature,
+        digest,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,445 @@
+//! Streaming readers: a CSV or Parquet file becomes a [`Profile`] in one
+//! pass whose memory does not depend on the row count. CSV is read in
+//! chunks of rows that are profiled in parallel across columns; Parquet is
+//! read column chunk by column chunk, one column per task, in parallel.
+
+use std::fs::File;
+use std::path::Path;
+
+use parquet::column::reader::ColumnReader;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use rayon::prelude::*;
+
+use crate::error::{MonitorError, Result};
+use crate::profile::{ColumnKind, ColumnProfile, Profile, is_missing_token};
+
+/// Rows per CSV chunk and values per Parquet batch.
+const CHUNK_ROWS: usize = 16_384;
+
+/// Whether `path` is read as Parquet (`.parquet`, `.pq`) rather than CSV.
+pub fn is_parquet(path: &Path) -> bool {
+    matches!(
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
+        Some("parquet" | "pq")
+    )
+}
+
+/// Profiles a CSV or Parquet file. With a `reference`, its columns' kinds,
+/// histogram layouts and value ranges are used (so the result compares and
+/// merges with profiles built against the same reference).
+pub fn profile_file(path: &Path, reference: Option<&Profile>) -> Result<Profile> {
+    if is_parquet(path) {
+        profile_parquet(path, reference)
+    } else {
+        profile_csv(path, reference)
+    }
+}
+
+fn check_names(path: &Path, names: &[String]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (position, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(MonitorError::file(
+                path,
+                format!("column {} has an empty name", position + 1),
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(MonitorError::file(
+                path,
+                format!("duplicate column name {name:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Profiles a CSV file with a header row.
+pub fn profile_csv(path: &Path, reference: Option<&Profile>) -> Result<Profile> {
+    let csv_error = |error: csv::Error| MonitorError::file(path, error);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(path)
+        .map_err(csv_error)?;
+    let names: Vec<String> = reader
+        .headers()
+        .map_err(csv_error)?
+        .iter()
+        .map(|name| name.trim().to_string())
+        .collect();
+    check_names(path, &names)?;
+    let mut records = vec![csv::StringRecord::new(); CHUNK_ROWS];
+    let mut columns: Option<Vec<ColumnProfile>> = None;
+    let mut rows = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < CHUNK_ROWS
+            && reader
+                .read_record(&mut records[filled])
+                .map_err(csv_error)?
+        {
+            filled += 1;
+        }
+        let chunk = &records[..filled];
+        let columns = columns.get_or_insert_with(|| {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let model = reference.and_then(|r| r.column(name));
+                    let kind = model.map_or_else(|| infer_kind(chunk, i), ColumnProfile::kind);
+                    ColumnProfile::new(name, kind, model)
+                })
+                .collect()
+        });
+        if filled == 0 {
+            break;
+        }
+        columns.par_iter_mut().enumerate().for_each(|(i, column)| {
+            for record in chunk {
+                column.push_text(record.get(i));
+            }
+        });
+        rows += filled as u64;
+        if filled < CHUNK_ROWS {
+            break;
+        }
+    }
+    let mut columns = columns.unwrap_or_default();
+    columns.iter_mut().for_each(ColumnProfile::finish);
+    let mut profile = Profile::empty(columns);
+    profile.rows = rows;
+    Ok(profile)
+}
+
+/// Numeric when every present value in the first chunk is a number.
+fn infer_kind(chunk: &[csv::StringRecord], i: usize) -> ColumnKind {
+    let numeric = chunk.iter().all(|record| {
+        let text = record.get(i).unwrap_or("").trim();
+        is_missing_token(text) || text.parse::<f64>().is_ok()
+    });
+    if numeric {
+        ColumnKind::Numeric
+    } else {
+        ColumnKind::Categorical
+    }
+}
+
+/// Profiles a Parquet file (flat schema), one column per parallel task.
+pub fn profile_parquet(path: &Path, reference: Option<&Profile>) -> Result<Profile> {
+    let reader = open_parquet(path)?;
+    let metadata = reader.metadata();
+    let rows = metadata.file_metadata().num_rows().max(0) as u64;
+    let schema = metadata.file_metadata().schema_descr();
+    let names: Vec<String> = schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    if names.len() != schema.num_columns() {
+        return Err(MonitorError::file(
+            path,
+            "nested Parquet columns are not supported (flatten the schema)",
+        ));
+    }
+    check_names(path, &names)?;
+    let columns: Vec<ColumnProfile> = names
+        .par_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            profile_parquet_column(path, i, name, reference.and_then(|r| r.column(name)))
+        })
+        .collect::<Result<_>>()?;
+    let mut profile = Profile::empty(columns);
+    profile.rows = rows;
+    Ok(profile)
+}
+
+pub(crate) fn open_parquet(path: &Path) -> Result<SerializedFileReader<File>> {
+    let file = File::open(path).map_err(|e| MonitorError::io(path, e))?;
+    SerializedFileReader::new(file).map_err(|e| MonitorError::file(path, e))
+}
+
+/// One batch of a column's values, as [`read_parquet_column`] hands them out.
+pub(crate) enum Batch<'a> {
+    /// Numbers and how many nulls were among the rows read.
+    Numbers(&'a [f64], u64),
+    /// Strings (invalid UTF-8 as `None`) and the null count.
+    Texts(&'a [Option<&'a str>], u64),
+}
+
+/// Definition levels of the batch just handed out (empty for required
+/// columns: every row has a value) and the level that means "present".
+pub(crate) struct Levels<'a> {
+    pub levels: &'a [i16],
+    pub present: i16,
+}
+
+pub(crate) fn physical_kind(
+    path: &Path,
+    reader: &SerializedFileReader<File>,
+    i: usize,
+) -> Result<ColumnKind> {
+    use parquet::basic::Type;
+    let column = reader.metadata().file_metadata().schema_descr().column(i);
+    match column.physical_type() {
+        Type::BOOLEAN | Type::INT32 | Type::INT64 | Type::FLOAT | Type::DOUBLE => {
+            Ok(ColumnKind::Numeric)
+        }
+        Type::BYTE_ARRAY | Type::FIXED_LEN_BYTE_ARRAY => Ok(ColumnKind::Categorical),
+        Type::INT96 => Err(MonitorError::file(
+            path,
+            format!(
+                "column {:?}: INT96 timestamps are not supported",
+                column.name()
+            ),
+        )),
+    }
+}
+
+/// Streams column `i` of every row group through `sink`.
+pub(crate) fn read_parquet_column(
+    path: &Path,
+    reader: &SerializedFileReader<File>,
+    i: usize,
+    mut sink: impl FnMut(Batch<'_>, Levels<'_>),
+) -> Result<()> {
+    let present = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .column(i)
+        .max_def_level();
+    let fail =
+        |e: parquet::errors::ParquetError| MonitorError::file(path, format!("column {i}: {e}"));
+    let mut levels: Vec<i16> = Vec::with_capacity(CHUNK_ROWS);
+    let mut numbers: Vec<f64> = Vec::with_capacity(CHUNK_ROWS);
+    macro_rules! numeric {
+        ($typed:expr, $buffer:ty, $convert:expr) => {{
+            let mut typed = $typed;
+            let mut buffer: Vec<$buffer> = Vec::with_capacity(CHUNK_ROWS);
+            loop {
+                buffer.clear();
+                levels.clear();
+                let (records, values, _) = typed
+                    .read_records(CHUNK_ROWS, Some(&mut levels), None, &mut buffer)
+                    .map_err(fail)?;
+                if records == 0 {
+                    break;
+                }
+                numbers.clear();
+                numbers.extend(buffer[..values].iter().map($convert));
+                let levels = Levels {
+                    levels: if present > 0 { &levels[..] } else { &[] },
+                    present,
+                };
+                sink(Batch::Numbers(&numbers, (records - values) as u64), levels);
+            }
+        }};
+    }
+    for group in 0..reader.num_row_groups() {
+        let row_group = reader.get_row_group(group).map_err(fail)?;
+        match row_group.get_column_reader(i).map_err(fail)? {
+            ColumnReader::DoubleColumnReader(r) => numeric!(r, f64, |v: &f64| *v),
+            ColumnReader::FloatColumnReader(r) => numeric!(r, f32, |v: &f32| f64::from(*v)),
+            ColumnReader::Int32ColumnReader(r) => numeric!(r, i32, |v: &i32| f64::from(*v)),
+            ColumnReader::Int64ColumnReader(r) => numeric!(r, i64, |v: &i64| *v as f64),
+            ColumnReader::BoolColumnReader(r) => {
+                numeric!(r, bool, |v: &bool| f64::from(u8::from(*v)))
+            }
+            ColumnReader::ByteArrayColumnReader(mut typed) => {
+                let mut buffer = Vec::with_capacity(CHUNK_ROWS);
+                loop {
+                    buffer.clear();
+                    levels.clear();
+                    let (records, values, _) = typed
+                        .read_records(CHUNK_ROWS, Some(&mut levels), None, &mut buffer)
+                        .map_err(fail)?;
+                    if records == 0 {
+                        break;
+                    }
+                    let texts: Vec<Option<&str>> = buffer[..values]
+                        .iter()
+                        .map(|v: &parquet::data_type::ByteArray| std::str::from_utf8(v.data()).ok())
+                        .collect();
+                    let levels = Levels {
+                        levels: if present > 0 { &levels[..] } else { &[] },
+                        present,
+                    };
+                    sink(Batch::Texts(&texts, (records - values) as u64), levels);
+                }
+            }
+            ColumnReader::FixedLenByteArrayColumnReader(mut typed) => {
+                let mut buffer = Vec::with_capacity(CHUNK_ROWS);
+                loop {
+                    buffer.clear();
+                    levels.clear();
+                    let (records, values, _) = typed
+                        .read_records(CHUNK_ROWS, Some(&mut levels), None, &mut buffer)
+                        .map_err(fail)?;
+                    if records == 0 {
+                        break;
+                    }
+                    let texts: Vec<Option<&str>> = buffer[..values]
+                        .iter()
+                        .map(|v: &parquet::data_type::FixedLenByteArray| {
+                            std::str::from_utf8(v.data()).ok()
+                        })
+                        .collect();
+                    let levels = Levels {
+                        levels: if present > 0 { &levels[..] } else { &[] },
+                        present,
+                    };
+                    sink(Batch::Texts(&texts, (records - values) as u64), levels);
+                }
+            }
+            ColumnReader::Int96ColumnReader(_) => {
+                return Err(MonitorError::file(
+                    path,
+                    format!("column {i}: INT96 is not supported"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn profile_parquet_column(
+    path: &Path,
+    i: usize,
+    name: &str,
+    model: Option<&ColumnProfile>,
+) -> Result<ColumnProfile> {
+    let reader = open_parquet(path)?;
+    let physical = physical_kind(path, &reader, i)?;
+    // A numeric file column read for a categorical reference column becomes
+    // category text (codes stored as integers); the other way round is a
+    // type change the comparison reports.
+    let kind = match (physical, model.map(ColumnProfile::kind)) {
+        (ColumnKind::Numeric, Some(ColumnKind::Categorical)) => ColumnKind::Categorical,
+        (kind, _) => kind,
+    };
+    let model = model.filter(|m| m.kind() == kind);
+    let mut profile = ColumnProfile::new(name, kind, model);
+    read_parquet_column(path, &reader, i, |batch, _| match batch {
+        Batch::Numbers(values, nulls) => {
+            profile.push_numbers(values);
+            profile.push_nulls(nulls);
+        }
+        Batch::Texts(values, nulls) => {
+            for value in values {
+                match value {
+                    Some(text) => profile.push_category(text),
+                    None => {
+                        profile.count += 1;
+                        profile.types.texts += 1;
+                    }
+                }
+            }
+            profile.push_nulls(nulls);
+        }
+    })?;
+    profile.finish();
+    Ok(profile)
+}
+
+/// A whole column with one cell per row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cells {
+    /// Numbers, `None` for nulls.
+    Numbers(Vec<Option<f64>>),
+    /// Texts, `None` for nulls.
+    Texts(Vec<Option<String>>),
+}
+
+impl Cells {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Cells::Numbers(v) => v.len(),
+            Cells::Texts(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The cell at `row` as a number (text that parses counts).
+    pub fn number(&self, row: usize) -> Option<f64> {
+        match self {
+            Cells::Numbers(v) => v.get(row).copied().flatten(),
+            Cells::Texts(v) => v.get(row)?.as_deref()?.trim().parse().ok(),
+        }
+    }
+
+    /// The cell at `row` as text (numbers formatted like category labels).
+    pub fn text(&self, row: usize) -> Option<String> {
+        match self {
+            Cells::Numbers(v) => v
+                .get(row)
+                .copied()
+                .flatten()
+                .map(keel_learn::table::format_number),
+            Cells::Texts(v) => v.get(row).cloned().flatten(),
+        }
+    }
+}
+
+/// Reads the named columns of a (small) Parquet file into memory, one cell
+/// per row, nulls in place. Columns the file lacks are left out.
+pub fn read_parquet_cells(
+    path: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, Cells)>> {
+    let reader = open_parquet(path)?;
+    let schema = reader.metadata().file_metadata().schema_descr();
+    let mut out = Vec::new();
+    for i in 0..schema.num_columns() {
+        let name = schema.column(i).path().string();
+        if !wanted(&name) {
+            continue;
+        }
+        let mut cells = match physical_kind(path, &reader, i)? {
+            ColumnKind::Numeric => Cells::Numbers(Vec::new()),
+            ColumnKind::Categorical => Cells::Texts(Vec::new()),
+        };
+        read_parquet_column(path, &reader, i, |batch, levels| {
+            match (&mut cells, batch) {
+                (Cells::Numbers(out), Batch::Numbers(values, _)) => {
+                    spread(out, values.iter().map(|v| Some(*v)), &levels)
+                }
+                (Cells::Texts(out), Batch::Texts(values, _)) => {
+                    spread(out, values.iter().map(|v| v.map(str::to_string)), &levels)
+                }
+                _ => {}
+            }
+        })?;
+        out.push((name, cells));
+    }
+    Ok(out)
+}
+
+/// Places values at the rows whose level says "present", nulls elsewhere.
+fn spread<T>(
+    out: &mut Vec<Option<T>>,
+    mut values: impl Iterator<Item = Option<T>>,
+    levels: &Levels<'_>,
+) {
+    if levels.levels.is_empty() {
+        out.extend(values);
+        return;
+    }
+    for &level in levels.levels {
+        out.push(if level == levels.present {
+            values.next().flatten()
+        } else {
+            None
+        });
+    }
+}

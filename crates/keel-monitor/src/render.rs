@@ -1,0 +1,413 @@
+//! Rendering of reports: a terminal table and a self-contained HTML page
+//! (inline SVG, no external assets). JSON is the serde form of the types.
+
+use std::fmt::Write;
+
+use crate::drift::{ColumnVerdict, DriftReport, Status, format_p};
+use crate::window::WindowedReport;
+
+fn effect_text(verdict: &ColumnVerdict) -> String {
+    verdict
+        .effect_size
+        .map_or("-".into(), |e| format!("{e:.3}"))
+}
+
+/// A fixed-width table for terminals.
+pub fn table(report: &DriftReport) -> String {
+    let mut out = String::new();
+    let width = report
+        .columns
+        .iter()
+        .map(|c| c.column.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<11}  {:>8}  {:>6}  {:>9}  {:<9}  most changed",
+        "column", "kind", "effect", "min", "p (adj)", "verdict"
+    );
+    for c in &report.columns {
+        let verdict = match c.status {
+            Status::Drift => "DRIFT",
+            Status::NoDrift => "ok",
+            Status::NotTested => "untested",
+        };
+        let top = c
+            .top_contributors
+            .first()
+            .map(|b| {
+                format!(
+                    "{} {:.1}% -> {:.1}%",
+                    b.label,
+                    b.reference * 100.0,
+                    b.current * 100.0
+                )
+            })
+            .unwrap_or_else(|| {
+                if c.status == Status::NotTested {
+                    c.rule.clone()
+                } else {
+                    String::new()
+                }
+            });
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:<11}  {:>8}  {:>6}  {:>9}  {:<9}  {}",
+            c.column,
+            c.kind.as_str(),
+            effect_text(c),
+            c.threshold,
+            c.p_value_adjusted.map_or("-".into(), format_p),
+            verdict,
+            top
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nrows: reference {}, current {}",
+        report.reference_rows, report.current_rows
+    );
+    let _ = writeln!(
+        out,
+        "dataset: {} ({})",
+        if report.dataset.drifted {
+            "DRIFT"
+        } else {
+            "no drift"
+        },
+        report.dataset.rule
+    );
+    if report.quality.is_empty() {
+        let _ = writeln!(out, "quality: no findings");
+    } else {
+        let _ = writeln!(out, "quality findings:");
+        for finding in &report.quality {
+            let _ = writeln!(
+                out,
+                "  - [{}] {}",
+                serde_json::to_value(finding.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                finding.message
+            );
+        }
+    }
+    out
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Grouped bars of reference vs current shares per bin or category.
+fn distribution_svg(verdict: &ColumnVerdict) -> String {
+    let bins: Vec<_> = verdict.bins.iter().take(40).collect();
+    if bins.is_empty() {
+        return String::from("<p class=muted>no distribution to plot</p>");
+    }
+    let (w, h, pad) = (520.0, 150.0, 20.0);
+    let top = bins
+        .iter()
+        .map(|b| b.reference.max(b.current))
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let slot = (w - 2.0 * pad) / bins.len() as f64;
+    let mut svg = format!(
+        "<svg viewBox='0 0 {w} {}' width='{w}' height='{}' role='img'>",
+        h + 40.0,
+        h + 40.0
+    );
+    for (i, bin) in bins.iter().enumerate() {
+        let x = pad + i as f64 * slot;
+        for (k, (share, class)) in [(bin.reference, "ref"), (bin.current, "cur")]
+            .into_iter()
+            .enumerate()
+        {
+            let bh = share / top * h;
+            let _ = write!(
+                svg,
+                "<rect class='{class}' x='{:.1}' y='{:.1}' width='{:.1}' height='{:.1}'><title>{}: {class} {:.2}%</title></rect>",
+                x + k as f64 * slot * 0.45 + slot * 0.05,
+                pad + h - bh,
+                slot * 0.45,
+                bh,
+                escape(&bin.label),
+                share * 100.0
+            );
+        }
+    }
+    let first = bins.first().map(|b| escape(&b.label)).unwrap_or_default();
+    let last = bins.last().map(|b| escape(&b.label)).unwrap_or_default();
+    let _ = write!(
+        svg,
+        "<text x='{pad}' y='{}' class=axis>{first}</text><text x='{}' y='{}' class=axis text-anchor=end>{last}</text></svg>",
+        h + 36.0,
+        w - pad,
+        h + 36.0
+    );
+    svg
+}
+
+/// A line chart of several series over time (x = window start).
+pub fn lines_svg(
+    title: &str,
+    xs: &[i64],
+    series: &[(String, Vec<Option<f64>>)],
+    threshold: Option<f64>,
+) -> String {
+    let (w, h, pad) = (640.0, 180.0, 36.0);
+    let values: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.1.iter().flatten().copied())
+        .chain(threshold)
+        .collect();
+    if xs.is_empty() || values.is_empty() {
+        return format!("<h3>{}</h3><p class=muted>no data</p>", escape(title));
+    }
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = if hi > lo {
+        (lo.min(0.0), hi)
+    } else {
+        (lo - 1.0, hi + 1.0)
+    };
+    let (x0, x1) = (xs[0] as f64, *xs.last().unwrap_or(&xs[0]) as f64);
+    let px = |x: i64| {
+        pad + if x1 > x0 {
+            (x as f64 - x0) / (x1 - x0) * (w - 2.0 * pad)
+        } else {
+            (w - 2.0 * pad) / 2.0
+        }
+    };
+    let py = |y: f64| pad + (hi - y) / (hi - lo) * (h - pad);
+    let mut svg = format!(
+        "<h3>{}</h3><svg viewBox='0 0 {w} {}' width='{w}' height='{}'>",
+        escape(title),
+        h + 20.0,
+        h + 20.0
+    );
+    let _ = write!(
+        svg,
+        "<text x='2' y='{:.0}' class=axis>{hi:.3}</text><text x='2' y='{:.0}' class=axis>{lo:.3}</text>",
+        py(hi) + 4.0,
+        py(lo)
+    );
+    if let Some(t) = threshold {
+        let _ = write!(
+            svg,
+            "<line class=thr x1='{pad}' x2='{}' y1='{:.1}' y2='{:.1}'/>",
+            w - pad,
+            py(t),
+            py(t)
+        );
+    }
+    const COLORS: [&str; 6] = [
+        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
+    ];
+    for (k, (name, ys)) in series.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let points: Vec<String> = xs
+            .iter()
+            .zip(ys)
+            .filter_map(|(&x, y)| y.map(|y| format!("{:.1},{:.1}", px(x), py(y))))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline fill=none stroke='{color}' stroke-width=2 points='{}'><title>{}</title></polyline>",
+            points.join(" "),
+            escape(name)
+        );
+        let _ = write!(
+            svg,
+            "<text x='{}' y='{}' fill='{color}' class=axis>{}</text>",
+            pad + 120.0 * k as f64,
+            h + 16.0,
+            escape(name)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}\
+.drift{color:#b00;font-weight:600}.muted{color:#888}rect.ref{fill:#9bb7d4}rect.cur{fill:#e4863b}.axis{font-size:11px;fill:#555}\
+line.thr{stroke:#b00;stroke-dasharray:4 3}.col{display:inline-block;vertical-align:top;margin:8px 16px 16px 0}";
+
+/// A self-contained HTML page for a report, with time series when the
+/// report covers windows of a prediction log.
+pub fn html(report: &DriftReport, windows: Option<&WindowedReport>) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!doctype html><html><head><meta charset=utf-8><title>keel monitor report</title><style>{STYLE}</style></head><body>"
+    );
+    let _ = write!(
+        out,
+        "<h1>keel monitor report</h1><p>reference rows {}, current rows {}. <b class='{}'>Dataset: {}</b> — {}</p>",
+        report.reference_rows,
+        report.current_rows,
+        if report.dataset.drifted { "drift" } else { "" },
+        if report.dataset.drifted {
+            "DRIFT"
+        } else {
+            "no drift"
+        },
+        escape(&report.dataset.rule)
+    );
+    let _ = write!(
+        out,
+        "<p class=muted>Rule per column: drift = effect ≥ threshold AND {:?}-corrected p &lt; alpha. Numeric effect: Wasserstein-1 / σ(reference); categorical effect: Jensen–Shannon distance minus its small-sample bias. Reference in blue, current in orange.</p>",
+        report.settings.correction
+    );
+    if let Some(windows) = windows {
+        out.push_str(&windows_html(windows));
+    }
+    out.push_str("<h2>Columns</h2><table><tr><th>column</th><th>kind</th><th>effect</th><th>threshold</th><th>p (adjusted)</th><th>verdict</th><th>rule</th></tr>");
+    for c in &report.columns {
+        let _ = write!(
+            out,
+            "<tr><td><a href='#c-{0}'>{0}</a></td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td><td class='{5}'>{6}</td><td class=muted>{7}</td></tr>",
+            escape(&c.column),
+            c.kind.as_str(),
+            effect_text(c),
+            c.threshold,
+            c.p_value_adjusted.map_or("-".into(), format_p),
+            if c.drifted { "drift" } else { "" },
+            match c.status {
+                Status::Drift => "DRIFT",
+                Status::NoDrift => "ok",
+                Status::NotTested => "not tested",
+            },
+            escape(&c.rule)
+        );
+    }
+    out.push_str("</table><h2>Quality</h2>");
+    if report.quality.is_empty() {
+        out.push_str("<p>No findings.</p>");
+    } else {
+        out.push_str("<ul>");
+        for finding in &report.quality {
+            let _ = write!(out, "<li>{}</li>", escape(&finding.message));
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("<h2>Distributions</h2>");
+    for c in &report.columns {
+        let _ = write!(
+            out,
+            "<div class=col id='c-{0}'><h3 class='{1}'>{0}</h3>{2}</div>",
+            escape(&c.column),
+            if c.drifted { "drift" } else { "" },
+            distribution_svg(c)
+        );
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn windows_html(windows: &WindowedReport) -> String {
+    let mut out = String::from("<h2>Over time</h2>");
+    let xs: Vec<i64> = windows.windows.iter().map(|w| w.start_ms).collect();
+    let mut columns: Vec<&String> = windows
+        .windows
+        .iter()
+        .flat_map(|w| w.effects.keys())
+        .collect();
+    columns.sort();
+    columns.dedup();
+    // The columns that drifted most often, then the largest effects.
+    columns.sort_by_key(|c| {
+        std::cmp::Reverse(
+            windows
+                .windows
+                .iter()
+                .filter(|w| w.drifted_columns.contains(c))
+                .count(),
+        )
+    });
+    let series: Vec<(String, Vec<Option<f64>>)> = columns
+        .iter()
+        .take(5)
+        .map(|c| {
+            (
+                (*c).clone(),
+                windows
+                    .windows
+                    .iter()
+                    .map(|w| w.effects.get(*c).copied())
+                    .collect(),
+            )
+        })
+        .collect();
+    out.push_str(&lines_svg(
+        "Drift effect per window (top columns)",
+        &xs,
+        &series,
+        None,
+    ));
+    let rows: Vec<Option<f64>> = windows
+        .windows
+        .iter()
+        .map(|w| Some(w.rows as f64))
+        .collect();
+    out.push_str(&lines_svg(
+        "Predictions per window",
+        &xs,
+        &[("rows".into(), rows)],
+        None,
+    ));
+    let mut performance: Vec<(String, Vec<Option<f64>>)> = Vec::new();
+    let metric = windows
+        .windows
+        .iter()
+        .find_map(|w| w.performance.as_ref().map(|p| p.headline_name.clone()));
+    if let Some(metric) = metric {
+        performance.push((
+            format!("live {metric}"),
+            windows
+                .windows
+                .iter()
+                .map(|w| w.performance.as_ref().map(|p| p.headline))
+                .collect(),
+        ));
+    }
+    if windows
+        .windows
+        .iter()
+        .any(|w| w.estimated_accuracy.is_some())
+    {
+        performance.push((
+            "estimated accuracy (CBPE)".into(),
+            windows
+                .windows
+                .iter()
+                .map(|w| w.estimated_accuracy)
+                .collect(),
+        ));
+    }
+    out.push_str(&lines_svg(
+        "Performance per window",
+        &xs,
+        &performance,
+        windows.evaluation_headline,
+    ));
+    if !windows.change_points.is_empty() {
+        out.push_str("<h3>Change points (Page–Hinkley)</h3><ul>");
+        for point in &windows.change_points {
+            let _ = write!(
+                out,
+                "<li>{}: {}</li>",
+                escape(&point.stream),
+                escape(&point.message)
+            );
+        }
+        out.push_str("</ul>");
+    }
+    out
+}

@@ -1,0 +1,228 @@
+//! What `keel monitor watch` keeps between evaluations: Prometheus gauges
+//! of the latest window and the set of active alerts, so an alert is sent
+//! once when it starts (deduplicated) and a recovery notice once when it
+//! clears.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::drift::DriftReport;
+use crate::window::WindowedReport;
+
+/// An alert event for the sinks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertEvent {
+    /// `firing` or `resolved`.
+    pub status: &'static str,
+    /// Stable identity, e.g. `drift:num_03` or `quality:missing_rate_change:num_07`.
+    pub key: String,
+    /// Model name.
+    pub model: String,
+    /// One line for people.
+    pub message: String,
+    /// Window the decision came from (Unix ms), if any.
+    pub window_start_ms: Option<i64>,
+}
+
+/// Active alerts by key.
+#[derive(Debug, Default)]
+pub struct AlertState {
+    active: BTreeMap<String, String>,
+}
+
+/// The conditions of a report, by key.
+pub fn conditions(report: &DriftReport) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if report.dataset.drifted {
+        out.insert(
+            "drift:dataset".to_string(),
+            format!("dataset drift: {}", report.dataset.rule),
+        );
+    }
+    for column in report.columns.iter().filter(|c| c.drifted) {
+        out.insert(
+            format!("drift:{}", column.column),
+            format!("{} drifted: {}", column.column, column.rule),
+        );
+    }
+    for finding in &report.quality {
+        let kind = serde_json::to_value(finding.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let key = format!(
+            "quality:{kind}:{}",
+            finding.column.as_deref().unwrap_or("*")
+        );
+        out.insert(key, finding.message.clone());
+    }
+    out
+}
+
+impl AlertState {
+    /// Compares the conditions now with the active alerts: new ones fire,
+    /// ones that cleared resolve, continuing ones send nothing.
+    pub fn update(
+        &mut self,
+        model: &str,
+        now: BTreeMap<String, String>,
+        window_start_ms: Option<i64>,
+    ) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for (key, message) in &now {
+            if !self.active.contains_key(key) {
+                events.push(AlertEvent {
+                    status: "firing",
+                    key: key.clone(),
+                    model: model.to_string(),
+                    message: message.clone(),
+                    window_start_ms,
+                });
+            }
+        }
+        for (key, message) in &self.active {
+            if !now.contains_key(key) {
+                events.push(AlertEvent {
+                    status: "resolved",
+                    key: key.clone(),
+                    model: model.to_string(),
+                    message: format!("resolved: {message}"),
+                    window_start_ms,
+                });
+            }
+        }
+        self.active = now;
+        events
+    }
+}
+
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text exposition of the latest window.
+pub fn gauges(model: &str, report: &DriftReport, windows: &WindowedReport) -> String {
+    let m = label(model);
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{{model=\"{m}\"{labels}}} {value}");
+        }
+    };
+    let latest = windows.windows.last();
+    gauge(
+        "keel_monitor_window_rows",
+        "Predictions in the latest window.",
+        vec![(String::new(), latest.map_or(0.0, |w| w.rows as f64))],
+    );
+    gauge(
+        "keel_monitor_dataset_drift",
+        "1 when the drift policy fires on the latest window.",
+        vec![(String::new(), f64::from(u8::from(report.dataset.drifted)))],
+    );
+    gauge(
+        "keel_monitor_drifted_columns",
+        "Columns drifted in the latest window.",
+        vec![(String::new(), report.dataset.drifted_columns as f64)],
+    );
+    gauge(
+        "keel_monitor_column_effect",
+        "Drift effect size per column (W1/sd or debiased JS distance).",
+        report
+            .columns
+            .iter()
+            .filter_map(|c| Some((format!(",column=\"{}\"", label(&c.column)), c.effect_size?)))
+            .collect(),
+    );
+    gauge(
+        "keel_monitor_column_drift",
+        "1 when the column drifted in the latest window.",
+        report
+            .columns
+            .iter()
+            .map(|c| {
+                (
+                    format!(",column=\"{}\"", label(&c.column)),
+                    f64::from(u8::from(c.drifted)),
+                )
+            })
+            .collect(),
+    );
+    let mut kinds: BTreeMap<String, f64> = BTreeMap::new();
+    for finding in &report.quality {
+        let kind = serde_json::to_value(finding.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        *kinds.entry(kind).or_default() += 1.0;
+    }
+    gauge(
+        "keel_monitor_quality_findings",
+        "Data-quality findings in the latest window, by kind.",
+        kinds
+            .into_iter()
+            .map(|(k, v)| (format!(",kind=\"{k}\""), v))
+            .collect(),
+    );
+    if let Some(performance) = latest.and_then(|w| w.performance.as_ref()) {
+        let samples = performance
+            .metrics_scalars()
+            .into_iter()
+            .map(|(name, value)| (format!(",metric=\"{name}\""), value))
+            .collect();
+        gauge(
+            "keel_monitor_live_metric",
+            "Live metric from feedback in the latest window.",
+            samples,
+        );
+    }
+    if let Some(estimate) = latest.and_then(|w| w.estimated_accuracy) {
+        gauge(
+            "keel_monitor_estimated_accuracy",
+            "Label-free accuracy estimate (assumes calibration, no concept drift).",
+            vec![(String::new(), estimate)],
+        );
+    }
+    out
+}
+
+impl crate::window::Performance {
+    /// Flat metric values.
+    pub fn metrics_scalars(&self) -> Vec<(&'static str, f64)> {
+        self.metrics.scalars()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_fire_once_and_resolve() {
+        let mut state = AlertState::default();
+        let now = |keys: &[&str]| {
+            keys.iter()
+                .map(|k| (k.to_string(), format!("{k} happened")))
+                .collect()
+        };
+        let first = state.update("m", now(&["drift:a", "drift:dataset"]), None);
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|e| e.status == "firing"));
+        assert!(
+            state
+                .update("m", now(&["drift:a", "drift:dataset"]), None)
+                .is_empty()
+        );
+        let later = state.update("m", now(&["drift:a"]), Some(5));
+        assert_eq!(later.len(), 1);
+        assert_eq!(
+            (later[0].status, later[0].key.as_str()),
+            ("resolved", "drift:dataset")
+        );
+    }
+}

@@ -1,0 +1,595 @@
+//! Monitoring a served model over its prediction log (the format in
+//! `prediction-log-spec.md`): rows are cut into time windows by `ts_ms`,
+//! each window's inputs and outputs are profiled against the training
+//! profile and compared with it; feedback labels joined on
+//! `(request_id, row)` give live accuracy / F1 / AUC or RMSE / MAE per
+//! window, and a confidence-based (CBPE-style) estimate covers windows
+//! without labels. Page–Hinkley detectors on the per-row error and
+//! confidence streams localise changes in time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use keel_learn::metrics::{Metrics, classification_metrics, regression_metrics};
+use keel_learn::model::{Signature, Task};
+use serde::{Deserialize, Serialize};
+
+use crate::drift::{DriftConfig, DriftReport, compare};
+use crate::error::{MonitorError, Result};
+use crate::profile::{ColumnProfile, Profile};
+use crate::quality::{FindingKind, QualityFinding};
+use crate::read::{Cells, read_parquet_cells};
+
+/// The assumption under which the label-free estimate holds.
+pub const CBPE_ASSUMPTION: &str = "estimated accuracy = mean probability of the predicted class; valid only if the model's probabilities are calibrated and P(label | inputs) has not changed (no concept drift)";
+
+/// Parses `30s`, `10m`, `1h`, `1d` (or plain milliseconds) into milliseconds.
+pub fn parse_duration(text: &str) -> Result<i64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().map_err(|_| {
+        MonitorError::config(
+            "window",
+            format!("{text:?} is not a duration like 30s, 10m, 1h, 1d"),
+        )
+    })?;
+    let factor = match unit {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(MonitorError::config(
+                "window",
+                format!("unknown unit {unit:?} in {text:?} (ms, s, m, h, d)"),
+            ));
+        }
+    };
+    if number <= 0 {
+        return Err(MonitorError::config(
+            "window",
+            format!("{text:?} must be positive"),
+        ));
+    }
+    Ok(number * factor)
+}
+
+/// Live performance of one window (rows with feedback).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Performance {
+    /// Rows with a label.
+    pub labeled: u64,
+    /// Headline metric name (accuracy or rmse).
+    pub headline_name: String,
+    /// Its value.
+    pub headline: f64,
+    /// All metrics (accuracy, f1, roc_auc or rmse, mae, r2).
+    pub metrics: Metrics,
+}
+
+/// One time window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowSummary {
+    /// Start (inclusive), Unix ms.
+    pub start_ms: i64,
+    /// End (exclusive), Unix ms.
+    pub end_ms: i64,
+    /// Predicted rows.
+    pub rows: u64,
+    /// Whether the dataset policy says drift for this window.
+    pub drifted: bool,
+    /// Columns that drifted.
+    pub drifted_columns: Vec<String>,
+    /// Effect size per tested column.
+    pub effects: BTreeMap<String, f64>,
+    /// Quality findings of the window.
+    pub quality: Vec<QualityFinding>,
+    /// Live metrics from feedback, when any row has a label.
+    pub performance: Option<Performance>,
+    /// CBPE-style estimate (classification), see [`CBPE_ASSUMPTION`].
+    pub estimated_accuracy: Option<f64>,
+}
+
+/// A change located in time by a Page–Hinkley detector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangePoint {
+    /// Which stream (`error`, `confidence`).
+    pub stream: String,
+    /// When the detector fired (Unix ms).
+    pub detected_ms: i64,
+    /// Estimated start of the change: where the cumulative deviation was lowest.
+    pub started_ms: i64,
+    /// One line for people.
+    pub message: String,
+}
+
+/// The whole log report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowedReport {
+    /// Model name.
+    pub model: String,
+    /// Window length in ms.
+    pub window_ms: i64,
+    /// Windows with predictions, in time order (empty windows are not listed).
+    pub windows: Vec<WindowSummary>,
+    /// The model's evaluation headline (from metrics.json), for the drop.
+    pub evaluation_headline: Option<f64>,
+    /// Changes located by Page–Hinkley.
+    pub change_points: Vec<ChangePoint>,
+    /// The assumption of the label-free estimate.
+    pub cbpe_assumption: String,
+}
+
+/// Page–Hinkley test for an increase in the mean of a stream.
+#[derive(Debug, Clone)]
+pub struct PageHinkley {
+    delta: f64,
+    threshold: f64,
+    min_samples: u64,
+    n: u64,
+    mean: f64,
+    cumulative: f64,
+    minimum: f64,
+    minimum_at: i64,
+}
+
+impl PageHinkley {
+    /// `delta`: tolerated increase; `threshold`: alarm level (λ).
+    pub fn new(delta: f64, threshold: f64) -> Self {
+        PageHinkley {
+            delta,
+            threshold,
+            min_samples: 30,
+            n: 0,
+            mean: 0.0,
+            cumulative: 0.0,
+            minimum: 0.0,
+            minimum_at: 0,
+        }
+    }
+
+    /// Adds `x` observed at `ts`; returns the estimated start of the change
+    /// when the detector fires (it then starts afresh).
+    pub fn push(&mut self, x: f64, ts: i64) -> Option<i64> {
+        if !x.is_finite() {
+            return None;
+        }
+        self.n += 1;
+        self.mean += (x - self.mean) / self.n as f64;
+        self.cumulative += x - self.mean - self.delta;
+        if self.cumulative < self.minimum || self.n == 1 {
+            self.minimum = self.cumulative;
+            self.minimum_at = ts;
+        }
+        if self.n >= self.min_samples && self.cumulative - self.minimum > self.threshold {
+            let started = self.minimum_at;
+            *self = PageHinkley::new(self.delta, self.threshold);
+            return Some(started);
+        }
+        None
+    }
+}
+
+struct WindowState {
+    profile: Profile,
+    rows: u64,
+    invalid_outputs: u64,
+    confidence_sum: f64,
+    confidence_rows: u64,
+    class_truth: Vec<Option<usize>>,
+    class_predicted: Vec<usize>,
+    class_probabilities: Vec<Vec<f64>>,
+    value_truth: Vec<f64>,
+    value_predicted: Vec<f64>,
+}
+
+/// Where the log is and how to cut it.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// The log directory (`--log-dir`).
+    pub log_dir: PathBuf,
+    /// The model name (its sub-directory).
+    pub model: String,
+    /// Window length in ms.
+    pub window_ms: i64,
+    /// Drift policy.
+    pub config: DriftConfig,
+    /// Skip prediction files written before this time (Unix ms, from the
+    /// file name) and rows older than it: the sliding history of `watch`.
+    pub since_ms: Option<i64>,
+}
+
+fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(MonitorError::io(dir, error)),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| MonitorError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("part-") && name.ends_with(".parquet") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The `<unix_ms>` of a `part-<unix_ms>-<pid>-<seq>.parquet` name.
+fn file_time(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix("part-")?.split('-').next()?.parse().ok()
+}
+
+/// Feedback by `(request_id, row)`: label text or value; the latest arrival wins.
+type Feedback = HashMap<(String, i64), (i64, Option<String>, Option<f64>)>;
+
+fn read_feedback(dir: &Path) -> Result<Feedback> {
+    let mut feedback = Feedback::new();
+    for path in parquet_files(dir)? {
+        let columns: HashMap<String, Cells> = read_parquet_cells(&path, |n| {
+            matches!(n, "request_id" | "row" | "ts_ms" | "label" | "value")
+        })?
+        .into_iter()
+        .collect();
+        let (Some(ids), Some(rows)) = (columns.get("request_id"), columns.get("row")) else {
+            return Err(MonitorError::file(
+                &path,
+                "feedback file without request_id and row columns",
+            ));
+        };
+        for i in 0..ids.len() {
+            let (Some(id), Some(row)) = (ids.text(i), rows.number(i)) else {
+                continue;
+            };
+            let ts = columns
+                .get("ts_ms")
+                .and_then(|c| c.number(i))
+                .unwrap_or(0.0) as i64;
+            let label = columns.get("label").and_then(|c| c.text(i));
+            let value = columns.get("value").and_then(|c| c.number(i));
+            let entry = feedback
+                .entry((id, row as i64))
+                .or_insert((i64::MIN, None, None));
+            if ts >= entry.0 {
+                *entry = (ts, label, value);
+            }
+        }
+    }
+    Ok(feedback)
+}
+
+/// Reads the prediction and feedback logs of `options.model` and reports
+/// per window. Returns the report on the latest window (the one an alert
+/// or exit code should follow) and the whole series.
+pub fn windowed_report(
+    options: &LogOptions,
+    reference: &Profile,
+    signature: Option<&Signature>,
+    evaluation: Option<&Metrics>,
+) -> Result<(DriftReport, WindowedReport)> {
+    let model_dir = options.log_dir.join(&options.model);
+    let feedback = read_feedback(&model_dir.join("feedback"))?;
+    let mut files = parquet_files(&model_dir.join("predictions"))?;
+    if let Some(since) = options.since_ms {
+        files.retain(|path| file_time(path).is_none_or(|written| written >= since));
+    }
+    let classes: Vec<String> = signature.map(|s| s.classes.clone()).unwrap_or_default();
+    let task = signature.map(|s| s.task);
+    let target = signature.map(|s| s.target.clone());
+    // Reference columns monitored: inputs (logged as `input.NAME`) and outputs.
+    let monitored: Vec<&ColumnProfile> = reference
+        .columns
+        .iter()
+        .filter(|c| Some(&c.name) != target.as_ref())
+        .collect();
+    let log_name = |name: &str| {
+        if name.starts_with("output.") {
+            name.to_string()
+        } else {
+            format!("input.{name}")
+        }
+    };
+    let mut seen_columns: Vec<String> = Vec::new();
+    let mut windows: BTreeMap<i64, WindowState> = BTreeMap::new();
+    let mut error_detector = PageHinkley::new(0.005, 50.0);
+    let mut confidence_detector = PageHinkley::new(0.005, 50.0);
+    let mut change_points = Vec::new();
+    let target_scale = signature
+        .and_then(|s| s.training.value_summary)
+        .map(|v| v[1])
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0);
+    for path in &files {
+        let cells: HashMap<String, Cells> =
+            read_parquet_cells(path, |_| true)?.into_iter().collect();
+        let rows = cells.get("ts_ms").map_or(0, Cells::len);
+        let (Some(ts), Some(ids), Some(row_numbers)) = (
+            cells.get("ts_ms"),
+            cells.get("request_id"),
+            cells.get("row"),
+        ) else {
+            return Err(MonitorError::file(
+                path,
+                "prediction log file without ts_ms, request_id and row",
+            ));
+        };
+        for column in &monitored {
+            let name = log_name(&column.name);
+            if cells.contains_key(&name) && !seen_columns.contains(&column.name) {
+                seen_columns.push(column.name.clone());
+            }
+        }
+        let probabilities: Vec<Option<&Cells>> = classes
+            .iter()
+            .map(|c| cells.get(&format!("output.proba.{c}")))
+            .collect();
+        for row in 0..rows {
+            let Some(t) = ts.number(row) else { continue };
+            let t = t as i64;
+            if options.since_ms.is_some_and(|since| t < since) {
+                continue;
+            }
+            let start = t.div_euclid(options.window_ms) * options.window_ms;
+            let state = windows.entry(start).or_insert_with(|| WindowState {
+                profile: reference.template(),
+                rows: 0,
+                invalid_outputs: 0,
+                confidence_sum: 0.0,
+                confidence_rows: 0,
+                class_truth: Vec::new(),
+                class_predicted: Vec::new(),
+                class_probabilities: Vec::new(),
+                value_truth: Vec::new(),
+                value_predicted: Vec::new(),
+            });
+            state.rows += 1;
+            for column in state.profile.columns.iter_mut() {
+                let Some(source) = cells.get(&log_name(&column.name)) else {
+                    continue;
+                };
+                match column.kind() {
+                    crate::profile::ColumnKind::Numeric => column.push_number(source.number(row)),
+                    crate::profile::ColumnKind::Categorical => match source.text(row) {
+                        Some(text) => column.push_category(&text),
+                        None => column.push_nulls(1),
+                    },
+                }
+            }
+            state.profile.rows += 1;
+            let score = cells.get("output.score").and_then(|c| c.number(row));
+            let value = cells.get("output.value").and_then(|c| c.number(row));
+            let proba_bad = probabilities
+                .iter()
+                .flatten()
+                .any(|c| c.number(row).is_some_and(|p| !p.is_finite()));
+            if score.is_some_and(|s| !s.is_finite())
+                || value.is_some_and(|v| !v.is_finite())
+                || proba_bad
+            {
+                state.invalid_outputs += 1;
+            }
+            if let Some(score) = score.filter(|s| s.is_finite()) {
+                state.confidence_sum += score;
+                state.confidence_rows += 1;
+                if let Some(started) = confidence_detector.push(1.0 - score, t) {
+                    change_points.push(ChangePoint {
+                        stream: "confidence".into(),
+                        detected_ms: t,
+                        started_ms: started,
+                        message: format!("mean confidence fell; change began near {started} ms, detected at {t} ms"),
+                    });
+                }
+            }
+            let key = match (ids.text(row), row_numbers.number(row)) {
+                (Some(id), Some(r)) => (id, r as i64),
+                _ => continue,
+            };
+            let Some((_, label, truth_value)) = feedback.get(&key) else {
+                continue;
+            };
+            let error = match task {
+                Some(Task::Classification) | None if label.is_some() => {
+                    let predicted_label = cells.get("output.label").and_then(|c| c.text(row));
+                    let Some(predicted) = predicted_label
+                        .as_ref()
+                        .and_then(|l| classes.iter().position(|c| c == l))
+                    else {
+                        continue;
+                    };
+                    let truth = label
+                        .as_ref()
+                        .and_then(|l| classes.iter().position(|c| c == l));
+                    let mut p: Vec<f64> = probabilities
+                        .iter()
+                        .map(|c| c.and_then(|c| c.number(row)).unwrap_or(f64::NAN))
+                        .collect();
+                    if p.iter().any(|x| !x.is_finite()) {
+                        let s = score.filter(|s| s.is_finite()).unwrap_or(1.0);
+                        let rest = if classes.len() > 1 {
+                            (1.0 - s) / (classes.len() - 1) as f64
+                        } else {
+                            0.0
+                        };
+                        p = (0..classes.len())
+                            .map(|k| if k == predicted { s } else { rest })
+                            .collect();
+                    }
+                    state.class_truth.push(truth);
+                    state.class_predicted.push(predicted);
+                    state.class_probabilities.push(p);
+                    f64::from(u8::from(truth != Some(predicted)))
+                }
+                _ => {
+                    let (Some(truth), Some(predicted)) = (*truth_value, value) else {
+                        continue;
+                    };
+                    state.value_truth.push(truth);
+                    state.value_predicted.push(predicted);
+                    (truth - predicted).abs() / target_scale
+                }
+            };
+            if let Some(started) = error_detector.push(error, t) {
+                change_points.push(ChangePoint {
+                    stream: "error".into(),
+                    detected_ms: t,
+                    started_ms: started,
+                    message: format!(
+                        "error rate rose; change began near {started} ms, detected at {t} ms"
+                    ),
+                });
+            }
+        }
+    }
+    // Only the columns the log carries are compared.
+    let keep = |profile: &Profile| -> Profile {
+        let mut p = profile.clone();
+        p.columns.retain(|c| seen_columns.contains(&c.name));
+        p.correlations = None;
+        p
+    };
+    let reduced_reference = keep(reference);
+    let missing_inputs: Vec<String> = monitored
+        .iter()
+        .filter(|c| !c.name.starts_with("output.") && !seen_columns.contains(&c.name))
+        .map(|c| c.name.clone())
+        .collect();
+    let mut summaries = Vec::new();
+    let mut latest: Option<DriftReport> = None;
+    for (start, state) in &windows {
+        let current = keep(&state.profile);
+        let mut report = compare(&reduced_reference, &current, &options.config)?;
+        for name in &missing_inputs {
+            report.quality.push(QualityFinding {
+                kind: FindingKind::MissingColumn,
+                column: Some(name.clone()),
+                reference: None,
+                current: None,
+                message: format!("input {name} is not in the prediction log"),
+            });
+        }
+        if state.invalid_outputs > 0 {
+            report.quality.push(QualityFinding {
+                kind: FindingKind::InvalidOutput,
+                column: None,
+                reference: Some(0.0),
+                current: Some(state.invalid_outputs as f64 / state.rows as f64),
+                message: format!(
+                    "{} predictions with NaN or infinite outputs",
+                    state.invalid_outputs
+                ),
+            });
+        }
+        let performance = if !state.class_predicted.is_empty() {
+            let m = classification_metrics(
+                &classes,
+                &state.class_truth,
+                &state.class_predicted,
+                &state.class_probabilities,
+            );
+            Some(Performance {
+                labeled: state.class_predicted.len() as u64,
+                headline_name: "accuracy".into(),
+                headline: m.accuracy,
+                metrics: Metrics::Classification(m),
+            })
+        } else if !state.value_truth.is_empty() {
+            let m = regression_metrics(&state.value_truth, &state.value_predicted);
+            Some(Performance {
+                labeled: state.value_truth.len() as u64,
+                headline_name: "rmse".into(),
+                headline: m.rmse,
+                metrics: Metrics::Regression(m),
+            })
+        } else {
+            None
+        };
+        summaries.push(WindowSummary {
+            start_ms: *start,
+            end_ms: start + options.window_ms,
+            rows: state.rows,
+            drifted: report.dataset.drifted,
+            drifted_columns: report
+                .columns
+                .iter()
+                .filter(|c| c.drifted)
+                .map(|c| c.column.clone())
+                .collect(),
+            effects: report
+                .columns
+                .iter()
+                .filter_map(|c| Some((c.column.clone(), c.effect_size?)))
+                .collect(),
+            quality: report.quality.clone(),
+            performance,
+            estimated_accuracy: (task != Some(Task::Regression) && state.confidence_rows > 0)
+                .then(|| state.confidence_sum / state.confidence_rows as f64),
+        });
+        latest = Some(report);
+    }
+    let latest = match latest {
+        Some(report) => report,
+        None => {
+            let empty = reduced_reference.template();
+            compare(&reduced_reference, &empty, &options.config)?
+        }
+    };
+    let evaluation_headline = evaluation.map(|m| match m {
+        Metrics::Classification(c) => c.accuracy,
+        Metrics::Regression(r) => r.rmse,
+    });
+    Ok((
+        latest,
+        WindowedReport {
+            model: options.model.clone(),
+            window_ms: options.window_ms,
+            windows: summaries,
+            evaluation_headline,
+            change_points,
+            cbpe_assumption: CBPE_ASSUMPTION.into(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h").unwrap(), 3_600_000);
+        assert_eq!(parse_duration("10m").unwrap(), 600_000);
+        assert_eq!(parse_duration("250").unwrap(), 250);
+        assert!(
+            parse_duration("1w")
+                .unwrap_err()
+                .to_string()
+                .contains("window")
+        );
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn page_hinkley_locates_a_rise_in_error_rate() {
+        let mut detector = PageHinkley::new(0.005, 40.0);
+        let mut rng = keel_learn::rng::Rng::new(3);
+        let mut fired = None;
+        for t in 0..4000i64 {
+            let p = if t < 2000 { 0.1 } else { 0.4 };
+            let x = f64::from(u8::from(rng.next_f64() < p));
+            if let Some(start) = detector.push(x, t) {
+                fired = Some((t, start));
+                break;
+            }
+        }
+        let (detected, started) = fired.expect("fires after the change");
+        assert!(detected > 2000 && detected < 2500, "{detected}");
+        assert!((1900..=2100).contains(&started), "{started}");
+    }
+}

@@ -1,0 +1,501 @@
+//! Where models come from: a local path, or `models:/NAME/VERSION` and
+//! `models:/NAME@ALIAS` resolved through a keel (or MLflow) tracking server's
+//! REST API, downloaded through its artifact proxy into a local cache, and
+//! followed through keel's registry change feed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::ServeError;
+use crate::predlog::safe_name;
+
+/// A model reference given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelUri {
+    /// A folder or file on disk.
+    Path(PathBuf),
+    /// `models:/NAME/VERSION`.
+    Version {
+        /// Registered model name.
+        name: String,
+        /// Version number.
+        version: String,
+    },
+    /// `models:/NAME@ALIAS`: followed as the alias moves.
+    Alias {
+        /// Registered model name.
+        name: String,
+        /// Alias.
+        alias: String,
+    },
+}
+
+impl ModelUri {
+    /// Parses `models:/NAME/VERSION`, `models:/NAME@ALIAS` or a path.
+    pub fn parse(text: &str) -> Result<ModelUri, ServeError> {
+        let Some(rest) = text.strip_prefix("models:/") else {
+            return Ok(ModelUri::Path(PathBuf::from(text)));
+        };
+        let bad = || {
+            ServeError::Config(format!(
+                "model URI {text:?}: expected models:/NAME/VERSION or models:/NAME@ALIAS"
+            ))
+        };
+        if let Some((name, alias)) = rest.rsplit_once('@') {
+            if name.is_empty() || alias.is_empty() || alias.contains('/') {
+                return Err(bad());
+            }
+            return Ok(ModelUri::Alias {
+                name: name.to_string(),
+                alias: alias.to_string(),
+            });
+        }
+        let (name, version) = rest.rsplit_once('/').ok_or_else(bad)?;
+        if name.is_empty() || version.is_empty() || !version.chars().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        Ok(ModelUri::Version {
+            name: name.to_string(),
+            version: version.to_string(),
+        })
+    }
+
+    /// Whether resolving it needs a tracking server.
+    pub fn needs_registry(&self) -> bool {
+        !matches!(self, ModelUri::Path(_))
+    }
+}
+
+/// A client of the tracking server's registry and artifact proxy.
+#[derive(Clone)]
+pub struct Registry {
+    base: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+/// One page of the registry change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changes {
+    /// The registry's change counter now.
+    pub registry_version: i64,
+    /// Names of the registered models the changes touched.
+    pub names: Vec<String>,
+}
+
+const MAX_FILES: usize = 1000;
+const MAX_DEPTH: usize = 4;
+
+impl Registry {
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:5000`).
+    pub fn new(base: &str, token: Option<String>) -> Result<Registry, ServeError> {
+        let base = base.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ServeError::Config(format!(
+                "tracking URI {base:?} must be http:// or https:// (set --tracking-uri or MLFLOW_TRACKING_URI)"
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ServeError::Registry(format!("HTTP client: {e}")))?;
+        Ok(Registry {
+            base,
+            token,
+            client,
+        })
+    }
+
+    async fn get(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<reqwest::Response, ServeError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.client.get(&url).query(query).timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ServeError::Registry(format!("GET {url}: {e}")))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(ServeError::Registry(format!(
+                "GET {url}: HTTP {status}: {}",
+                body.chars().take(500).collect::<String>()
+            )));
+        }
+        Ok(response)
+    }
+
+    async fn get_json(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Value, ServeError> {
+        let url = format!("{}{path}", self.base);
+        self.get(path, query, timeout)
+            .await?
+            .json()
+            .await
+            .map_err(|e| ServeError::Registry(format!("GET {url}: invalid JSON: {e}")))
+    }
+
+    /// The version an alias points at.
+    pub async fn version_by_alias(&self, name: &str, alias: &str) -> Result<String, ServeError> {
+        let reply = self
+            .get_json(
+                "/api/2.0/mlflow/registered-models/alias",
+                &[("name", name), ("alias", alias)],
+                Duration::from_secs(30),
+            )
+            .await?;
+        version_field(&reply).ok_or_else(|| {
+            ServeError::Registry(format!(
+                "alias {name}@{alias}: no model_version.version in the reply"
+            ))
+        })
+    }
+
+    /// The registry's change counter and the model names changed after `since`,
+    /// waiting up to `timeout` for a change.
+    pub async fn changes(&self, since: i64, timeout: Duration) -> Result<Changes, ServeError> {
+        let since_text = since.to_string();
+        let timeout_text = timeout.as_millis().to_string();
+        let reply = self
+            .get_json(
+                "/api/2.0/keel/registry/changes",
+                &[("since", &since_text), ("timeout_ms", &timeout_text)],
+                timeout + Duration::from_secs(15),
+            )
+            .await?;
+        let registry_version = reply
+            .get("registry_version")
+            .and_then(|v| {
+                v.as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+            .ok_or_else(|| {
+                ServeError::Registry("change feed reply has no registry_version".into())
+            })?;
+        let names = reply
+            .get("changes")
+            .and_then(Value::as_array)
+            .map(|changes| {
+                changes
+                    .iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Changes {
+            registry_version,
+            names,
+        })
+    }
+
+    /// Downloads version `version` of `name` into `cache/<name>/<version>/`
+    /// (reused when already complete) and returns the folder.
+    pub async fn download(
+        &self,
+        name: &str,
+        version: &str,
+        cache: &Path,
+    ) -> Result<PathBuf, ServeError> {
+        let target = cache.join(safe_name(name)).join(safe_name(version));
+        if target.join(COMPLETE_MARKER).is_file() {
+            return Ok(target);
+        }
+        let reply = self
+            .get_json(
+                "/api/2.0/mlflow/model-versions/get-download-uri",
+                &[("name", name), ("version", version)],
+                Duration::from_secs(30),
+            )
+            .await?;
+        let uri = reply
+            .get("artifact_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ServeError::Registry(format!("{name}/{version}: no artifact_uri in the reply"))
+            })?
+            .to_string();
+        let parent = target
+            .parent()
+            .ok_or_else(|| ServeError::Config("cache folder has no parent".into()))?
+            .to_path_buf();
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(|e| ServeError::io(&parent, e))?;
+        let staging = parent.join(format!(
+            ".download-{}-{}-{}",
+            safe_name(version),
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let result = self.fetch_tree(&uri, &staging).await;
+        if let Err(error) = result {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            return Err(error);
+        }
+        tokio::fs::write(staging.join(COMPLETE_MARKER), uri.as_bytes())
+            .await
+            .map_err(|e| ServeError::io(&staging, e))?;
+        if tokio::fs::rename(&staging, &target).await.is_err() {
+            // Another download finished first: keep it.
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+            if !target.join(COMPLETE_MARKER).is_file() {
+                return Err(ServeError::io(
+                    &target,
+                    std::io::Error::other("cannot move the download into place"),
+                ));
+            }
+        }
+        Ok(target)
+    }
+
+    /// Copies everything under artifact URI `uri` into `folder`.
+    async fn fetch_tree(&self, uri: &str, folder: &Path) -> Result<(), ServeError> {
+        if let Some(root) = uri.strip_prefix("mlflow-artifacts:") {
+            let root = root
+                .trim_start_matches('/')
+                .trim_end_matches('/')
+                .to_string();
+            let mut pending = vec![(String::new(), 0usize)];
+            let mut files = 0usize;
+            while let Some((relative, depth)) = pending.pop() {
+                let listed = join(&root, &relative);
+                let reply = self
+                    .get_json(
+                        "/api/2.0/mlflow-artifacts/artifacts",
+                        &[("path", &listed)],
+                        Duration::from_secs(60),
+                    )
+                    .await?;
+                let entries = reply
+                    .get("files")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for entry in entries {
+                    let Some(path) = entry.get("path").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    // The proxy lists names relative to the folder asked for.
+                    let name = path.rsplit('/').next().unwrap_or(path);
+                    if name.is_empty() || name == "." || name == ".." {
+                        continue;
+                    }
+                    let child = join(&relative, name);
+                    if entry
+                        .get("is_dir")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                    {
+                        if depth + 1 < MAX_DEPTH {
+                            pending.push((child, depth + 1));
+                        }
+                        continue;
+                    }
+                    files += 1;
+                    if files > MAX_FILES {
+                        return Err(ServeError::Registry(format!(
+                            "{uri}: more than {MAX_FILES} files"
+                        )));
+                    }
+                    self.fetch_file(&join(&root, &child), &folder.join(&child))
+                        .await?;
+                }
+            }
+            if files == 0 {
+                return Err(ServeError::Registry(format!("{uri}: no files")));
+            }
+            return Ok(());
+        }
+        let local = uri.strip_prefix("file://").unwrap_or(uri);
+        if Path::new(local).is_absolute() && Path::new(local).exists() {
+            return copy_local(Path::new(local), folder).await;
+        }
+        Err(ServeError::Registry(format!(
+            "artifact URI {uri:?} is neither served by the tracking server's artifact proxy (mlflow-artifacts:/...) nor a local folder"
+        )))
+    }
+
+    async fn fetch_file(&self, artifact: &str, destination: &Path) -> Result<(), ServeError> {
+        use tokio::io::AsyncWriteExt;
+        let encoded: String = artifact
+            .split('/')
+            .map(|segment| {
+                segment
+                    .bytes()
+                    .map(|b| {
+                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                            (b as char).to_string()
+                        } else {
+                            format!("%{b:02X}")
+                        }
+                    })
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let mut response = self
+            .get(
+                &format!("/api/2.0/mlflow-artifacts/artifacts/{encoded}"),
+                &[],
+                Duration::from_secs(600),
+            )
+            .await?;
+        if let Some(parent) = destination.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| ServeError::io(parent, e))?;
+        }
+        let mut file = tokio::fs::File::create(destination)
+            .await
+            .map_err(|e| ServeError::io(destination, e))?;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| ServeError::Registry(format!("downloading {artifact}: {e}")))?
+        {
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| ServeError::io(destination, e))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| ServeError::io(destination, e))
+    }
+}
+
+/// Marks a fully downloaded cache folder.
+const COMPLETE_MARKER: &str = ".keel-download-complete";
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+fn version_field(reply: &Value) -> Option<String> {
+    let version = reply.get("model_version")?.get("version")?;
+    match version {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+async fn copy_local(source: &Path, folder: &Path) -> Result<(), ServeError> {
+    let source = source.to_path_buf();
+    let folder = folder.to_path_buf();
+    tokio::task::spawn_blocking(move || copy_tree(&source, &folder, 0))
+        .await
+        .map_err(|e| ServeError::Registry(format!("copy task: {e}")))?
+}
+
+fn copy_tree(source: &Path, folder: &Path, depth: usize) -> Result<(), ServeError> {
+    std::fs::create_dir_all(folder).map_err(|e| ServeError::io(folder, e))?;
+    if source.is_file() {
+        let name = source.file_name().unwrap_or_default();
+        std::fs::copy(source, folder.join(name)).map_err(|e| ServeError::io(source, e))?;
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(source)
+        .map_err(|e| ServeError::io(source, e))?
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            if depth + 1 < MAX_DEPTH {
+                copy_tree(&path, &folder.join(entry.file_name()), depth + 1)?;
+            }
+        } else {
+            std::fs::copy(&path, folder.join(entry.file_name()))
+                .map_err(|e| ServeError::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The folder (at most two levels down) holding `model.json` or a `.onnx` file.
+pub fn find_model_folder(root: &Path) -> PathBuf {
+    let holds_model = |dir: &Path| {
+        dir.join("model.json").is_file()
+            || std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    e.path()
+                        .extension()
+                        .is_some_and(|x| x.eq_ignore_ascii_case("onnx"))
+                })
+    };
+    if !root.is_dir() || holds_model(root) {
+        return root.to_path_buf();
+    }
+    let mut level = vec![root.to_path_buf()];
+    for _ in 0..2 {
+        let mut next = Vec::new();
+        for dir in &level {
+            let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect();
+            children.sort();
+            for child in children {
+                if holds_model(&child) {
+                    return child;
+                }
+                next.push(child);
+            }
+        }
+        level = next;
+    }
+    root.to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_uris() {
+        assert_eq!(
+            ModelUri::parse("models:/risk@production").unwrap(),
+            ModelUri::Alias {
+                name: "risk".into(),
+                alias: "production".into()
+            }
+        );
+        assert_eq!(
+            ModelUri::parse("models:/risk/3").unwrap(),
+            ModelUri::Version {
+                name: "risk".into(),
+                version: "3".into()
+            }
+        );
+        assert_eq!(
+            ModelUri::parse("./model").unwrap(),
+            ModelUri::Path("./model".into())
+        );
+        for bad in ["models:/risk", "models:/risk/x", "models:/@a", "models:/r@"] {
+            assert!(ModelUri::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Registry::new("ftp://x", None).is_err());
+    }
+}

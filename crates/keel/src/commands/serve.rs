@@ -1,0 +1,163 @@
+//! `keel serve MODEL_URI`: the model server (MLflow scoring protocol, Open
+//! Inference Protocol, Prometheus metrics, Parquet prediction log).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use keel_serve::{EnginePreference, Policy, ServeConfig};
+
+use super::server::shutdown_signal;
+
+/// Flags follow `mlflow models serve` where it has them.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// `models:/NAME@ALIAS` (followed as it moves), `models:/NAME/VERSION`, or a
+    /// path: a keel model folder, a folder with one .onnx file, or a .onnx file.
+    pub model_uri: String,
+    /// Address to listen on; anything but loopback needs --auth-token.
+    #[arg(long, short = 'H', default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, short, default_value_t = 8080)]
+    pub port: u16,
+    /// Tracking server that resolves models:/ URIs.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub tracking_uri: Option<String>,
+    /// Bearer token for the tracking server.
+    #[arg(long, env = "MLFLOW_TRACKING_TOKEN", hide_env_values = true)]
+    pub tracking_token: Option<String>,
+    /// Name to serve and log a local model under (default: its folder or file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on every request but health checks.
+    #[arg(long, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Listen on a non-loopback address without a token (not recommended).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+    /// Engine for keel model folders: auto (native) or onnx (their model.onnx in ONNX Runtime).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "onnx"])]
+    pub engine: String,
+    /// ONNX Runtime shared library (else KEEL_ONNXRUNTIME_LIB, ORT_DYLIB_PATH).
+    #[arg(long)]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// Challenger model URI that answers --canary-share of the requests.
+    #[arg(long)]
+    pub canary: Option<String>,
+    /// Share of requests routed to --canary (0..1).
+    #[arg(long, default_value_t = 0.1)]
+    pub canary_share: f64,
+    /// Model URI mirrored off the hot path (logged as role "shadow", never returned).
+    #[arg(long)]
+    pub shadow: Option<String>,
+    /// Prediction and feedback log folder.
+    #[arg(long, default_value = "keel-logs")]
+    pub log_dir: PathBuf,
+    /// Turn the prediction log off.
+    #[arg(long)]
+    pub no_log: bool,
+    /// Longest time (ms) a logged row waits in memory before it is in a file.
+    #[arg(long, default_value_t = 1000)]
+    pub log_flush_ms: u64,
+    /// Where downloaded model versions are cached.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Missing input column: reject | flag | ignore.
+    #[arg(long, default_value = "reject", value_parser = POLICIES)]
+    pub on_missing_column: String,
+    /// Column the model does not take: reject | flag | ignore.
+    #[arg(long, default_value = "flag", value_parser = POLICIES)]
+    pub on_extra_column: String,
+    /// Value of the wrong type: reject | flag | ignore.
+    #[arg(long, default_value = "reject", value_parser = POLICIES)]
+    pub on_wrong_type: String,
+    /// Null or empty value: reject | flag | ignore.
+    #[arg(long, default_value = "flag", value_parser = POLICIES)]
+    pub on_null: String,
+    /// Number outside the training range: reject | flag | ignore.
+    #[arg(long, default_value = "flag", value_parser = POLICIES)]
+    pub on_out_of_range: String,
+    /// Category not seen in training: reject | flag | ignore.
+    #[arg(long, default_value = "flag", value_parser = POLICIES)]
+    pub on_unknown_category: String,
+    /// NaN or infinite prediction: reject (HTTP 500 naming the rows) | flag (null + x-keel-flags) | ignore.
+    #[arg(long, default_value = "reject", value_parser = POLICIES)]
+    pub on_nan_output: String,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most rows in one request.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_rows: usize,
+    /// Requests handled at once; more get 503.
+    #[arg(long, default_value_t = 1024)]
+    pub max_concurrency: usize,
+    /// Longest time for one request, in ms (504 beyond).
+    #[arg(long, default_value_t = 30_000)]
+    pub timeout_ms: u64,
+}
+
+const POLICIES: [&str; 3] = ["reject", "flag", "ignore"];
+
+fn policy(text: &str) -> Policy {
+    Policy::parse(text).unwrap_or(Policy::Reject)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(library) = &args.onnxruntime_lib {
+        keel_engine::set_onnxruntime_library(library.clone());
+    }
+    let mut config = ServeConfig::new(&args.model_uri);
+    config.host = args.host;
+    config.port = args.port;
+    config.tracking_uri = args.tracking_uri;
+    config.tracking_token = args.tracking_token;
+    config.model_name = args.name;
+    config.auth_token = args.auth_token;
+    config.allow_unauthenticated = args.allow_unauthenticated;
+    config.engine = match args.engine.as_str() {
+        "onnx" => EnginePreference::Onnx,
+        _ => EnginePreference::Auto,
+    };
+    config.canary = args.canary.map(|uri| (uri, args.canary_share));
+    config.shadow = args.shadow;
+    config.log_dir = (!args.no_log).then_some(args.log_dir);
+    config.log_flush_interval = Duration::from_millis(args.log_flush_ms.clamp(10, 1000));
+    if let Some(cache) = args.cache_dir {
+        config.cache_dir = cache;
+    }
+    let policies = &mut config.policies;
+    policies.missing_column = policy(&args.on_missing_column);
+    policies.extra_column = policy(&args.on_extra_column);
+    policies.wrong_type = policy(&args.on_wrong_type);
+    policies.null = policy(&args.on_null);
+    policies.out_of_range = policy(&args.on_out_of_range);
+    policies.unknown_category = policy(&args.on_unknown_category);
+    policies.nan_output = policy(&args.on_nan_output);
+    config.max_body_bytes = args.max_body_bytes;
+    config.max_rows = args.max_rows;
+    config.max_concurrency = args.max_concurrency;
+    config.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
+    let server = keel_serve::bind(config).await?;
+    let (name, version) = server.primary();
+    tracing::info!(address = %server.addr, name, version, "keel serve listening");
+    eprintln!(
+        "keel serve: {name} version {version} on http://{}",
+        server.addr
+    );
+    server
+        .serve(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("keel serve stopped; prediction log written");
+    Ok(ExitCode::SUCCESS)
+}
