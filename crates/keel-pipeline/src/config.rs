@@ -30,6 +30,26 @@ pub enum Action {
     Cmd { template: String, command: String },
     /// The built-in data validation step.
     Validate { data: PathRef, schema: PathRef },
+    /// The built-in feature validation step: new training data against a
+    /// reference profile (keel-monitor's `validate_training_data`).
+    FeatureCheck {
+        data: PathRef,
+        reference: Reference,
+        /// The label column (its class balance is compared; it is not a feature).
+        label: Option<String>,
+        /// keel-monitor's `ValidationConfig` fields, as JSON (defaults for the rest).
+        thresholds: serde_json::Value,
+    },
+}
+
+/// Which profile a feature check compares with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reference {
+    /// The `profile.json` stored with the model version holding `@production`
+    /// (fetched by `keel run` before the stages start).
+    Production,
+    /// A profile JSON file in the project.
+    File(PathRef),
 }
 
 /// One stage of the pipeline.
@@ -49,12 +69,39 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// The data a built-in check step (validate, feature_check) examines.
+    pub fn checked_data(&self) -> Option<&PathRef> {
+        match &self.action {
+            Action::Validate { data, .. } | Action::FeatureCheck { data, .. } => Some(data),
+            Action::Cmd { .. } => None,
+        }
+    }
+
     /// The command as recorded in the lock file.
     pub fn command_text(&self) -> String {
         match &self.action {
             Action::Cmd { command, .. } => command.clone(),
             Action::Validate { data, schema } => {
                 format!("keel validate {} --schema {}", data.path, schema.path)
+            }
+            Action::FeatureCheck {
+                data,
+                reference,
+                label,
+                thresholds,
+            } => {
+                let reference = match reference {
+                    Reference::Production => "production".to_string(),
+                    Reference::File(path) => path.path.clone(),
+                };
+                let label = label
+                    .as_deref()
+                    .map(|label| format!(" --label {label}"))
+                    .unwrap_or_default();
+                format!(
+                    "keel feature-check {} --reference {reference}{label} --thresholds {thresholds}",
+                    data.path
+                )
             }
         }
     }
@@ -230,7 +277,14 @@ impl Pipeline {
 }
 
 const STAGE_FIELDS: &[&str] = &[
-    "cmd", "validate", "deps", "outs", "params", "metrics", "desc",
+    "cmd",
+    "validate",
+    "feature_check",
+    "deps",
+    "outs",
+    "params",
+    "metrics",
+    "desc",
 ];
 
 fn parse_stage(
@@ -282,52 +336,89 @@ fn parse_stage(
         }
     }
 
-    let action = match (yaml::get(entries, "cmd"), yaml::get(entries, "validate")) {
-        (Some(cmd), None) => {
-            let template = cmd.as_string(file)?;
-            let (command, used) = interpolate(&template, all_params).map_err(|message| {
-                YamlError::new(file, cmd.pos, format!("stage `{name}`: {message}"))
-            })?;
-            for key in used {
-                let value = all_params[&key].clone();
-                params.insert(key, value);
-            }
-            Action::Cmd { template, command }
+    let builtins: Vec<&Node> = ["cmd", "validate", "feature_check"]
+        .iter()
+        .filter_map(|field| yaml::get(entries, field))
+        .collect();
+    if builtins.len() > 1 {
+        return Err(YamlError::new(
+            file,
+            builtins[1].pos,
+            format!("stage `{name}` needs exactly one of `cmd`, `validate`, `feature_check`"),
+        )
+        .into());
+    }
+    let add_dep = |deps: &mut Vec<PathRef>, path: &PathRef| {
+        if !deps.iter().any(|dep| dep.path == path.path) {
+            deps.push(path.clone());
         }
-        (None, Some(validate)) => {
-            let spec = validate.as_map(file)?;
-            yaml::only_keys(spec, &["data", "schema"], file, "validate")?;
-            let field = |field: &str| -> Result<PathRef> {
-                let node = yaml::get(spec, field).ok_or_else(|| {
-                    YamlError::new(file, validate.pos, format!("validate needs `{field}:`"))
-                })?;
-                path_ref(node.pos, &node.as_string(file)?, file)
-            };
-            let data = field("data")?;
-            let schema = field("schema")?;
-            for path in [&data, &schema] {
-                if !deps.iter().any(|dep| dep.path == path.path) {
-                    deps.push(path.clone());
+    };
+    let action = if let Some(cmd) = yaml::get(entries, "cmd") {
+        let template = cmd.as_string(file)?;
+        let (command, used) = interpolate(&template, all_params).map_err(|message| {
+            YamlError::new(file, cmd.pos, format!("stage `{name}`: {message}"))
+        })?;
+        for key in used {
+            let value = all_params[&key].clone();
+            params.insert(key, value);
+        }
+        Action::Cmd { template, command }
+    } else if let Some(validate) = yaml::get(entries, "validate") {
+        let spec = validate.as_map(file)?;
+        yaml::only_keys(spec, &["data", "schema"], file, "validate")?;
+        let data = required_path(spec, "data", validate, file, "validate")?;
+        let schema = required_path(spec, "schema", validate, file, "validate")?;
+        add_dep(&mut deps, &data);
+        add_dep(&mut deps, &schema);
+        Action::Validate { data, schema }
+    } else if let Some(check) = yaml::get(entries, "feature_check") {
+        let spec = check.as_map(file)?;
+        yaml::only_keys(
+            spec,
+            &["data", "reference", "label", "thresholds"],
+            file,
+            "feature_check",
+        )?;
+        let data = required_path(spec, "data", check, file, "feature_check")?;
+        add_dep(&mut deps, &data);
+        let reference = match yaml::get(spec, "reference") {
+            None => Reference::Production,
+            Some(node) => match node.as_string(file)?.as_str() {
+                "production" => Reference::Production,
+                text => {
+                    let path = path_ref(node.pos, text, file)?;
+                    add_dep(&mut deps, &path);
+                    Reference::File(path)
                 }
+            },
+        };
+        let label = yaml::get(spec, "label")
+            .map(|n| n.as_string(file))
+            .transpose()?;
+        let thresholds = match yaml::get(spec, "thresholds") {
+            Some(node) => {
+                let value = to_json(node);
+                serde_json::from_value::<keel_monitor::validate::ValidationConfig>(value.clone())
+                    .map_err(|error| {
+                    YamlError::new(file, node.pos, format!("feature_check thresholds: {error}"))
+                })?;
+                value
             }
-            Action::Validate { data, schema }
+            None => serde_json::json!({}),
+        };
+        Action::FeatureCheck {
+            data,
+            reference,
+            label,
+            thresholds,
         }
-        (Some(_), Some(validate)) => {
-            return Err(YamlError::new(
-                file,
-                validate.pos,
-                format!("stage `{name}` has both `cmd` and `validate`"),
-            )
-            .into());
-        }
-        (None, None) => {
-            return Err(YamlError::new(
-                file,
-                node.pos,
-                format!("stage `{name}` needs `cmd:` or `validate:`"),
-            )
-            .into());
-        }
+    } else {
+        return Err(YamlError::new(
+            file,
+            node.pos,
+            format!("stage `{name}` needs `cmd:`, `validate:` or `feature_check:`"),
+        )
+        .into());
     };
     Ok(Stage {
         name,
@@ -338,6 +429,39 @@ fn parse_stage(
         metrics,
         params,
     })
+}
+
+fn required_path(
+    spec: &[(Key, Node)],
+    field: &str,
+    parent: &Node,
+    file: &Path,
+    what: &str,
+) -> Result<PathRef> {
+    let node = yaml::get(spec, field)
+        .ok_or_else(|| YamlError::new(file, parent.pos, format!("{what} needs `{field}:`")))?;
+    path_ref(node.pos, &node.as_string(file)?, file)
+}
+
+/// A YAML node as JSON (for settings that another crate deserialises).
+fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match &node.value {
+        Value::Null => Json::Null,
+        Value::Bool(flag) => Json::Bool(*flag),
+        Value::Int(number) => Json::from(*number),
+        Value::Float(number) => {
+            serde_json::Number::from_f64(*number).map_or(Json::Null, Json::Number)
+        }
+        Value::Str(text) => Json::String(text.clone()),
+        Value::Seq(items) => Json::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(key, value)| (key.name.clone(), to_json(value)))
+                .collect(),
+        ),
+    }
 }
 
 /// Normalises a keel.yaml path; refuses absolute paths and paths leaving the project.
@@ -540,6 +664,38 @@ mod tests {
         // Neither cmd nor validate.
         let (line, _, _) = error_at(parse("stages:\n  t:\n    deps: [a]\n", PARAMS));
         assert_eq!(line, 3);
+    }
+
+    #[test]
+    fn feature_check_step() {
+        let pipeline = parse(
+            "stages:\n  features:\n    feature_check:\n      data: data/train.csv\n      label: default\n      thresholds: {max_mean_shift: 0.5}\n",
+            PARAMS,
+        )
+        .unwrap();
+        let stage = pipeline.stage("features").unwrap();
+        assert_eq!(stage.checked_data().unwrap().path, "data/train.csv");
+        assert!(matches!(
+            &stage.action,
+            Action::FeatureCheck { reference: Reference::Production, label: Some(label), .. } if label == "default"
+        ));
+        assert!(
+            stage.command_text().contains("\"max_mean_shift\":0.5"),
+            "{}",
+            stage.command_text()
+        );
+        let (line, column, message) = error_at(parse(
+            "stages:\n  f:\n    feature_check: {data: d.csv, thresholds: {max_mean_shfit: 1}}\n",
+            PARAMS,
+        ));
+        assert_eq!((line, column), (3, 46));
+        assert!(message.contains("max_mean_shfit"), "{message}");
+        let (line, _, message) = error_at(parse(
+            "stages:\n  f:\n    cmd: x\n    validate: {data: a, schema: b}\n",
+            PARAMS,
+        ));
+        assert_eq!(line, 4);
+        assert!(message.contains("exactly one of"), "{message}");
     }
 
     #[test]

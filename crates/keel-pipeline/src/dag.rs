@@ -1,7 +1,7 @@
 //! The stage graph, derived from deps and outs: stage B depends on stage A
 //! when one of B's deps is (or is inside, or contains) one of A's outputs.
-//! A stage reading the data of a built-in `validate` step also runs after
-//! that step. Checked before anything runs: two stages writing the same (or nested)
+//! A stage reading the data of a built-in check step (`validate`,
+//! `feature_check`) also runs after that step. Checked before anything runs: two stages writing the same (or nested)
 //! output, a dependency cycle, and a dep that no stage writes and that does
 //! not exist are errors naming keel.yaml's line and column.
 
@@ -94,10 +94,11 @@ impl Dag {
                 }
             }
         }
-        // Data is validated before it is used: a stage reading the data of a
-        // built-in validate step runs after that step (and not if it fails).
-        for (validator, stage) in stages.iter().enumerate() {
-            let crate::config::Action::Validate { data, .. } = &stage.action else {
+        // Data is checked before it is used: a stage reading the data of a
+        // built-in check step (validate, feature_check) runs after that step
+        // (and not if it fails).
+        for (checker, stage) in stages.iter().enumerate() {
+            let Some(data) = stage.checked_data() else {
                 continue;
             };
             for (index, reader) in stages.iter().enumerate() {
@@ -105,14 +106,13 @@ impl Dag {
                     .deps
                     .iter()
                     .any(|dep| overlaps(&dep.path, &data.path));
-                let is_validator = matches!(reader.action, crate::config::Action::Validate { .. });
-                if index != validator
+                if index != checker
                     && reads
-                    && !is_validator
-                    && !upstream[validator].contains(&index)
+                    && reader.checked_data().is_none()
+                    && !upstream[checker].contains(&index)
                 {
-                    upstream[index].insert(validator);
-                    downstream[validator].insert(index);
+                    upstream[index].insert(checker);
+                    downstream[checker].insert(index);
                 }
             }
         }

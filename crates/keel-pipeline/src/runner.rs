@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use keel_data::state::StatCache;
 
-use crate::config::{Action, Pipeline, Stage};
+use crate::config::{Action, Pipeline, Reference, Stage};
 use crate::dag::{Dag, overlaps};
 use crate::error::{PipelineError, Result};
 use crate::lock::{Entry, LOCK_FILE, Lock, StageLock};
@@ -171,6 +171,10 @@ fn stat_cache_path(root: &Path) -> PathBuf {
         .join("state")
         .join("pipeline-stat-cache")
 }
+
+/// Where `keel run` puts the production model's training profile (fetched
+/// from the registry before the stages start) for `reference: production`.
+pub const PRODUCTION_PROFILE: &str = ".keel/state/production-profile.json";
 
 /// The log file of a stage.
 pub fn log_path(root: &Path, stage: &str) -> PathBuf {
@@ -327,6 +331,14 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
                         )));
                     }
                 }
+            }
+            if let Action::FeatureCheck {
+                reference: Reference::Production,
+                ..
+            } = &stage.action
+                && let Some(digest) = keel_data::digest_path(root, PRODUCTION_PROFILE, &mut stat)?
+            {
+                deps.insert(PRODUCTION_PROFILE.to_string(), Entry::from(digest));
             }
             let reason = if options.force {
                 Some("forced".to_string())
@@ -576,6 +588,12 @@ fn execute(root: &Path, stage: &Stage, output: &Arc<Output>) -> (i32, String) {
                 Err(error) => (1, format!("waiting for the command: {error}")),
             }
         }
+        Action::FeatureCheck {
+            data,
+            reference,
+            label,
+            thresholds,
+        } => feature_check(root, data, reference, label.as_deref(), thresholds, output),
         Action::Validate { data, schema } => {
             let outcome = keel_validate::Schema::read(&root.join(&schema.path))
                 .and_then(|schema| keel_validate::validate_path(&root.join(&data.path), &schema));
@@ -598,6 +616,97 @@ fn execute(root: &Path, stage: &Stage, output: &Arc<Output>) -> (i32, String) {
                     (1, error.to_string())
                 }
             }
+        }
+    }
+}
+
+/// The built-in feature check: the new training data against the reference
+/// profile, with keel-monitor's thresholds; exit 1 when a check fires.
+fn feature_check(
+    root: &Path,
+    data: &crate::config::PathRef,
+    reference: &Reference,
+    label: Option<&str>,
+    thresholds: &serde_json::Value,
+    output: &Output,
+) -> (i32, String) {
+    let reference_path = match reference {
+        Reference::Production => root.join(PRODUCTION_PROFILE),
+        Reference::File(path) => root.join(&path.path),
+    };
+    if !reference_path.is_file() {
+        output.line(
+            false,
+            "no production model with a stored training profile yet: nothing to compare with, passed",
+        );
+        return (0, String::new());
+    }
+    let outcome = (|| -> std::result::Result<keel_monitor::validate::ValidationReport, String> {
+        let config: keel_monitor::validate::ValidationConfig =
+            serde_json::from_value(thresholds.clone()).map_err(|e| format!("thresholds: {e}"))?;
+        let profile =
+            keel_monitor::Profile::read_json(&reference_path).map_err(|e| e.to_string())?;
+        let table =
+            keel_learn::Table::read(&root.join(&data.path), &[]).map_err(|e| e.to_string())?;
+        keel_monitor::validate::validate_training_data(&profile, &table, label, &config)
+            .map_err(|e| e.to_string())
+    })();
+    match outcome {
+        Ok(report) => {
+            let flagged = report.features.iter().filter(|f| f.flagged).count();
+            output.line(
+                false,
+                &format!(
+                    "{}: {} features compared with the reference profile, {flagged} moved beyond thresholds",
+                    data.path,
+                    report.features.len()
+                ),
+            );
+            for feature in report.features.iter().filter(|f| f.flagged) {
+                output.line(
+                    false,
+                    &format!("  {}: {}", feature.column, feature.reasons.join("; ")),
+                );
+            }
+            for change in report.correlations.iter().filter(|c| c.flagged) {
+                output.line(
+                    false,
+                    &format!(
+                        "  correlation {} ~ {}: {:.3} -> {:.3}",
+                        change.a, change.b, change.reference, change.candidate
+                    ),
+                );
+            }
+            if let Some(balance) = &report.label_balance {
+                output.line(
+                    false,
+                    &format!(
+                        "  label {}: largest class share change {:.3}{}",
+                        balance.column,
+                        balance.max_change,
+                        if balance.flagged {
+                            " (beyond threshold)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+            for problem in report.problems.iter().filter(|p| p.starts_with("column ")) {
+                output.line(false, &format!("  {problem}"));
+            }
+            if report.passed {
+                (0, String::new())
+            } else {
+                (
+                    1,
+                    format!("{} moved beyond the feature thresholds", data.path),
+                )
+            }
+        }
+        Err(message) => {
+            output.line(true, &message);
+            (1, message)
         }
     }
 }

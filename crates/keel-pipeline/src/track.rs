@@ -25,7 +25,7 @@ use keel_core::{
 use keel_store::{Actor, CreateModelVersion, CreateRun, Store, UpdateRun};
 use serde_json::json;
 
-use crate::config::Pipeline;
+use crate::config::{Action, Pipeline, Reference};
 use crate::error::{PipelineError, Result};
 use crate::gates::{self, GateResult, Production};
 use crate::lock::Entry;
@@ -257,6 +257,50 @@ impl Tracking {
         Ok(Some((version, Production { label, metrics })))
     }
 
+    /// Fetches the training profile stored with the production version
+    /// (`profile.json` next to its model files) to [`crate::runner::PRODUCTION_PROFILE`]
+    /// for `feature_check` steps with `reference: production`; removes a stale
+    /// copy when there is none. Returns the version's label when one was fetched.
+    pub async fn fetch_production_profile(&self, pipeline: &Pipeline) -> Result<Option<String>> {
+        let wanted = pipeline.stages.iter().any(|stage| {
+            matches!(
+                stage.action,
+                Action::FeatureCheck {
+                    reference: Reference::Production,
+                    ..
+                }
+            )
+        });
+        let target = pipeline.root.join(crate::runner::PRODUCTION_PROFILE);
+        let (Some(register), true) = (&pipeline.register, wanted) else {
+            return Ok(None);
+        };
+        let fetched = match self.production(&register.model).await? {
+            Some((version, production)) => {
+                let (artifacts, base) = self.artifact_location(&version.source)?;
+                let path = join(&base, keel_monitor::profile::PROFILE_FILE);
+                match artifacts.head(&path).await? {
+                    Some(_) => Some((artifacts.get_bytes(&path).await?, production.label)),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        match fetched {
+            Some((bytes, label)) => {
+                keel_data::fsutil::write_atomic(&target, &bytes)?;
+                Ok(Some(label))
+            }
+            None => {
+                if target.exists() {
+                    std::fs::remove_file(&target)
+                        .map_err(|source| PipelineError::io(&target, source))?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
     /// Evaluates the pipeline's gates on a run's metrics and stores the results on the run.
     pub async fn gate(
         &self,
@@ -354,6 +398,34 @@ impl Tracking {
                 format!("{name}/{relative}")
             };
             upload_file(&artifacts, &join(&base, &target), path).await?;
+        }
+        // The training profile travels with the version (what the next run's
+        // feature check compares with): the model's own, or the profile of the
+        // data the pipeline's feature check examined.
+        let profile_name = keel_monitor::profile::PROFILE_FILE;
+        if !files.iter().any(|(relative, _)| relative == profile_name)
+            && let Some(data) = pipeline
+                .stages
+                .iter()
+                .find_map(|stage| match &stage.action {
+                    Action::FeatureCheck { data, .. } => Some(data),
+                    _ => None,
+                })
+        {
+            let profile = keel_monitor::profile_file(&pipeline.root.join(&data.path), None)
+                .map_err(|error| {
+                    PipelineError::Metrics(format!("profiling {}: {error}", data.path))
+                })?;
+            let local_profile = pipeline.root.join(".keel/state/registered-profile.json");
+            profile.write_json(&local_profile).map_err(|error| {
+                PipelineError::Metrics(format!("writing {}: {error}", local_profile.display()))
+            })?;
+            upload_file(
+                &artifacts,
+                &join(&base, &format!("{name}/{profile_name}")),
+                &local_profile,
+            )
+            .await?;
         }
         let signature = ["signature.json"]
             .iter()

@@ -342,3 +342,91 @@ fn schema_infer_and_validate_report_violations_by_column() {
         "{report}"
     );
 }
+
+#[test]
+fn feature_check_compares_new_training_data_with_the_production_profile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    ok(
+        root,
+        &[
+            "generate",
+            "portfolio",
+            "--rows",
+            "1500",
+            "--seed",
+            "1",
+            "--out",
+            "data/train.csv",
+        ],
+    );
+    std::fs::write(root.join("params.yaml"), "train:\n  n_iter: 10\n").unwrap();
+    std::fs::write(
+        root.join("keel.yaml"),
+        "\
+stages:
+  features:
+    feature_check:
+      data: data/train.csv
+      label: default
+      thresholds: {max_mean_shift: 0.3, max_correlation_change: 0.3}
+  train:
+    cmd: keel train --algo gbdt --data data/train.csv --target default --out model --test-fraction 0 --n-iter ${train.n_iter}
+    deps: [data/train.csv]
+    outs: [model]
+  evaluate:
+    cmd: keel evaluate model data/train.csv --output metrics.json
+    deps: [model, data/train.csv]
+    metrics: [metrics.json]
+gates:
+  - accuracy >= 0.5
+register: {model: risk, path: model, alias: production}
+",
+    )
+    .unwrap();
+    // No production model yet: nothing to compare with; the version stores the data's profile.
+    let first = ok(root, &["run"]);
+    assert!(first.contains("[features] no production model"), "{first}");
+    assert!(first.contains("registered risk version 1"), "{first}");
+    // Same data against production's stored profile: passes, nothing moved.
+    let second = ok(root, &["run"]);
+    assert!(
+        second.contains("feature checks compare with the training profile of risk@production v1"),
+        "{second}"
+    );
+    assert!(second.contains("0 moved beyond thresholds"), "{second}");
+    assert_eq!(
+        stage_lines(&second, "up to date, skipped"),
+        ["evaluate", "train"],
+        "{second}"
+    );
+    // Shifted training data: the check names what moved, and training does not run.
+    ok(
+        root,
+        &[
+            "generate",
+            "portfolio",
+            "--rows",
+            "1500",
+            "--seed",
+            "2",
+            "--covariate-shift",
+            "1.5",
+            "--out",
+            "data/train.csv",
+        ],
+    );
+    let shifted = keel(root, &["run"]);
+    assert_eq!(shifted.status.code(), Some(1), "{}", text(&shifted));
+    let out = String::from_utf8_lossy(&shifted.stdout).into_owned();
+    assert!(!out.contains("0 moved beyond thresholds"), "{out}");
+    assert!(
+        out.contains("moved beyond thresholds") && out.contains("mean moved"),
+        "{out}"
+    );
+    assert!(
+        text(&shifted).contains("[train] not run: upstream stage `features` failed"),
+        "{}",
+        text(&shifted)
+    );
+}

@@ -124,6 +124,20 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         quiet,
     };
     let started_ms = keel_core::now_millis();
+    let runtime = runtime()?;
+    let tracking = if args.no_track {
+        None
+    } else {
+        let mut tracking = runtime.block_on(args.tracking.open(&pipeline.root))?;
+        tracking.cause = args.cause.clone();
+        tracking.move_alias = !args.no_alias;
+        if let Some(label) = runtime.block_on(tracking.fetch_production_profile(&pipeline))?
+            && !quiet
+        {
+            println!("feature checks compare with the training profile of {label}");
+        }
+        Some(tracking)
+    };
     let report = keel_pipeline::run(&pipeline, &options)?;
     let ran = report
         .stages
@@ -147,7 +161,7 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|g| g.expression.clone())
         .collect();
-    if args.no_track {
+    let Some(tracking) = tracking else {
         let mut code = report.exit_code;
         let mut gate_results = None;
         if report.succeeded() && !expressions.is_empty() {
@@ -168,12 +182,9 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             },
         )?;
         return Ok(exit(code));
-    }
+    };
 
-    runtime()?.block_on(async {
-        let mut tracking = args.tracking.open(&pipeline.root).await?;
-        tracking.cause = args.cause.clone();
-        tracking.move_alias = !args.no_alias;
+    runtime.block_on(async {
         let result = track(
             &tracking,
             &pipeline,
