@@ -14,8 +14,11 @@ Writes into DIR:
   big to install for a test);
 - cancer_signature.json: the breast_cancer feature names in MLflow's
   signature format (`inputs` is a JSON string of column specs);
+- cancer.csv, iris.csv, diabetes.csv: each data set with a `target`
+  column (headers: the signature's names, or f0..);
 - expected.json: what each model's signature should say (task, classes,
-  feature count, producer).
+  feature count, producer), and the accuracy / R² that onnxruntime's own
+  predictions score on the CSV, for `keel evaluate` to match.
 
 Nothing is downloaded: the data sets ship inside scikit-learn. Seeds are fixed.
 """
@@ -26,6 +29,7 @@ import os
 
 import numpy as np
 import onnx
+import onnxruntime
 from onnx import TensorProto, helper
 from skl2onnx import __version__ as skl2onnx_version
 from skl2onnx import to_onnx
@@ -125,8 +129,33 @@ def main():
     }
     for name in ("sk_logreg.onnx", "sk_forest.onnx", "sk_gbr.onnx"):
         expected[name]["producer"] = f"skl2onnx {skl2onnx_version}"
+    write_csv(out, "cancer.csv", names, cancer.data, cancer.target)
+    write_csv(out, "iris.csv", [f"f{i}" for i in range(4)], iris.data, iris.target)
+    write_csv(out, "diabetes.csv", [f"f{i}" for i in range(10)], diabetes.data, diabetes.target)
+    for name, csv, y, task in [
+        ("sk_logreg.onnx", "cancer.csv", cancer.target, "accuracy"),
+        ("sk_forest.onnx", "iris.csv", iris.target, "accuracy"),
+        ("sk_gbr.onnx", "diabetes.csv", diabetes.target, "r2"),
+    ]:
+        x = np.loadtxt(os.path.join(out, csv), delimiter=",", skiprows=1, usecols=range(expected[name]["features"]))
+        session = onnxruntime.InferenceSession(os.path.join(out, name), providers=["CPUExecutionProvider"])
+        answer = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+        if task == "accuracy":
+            score = float(np.mean(np.asarray(answer).ravel() == y))
+        else:
+            predicted = np.asarray(answer, dtype=np.float64).ravel()
+            score = float(1 - np.sum((y - predicted) ** 2) / np.sum((y - np.mean(y)) ** 2))
+        expected[name]["data"] = csv
+        expected[name]["ort"] = {task: score}
     with open(os.path.join(out, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
+
+
+def write_csv(out, name, columns, x, y):
+    with open(os.path.join(out, name), "w") as f:
+        f.write(",".join(['"' + c + '"' for c in columns] + ["target"]) + "\n")
+        for row, target in zip(x, y):
+            f.write(",".join(repr(float(v)) for v in row) + f",{target.item()!r}\n")
 
 
 def save(model, out, name):

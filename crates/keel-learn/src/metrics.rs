@@ -138,25 +138,37 @@ impl Metrics {
 /// Predicts `table` with `model` and scores it against the model's target column.
 /// Rows with a missing target are skipped.
 pub fn evaluate(model: &Model, table: &Table) -> Result<Metrics> {
-    Ok(Scored::new(model, table)?.metrics(None))
+    Ok(Scored::from_model(model, table)?.metrics())
 }
 
-/// Predictions next to the truth, ready to be scored on any subset of rows.
-enum Scored {
+/// Predictions next to the truth, ready to be scored on all rows or on
+/// bootstrap resamples. Built from a keel model ([`Scored::from_model`]) or
+/// from any engine's predictions (an imported ONNX model).
+#[derive(Debug, Clone)]
+pub enum Scored {
+    /// A classifier's answers.
     Classes {
+        /// Class labels in score order.
         classes: Vec<String>,
+        /// True class index per row (`None`: a label the model does not know).
         truth: Vec<Option<usize>>,
+        /// Predicted class index per row.
         labels: Vec<usize>,
+        /// Class probabilities per row.
         probabilities: Vec<Vec<f64>>,
     },
+    /// A regressor's answers.
     Values {
+        /// True value per row.
         truth: Vec<f64>,
+        /// Predicted value per row.
         predicted: Vec<f64>,
     },
 }
 
 impl Scored {
-    fn new(model: &Model, table: &Table) -> Result<Self> {
+    /// Predicts `table` with `model`; rows with a missing target are skipped.
+    pub fn from_model(model: &Model, table: &Table) -> Result<Self> {
         let target = model.target_values(table)?;
         let keep: Vec<usize> = match &target {
             TargetValues::Classes(_) => {
@@ -196,15 +208,21 @@ impl Scored {
         }
     }
 
-    fn rows(&self) -> usize {
+    /// Rows scored.
+    pub fn rows(&self) -> usize {
         match self {
             Scored::Classes { truth, .. } => truth.len(),
             Scored::Values { truth, .. } => truth.len(),
         }
     }
 
+    /// Metrics over every row.
+    pub fn metrics(&self) -> Metrics {
+        self.metrics_of(None)
+    }
+
     /// Metrics over `rows` (with repeats, for a bootstrap), or every row.
-    fn metrics(&self, rows: Option<&[usize]>) -> Metrics {
+    fn metrics_of(&self, rows: Option<&[usize]>) -> Metrics {
         fn pick<T: Clone>(values: &[T], rows: Option<&[usize]>) -> Vec<T> {
             match rows {
                 Some(rows) => rows.iter().map(|&i| values[i].clone()).collect(),
@@ -244,50 +262,42 @@ pub struct Bootstrap {
     pub intervals: std::collections::BTreeMap<String, [f64; 2]>,
 }
 
-/// The metrics of `model` on `table` plus 95 % percentile bootstrap
-/// intervals from `resamples` resamples of the scored rows (with
-/// replacement, drawn from `seed` alone, so a seed gives the same intervals
-/// on every machine).
-pub fn evaluate_with_bootstrap(
-    model: &Model,
-    table: &Table,
-    resamples: usize,
-    seed: u64,
-) -> Result<(Metrics, Bootstrap)> {
-    let scored = Scored::new(model, table)?;
-    let metrics = scored.metrics(None);
-    let n = scored.rows();
-    let mut draws: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    let mut rng = Rng::derive(seed, 0xB0075);
-    let mut rows = vec![0usize; n];
-    for _ in 0..resamples {
-        for row in rows.iter_mut() {
-            *row = rng.below(n);
-        }
-        for (name, value) in scored.metrics(Some(&rows)).scalars() {
-            if value.is_finite() {
-                draws.entry(name.to_string()).or_default().push(value);
+impl Scored {
+    /// 95 % percentile bootstrap intervals of the scalar metrics from
+    /// `resamples` resamples of the scored rows (with replacement, drawn
+    /// from `seed` alone, so a seed gives the same intervals on every
+    /// machine).
+    pub fn bootstrap(&self, resamples: usize, seed: u64) -> Bootstrap {
+        let n = self.rows();
+        let mut draws: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+        let mut rng = Rng::derive(seed, 0xB0075);
+        let mut rows = vec![0usize; n];
+        for _ in 0..resamples {
+            for row in rows.iter_mut() {
+                *row = rng.below(n);
+            }
+            for (name, value) in self.metrics_of(Some(&rows)).scalars() {
+                if value.is_finite() {
+                    draws.entry(name.to_string()).or_default().push(value);
+                }
             }
         }
-    }
-    let level = 0.95;
-    let intervals = draws
-        .into_iter()
-        .map(|(name, mut values)| {
-            values.sort_by(f64::total_cmp);
-            let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-            (name, [at((1.0 - level) / 2.0), at((1.0 + level) / 2.0)])
-        })
-        .collect();
-    Ok((
-        metrics,
+        let level = 0.95;
+        let intervals = draws
+            .into_iter()
+            .map(|(name, mut values)| {
+                values.sort_by(f64::total_cmp);
+                let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+                (name, [at((1.0 - level) / 2.0), at((1.0 + level) / 2.0)])
+            })
+            .collect();
         Bootstrap {
             resamples,
             seed,
             level,
             intervals,
-        },
-    ))
+        }
+    }
 }
 
 /// Classification metrics; `truth[i] = None` marks a label unseen in training.

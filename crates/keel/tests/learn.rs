@@ -466,6 +466,34 @@ fn models_import_registers_onnx_from_other_tools() {
                 "{file}: {ml:?} lacks {op}"
             );
         }
+        // Evaluated through keel-engine (ONNX Runtime): the same scores as
+        // onnxruntime's own predictions in Python.
+        if let Some(data) = want["data"].as_str() {
+            let library =
+                keel_engine::library_in_python_env(python.parent().unwrap().parent().unwrap())
+                    .expect("libonnxruntime in the venv");
+            let metrics: serde_json::Value = serde_json::from_str(&ok(
+                root,
+                &[
+                    "evaluate",
+                    &source,
+                    &format!("onnx/{data}"),
+                    "--target",
+                    "target",
+                    "--onnxruntime-lib",
+                    library.to_str().unwrap(),
+                ],
+            ))
+            .unwrap();
+            for (metric, expected) in want["ort"].as_object().unwrap() {
+                let got = metrics[metric].as_f64().unwrap();
+                let expected = expected.as_f64().unwrap();
+                assert!(
+                    (got - expected).abs() < 1e-9,
+                    "{file}: {metric} {got} vs onnxruntime {expected}"
+                );
+            }
+        }
         let shown = ok(
             root,
             &[

@@ -1,29 +1,38 @@
-//! `keel evaluate`: scores a model folder written by `keel train` on a CSV
-//! table and prints (or writes) the metrics JSON that gates read; optionally
-//! on the seeded held-out split `keel train` used, with bootstrap confidence
-//! intervals, and logged to a tracking run (metrics, params, and the metrics
-//! JSON as the run's `metrics.json` artifact).
+//! `keel evaluate`: scores a model on a CSV or Parquet table and prints (or
+//! writes) the metrics JSON that gates read; optionally on the seeded
+//! held-out split `keel train` used, with bootstrap confidence intervals, and
+//! logged to a tracking run (metrics, params, and the metrics JSON as the
+//! run's `metrics.json` artifact). A keel model folder is predicted natively;
+//! an ONNX model (a `.onnx` file, or a folder such as `keel models import`
+//! writes) runs in ONNX Runtime through keel-engine.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use keel_artifacts::ArtifactStore;
 use keel_core::{Metric, Param, RunStatus, now_millis};
+use keel_engine::{Batch, EnginePreference, LoadedModel};
+use keel_learn::metrics::Scored;
 use keel_learn::model::write_json_atomic;
-use keel_learn::{Model, train_test_split};
+use keel_learn::table::{Column, format_number};
+use keel_learn::{Model, Table, train_test_split};
 use keel_store::{CreateRun, Store, StoreConfig, UpdateRun};
 
 /// Arguments of `keel evaluate`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct EvaluateArgs {
-    /// Model folder (from `keel train --out`).
+    /// Model folder (from `keel train --out`), or an ONNX model: a `.onnx`
+    /// file or a folder holding `model.onnx` (and `signature.json`).
     pub model: PathBuf,
     /// Data to score (CSV or Parquet, holding the target column).
     pub data: PathBuf,
     /// Column holding the truth (default: the model's target).
     #[arg(long)]
     pub target: Option<String>,
+    /// ONNX Runtime shared library for ONNX models (else KEEL_ONNXRUNTIME_LIB, ORT_DYLIB_PATH).
+    #[arg(long)]
+    pub onnxruntime_lib: Option<PathBuf>,
     /// Write the metrics JSON here instead of printing it.
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -64,39 +73,26 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let mut model = Model::load(&args.model)?;
-    if let Some(target) = &args.target {
-        model.target = target.clone();
+    let scored = if is_onnx_model(&args.model) {
+        score_onnx(&args)
+    } else {
+        score_keel(&args)
     }
-    let mut table = model.read_table(&args.data)?;
-    if args.test_fraction > 0.0 {
-        let (_, test_rows) = train_test_split(table.n_rows(), args.test_fraction, args.seed)?;
-        table = table.select_rows(&test_rows);
-    }
-    let context = || {
+    .with_context(|| {
         format!(
             "evaluating {} on {}",
             args.model.display(),
             args.data.display()
         )
-    };
-    let (metrics, bootstrap) = if args.bootstrap > 0 {
-        let (metrics, bootstrap) =
-            keel_learn::metrics::evaluate_with_bootstrap(&model, &table, args.bootstrap, args.seed)
-                .with_context(context)?;
-        (metrics, Some(bootstrap))
-    } else {
-        (
-            keel_learn::evaluate(&model, &table).with_context(context)?,
-            None,
-        )
-    };
+    })?;
+    let metrics = scored.metrics();
+    let bootstrap = (args.bootstrap > 0).then(|| scored.bootstrap(args.bootstrap, args.seed));
     let mut document = serde_json::to_value(&metrics)?;
     if let (Some(bootstrap), Some(object)) = (&bootstrap, document.as_object_mut()) {
         object.insert("bootstrap".into(), serde_json::to_value(bootstrap)?);
     }
     if let Some(uri) = &args.compare {
-        let compared = compare(&args, uri, &model.target)?;
+        let compared = compare(&args, uri)?;
         if let Some(object) = document.as_object_mut() {
             match compared {
                 Some((label, metrics)) => {
@@ -160,7 +156,6 @@ pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 fn compare(
     args: &EvaluateArgs,
     uri: &str,
-    target: &str,
 ) -> anyhow::Result<Option<(String, keel_learn::Metrics)>> {
     let temporary = tempfile::tempdir().context("creating a temporary folder")?;
     let (label, dir) = if uri.starts_with("models:/") {
@@ -190,16 +185,154 @@ fn compare(
     } else {
         (uri.to_string(), PathBuf::from(uri))
     };
-    let mut model = Model::load(&dir).with_context(|| format!("loading {label}"))?;
-    model.target = target.to_string();
-    let mut table = model.read_table(&args.data)?;
-    if args.test_fraction > 0.0 {
-        let (_, test_rows) = train_test_split(table.n_rows(), args.test_fraction, args.seed)?;
-        table = table.select_rows(&test_rows);
+    // The same rows, target and engine choice as the candidate's.
+    let other = EvaluateArgs {
+        model: dir,
+        compare: None,
+        ..args.clone()
+    };
+    let scored = if is_onnx_model(&other.model) {
+        score_onnx(&other)
+    } else {
+        score_keel(&other)
     }
-    let metrics = keel_learn::evaluate(&model, &table)
-        .with_context(|| format!("evaluating {label} on {}", args.data.display()))?;
-    Ok(Some((label, metrics)))
+    .with_context(|| format!("evaluating {label} on {}", args.data.display()))?;
+    Ok(Some((label, scored.metrics())))
+}
+
+/// A `.onnx` file, or a folder with `model.onnx` and no keel `model.json`.
+fn is_onnx_model(path: &Path) -> bool {
+    if path.is_dir() {
+        !path.join(keel_learn::model::MODEL_FILE).is_file()
+            && path.join(keel_learn::onnx::ONNX_FILE).is_file()
+    } else {
+        path.extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("onnx"))
+    }
+}
+
+/// The rows `keel train --seed S --test-fraction F` held out, or all rows.
+fn held_out(table: Table, args: &EvaluateArgs) -> anyhow::Result<Table> {
+    if args.test_fraction <= 0.0 {
+        return Ok(table);
+    }
+    let (_, test_rows) = train_test_split(table.n_rows(), args.test_fraction, args.seed)?;
+    Ok(table.select_rows(&test_rows))
+}
+
+fn score_keel(args: &EvaluateArgs) -> anyhow::Result<Scored> {
+    let mut model = Model::load(&args.model)?;
+    if let Some(target) = &args.target {
+        model.target = target.clone();
+    }
+    let table = held_out(model.read_table(&args.data)?, args)?;
+    Ok(Scored::from_model(&model, &table)?)
+}
+
+/// Predicts with ONNX Runtime (keel-engine) and lines the answers up with the
+/// truth: classes by label, probabilities in the signature's class order.
+fn score_onnx(args: &EvaluateArgs) -> anyhow::Result<Scored> {
+    if let Some(library) = &args.onnxruntime_lib {
+        keel_engine::set_onnxruntime_library(library.clone());
+    }
+    let loaded = LoadedModel::load(&args.model, EnginePreference::Auto)?;
+    let signature = loaded.signature();
+    let target = match &args.target {
+        Some(target) => target.clone(),
+        None => signature_target(&args.model).context(
+            "--target: name the column holding the truth (the model's signature does not)",
+        )?,
+    };
+    let categorical: Vec<String> = signature
+        .inputs
+        .iter()
+        .filter(|input| input.kind.is_categorical())
+        .map(|input| input.name.clone())
+        .collect();
+    let table = held_out(Table::read(&args.data, &categorical)?, args)?;
+    let present: Vec<usize> = {
+        let truth = table.require(&target)?;
+        (0..table.n_rows())
+            .filter(|&row| truth.text(row).is_some())
+            .collect()
+    };
+    if present.is_empty() {
+        bail!("target column {target:?} has no values");
+    }
+    let table = table.select_rows(&present);
+    let truth = table.require(&target)?;
+    let mut columns = Vec::with_capacity(signature.inputs.len());
+    for input in &signature.inputs {
+        let column = table.require(&input.name)?;
+        columns.push(match (input.kind.is_categorical(), column) {
+            (false, Column::Categorical(_)) => bail!(
+                "column {:?} holds text; the model takes it as a number",
+                input.name
+            ),
+            (true, Column::Numeric(values)) => Column::Categorical(
+                values
+                    .iter()
+                    .map(|value| (!value.is_nan()).then(|| format_number(*value)))
+                    .collect(),
+            ),
+            (_, column) => column.clone(),
+        });
+    }
+    let batch = Batch {
+        rows: table.n_rows(),
+        columns,
+    };
+    Ok(match loaded.predict(&batch)? {
+        keel_engine::Predictions::Classes {
+            labels,
+            probabilities,
+            k,
+        } => {
+            let classes = signature.classes().unwrap_or_default().to_vec();
+            let index = |label: &str| classes.iter().position(|class| class == label);
+            let labels = labels
+                .iter()
+                .map(|label| {
+                    index(label).with_context(|| {
+                        format!("the model answered {label:?}, not one of its classes")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<usize>>>()?;
+            let truth = (0..batch.rows)
+                .map(|row| truth.text(row).and_then(|text| index(&text)))
+                .collect();
+            Scored::Classes {
+                truth,
+                labels,
+                probabilities: probabilities
+                    .chunks(k.max(1))
+                    .map(<[f64]>::to_vec)
+                    .collect(),
+                classes,
+            }
+        }
+        keel_engine::Predictions::Values(predicted) => match truth {
+            Column::Numeric(values) => Scored::Values {
+                truth: values.clone(),
+                predicted,
+            },
+            Column::Categorical(_) => {
+                bail!("target column {target:?} holds text; this model predicts numbers")
+            }
+        },
+    })
+}
+
+/// The `target` a `signature.json` next to an ONNX model names, if any.
+fn signature_target(model: &Path) -> Option<String> {
+    let folder = if model.is_dir() {
+        model
+    } else {
+        model.parent()?
+    };
+    let bytes = std::fs::read(folder.join(keel_learn::model::SIGNATURE_FILE)).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("target")?.as_str().map(str::to_string)
 }
 
 /// The metadata store URI: the flag, then `KEEL_BACKEND_STORE_URI`, then
