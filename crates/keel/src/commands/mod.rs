@@ -106,4 +106,114 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+
+    /// Every `keel ...` command in the README's shell blocks (and in
+    /// examples/ci) parses with today's command line, so a renamed command or
+    /// flag fails here instead of rotting in the docs. The quickstart test and
+    /// the subsystems' end-to-end tests run the same commands for real.
+    #[test]
+    fn every_keel_command_in_the_docs_parses() {
+        use clap::Parser;
+        let docs = [
+            ("README.md", include_str!("../../../../README.md")),
+            (
+                "examples/ci/README.md",
+                include_str!("../../../../examples/ci/README.md"),
+            ),
+        ];
+        let mut checked = 0;
+        for (file, text) in docs {
+            for command in shell_commands(text) {
+                let words = words(&command);
+                let args: Vec<String> = match words.iter().position(|w| w == "keel") {
+                    Some(start) => words[start..].to_vec(),
+                    None => match words.iter().position(|w| w == "--") {
+                        Some(dashes) if words.first().is_some_and(|w| w == "cargo") => {
+                            std::iter::once("keel".to_string())
+                                .chain(words[dashes + 1..].iter().cloned())
+                                .collect()
+                        }
+                        _ => continue,
+                    },
+                };
+                if let Err(error) = super::Cli::try_parse_from(&args) {
+                    panic!("{file}: `{command}` does not parse:\n{error}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "only {checked} keel commands found in the docs");
+    }
+
+    /// The commands of ```sh blocks: continuation lines joined, comments cut,
+    /// split at `&&`, `;`, `|` and a trailing `&`, redirections dropped.
+    fn shell_commands(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut in_block = false;
+        let mut pending = String::new();
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with("```") {
+                in_block = trimmed == "```sh";
+                continue;
+            }
+            if !in_block {
+                continue;
+            }
+            let code = match trimmed.find(" #") {
+                Some(at) => &trimmed[..at],
+                None if trimmed.starts_with('#') => "",
+                None => trimmed,
+            };
+            if let Some(head) = code.strip_suffix('\\') {
+                pending.push_str(head);
+                pending.push(' ');
+                continue;
+            }
+            pending.push_str(code);
+            for part in pending.split("&&").flat_map(|p| p.split(';')).flat_map(|p| p.split('|')) {
+                let part = part.trim().trim_end_matches('&').trim();
+                // Redirections are the shell's, not keel's.
+                let part = [" > ", " >> ", " 2> ", " < "]
+                    .iter()
+                    .filter_map(|r| part.find(r))
+                    .min()
+                    .map_or(part, |at| &part[..at]);
+                if !part.is_empty() {
+                    out.push(part.to_string());
+                }
+            }
+            pending.clear();
+        }
+        out
+    }
+
+    /// Shell words with single and double quotes (no expansion: `$VAR` stays).
+    fn words(command: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut word = String::new();
+        let mut quote: Option<char> = None;
+        let mut any = false;
+        for c in command.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '"' | '\'') => {
+                    quote = Some(c);
+                    any = true;
+                }
+                (None, c) if c.is_whitespace() => {
+                    if any || !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                    any = false;
+                }
+                (None, c) => word.push(c),
+            }
+        }
+        if any || !word.is_empty() {
+            out.push(word);
+        }
+        out
+    }
 }
