@@ -142,7 +142,10 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked >= 20, "only {checked} keel commands found in the docs");
+        assert!(
+            checked >= 20,
+            "only {checked} keel commands found in the docs"
+        );
     }
 
     /// The commands of ```sh blocks: continuation lines joined, comments cut,
@@ -171,7 +174,11 @@ mod tests {
                 continue;
             }
             pending.push_str(code);
-            for part in pending.split("&&").flat_map(|p| p.split(';')).flat_map(|p| p.split('|')) {
+            for part in pending
+                .split("&&")
+                .flat_map(|p| p.split(';'))
+                .flat_map(|p| p.split('|'))
+            {
                 let part = part.trim().trim_end_matches('&').trim();
                 // Redirections are the shell's, not keel's.
                 let part = [" > ", " >> ", " 2> ", " < "]
