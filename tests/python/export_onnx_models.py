@@ -4,7 +4,7 @@
 
 Writes into DIR:
 - sk_logreg.onnx: StandardScaler + LogisticRegression on breast_cancer
-  (skl2onnx defaults: Scaler, LinearClassifier, ZipMap probabilities);
+  (Scaler, LinearClassifier; zipmap=False);
 - sk_forest.onnx: RandomForestClassifier on iris (TreeEnsembleClassifier,
   zipmap=False, so probabilities are a [N, 3] tensor);
 - sk_gbr.onnx: GradientBoostingRegressor on diabetes (TreeEnsembleRegressor);
@@ -50,7 +50,9 @@ def main():
     cancer = load_breast_cancer()
     x = cancer.data.astype(np.float32)
     logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, cancer.target)
-    save(to_onnx(logreg, x[:1], target_opset=17), out, "sk_logreg.onnx")
+    # zipmap=False: probabilities as a [N, 2] tensor, which keel's engine
+    # serves (it refuses ZipMap's sequence of maps).
+    save(to_onnx(logreg, x[:1], target_opset=17, options={"zipmap": False}), out, "sk_logreg.onnx")
     names = [str(name) for name in cancer.feature_names]
     with open(os.path.join(out, "cancer_signature.json"), "w") as f:
         json.dump(
@@ -65,7 +67,7 @@ def main():
         "classes": ["0", "1"],
         "features": len(names),
         "first_feature": names[0],
-        "ml": ["LinearClassifier", "Scaler", "ZipMap"],
+        "ml": ["LinearClassifier", "Scaler"],
     }
 
     iris = load_iris()

@@ -355,8 +355,11 @@ pub fn inspect_onnx(
             if (node.op_type.ends_with("Classifier") || node.op_type == "ZipMap")
                 && classes_in_graph.is_none()
             {
+                // LinearClassifier and SVMClassifier say `classlabels_ints`,
+                // the tree ensembles and ZipMap `classlabels_int64s`.
                 classes_in_graph = attribute_strings(node, "classlabels_strings")
-                    .or_else(|| attribute_strings(node, "classlabels_int64s"));
+                    .or_else(|| attribute_strings(node, "classlabels_int64s"))
+                    .or_else(|| attribute_strings(node, "classlabels_ints"));
             }
         }
         for input in &node.input {

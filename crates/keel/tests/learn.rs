@@ -466,7 +466,7 @@ fn models_import_registers_onnx_from_other_tools() {
                 "{file}: {ml:?} lacks {op}"
             );
         }
-        // Evaluated through keel-engine (ONNX Runtime): the same scores as
+        // Evaluated through keel-engine (ONNX Runtime): the scores of
         // onnxruntime's own predictions in Python.
         if let Some(data) = want["data"].as_str() {
             let library =
@@ -485,11 +485,12 @@ fn models_import_registers_onnx_from_other_tools() {
                 ],
             ))
             .unwrap();
+            // Labels agree exactly; R² to float32 rounding of the tree sums.
             for (metric, expected) in want["ort"].as_object().unwrap() {
                 let got = metrics[metric].as_f64().unwrap();
                 let expected = expected.as_f64().unwrap();
                 assert!(
-                    (got - expected).abs() < 1e-9,
+                    (got - expected).abs() < 1e-6,
                     "{file}: {metric} {got} vs onnxruntime {expected}"
                 );
             }
