@@ -8,6 +8,7 @@
 //! files itself.
 
 mod artifacts;
+pub mod auth;
 mod dto;
 mod error;
 mod registry;
@@ -288,7 +289,16 @@ async fn not_found(request: Request) -> ApiError {
     ))
 }
 
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let caller = match &state.auth_token {
+        Some(_) => auth::Caller::shared_token(),
+        None => auth::Caller::anonymous(),
+    };
+    request.extensions_mut().insert(caller);
     if let Some(token) = &state.auth_token
         && request.uri().path() != "/health"
     {

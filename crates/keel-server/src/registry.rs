@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use bytes::Bytes;
 use keel_core::promotion::check_promotion;
 use keel_core::{Error, Stage, Tag};
@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::dto;
 use crate::error::ApiResult;
 use crate::request::{QueryParams, lenient_i64, lenient_string, parse_json, required, string_list};
@@ -49,11 +50,11 @@ fn params<T: DeserializeOwned>(query: Option<String>, body: &Bytes) -> Result<T,
     parse_json(&Bytes::from(Value::Object(object).to_string()))
 }
 
-fn actor(user: Option<String>, reason: Option<String>, cause: Option<String>) -> Actor {
+/// The audit actor of a request: the authenticated caller (never a name the
+/// client sends), with the reason and cause it gave.
+fn actor(caller: &Caller, reason: Option<String>, cause: Option<String>) -> Actor {
     Actor {
-        user: user
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "api".to_string()),
+        user: caller.user.clone(),
         reason: reason.unwrap_or_default(),
         cause: cause.unwrap_or_default(),
     }
@@ -178,13 +179,14 @@ pub async fn update_registered_model(
 
 pub async fn delete_registered_model(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Reply {
     let mut body: ModelBody = params(q, &body)?;
     state
         .store
-        .delete_registered_model(&name_of(&mut body)?, &actor(None, None, None))
+        .delete_registered_model(&name_of(&mut body)?, &actor(&caller, None, None))
         .await?;
     state.registry_changed();
     Ok(Json(json!({})))
@@ -261,14 +263,19 @@ pub async fn delete_registered_model_tag(
     Ok(Json(json!({})))
 }
 
-pub async fn set_alias(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+pub async fn set_alias(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
     let mut body: ModelBody = params(q, &body)?;
     let name = name_of(&mut body)?;
     let alias = required(body.alias.take(), "alias")?;
     let version = version_of(&name, &mut body)?;
     state
         .store
-        .set_registered_model_alias(&name, &alias, version, &actor(None, None, None))
+        .set_registered_model_alias(&name, &alias, version, &actor(&caller, None, None))
         .await?;
     state.registry_changed();
     Ok(Json(json!({})))
@@ -276,6 +283,7 @@ pub async fn set_alias(State(state): State<AppState>, RawQuery(q): RawQuery, bod
 
 pub async fn delete_alias(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Reply {
@@ -284,7 +292,7 @@ pub async fn delete_alias(
     let alias = required(body.alias.take(), "alias")?;
     state
         .store
-        .delete_registered_model_alias(&name, &alias, &actor(None, None, None))
+        .delete_registered_model_alias(&name, &alias, &actor(&caller, None, None))
         .await?;
     state.registry_changed();
     Ok(Json(json!({})))
@@ -323,6 +331,7 @@ struct CreateVersionBody {
 
 pub async fn create_model_version(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Reply {
@@ -351,7 +360,7 @@ pub async fn create_model_version(
                 lineage: None,
                 gate_results: None,
             },
-            &actor(None, None, None),
+            &actor(&caller, None, None),
         )
         .await?;
     state.registry_changed();
@@ -393,6 +402,7 @@ pub async fn update_model_version(
 
 pub async fn delete_model_version(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Reply {
@@ -401,7 +411,7 @@ pub async fn delete_model_version(
     let version = version_of(&name, &mut body)?;
     state
         .store
-        .delete_model_version(&name, version, &actor(None, None, None))
+        .delete_model_version(&name, version, &actor(&caller, None, None))
         .await?;
     state.registry_changed();
     Ok(Json(json!({})))
@@ -461,6 +471,7 @@ fn lenient_bool<'de, D: serde::Deserializer<'de>>(
 
 pub async fn transition_stage(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Reply {
@@ -478,7 +489,7 @@ pub async fn transition_stage(
             version,
             stage,
             body.archive_existing_versions.unwrap_or(false),
-            &actor(None, None, None),
+            &actor(&caller, None, None),
         )
         .await?;
     state.registry_changed();
@@ -580,7 +591,6 @@ struct KeelBody {
     #[serde(deserialize_with = "lenient_bool")]
     force: Option<bool>,
     reason: Option<String>,
-    user: Option<String>,
     cause: Option<String>,
     #[serde(deserialize_with = "lenient_i64")]
     max_results: Option<i64>,
@@ -604,7 +614,12 @@ pub async fn audit(State(state): State<AppState>, RawQuery(q): RawQuery, body: B
 
 /// `POST /api/2.0/keel/registry/promote {name, version, alias, force?, reason?}`:
 /// moves an alias after checking the version's recorded gates.
-pub async fn promote(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+pub async fn promote(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
     let body: KeelBody = params(q, &body)?;
     let name = required(body.name, "name")?;
     let version = parse_version(&name, &required(body.version, "version")?)?;
@@ -618,7 +633,7 @@ pub async fn promote(State(state): State<AppState>, RawQuery(q): RawQuery, body:
             &name,
             &alias,
             version,
-            &actor(body.user, Some(reason), body.cause),
+            &actor(&caller, Some(reason), body.cause),
         )
         .await?;
     state.registry_changed();
@@ -658,13 +673,18 @@ pub async fn record_gates(
 }
 
 /// `POST /api/2.0/keel/registry/rollback {name, alias, reason?}`.
-pub async fn rollback(State(state): State<AppState>, RawQuery(q): RawQuery, body: Bytes) -> Reply {
+pub async fn rollback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Reply {
     let body: KeelBody = params(q, &body)?;
     let name = required(body.name, "name")?;
     let alias = required(body.alias, "alias")?;
     let entry = state
         .store
-        .rollback_alias(&name, &alias, &actor(body.user, body.reason, body.cause))
+        .rollback_alias(&name, &alias, &actor(&caller, body.reason, body.cause))
         .await?;
     state.registry_changed();
     Ok(Json(json!({"entry": dto::audit_entry(&entry)})))
