@@ -3,9 +3,7 @@
 //! input contract (400 naming the column and row, flags in the log); the output
 //! guard; graceful shutdown writing every logged row; canary and shadow.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use keel_learn::model::Predictions as LearnPredictions;
 use keel_learn::{Algorithm, Model, Table, TrainOptions};
 use keel_serve::{EnginePreference, Policy};

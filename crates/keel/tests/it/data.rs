@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::util::{self, lossy};
+
 struct Repo {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -22,13 +24,7 @@ impl Repo {
     }
 
     fn keel(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(args)
-            .current_dir(&self.root)
-            .env("CI", "true")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run keel")
+        util::keel(&self.root, args)
     }
 
     /// Runs keel and asserts success; returns stdout.
@@ -37,10 +33,10 @@ impl Repo {
         assert!(
             output.status.success(),
             "keel {args:?} failed:\nstdout: {}\nstderr: {}",
-            text(&output.stdout),
-            text(&output.stderr)
+            lossy(&output.stdout),
+            lossy(&output.stderr)
         );
-        text(&output.stdout)
+        lossy(&output.stdout)
     }
 
     /// Runs keel and asserts failure; returns stderr.
@@ -49,9 +45,9 @@ impl Repo {
         assert!(
             !output.status.success(),
             "keel {args:?} should fail:\nstdout: {}",
-            text(&output.stdout)
+            lossy(&output.stdout)
         );
-        text(&output.stderr)
+        lossy(&output.stderr)
     }
 
     fn git(&self, args: &[&str]) {
@@ -110,10 +106,6 @@ impl Repo {
         self.write("model.bin", &[7u8; 10_000]);
         self.ok(&["data", "add", "data", "model.bin"]);
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn count_files(dir: &Path) -> usize {
@@ -364,16 +356,12 @@ fn bad_input_gets_clear_errors() {
     let stderr = repo.fails(&["init"]);
     assert!(stderr.contains("already a keel project"), "{stderr}");
     let elsewhere = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(["data", "status"])
-        .current_dir(elsewhere.path())
-        .output()
-        .unwrap();
+    let output = util::keel(elsewhere.path(), &["data", "status"]);
     assert!(!output.status.success());
     assert!(
-        text(&output.stderr).contains("not a keel project"),
+        lossy(&output.stderr).contains("not a keel project"),
         "{}",
-        text(&output.stderr)
+        lossy(&output.stderr)
     );
 }
 
@@ -383,15 +371,13 @@ fn a_second_keel_process_waits_for_the_lock_then_fails_clearly() {
     repo.write("f.txt", b"x");
     let project = keel_data::Project::discover(&repo.root).unwrap();
     let held = project.lock(std::time::Duration::ZERO).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let output = util::command(&repo.root)
         .args(["data", "add", "f.txt"])
-        .current_dir(&repo.root)
-        .env("CI", "true")
         .env("KEEL_LOCK_TIMEOUT", "0.3")
         .output()
         .unwrap();
     assert!(!output.status.success());
-    let stderr = text(&output.stderr);
+    let stderr = lossy(&output.stderr);
     assert!(
         stderr.contains("the project is locked by another keel process (pid"),
         "{stderr}"
@@ -479,7 +465,7 @@ fn s3_endpoint() -> Option<String> {
         }
         _ => {
             assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
+                !util::in_ci(),
                 "CI=true but KEEL_TEST_S3_ENDPOINT is not set: start an S3 server with \
                  `eval \"$(tests/s3/moto.sh start)\"` (tests/run.sh does) before `cargo test`"
             );
@@ -541,16 +527,13 @@ fn s3_remote_push_status_fetch_pull() {
     let bucket = format!("keel-data-{}", std::process::id());
     s3_request(reqwest::Method::PUT, &format!("{endpoint}/{bucket}"));
     let s3 = |args: &[&str]| -> Output {
-        Command::new(env!("CARGO_BIN_EXE_keel"))
+        util::command(&repo.root)
             .args(args)
-            .current_dir(&repo.root)
-            .env("CI", "true")
             .env("AWS_ENDPOINT_URL", &endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "us-east-1")
             .env_remove("AWS_ENDPOINT_URL_S3")
-            .env_remove("RUST_LOG")
             .output()
             .unwrap()
     };
@@ -559,10 +542,10 @@ fn s3_remote_push_status_fetch_pull() {
         assert!(
             output.status.success(),
             "keel {args:?}: {}{}",
-            text(&output.stdout),
-            text(&output.stderr)
+            lossy(&output.stdout),
+            lossy(&output.stderr)
         );
-        text(&output.stdout)
+        lossy(&output.stdout)
     };
     let url = format!("s3://{bucket}/team/data");
     repo.ok(&["data", "remote", "add", "store", &url]);
@@ -623,5 +606,5 @@ fn s3_remote_push_status_fetch_pull() {
     assert!(pushed.contains("1 already there"), "{pushed}");
 
     let output = s3(&["data", "push", "--remote", "nope"]);
-    assert!(text(&output.stderr).contains("remote `nope` is not configured"));
+    assert!(lossy(&output.stderr).contains("remote `nope` is not configured"));
 }

@@ -10,11 +10,7 @@ use keel_learn::generate::{Dataset, GenerateOptions, generate};
 use keel_learn::{Algorithm, Model, Table, TrainOptions};
 use serde_json::{Value, json};
 
-fn keel() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
-    command.env("RUST_BACKTRACE", "0").env("RUST_LOG", "warn");
-    command
-}
+use crate::util;
 
 #[test]
 fn sigterm_stops_keel_serve_with_every_answered_row_in_the_log() {
@@ -33,7 +29,8 @@ fn sigterm_stops_keel_serve_with_every_answered_row_in_the_log() {
     let folder = dir.path().join("risk");
     model.save(&folder).unwrap();
     let logs = dir.path().join("logs");
-    let mut child = keel()
+    let mut child = util::command(dir.path())
+        .env("RUST_LOG", "warn")
         .args([
             "serve",
             folder.to_str().unwrap(),
@@ -125,7 +122,7 @@ fn sigterm_stops_keel_serve_with_every_answered_row_in_the_log() {
 #[test]
 fn keel_serve_refuses_a_public_address_without_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let output = keel()
+    let output = util::command(dir.path())
         .args([
             "serve",
             dir.path().to_str().unwrap(),

@@ -1,6 +1,7 @@
 //! `keel loadtest` end to end: the real binary against a small axum server on
 //! 127.0.0.1. Exit codes, the JSON report's shape, the loopback rule.
 
+use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+
+use crate::util::{self, lossy};
 
 /// `/ok` answers 200, `/mix` answers 500 to every 4th request, `/echo`
 /// (POST) answers 200 for a JSON body and 415 for anything else.
@@ -51,13 +54,8 @@ async fn server() -> String {
 
 async fn keel(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(&args)
-            .env("CI", "true")
-            .env("RUST_BACKTRACE", "0")
-            .env_remove("RUST_LOG")
-            .output()
-            .expect("run keel")
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        util::keel(Path::new("."), &args)
     })
     .await
     .unwrap()
@@ -65,10 +63,6 @@ async fn keel(args: Vec<String>) -> Output {
 
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +87,7 @@ async fn json_report_has_top_level_metrics_and_slo_verdicts() {
         "--json",
     ]))
     .await;
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.status.success(), "{}", lossy(&output.stderr));
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
@@ -139,8 +133,13 @@ async fn slo_violation_exits_1_and_prints_the_verdict() {
             limit,
         ]))
         .await;
-        assert_eq!(output.status.code(), Some(code), "{}", text(&output.stderr));
-        let table = text(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{}",
+            lossy(&output.stderr)
+        );
+        let table = lossy(&output.stdout);
         let line = format!("SLO error_rate <= {limit}: {verdict}");
         assert!(table.contains(&line), "{line} in table:\n{table}");
         assert!(table.contains("5xx: 25"), "table:\n{table}");
@@ -165,7 +164,7 @@ async fn open_loop_post_with_body_and_headers() {
         "--json",
     ]))
     .await;
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(output.status.success(), "{}", lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["mode"], "open-loop");
     assert_eq!(report["method"], "POST");
@@ -181,14 +180,14 @@ async fn open_loop_post_with_body_and_headers() {
     ]))
     .await;
     assert!(!output.status.success());
-    assert!(text(&output.stderr).contains("--body-json is not valid JSON"));
+    assert!(lossy(&output.stderr).contains("--body-json is not valid JSON"));
 }
 
 #[tokio::test]
 async fn remote_targets_are_refused() {
     let output = keel(args(&["loadtest", "http://192.0.2.1/", "-n", "1"])).await;
     assert!(!output.status.success());
-    let stderr = text(&output.stderr);
+    let stderr = lossy(&output.stderr);
     assert!(stderr.contains("not a loopback address"), "{stderr}");
     assert!(stderr.contains("--allow-remote"), "{stderr}");
 }

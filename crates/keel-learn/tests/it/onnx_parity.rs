@@ -7,27 +7,14 @@
 //! Outside CI the test is skipped when neither has it; with `CI=true` it fails.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
 use keel_learn::onnx::encode_inputs;
 use keel_learn::{Algorithm, Model, Predictions, Task, TrainOptions};
 
-fn python_with_onnxruntime() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("KEEL_ORT_PYTHON").ok().map(PathBuf::from),
-        std::env::var("KEEL_PY_VENV")
-            .ok()
-            .map(|venv| Path::new(&venv).join("bin/python")),
-    ];
-    candidates.into_iter().flatten().find(|python| {
-        Command::new(python)
-            .args(["-c", "import onnxruntime"])
-            .output()
-            .is_ok_and(|output| output.status.success())
-    })
-}
+use crate::util::python_with;
 
 fn write_rows(path: &Path, rows: impl Iterator<Item = Vec<f64>>) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create csv"));
@@ -39,14 +26,7 @@ fn write_rows(path: &Path, rows: impl Iterator<Item = Vec<f64>>) {
 
 #[test]
 fn onnx_export_matches_native_predictions_in_onnxruntime() {
-    let Some(python) = python_with_onnxruntime() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but no Python with onnxruntime: tests/run.sh should have set KEEL_PY_VENV"
-        );
-        eprintln!(
-            "skipping the ONNX parity check: no Python with onnxruntime (set KEEL_ORT_PYTHON)"
-        );
+    let Some(python) = python_with("onnxruntime") else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -3,39 +3,8 @@
 //! in a temporary folder (seeded data from `keel generate`).
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn keel(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .current_dir(dir)
-        .env("CI", "true")
-        .env("RUST_BACKTRACE", "0")
-        .env_remove("RUST_LOG")
-        .env_remove("MLFLOW_TRACKING_URI")
-        .env_remove("MLFLOW_EXPERIMENT_NAME")
-        .env_remove("KEEL_ARTIFACTS_DESTINATION")
-        .output()
-        .expect("run keel")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = keel(dir, args);
-    assert!(
-        output.status.success(),
-        "keel {args:?} failed:\n{}",
-        text(&output)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::util::{keel, ok, text};
 
 fn stage_lines<'a>(stdout: &'a str, verdict: &str) -> Vec<&'a str> {
     let mut stages: Vec<&str> = stdout

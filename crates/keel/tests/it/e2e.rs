@@ -6,17 +6,10 @@
 //! variant, `KEEL_TEST_POSTGRES_URL`. With `CI=true` a missing prerequisite fails
 //! the test instead of skipping it.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
+use crate::util::{self, in_ci, repo_root};
 
 /// Runs the MLflow-client conformance script against this build's `keel server`.
 fn run_conformance(backend: Option<String>) {
@@ -101,7 +94,7 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        let child = util::command(dir.path())
             .args(["server", "--port", &port.to_string(), "--backend-store-uri"])
             .arg(format!(
                 "sqlite:///{}",
@@ -192,7 +185,7 @@ fn server_requires_its_token_when_set() {
 #[test]
 fn server_refuses_open_non_loopback_bind() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let output = util::command(dir.path())
         .args([
             "server",
             "--host",
@@ -251,15 +244,15 @@ fn unknown_endpoint_and_errors_use_mlflow_envelope() {
     assert_eq!(status, 413, "a body over the JSON limit is refused");
 }
 
+/// `keel ARGS` in `dir` against the store `dir/keel.db`.
 fn keel(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
+    util::command(dir)
         .args(args)
         .env(
             "KEEL_BACKEND_STORE_URI",
             format!("sqlite:///{}", dir.join("keel.db").display()),
         )
         .env("RUST_LOG", "warn")
-        .current_dir(dir)
         .output()
         .expect("run keel")
 }

@@ -1,9 +1,6 @@
 //! Helpers shared by keel-serve's integration tests: seeded models, a server
 //! started in-process on a free port, request bodies, Parquet log reading.
 
-#![allow(dead_code)]
-
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
@@ -73,7 +70,6 @@ pub fn config(model_uri: &str, log_dir: &Path) -> ServeConfig {
 /// A keel serve running in this process.
 pub struct Running {
     pub base: String,
-    pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -88,7 +84,6 @@ impl Running {
         }));
         Running {
             base: format!("http://{addr}"),
-            addr,
             stop: Some(stop),
             handle: Some(handle),
         }

@@ -1,18 +1,17 @@
 //! The main job: `keel quickstart` tells Bob's whole story, and what it claims
 //! is checked in the metadata store it leaves behind.
 
-use std::process::Command;
-
 use serde_json::Value;
+
+use crate::util;
 
 #[test]
 fn quickstart_closes_the_level_2_loop() {
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("project");
-    let output = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let output = util::command(dir.path())
         .arg("quickstart")
         .arg(&project)
-        .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -76,7 +75,7 @@ fn quickstart_closes_the_level_2_loop() {
     });
 
     // A second run into the same, now non-empty folder is refused with a clear message.
-    let again = Command::new(env!("CARGO_BIN_EXE_keel"))
+    let again = util::command(dir.path())
         .arg("quickstart")
         .arg(&project)
         .output()

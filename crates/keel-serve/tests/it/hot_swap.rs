@@ -4,13 +4,11 @@
 //! Then the alias moves to a broken v3: the load fails, v2 keeps serving, and
 //! /health and /metrics report the failure.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use keel_learn::Algorithm;
 use serde_json::{Value, json};
 

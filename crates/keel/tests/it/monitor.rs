@@ -1,34 +1,7 @@
 //! End-to-end tests of `keel monitor` and of the profile `keel train`
 //! writes, driving the real binary in a temporary folder.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn keel(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .current_dir(dir)
-        .env("CI", "true")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run keel")
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
-}
-
-fn run(dir: &Path, args: &[&str], expected: i32) -> String {
-    let output = keel(dir, args);
-    assert_eq!(
-        code(&output),
-        expected,
-        "keel {args:?}:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::util::{keel, run};
 
 #[test]
 fn train_writes_a_profile_and_report_flags_covariate_shift() {

@@ -7,29 +7,17 @@
 //! Needs the pinned venv (`KEEL_PY_VENV`, made by `tests/python/ensure_venv.sh`);
 //! without it the test is skipped, except under `CI=true`, where it fails.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use keel_learn::metrics::Metrics;
 use keel_learn::{Algorithm, Model, Table, TrainOptions, evaluate};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::util::{python_with, repo_root};
 
 fn export_datasets(dir: &Path) -> Option<serde_json::Value> {
-    let venv = match std::env::var("KEEL_PY_VENV") {
-        Ok(venv) if !venv.is_empty() => venv,
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "KEEL_PY_VENV must point at the venv from tests/python/ensure_venv.sh when CI=true"
-            );
-            eprintln!("skipping the scikit-learn comparison: KEEL_PY_VENV is not set");
-            return None;
-        }
-    };
-    let status = Command::new(Path::new(&venv).join("bin/python"))
+    let python = python_with("sklearn")?;
+    let status = Command::new(python)
         .arg(repo_root().join("tests/python/export_sklearn_datasets.py"))
         .arg("--out")
         .arg(dir)

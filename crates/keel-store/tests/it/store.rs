@@ -8,9 +8,7 @@ use keel_core::{
 };
 use keel_store::{CreateRun, ModelOrder, Store, StoreConfig, UpdateRun};
 
-mod common;
-
-use common::{Backend, backends};
+use crate::util::{Backend, backends};
 
 fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
     Metric::new(key, value, timestamp, step)

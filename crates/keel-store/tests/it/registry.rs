@@ -1,9 +1,7 @@
 //! The model registry on every backend (SQLite always; PostgreSQL when
 //! `KEEL_TEST_POSTGRES_URL` is set, mandatory with `CI=true`).
 
-mod common;
-
-use common::{Backend, backends};
+use crate::util::{Backend, backends};
 use keel_core::{ErrorCode, Stage, Tag};
 use keel_store::{Actor, CreateModelVersion, Store};
 

@@ -2,28 +2,9 @@
 //! driving the real binary in a temporary folder.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn keel(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .current_dir(dir)
-        .env("CI", "true")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run keel")
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let output = keel(dir, args);
-    assert!(
-        output.status.success(),
-        "keel {args:?} failed:\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::util::{keel, ok, python_with, repo_root, text};
 
 #[test]
 fn generate_train_and_evaluate_the_credit_risk_story() {
@@ -166,10 +147,6 @@ fn training_errors_name_the_problem_and_fail() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no-such-model"));
 }
 
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[test]
 fn evaluate_is_seeded_and_logs_to_a_run() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -230,10 +207,10 @@ fn evaluate_is_seeded_and_logs_to_a_run() {
                 out,
             ],
         );
-        assert!(output.status.success(), "{}", stderr_of(&output));
+        assert!(output.status.success(), "{}", text(&output));
         let document: serde_json::Value =
             serde_json::from_slice(&std::fs::read(root.join(out)).unwrap()).unwrap();
-        (document, stderr_of(&output))
+        (document, text(&output))
     };
     let (first, said) = evaluate("5", "a.json");
     let (again, _) = evaluate("5", "b.json");
@@ -324,7 +301,7 @@ fn evaluate_is_seeded_and_logs_to_a_run() {
             "40",
         ],
     );
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", text(&output));
     // Params are immutable (MLflow's rule): other settings into the same run fail.
     let output = keel(
         root,
@@ -342,9 +319,9 @@ fn evaluate_is_seeded_and_logs_to_a_run() {
     );
     assert!(!output.status.success());
     assert!(
-        stderr_of(&output).contains("Changing param values is not allowed"),
+        text(&output).contains("Changing param values is not allowed"),
         "{}",
-        stderr_of(&output)
+        text(&output)
     );
     let output = keel(
         root,
@@ -360,50 +337,27 @@ fn evaluate_is_seeded_and_logs_to_a_run() {
     );
     assert!(!output.status.success());
     assert!(
-        stderr_of(&output).contains("0123456789abcdef0123456789abcdef"),
+        text(&output).contains("0123456789abcdef0123456789abcdef"),
         "{}",
-        stderr_of(&output)
+        text(&output)
     );
-}
-
-/// The pinned venv's Python with skl2onnx (tests/run.sh sets KEEL_PY_VENV);
-/// None outside CI when it is missing, a failure under CI=true.
-fn python_with_skl2onnx() -> Option<std::path::PathBuf> {
-    let python = std::env::var("KEEL_PY_VENV")
-        .ok()
-        .map(|venv| Path::new(&venv).join("bin/python"))
-        .filter(|python| {
-            Command::new(python)
-                .args(["-c", "import skl2onnx, onnx"])
-                .output()
-                .is_ok_and(|output| output.status.success())
-        });
-    if python.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but KEEL_PY_VENV has no skl2onnx: run the tests through tests/run.sh"
-        );
-        eprintln!("skipped: no Python with skl2onnx (set KEEL_PY_VENV)");
-    }
-    python
 }
 
 #[test]
 fn models_import_registers_onnx_from_other_tools() {
-    let Some(python) = python_with_skl2onnx() else {
+    let Some(python) = python_with("skl2onnx, onnx") else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/export_onnx_models.py");
+    let script = repo_root().join("tests/python/export_onnx_models.py");
     let output = Command::new(&python)
         .arg(&script)
         .args(["--out", "onnx"])
         .current_dir(root)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(output.status.success(), "{}", text(&output));
     let expected: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("onnx/expected.json")).unwrap()).unwrap();
     let store = format!("sqlite:///{}", root.join("keel.db").display());
@@ -549,11 +503,7 @@ fn models_import_registers_onnx_from_other_tools() {
         ],
     );
     assert!(!output.status.success());
-    assert!(
-        stderr_of(&output).contains("junk.onnx"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert!(text(&output).contains("junk.onnx"), "{}", text(&output));
     std::fs::write(root.join("two.json"), br#"["a", "b"]"#).unwrap();
     let output = keel(
         root,
@@ -571,8 +521,8 @@ fn models_import_registers_onnx_from_other_tools() {
     );
     assert!(!output.status.success());
     assert!(
-        stderr_of(&output).contains("has 4 columns but the signature names 2"),
+        text(&output).contains("has 4 columns but the signature names 2"),
         "{}",
-        stderr_of(&output)
+        text(&output)
     );
 }

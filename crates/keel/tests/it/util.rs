@@ -1,0 +1,96 @@
+//! Helpers shared by keel's end-to-end tests: the real binary, run in a
+//! folder with an environment that does not leak the caller's settings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether this is a CI run: a missing service fails the test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// `keel` in `dir`: `CI=true` (no progress bars), no backtraces, no
+/// `RUST_LOG`, and none of the caller's tracking or artifact settings.
+pub fn command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    command
+        .current_dir(dir)
+        .env("CI", "true")
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("RUST_LOG")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_EXPERIMENT_NAME")
+        .env_remove("KEEL_ARTIFACTS_DESTINATION");
+    command
+}
+
+/// Runs `keel ARGS` in `dir`.
+pub fn keel(dir: &Path, args: &[&str]) -> Output {
+    command(dir).args(args).output().expect("run keel")
+}
+
+/// Runs `keel ARGS` in `dir`, asserts success and returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let output = keel(dir, args);
+    assert!(
+        output.status.success(),
+        "keel {args:?} failed:\n{}",
+        text(&output)
+    );
+    lossy(&output.stdout)
+}
+
+/// Runs `keel ARGS` in `dir`, asserts exit code `expected` and returns stdout.
+pub fn run(dir: &Path, args: &[&str], expected: i32) -> String {
+    let output = keel(dir, args);
+    assert_eq!(code(&output), expected, "keel {args:?}:\n{}", text(&output));
+    lossy(&output.stdout)
+}
+
+/// The exit code (-1 when killed by a signal).
+pub fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+/// Both streams, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        lossy(&output.stdout),
+        lossy(&output.stderr)
+    )
+}
+
+/// Bytes as text (invalid UTF-8 replaced).
+pub fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The pinned venv's Python (`KEEL_PY_VENV`, set by `tests/run.sh`) when it
+/// can `import modules`; `None` (the test is skipped) when it cannot, except
+/// under `CI=true`, where it fails.
+pub fn python_with(modules: &str) -> Option<PathBuf> {
+    let python = std::env::var("KEEL_PY_VENV")
+        .ok()
+        .filter(|venv| !venv.is_empty())
+        .map(|venv| Path::new(&venv).join("bin/python"))
+        .filter(|python| {
+            Command::new(python)
+                .args(["-c", &format!("import {modules}")])
+                .output()
+                .is_ok_and(|output| output.status.success())
+        });
+    if python.is_none() {
+        assert!(
+            !in_ci(),
+            "CI=true but KEEL_PY_VENV has no {modules}: run the tests through tests/run.sh"
+        );
+        eprintln!("skipped: no Python with {modules} (set KEEL_PY_VENV)");
+    }
+    python
+}
