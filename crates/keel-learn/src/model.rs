@@ -15,7 +15,7 @@ use crate::gbdt::{BoostParams, BoostTarget, Boosted, fit_boosted, probabilities}
 use crate::linear::{LinearModel, LogisticParams, fit_logistic, fit_ridge, sigmoid};
 use crate::onnx::{ONNX_FILE, export_onnx};
 use crate::preprocess::{Encoding, FeatureSpec, Preprocessor};
-use crate::table::{Column, Table, format_number};
+use keel_table::{Column, Table, format_number};
 
 /// Name and version of the native model format written in `model.json`.
 pub const MODEL_FORMAT: &str = "keel-learn/1";
@@ -445,7 +445,7 @@ impl Model {
 
     /// Reads `path` (CSV or Parquet) with this model's categorical inputs kept as text.
     pub fn read_table(&self, path: &Path) -> Result<Table> {
-        Table::read(path, &self.preprocessor.categorical_names())
+        Ok(Table::read(path, &self.preprocessor.categorical_names())?)
     }
 
     /// The contract and profile written to `signature.json`.
@@ -496,20 +496,16 @@ impl Model {
     }
 }
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
-pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
+/// Writes `value` as pretty JSON to `path`, atomically (keel-fs).
+fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|error| {
         LearnError::data(format!("{}: cannot serialize: {error}", path.display()))
     })?;
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let temporary = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    std::fs::write(&temporary, bytes).map_err(|source| LearnError::io(&temporary, source))?;
-    std::fs::rename(&temporary, path).map_err(|source| LearnError::io(path, source))
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    keel_fs::write_atomic(path, bytes).map_err(|source| LearnError::io(path, source))
 }
 
 /// Classification when the target is text, or numbers that are all integers

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use keel_learn::Table;
-use keel_learn::table::Column;
+use keel_table::{Column, Table};
 
 use crate::error::{MonitorError, Result};
 use crate::read::{Cells, read_parquet_cells};
@@ -124,7 +123,7 @@ fn column_of(values: Vec<Option<CellValue>>) -> Column {
             values
                 .into_iter()
                 .map(|v| match v {
-                    Some(CellValue::Number(n)) => Some(keel_learn::table::format_number(n)),
+                    Some(CellValue::Number(n)) => Some(keel_table::format_number(n)),
                     Some(CellValue::Text(t)) => Some(t),
                     None => None,
                 })

@@ -147,10 +147,10 @@ impl Lock {
         out
     }
 
-    /// Writes the lock atomically (temp file + rename).
+    /// Writes the lock atomically (keel-fs: temp file, fsync, rename, fsync of the folder).
     pub fn write(&self, path: &Path) -> Result<()> {
-        keel_data::fsutil::write_atomic(path, self.render().as_bytes())?;
-        Ok(())
+        keel_fs::write_atomic(path, self.render().as_bytes())
+            .map_err(|source| PipelineError::io(path, source))
     }
 }
 

@@ -154,8 +154,8 @@ pub fn ensure_state_dir(root: &Path) -> Result<()> {
         text.push_str(line);
         text.push('\n');
     }
-    keel_data::fsutil::write_atomic(&gitignore, text.as_bytes())?;
-    Ok(())
+    keel_fs::write_atomic(&gitignore, text.as_bytes())
+        .map_err(|source| PipelineError::io(&gitignore, source))
 }
 
 /// The current digest of a project path (stat-cached), if it exists.
@@ -647,7 +647,7 @@ fn feature_check(
         let profile =
             keel_monitor::Profile::read_json(&reference_path).map_err(|e| e.to_string())?;
         let table =
-            keel_learn::Table::read(&root.join(&data.path), &[]).map_err(|e| e.to_string())?;
+            keel_table::Table::read(&root.join(&data.path), &[]).map_err(|e| e.to_string())?;
         keel_monitor::validate::validate_training_data(&profile, &table, label, &config)
             .map_err(|e| e.to_string())
     })();

@@ -288,7 +288,8 @@ impl Tracking {
         };
         match fetched {
             Some((bytes, label)) => {
-                keel_data::fsutil::write_atomic(&target, &bytes)?;
+                keel_fs::write_atomic(&target, &bytes)
+                    .map_err(|source| PipelineError::io(&target, source))?;
                 Ok(Some(label))
             }
             None => {

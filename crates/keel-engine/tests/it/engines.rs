@@ -21,7 +21,8 @@ use keel_learn::onnx::{
     AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
 };
-use keel_learn::{Algorithm, Model, Table, TrainOptions};
+use keel_learn::{Algorithm, Model, TrainOptions};
+use keel_table::Table;
 use prost::Message;
 
 fn story(dataset: Dataset, rows: usize, seed: u64) -> Table {

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::process::Command;
 
 use keel_learn::metrics::Metrics;
-use keel_learn::{Algorithm, Model, Table, TrainOptions, evaluate};
+use keel_learn::{Algorithm, Model, TrainOptions, evaluate};
+use keel_table::Table;
 
 use crate::util::{python_with, repo_root};
 

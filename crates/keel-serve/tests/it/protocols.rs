@@ -5,8 +5,9 @@
 
 use crate::util::*;
 use keel_learn::model::Predictions as LearnPredictions;
-use keel_learn::{Algorithm, Model, Table, TrainOptions};
+use keel_learn::{Algorithm, Model, TrainOptions};
 use keel_serve::{EnginePreference, Policy};
+use keel_table::Table;
 use serde_json::{Value, json};
 
 fn expected(
@@ -275,7 +276,7 @@ async fn a_numeric_model_takes_one_fp32_tensor() {
             numeric
                 .iter()
                 .map(|n| match test.column(n).unwrap() {
-                    keel_learn::table::Column::Numeric(v) => v[row],
+                    keel_table::Column::Numeric(v) => v[row],
                     _ => unreachable!(),
                 })
                 .collect()

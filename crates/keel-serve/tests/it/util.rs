@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
-use keel_learn::table::Column;
-use keel_learn::{Algorithm, Model, Table, TrainOptions};
+use keel_learn::{Algorithm, Model, TrainOptions};
 use keel_serve::ServeConfig;
+use keel_table::{Column, Table};
 use serde_json::{Map, Value, json};
 
 pub const FEATURES: [&str; 8] = [

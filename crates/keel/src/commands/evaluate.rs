@@ -14,10 +14,9 @@ use keel_artifacts::ArtifactStore;
 use keel_core::{Metric, Param, RunStatus, now_millis};
 use keel_engine::{Batch, EnginePreference, LoadedModel};
 use keel_learn::metrics::Scored;
-use keel_learn::model::write_json_atomic;
-use keel_learn::table::{Column, format_number};
-use keel_learn::{Model, Table, train_test_split};
+use keel_learn::{Model, train_test_split};
 use keel_store::{CreateRun, Store, StoreConfig, UpdateRun};
+use keel_table::{Column, Table, format_number};
 
 /// Arguments of `keel evaluate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -113,7 +112,7 @@ pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     match &args.output {
         Some(path) => {
-            write_json_atomic(path, &document)?;
+            super::write_json(path, &document)?;
             if !quiet {
                 let (name, value) = metrics.headline();
                 println!("{name}={value:.4}; metrics written to {}", path.display());

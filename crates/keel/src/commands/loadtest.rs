@@ -124,7 +124,7 @@ pub fn run(args: LoadtestArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         print!("{}", report.to_table());
     }
     if let Some(path) = &args.output {
-        keel_learn::model::write_json_atomic(path, &report)?;
+        super::write_json(path, &report)?;
         if !quiet && !args.json {
             println!("report written to {}", path.display());
         }

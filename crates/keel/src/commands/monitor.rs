@@ -197,7 +197,7 @@ fn is_json(path: &Path) -> bool {
 
 fn emit(text: &str, output: Option<&Path>) -> anyhow::Result<()> {
     match output {
-        Some(path) => keel_monitor::profile::write_atomic(path, text.as_bytes())
+        Some(path) => keel_fs::write_atomic(path, text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?,
         None => print!("{text}"),
     }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use keel_learn::{Table, train_test_split};
+use keel_learn::train_test_split;
+use keel_table::Table;
 
 /// `monitor.on_drift` of keel.yaml.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,19 +143,14 @@ pub fn execute(
     })
 }
 
-/// Writes `table` as CSV through a temporary file and a rename, so a
+/// Writes `table` as CSV; `write_csv` replaces the file atomically, so a
 /// workspace copy linked from keel's cache is replaced, never written through.
 fn write_table(path: &Path, table: &Table) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("data.csv");
-    let temporary = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    table.write_csv(&temporary)?;
-    std::fs::rename(&temporary, path)
+    table
+        .write_csv(path)
         .with_context(|| format!("replacing {} with the labelled traffic", path.display()))
 }

@@ -6,6 +6,7 @@ mod data;
 mod e2e;
 mod learn;
 mod loadtest;
+mod missing;
 mod monitor;
 mod pipeline;
 mod quickstart;

@@ -2,12 +2,12 @@
 //! every answered row in the Parquet prediction log; a public address without
 //! a token is refused.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
-use keel_learn::{Algorithm, Model, Table, TrainOptions};
+use keel_learn::{Algorithm, Model, TrainOptions};
+use keel_table::Table;
 use serde_json::{Value, json};
 
 use crate::util;
@@ -29,31 +29,15 @@ fn sigterm_stops_keel_serve_with_every_answered_row_in_the_log() {
     let folder = dir.path().join("risk");
     model.save(&folder).unwrap();
     let logs = dir.path().join("logs");
-    let mut child = util::command(dir.path())
-        .env("RUST_LOG", "warn")
-        .args([
-            "serve",
+    let mut served = util::Served::start(
+        dir.path(),
+        &[
             folder.to_str().unwrap(),
-            "--port",
-            "0",
             "--log-dir",
-        ])
-        .arg(&logs)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (address_tx, address_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(address) = line.split("on http://").nth(1) {
-                let _ = address_tx.send(address.trim().to_string());
-            }
-        }
-    });
-    let address = address_rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("keel serve did not report its address");
+            logs.to_str().unwrap(),
+        ],
+    );
+    let address = served.address.clone();
 
     let record = json!({"age": 41, "income": 52000, "employment_years": 6, "credit_score": 690,
                         "loan_amount": 12000, "debt_to_income": 0.31, "home_ownership": "rent",
@@ -84,13 +68,13 @@ fn sigterm_stops_keel_serve_with_every_answered_row_in_the_log() {
     assert_eq!(ids.len(), 20);
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(60);
     let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
+        if let Some(exit) = served.child.try_wait().unwrap() {
             break exit;
         }
         assert!(

@@ -94,3 +94,46 @@ pub fn python_with(modules: &str) -> Option<PathBuf> {
     }
     python
 }
+
+/// A `keel serve` child process on a free loopback port, killed on drop.
+pub struct Served {
+    pub child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+}
+
+impl Served {
+    /// Starts `keel serve ARGS --port 0` in `dir` and waits until it says
+    /// where it listens.
+    pub fn start(dir: &Path, args: &[&str]) -> Served {
+        use std::io::{BufRead, BufReader};
+        let mut child = command(dir)
+            .env("RUST_LOG", "warn")
+            .arg("serve")
+            .args(args)
+            .args(["--port", "0"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn keel serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.split("on http://").nth(1) {
+                    let _ = address_tx.send(address.trim().to_string());
+                }
+            }
+        });
+        let address = address_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("keel serve did not report its address");
+        Served { child, address }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,30 +1,23 @@
-//! Tabular data in memory: columns inferred as numeric or categorical from a
-//! CSV or Parquet file (uncompressed or Snappy), with missing values kept as `NaN` (numeric) or `None`
-//! (categorical). This is the raw form both training and prediction take;
-//! encoding happens later, in [`crate::preprocess`].
+//! Tabular data in memory: named columns inferred as numeric or categorical
+//! from a CSV or Parquet file, missing values kept as `NaN` (numeric) or
+//! `None` (categorical). This is the raw form training, evaluation and
+//! prediction take; encoding happens later, in keel-learn's preprocessing.
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 
-use crate::error::{LearnError, Result};
-
-/// Cell texts read as missing (case-insensitive, after trimming).
-pub const MISSING_TOKENS: [&str; 7] = ["", "na", "nan", "null", "none", "?", "n/a"];
-
-fn is_missing(text: &str) -> bool {
-    let trimmed = text.trim();
-    MISSING_TOKENS
-        .iter()
-        .any(|token| trimmed.eq_ignore_ascii_case(token))
-}
+use crate::cell::{Cell, Text, format_number, read_text};
+use crate::error::{Result, TableError};
+use crate::rows::{CsvRows, ParquetRows, Rows, is_parquet};
 
 /// One column's values.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
-    /// Every present value parsed as a number; missing ones are `NaN`.
+    /// Every present value is a number; missing ones are `NaN`.
     Numeric(Vec<f64>),
-    /// At least one present value was not a number; missing ones are `None`.
+    /// At least one present value is not a number (or the column was asked
+    /// for as categorical); missing ones are `None`.
     Categorical(Vec<Option<String>>),
 }
 
@@ -42,8 +35,8 @@ impl Column {
         self.len() == 0
     }
 
-    /// The value at `row` as text (`None` when missing); numbers use Rust's
-    /// shortest round-trip form, so `1.0` reads as `"1"`.
+    /// The value at `row` as text (`None` when missing), numbers as
+    /// [`format_number`] writes them (`1.0` reads as `"1"`).
     pub fn text(&self, row: usize) -> Option<String> {
         match self {
             Column::Numeric(values) => {
@@ -64,15 +57,6 @@ impl Column {
     }
 }
 
-/// Formats a number the way category labels are written (`1`, not `1.0`).
-pub fn format_number(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
-    }
-}
-
 /// Named columns of equal length.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Table {
@@ -85,7 +69,7 @@ impl Table {
     /// Builds a table, checking that names are unique and lengths agree.
     pub fn new(names: Vec<String>, columns: Vec<Column>) -> Result<Self> {
         if names.len() != columns.len() {
-            return Err(LearnError::data(format!(
+            return Err(TableError::data(format!(
                 "{} column names for {} columns",
                 names.len(),
                 columns.len()
@@ -94,7 +78,7 @@ impl Table {
         let mut seen = HashSet::new();
         for name in &names {
             if !seen.insert(name.as_str()) {
-                return Err(LearnError::data(format!("duplicate column name {name:?}")));
+                return Err(TableError::data(format!("duplicate column name {name:?}")));
             }
         }
         let rows = columns.first().map_or(0, Column::len);
@@ -103,7 +87,7 @@ impl Table {
             .zip(&columns)
             .find(|(_, column)| column.len() != rows)
         {
-            return Err(LearnError::data(format!(
+            return Err(TableError::data(format!(
                 "column {name:?} has {} values, expected {rows}",
                 column.len()
             )));
@@ -115,91 +99,64 @@ impl Table {
         })
     }
 
-    /// Reads `path` as Parquet when it ends in `.parquet` or `.pq`, else as CSV.
+    /// Reads `path` as Parquet when it ends in `.parquet` or `.pq`, else as
+    /// CSV. Columns in `force_categorical` are read as text even when every
+    /// value is a number (zip codes, or a model's categorical input).
     pub fn read(path: &Path, force_categorical: &[String]) -> Result<Self> {
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        match extension.as_deref() {
-            Some("parquet" | "pq") => Self::read_parquet(path, force_categorical),
-            _ => Self::read_csv(path, force_categorical),
+        if is_parquet(path) {
+            Self::read_parquet(path, force_categorical)
+        } else {
+            Self::read_csv(path, force_categorical)
         }
     }
 
-    /// Reads a Parquet file: integer, float, decimal-free numeric and boolean
-    /// columns are numeric, strings (and dates, times, ...) categorical; nulls
-    /// are missing. Columns in `force_categorical` are read as text.
+    /// Reads a Parquet file: integer, float and boolean columns are numeric,
+    /// strings (and dates, times, decimals) categorical; nulls and NaN are
+    /// missing.
     pub fn read_parquet(path: &Path, force_categorical: &[String]) -> Result<Self> {
-        use parquet::file::reader::{FileReader, SerializedFileReader};
-        use parquet::record::Field;
-
-        let parquet_error = |error: parquet::errors::ParquetError| {
-            LearnError::data(format!("{}: {error}", path.display()))
-        };
-        let file = std::fs::File::open(path).map_err(|source| LearnError::io(path, source))?;
-        let reader = SerializedFileReader::new(file).map_err(parquet_error)?;
-        let names: Vec<String> = reader
-            .metadata()
-            .file_metadata()
-            .schema_descr()
-            .root_schema()
-            .get_fields()
-            .iter()
-            .map(|field| field.name().to_string())
-            .collect();
-        // Per column: the number (if the cell is numeric) and the text.
-        let mut cells: Vec<Vec<(Option<f64>, Option<String>)>> = vec![Vec::new(); names.len()];
-        for (row_number, row) in reader.into_iter().enumerate() {
-            let row = row.map_err(parquet_error)?;
-            for (column, (_, field)) in row.into_columns().into_iter().enumerate() {
-                let Some(target) = cells.get_mut(column) else {
-                    return Err(LearnError::data(format!(
-                        "{}: row {} has more fields than the schema",
-                        path.display(),
-                        row_number + 1
-                    )));
-                };
-                let number = match &field {
-                    Field::Bool(v) => Some(f64::from(u8::from(*v))),
-                    Field::Byte(v) => Some(f64::from(*v)),
-                    Field::Short(v) => Some(f64::from(*v)),
-                    Field::Int(v) => Some(f64::from(*v)),
-                    Field::Long(v) => Some(*v as f64),
-                    Field::UByte(v) => Some(f64::from(*v)),
-                    Field::UShort(v) => Some(f64::from(*v)),
-                    Field::UInt(v) => Some(f64::from(*v)),
-                    Field::ULong(v) => Some(*v as f64),
-                    Field::Float(v) => Some(f64::from(*v)),
-                    Field::Double(v) => Some(*v),
-                    _ => None,
-                };
-                let text = match field {
-                    Field::Null => None,
-                    Field::Str(text) => Some(text),
-                    other => Some(number.map_or_else(|| other.to_string(), format_number)),
-                };
-                target.push((number, text));
+        let mut rows = ParquetRows::open(path)?;
+        let names = rows.columns().to_vec();
+        let mut cells: Vec<Vec<Option<Cell>>> = vec![Vec::new(); names.len()];
+        let mut row = Vec::with_capacity(names.len());
+        let mut n = 0usize;
+        while rows.next_row(&mut row)? {
+            n += 1;
+            if row.len() != names.len() {
+                return Err(TableError::file(
+                    path,
+                    format!(
+                        "row {n} has {} fields for {} columns",
+                        row.len(),
+                        names.len()
+                    ),
+                ));
+            }
+            for (column, cell) in cells.iter_mut().zip(row.drain(..)) {
+                column.push(cell);
             }
         }
-        if cells.first().is_none_or(Vec::is_empty) {
-            return Err(LearnError::data(format!(
-                "{}: no data rows",
-                path.display()
-            )));
+        if n == 0 {
+            return Err(TableError::file(path, "no data rows"));
         }
         let columns = names
             .iter()
             .zip(cells)
             .map(|(name, column)| {
+                let number = |cell: &Cell| match cell {
+                    Cell::Bool(flag) => Some(f64::from(u8::from(*flag))),
+                    other => other.number(),
+                };
                 let numeric = !force_categorical.contains(name)
-                    && column
-                        .iter()
-                        .all(|(number, text)| number.is_some() || text.is_none());
+                    && column.iter().flatten().all(|cell| number(cell).is_some());
                 if numeric {
-                    Column::Numeric(column.iter().map(|(n, _)| n.unwrap_or(f64::NAN)).collect())
+                    Column::Numeric(
+                        column
+                            .iter()
+                            .map(|cell| cell.as_ref().and_then(number).unwrap_or(f64::NAN))
+                            .collect(),
+                    )
                 } else {
-                    Column::Categorical(column.into_iter().map(|(_, text)| text).collect())
+                    Column::Categorical(column.iter().map(|c| c.as_ref().map(Cell::text)).collect())
                 }
             })
             .collect();
@@ -207,56 +164,36 @@ impl Table {
     }
 
     /// Reads a CSV file with a header row, inferring each column's type.
-    /// Columns listed in `force_categorical` are read as categorical even if
-    /// every value is a number (e.g. zip codes, or a model's categorical input).
     pub fn read_csv(path: &Path, force_categorical: &[String]) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|source| LearnError::io(path, source))?;
-        Self::from_csv_reader(file, force_categorical).map_err(|error| match error {
-            LearnError::Csv { cause, .. } => LearnError::Csv {
-                path: path.to_path_buf(),
-                cause,
-            },
-            LearnError::InvalidData(message) => {
-                LearnError::InvalidData(format!("{}: {message}", path.display()))
-            }
-            other => other,
-        })
+        let rows = CsvRows::open(path, b',')?;
+        Self::from_csv_rows(rows, path, force_categorical)
     }
 
-    /// Like [`Table::read_csv`], from any reader.
+    /// Like [`Table::read_csv`], from any reader (errors name `<input>`).
     pub fn from_csv_reader(reader: impl Read, force_categorical: &[String]) -> Result<Self> {
-        let csv_error = |cause| LearnError::Csv {
-            path: "<input>".into(),
-            cause,
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .trim(csv::Trim::All)
-            .from_reader(reader);
-        let names: Vec<String> = reader
-            .headers()
-            .map_err(csv_error)?
-            .iter()
-            .map(str::to_string)
-            .collect();
-        if names.is_empty() || names.iter().all(String::is_empty) {
-            return Err(LearnError::data("no header row"));
-        }
-        if let Some(position) = names.iter().position(String::is_empty) {
-            return Err(LearnError::data(format!(
-                "column {} has an empty name in the header",
-                position + 1
-            )));
-        }
+        let origin = Path::new("<input>");
+        Self::from_csv_rows(
+            CsvRows::new(reader, origin, b',')?,
+            origin,
+            force_categorical,
+        )
+    }
+
+    fn from_csv_rows<R: Read>(
+        mut rows: CsvRows<R>,
+        origin: &Path,
+        force_categorical: &[String],
+    ) -> Result<Self> {
+        let names = rows.columns().to_vec();
         let mut cells: Vec<Vec<String>> = vec![Vec::new(); names.len()];
         let mut record = csv::StringRecord::new();
-        while reader.read_record(&mut record).map_err(csv_error)? {
+        while rows.next_record(&mut record)? {
             for (column, value) in cells.iter_mut().zip(record.iter()) {
                 column.push(value.to_string());
             }
         }
         if cells[0].is_empty() {
-            return Err(LearnError::data("no data rows"));
+            return Err(TableError::file(origin, "no data rows"));
         }
         let columns = names
             .iter()
@@ -287,7 +224,7 @@ impl Table {
     /// The column called `name`, or an error naming it and the columns there are.
     pub fn require(&self, name: &str) -> Result<&Column> {
         self.column(name).ok_or_else(|| {
-            LearnError::data(format!(
+            TableError::data(format!(
                 "no column {name:?} (columns: {})",
                 self.names.join(", ")
             ))
@@ -303,61 +240,54 @@ impl Table {
         }
     }
 
-    /// Writes the table as CSV (missing values as empty cells).
+    /// Writes the table as CSV (missing values as empty cells), atomically:
+    /// readers see the old file or the whole new one, never a part.
     pub fn write_csv(&self, path: &Path) -> Result<()> {
-        let csv_error = |cause| LearnError::Csv {
-            path: path.to_path_buf(),
-            cause,
-        };
-        let mut writer = csv::Writer::from_path(path).map_err(csv_error)?;
-        writer.write_record(&self.names).map_err(csv_error)?;
-        let mut record = Vec::with_capacity(self.names.len());
-        for row in 0..self.rows {
-            record.clear();
-            for column in &self.columns {
-                record.push(match column {
-                    Column::Numeric(values) if values[row].is_nan() => String::new(),
-                    Column::Numeric(values) => format!("{}", values[row]),
-                    Column::Categorical(values) => values[row].clone().unwrap_or_default(),
-                });
+        keel_fs::write_atomic_with(path, |file| {
+            let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
+            writer.write_record(&self.names)?;
+            let mut record = Vec::with_capacity(self.names.len());
+            for row in 0..self.rows {
+                record.clear();
+                for column in &self.columns {
+                    record.push(column.text(row).unwrap_or_default());
+                }
+                writer.write_record(&record)?;
             }
-            writer.write_record(&record).map_err(csv_error)?;
-        }
-        writer
-            .flush()
-            .map_err(|source| LearnError::io(path, source))
+            writer.flush()
+        })
+        .map_err(|cause| TableError::io(path, cause))
     }
 }
 
+/// Numeric when every cell is a number or missing (an all-missing column is
+/// numeric, all NaN); else categorical with missing cells as `None`.
 fn infer_column(texts: Vec<String>, force_categorical: bool) -> Column {
     if !force_categorical {
         let mut numbers = Vec::with_capacity(texts.len());
-        let mut all_numeric = true;
-        let mut any_present = false;
-        for text in &texts {
-            if is_missing(text) {
+        let all_numeric = texts.iter().all(|text| match read_text(text) {
+            Text::Missing => {
                 numbers.push(f64::NAN);
-            } else if let Ok(value) = text.trim().parse::<f64>() {
-                any_present = true;
-                // "inf" parses as a number; keep it, preprocessing rejects it with a clear error.
-                numbers.push(value);
-            } else {
-                all_numeric = false;
-                break;
+                true
             }
-        }
-        if all_numeric && any_present {
-            return Column::Numeric(numbers);
-        }
+            // "inf" is a number; keep it, preprocessing rejects it with a clear error.
+            Text::Number(value) => {
+                numbers.push(value);
+                true
+            }
+            Text::Other(_) => false,
+        });
         if all_numeric {
-            // Entirely missing: numeric, all NaN.
             return Column::Numeric(numbers);
         }
     }
     Column::Categorical(
         texts
             .into_iter()
-            .map(|text| (!is_missing(&text)).then(|| text.trim().to_string()))
+            .map(|text| match read_text(&text) {
+                Text::Missing => None,
+                _ => Some(text.trim().to_string()),
+            })
             .collect(),
     )
 }
@@ -491,5 +421,38 @@ mod tests {
                 .to_string()
                 .contains("\"z\"")
         );
+    }
+
+    #[test]
+    fn every_missing_spelling_is_missing_in_both_column_kinds() {
+        let table = read("x,c\n1,a\n?,?\nn/a,N/A\nNULL,none\n ,\nNaN,na\n").unwrap();
+        match table.column("x").unwrap() {
+            Column::Numeric(values) => {
+                assert_eq!(values[0], 1.0);
+                assert!(values[1..].iter().all(|v| v.is_nan()), "{values:?}");
+            }
+            other => panic!("x should be numeric: {other:?}"),
+        }
+        assert_eq!(
+            table.column("c").unwrap(),
+            &Column::Categorical(vec![Some("a".into()), None, None, None, None, None])
+        );
+    }
+
+    #[test]
+    fn write_csv_round_trips_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let table = read("x,c\n1.5,a\n,b\n3,\n").unwrap();
+        table.write_csv(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "x,c\n1.5,a\n,b\n3,\n"
+        );
+        let again = Table::read(&path, &[]).unwrap();
+        assert_eq!(again.column("c"), table.column("c"));
+        assert_eq!(again.column("x").unwrap().text(0).as_deref(), Some("1.5"));
+        assert_eq!(again.column("x").unwrap().text(1), None);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
