@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use contract::{Policies, Policy};
 pub use deploy::Role;
 pub use keel_engine::EnginePreference;
-pub use source::ModelUri;
+pub use source::ModelSource;
 
 /// Errors of starting the server and of loading models.
 #[derive(Debug, thiserror::Error)]

@@ -405,6 +405,39 @@ async fn versions_from_runs_record_lineage() {
         assert_eq!(lineage["run_id"], run.info.run_id.as_str());
         assert_eq!(lineage["datasets"][0]["digest"], "b3:feed");
         assert_eq!(lineage["datasets"][0]["context"], "training");
+        // Where the version's files are: runs:/RUN/PATH is under the run's
+        // artifact root; a logged model's source is its artifact location.
+        assert_eq!(
+            store.version_artifact_uri(&version).await.unwrap(),
+            format!("{}/model", run.info.artifact_uri)
+        );
+        let logged = store
+            .create_logged_model("0", Some("m"), None, None, vec![], vec![])
+            .await
+            .unwrap();
+        let from_logged = store
+            .create_model_version(
+                CreateModelVersion {
+                    name: "risk".into(),
+                    source: format!("models:/{}", logged.model_id),
+                    ..Default::default()
+                },
+                &Actor::user("bob"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.version_artifact_uri(&from_logged).await.unwrap(),
+            logged.artifact_location
+        );
+        assert!(
+            store
+                .resolve_model_uri(&format!("models:/{}", logged.model_id))
+                .await
+                .unwrap_err()
+                .message
+                .contains("not a registered model version")
+        );
         let unknown = CreateModelVersion {
             name: "risk".into(),
             source: "x".into(),

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use keel_artifacts::ArtifactStore;
 use keel_core::{Metric, Param, RunStatus, now_millis};
 use keel_engine::{Batch, EnginePreference, LoadedModel};
 use keel_learn::metrics::Scored;
@@ -157,7 +156,7 @@ fn compare(
     uri: &str,
 ) -> anyhow::Result<Option<(String, keel_learn::Metrics)>> {
     let temporary = tempfile::tempdir().context("creating a temporary folder")?;
-    let (label, dir) = if uri.starts_with("models:/") {
+    let (label, dir) = if keel_core::uri::ModelUri::is_model_uri(uri) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -490,21 +489,8 @@ async fn store_metrics_artifact(
     destination: &str,
     document: &serde_json::Value,
 ) -> anyhow::Result<String> {
-    let (store, path) = match artifact_uri.strip_prefix("mlflow-artifacts:") {
-        Some(rest) => {
-            let rest = rest.trim_start_matches('/');
-            let path = if rest.is_empty() {
-                "metrics.json".to_string()
-            } else {
-                format!("{rest}/metrics.json")
-            };
-            (ArtifactStore::open(destination)?, path)
-        }
-        None => (
-            ArtifactStore::open(artifact_uri)?,
-            "metrics.json".to_string(),
-        ),
-    };
+    let (store, base) = keel_artifacts::resolve_artifact_uri(artifact_uri, destination)?;
+    let path = keel_core::uri::join(&base, "metrics.json");
     let bytes = serde_json::to_vec_pretty(document)?;
     store.put_bytes(&path, bytes.into()).await?;
     Ok(format!("{}/{path}", store.uri()))
