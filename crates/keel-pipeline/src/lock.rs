@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use keel_data::Digest;
-use keel_validate::yaml::{self, Node, YamlError, quote};
+use keel_yaml::{self as yaml, Node, YamlError, quote};
 
 use crate::error::{PipelineError, Result};
 

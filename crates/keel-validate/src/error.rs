@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::yaml::YamlError;
+use keel_yaml::YamlError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {

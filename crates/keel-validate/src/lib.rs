@@ -8,15 +8,14 @@
 //! here exactly when training, serving and monitoring read it as missing.
 //!
 //! Code map: [`schema`] (the schema file),
-//! [`infer`], [`check`] (validation and its report), [`yaml`] (YAML with
-//! line/column positions, shared with keel-pipeline). Knows nothing about
+//! [`infer`], [`check`] (validation and its report); schema files are read
+//! with keel-yaml (errors at `file:line:column`). Knows nothing about
 //! pipelines, the metadata store or HTTP.
 
 pub mod check;
 pub mod error;
 pub mod infer;
 pub mod schema;
-pub mod yaml;
 
 pub use check::{Report, Violation, validate, validate_path};
 pub use error::{Result, ValidateError};

@@ -15,11 +15,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use keel_learn::metrics::Metrics;
 use keel_learn::model::{SIGNATURE_FILE, Signature};
-use keel_monitor::config::{AlertSink, MonitorConfig};
+use keel_monitor::config::{AlertSink, DriftAction, MonitorConfig, OnDrift};
 use keel_monitor::profile::PROFILE_FILE;
 use keel_monitor::watch::{AlertEvent, AlertState, conditions, gauges};
 use keel_monitor::window::{LogOptions, WindowedReport, parse_duration, windowed_report};
 use keel_monitor::{DriftConfig, DriftReport, Profile, compare, profile_file, render};
+use keel_pipeline::config::KeelYaml;
 
 /// Arguments of `keel monitor`.
 #[derive(Debug, clap::Args)]
@@ -170,7 +171,7 @@ fn load_config(policy: &PolicyArgs) -> anyhow::Result<MonitorConfig> {
         None => Some(PathBuf::from("keel.yaml")).filter(|p| p.exists()),
     };
     let mut config = match path {
-        Some(path) => MonitorConfig::from_keel_yaml(&path)?,
+        Some(path) => KeelYaml::read(&path)?.monitor()?,
         None => MonitorConfig::default(),
     };
     let drift: &mut DriftConfig = &mut config.drift;
@@ -353,13 +354,9 @@ fn log_report(
 fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.policy)?;
     let mut sinks = config.alerts.clone();
-    sinks.extend(
-        args.webhook
-            .iter()
-            .map(|w| AlertSink::Webhook { webhook: w.clone() }),
-    );
+    sinks.extend(args.webhook.iter().map(|w| AlertSink::Webhook(w.clone())));
     if sinks.is_empty() {
-        sinks.push(AlertSink::Log { log: true });
+        sinks.push(AlertSink::Log(true));
     }
     let window_ms = parse_duration(
         &args
@@ -383,9 +380,14 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let mut state = AlertState::default();
-    let policy = match &config.on_drift {
-        Some(on_drift) => super::retrain::Policy::parse(on_drift)?,
-        None => None,
+    let policy = config
+        .on_drift
+        .clone()
+        .filter(|on_drift| on_drift.action == DriftAction::Retrain);
+    let cooldown_ms = match policy.as_ref().and_then(|p| p.cooldown.as_deref()) {
+        Some(text) => parse_duration(text)
+            .with_context(|| format!("keel.yaml monitor.on_drift.cooldown: {text:?}"))?,
+        None => 0,
     };
     let mut last_action_ms: Option<i64> = None;
     loop {
@@ -409,7 +411,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         let mut action_exit = None;
         if let Some(policy) = &policy
             && report.dataset.drifted
-            && last_action_ms.is_none_or(|at| now_ms - at >= policy.cooldown_ms)
+            && last_action_ms.is_none_or(|at| now_ms - at >= cooldown_ms)
         {
             last_action_ms = Some(now_ms);
             action_exit = retrain(&args, policy, &model, &report, since, quiet)?;
@@ -431,7 +433,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 /// registry's audit log. Returns the pipeline's exit code, `None` if skipped.
 fn retrain(
     args: &WatchArgs,
-    policy: &super::retrain::Policy,
+    policy: &OnDrift,
     model: &str,
     report: &DriftReport,
     since_ms: i64,
@@ -510,7 +512,8 @@ fn deliver(
     quiet: bool,
 ) {
     match sink {
-        AlertSink::Log { .. } => {
+        AlertSink::Log(false) => {}
+        AlertSink::Log(true) => {
             if !quiet || event.status == "firing" {
                 eprintln!(
                     "alert {} [{}] {}: {}",
@@ -518,7 +521,7 @@ fn deliver(
                 );
             }
         }
-        AlertSink::Webhook { webhook } => {
+        AlertSink::Webhook(webhook) => {
             let sent = runtime.block_on(async {
                 client
                     .post(webhook)

@@ -258,3 +258,35 @@ fn watch_posts_alerts_to_a_webhook() {
         "{request}"
     );
 }
+
+#[test]
+fn a_typo_in_the_monitor_section_is_an_error_at_its_line_and_column() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    std::fs::write(root.join("a.csv"), "x\n1\n2\n3\n").unwrap();
+    std::fs::write(
+        root.join("keel.yaml"),
+        "stages:\n  s:\n    cmd: \"true\"\nmonitor:\n  window: 1h\n  drift: {min_efect: 0.2}\n",
+    )
+    .unwrap();
+    // Read by `keel monitor` (it was silently ignored before) and by `keel run`.
+    for args in [
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "a.csv",
+            "--current",
+            "a.csv",
+        ][..],
+        &["run", "--no-track"][..],
+    ] {
+        let output = keel(root, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "keel {args:?} should fail");
+        assert!(
+            stderr.contains("keel.yaml:6:11: unknown field `min_efect`"),
+            "keel {args:?}: {stderr}"
+        );
+    }
+}

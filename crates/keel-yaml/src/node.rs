@@ -1,7 +1,7 @@
 //! YAML with positions: every node keeps the line and column it starts at,
 //! so a file's errors (a syntax error, a wrong type, an unknown field, a
 //! missing input) can name `file:line:column`. Built on `saphyr`'s marked
-//! loader; shared with keel-pipeline (keel.yaml, params.yaml, keel.lock).
+//! loader.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
