@@ -282,7 +282,6 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
     let mut pending_deps: Vec<BTreeMap<String, Entry>> = vec![BTreeMap::new(); n];
     let mut ready: Vec<usize> = Vec::new();
     let mut running = 0usize;
-    let mut exit_code = 0;
     let (tx, rx) = mpsc::channel::<(usize, i32, f64, String)>();
 
     loop {
@@ -440,12 +439,18 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
             reports[index].reason = text;
             reports[index].status = StageStatus::Failed(code);
             states[index] = State::Done(StageStatus::Failed(code));
-            if exit_code == 0 {
-                exit_code = code;
-            }
         }
     }
     stat.save()?;
+    // The first failed stage in keel.yaml's order decides the exit code, not
+    // whichever failure finished first (stages run in parallel).
+    let exit_code = reports
+        .iter()
+        .find_map(|report| match report.status {
+            StageStatus::Failed(code) => Some(code),
+            _ => None,
+        })
+        .unwrap_or(0);
     Ok(RunReport {
         stages: reports,
         exit_code,
