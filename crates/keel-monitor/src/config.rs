@@ -13,6 +13,7 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use keel_yaml::{Node, YamlError};
 use serde::{Deserialize, Serialize};
@@ -36,8 +37,12 @@ pub enum AlertSink {
 pub struct MonitorConfig {
     /// `NAME` or `NAME@alias`.
     pub model: Option<String>,
-    /// Window length, e.g. `1h`.
-    pub window: Option<String>,
+    /// Window length, e.g. `1h` (keel-core's duration format: a unit is required).
+    #[serde(
+        with = "keel_core::duration::serde::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub window: Option<Duration>,
     /// Drift policy.
     pub drift: DriftConfig,
     /// Alert sinks.
@@ -88,8 +93,11 @@ pub struct OnDrift {
     /// `auto` or `approval`.
     pub promote: Promote,
     /// Quiet time after an action, e.g. `10m` (none by default).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cooldown: Option<String>,
+    #[serde(
+        with = "keel_core::duration::serde",
+        skip_serializing_if = "Duration::is_zero"
+    )]
+    pub cooldown: Duration,
 }
 
 impl Default for OnDrift {
@@ -102,7 +110,7 @@ impl Default for OnDrift {
             seed: 0,
             min_rows: 200,
             promote: Promote::Auto,
-            cooldown: None,
+            cooldown: Duration::ZERO,
         }
     }
 }
@@ -180,6 +188,15 @@ mod tests {
         assert_eq!(on_drift.action, DriftAction::Retrain);
         assert_eq!((on_drift.min_rows, on_drift.test_fraction), (50, 0.25));
         assert_eq!(on_drift.train, Path::new("data/train.csv"));
+        assert_eq!(config.window, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            read("on_drift: {cooldown: 10m}\n")
+                .unwrap()
+                .on_drift
+                .unwrap()
+                .cooldown,
+            Duration::from_secs(600)
+        );
         assert_eq!(read("").unwrap(), MonitorConfig::default());
     }
 
@@ -207,5 +224,17 @@ mod tests {
             "keel.yaml:2:18: invalid setting monitor.on_drift.test_fraction: 1.5 is outside [0, 1)"
         );
         assert!(message("alerts: [{email: a@b}]\n").contains("unknown variant `email`"));
+        // A duration needs its unit: a bare number was milliseconds here
+        // and seconds in `keel loadtest`.
+        assert_eq!(
+            message("window: 3600\n"),
+            "keel.yaml:1:9: `3600` has no unit (expected a duration with a unit, such as 250ms, 30s, 10m or 1h)"
+        );
+        assert!(
+            message("on_drift:\n  cooldown: ten minutes\n")
+                .starts_with("keel.yaml:2:13: `ten minutes`: "),
+            "{}",
+            message("on_drift:\n  cooldown: ten minutes\n")
+        );
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_loadtest::{Config, Load, Progress, Slo, parse_duration};
+use keel_core::duration::parse_flag as parse_duration;
+use keel_loadtest::{Config, Load, Progress, Slo};
 
 /// Arguments of `keel loadtest`.
 #[derive(Debug, clap::Args)]

@@ -13,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use keel_core::duration::parse_flag as parse_duration;
 use keel_learn::metrics::Metrics;
 use keel_learn::model::{SIGNATURE_FILE, Signature};
 use keel_monitor::config::{AlertSink, DriftAction, MonitorConfig, OnDrift};
 use keel_monitor::profile::PROFILE_FILE;
 use keel_monitor::watch::{AlertEvent, AlertState, conditions, gauges};
-use keel_monitor::window::{LogOptions, WindowedReport, parse_duration, windowed_report};
+use keel_monitor::window::{LogOptions, WindowedReport, windowed_report};
 use keel_monitor::{DriftConfig, DriftReport, Profile, compare, profile_file, render};
 use keel_pipeline::config::KeelYaml;
 
@@ -81,9 +82,9 @@ pub struct LogArgs {
     /// Prediction log directory (`keel serve --log-dir`).
     #[arg(long, default_value = "keel-logs")]
     pub log_dir: PathBuf,
-    /// Window length (30s, 10m, 1h, 1d).
-    #[arg(long)]
-    pub window: Option<String>,
+    /// Window length (30s, 10m, 1h, 1d; default monitor.window of keel.yaml, else 1h).
+    #[arg(long, value_parser = parse_duration)]
+    pub window: Option<Duration>,
     /// Model folder holding profile.json (and signature.json, metrics.json).
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
@@ -118,9 +119,9 @@ pub struct WatchArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Seconds between evaluations.
-    #[arg(long, default_value_t = 60)]
-    pub interval: u64,
+    /// Time between evaluations (30s, 5m).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub interval: Duration,
     /// Serve Prometheus gauges on 127.0.0.1:PORT/metrics.
     #[arg(long)]
     pub port: Option<u16>,
@@ -295,6 +296,18 @@ fn read_json_file<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// The window: `--window`, else keel.yaml's `monitor.window`, else 1h.
+fn window_of(log: &LogArgs, config: &MonitorConfig) -> anyhow::Result<Duration> {
+    let window = log
+        .window
+        .or(config.window)
+        .unwrap_or(Duration::from_secs(3600));
+    if window < Duration::from_millis(1) {
+        bail!("the window (--window or monitor.window) must be at least 1ms");
+    }
+    Ok(window)
+}
+
 fn log_report(
     log: &LogArgs,
     config: &MonitorConfig,
@@ -306,11 +319,7 @@ fn log_report(
         );
     };
     let model = model.split('@').next().unwrap_or(&model).to_string();
-    let window = log
-        .window
-        .clone()
-        .or_else(|| config.window.clone())
-        .unwrap_or_else(|| "1h".into());
+    let window = window_of(log, config)?;
     let (reference, signature, evaluation) = match (&log.reference_profile, &log.model_dir) {
         (Some(path), _) => (Profile::read_json(path)?, None, None),
         (None, Some(dir)) => {
@@ -339,7 +348,7 @@ fn log_report(
     let options = LogOptions {
         log_dir: log.log_dir.clone(),
         model,
-        window_ms: parse_duration(&window)?,
+        window_ms: window.as_millis() as i64,
         config: config.drift.clone(),
         since_ms,
     };
@@ -358,14 +367,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if sinks.is_empty() {
         sinks.push(AlertSink::Log(true));
     }
-    let window_ms = parse_duration(
-        &args
-            .log
-            .window
-            .clone()
-            .or_else(|| config.window.clone())
-            .unwrap_or_else(|| "1h".into()),
-    )?;
+    let window_ms = window_of(&args.log, &config)?.as_millis() as i64;
     let metrics = Arc::new(Mutex::new(String::new()));
     if let Some(port) = args.port {
         serve_metrics(port, Arc::clone(&metrics))?;
@@ -384,11 +386,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .on_drift
         .clone()
         .filter(|on_drift| on_drift.action == DriftAction::Retrain);
-    let cooldown_ms = match policy.as_ref().and_then(|p| p.cooldown.as_deref()) {
-        Some(text) => parse_duration(text)
-            .with_context(|| format!("keel.yaml monitor.on_drift.cooldown: {text:?}"))?,
-        None => 0,
-    };
+    let cooldown_ms = policy.as_ref().map_or(0, |p| p.cooldown.as_millis() as i64);
     let mut last_action_ms: Option<i64> = None;
     loop {
         let now_ms = std::time::SystemTime::now()
@@ -424,7 +422,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 (false, _) => ExitCode::SUCCESS,
             });
         }
-        std::thread::sleep(Duration::from_secs(args.interval.max(1)));
+        std::thread::sleep(args.interval.max(Duration::from_secs(1)));
     }
 }
 

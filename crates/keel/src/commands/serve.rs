@@ -57,9 +57,9 @@ pub struct ServeArgs {
     /// Turn the prediction log off.
     #[arg(long)]
     pub no_log: bool,
-    /// Longest time (ms) a logged row waits in memory before it is in a file.
-    #[arg(long, default_value_t = 1000)]
-    pub log_flush_ms: u64,
+    /// Longest time a logged row waits in memory before it is in a file (10ms to 1s).
+    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "1s")]
+    pub log_flush_interval: Duration,
     /// Where downloaded model versions are cached.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -93,9 +93,9 @@ pub struct ServeArgs {
     /// Requests handled at once; more get 503.
     #[arg(long, default_value_t = 1024)]
     pub max_concurrency: usize,
-    /// Longest time for one request, in ms (504 beyond).
-    #[arg(long, default_value_t = 30_000)]
-    pub timeout_ms: u64,
+    /// Longest time for one request (504 beyond).
+    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "30s")]
+    pub timeout: Duration,
 }
 
 const POLICIES: [&str; 3] = ["reject", "flag", "ignore"];
@@ -131,7 +131,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.canary = args.canary.map(|uri| (uri, args.canary_share));
     config.shadow = args.shadow;
     config.log_dir = (!args.no_log).then_some(args.log_dir);
-    config.log_flush_interval = Duration::from_millis(args.log_flush_ms.clamp(10, 1000));
+    config.log_flush_interval = args
+        .log_flush_interval
+        .clamp(Duration::from_millis(10), Duration::from_secs(1));
     if let Some(cache) = args.cache_dir {
         config.cache_dir = cache;
     }
@@ -146,7 +148,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_body_bytes = args.max_body_bytes;
     config.max_rows = args.max_rows;
     config.max_concurrency = args.max_concurrency;
-    config.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
+    config.request_timeout = args.timeout.max(Duration::from_millis(1));
     let server = keel_serve::bind(config).await?;
     let (name, version) = server.primary();
     tracing::info!(address = %server.addr, name, version, "keel serve listening");

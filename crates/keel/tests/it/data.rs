@@ -373,7 +373,7 @@ fn a_second_keel_process_waits_for_the_lock_then_fails_clearly() {
     let held = project.lock(std::time::Duration::ZERO).unwrap();
     let output = util::command(&repo.root)
         .args(["data", "add", "f.txt"])
-        .env("KEEL_LOCK_TIMEOUT", "0.3")
+        .env("KEEL_LOCK_TIMEOUT", "300ms")
         .output()
         .unwrap();
     assert!(!output.status.success());

@@ -191,3 +191,25 @@ async fn remote_targets_are_refused() {
     assert!(stderr.contains("not a loopback address"), "{stderr}");
     assert!(stderr.contains("--allow-remote"), "{stderr}");
 }
+
+#[test]
+fn every_duration_flag_needs_a_unit() {
+    // A bare number was seconds for `keel loadtest` and milliseconds for
+    // `keel monitor --window`; now it is refused everywhere, naming the form.
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["loadtest", "http://127.0.0.1:9/", "--duration", "10"][..],
+        &["serve", ".", "--timeout", "30000"][..],
+        &["serve", ".", "--log-flush-interval", "500"][..],
+        &["monitor", "watch", "--model", "m", "--interval", "60"][..],
+        &["monitor", "report", "--model", "m", "--window", "3600000"][..],
+    ] {
+        let output = util::keel(dir.path(), args);
+        let stderr = lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "keel {args:?}: {stderr}");
+        assert!(
+            stderr.contains("has no unit (expected a duration with a unit, such as 250ms"),
+            "keel {args:?}: {stderr}"
+        );
+    }
+}
