@@ -151,6 +151,20 @@ pub struct TargetProfile {
     pub value_summary: Option<[f64; 4]>,
 }
 
+/// The type of a classifier's labels: its training target's. MLflow's
+/// scoring server answers a model's own type (`[1, 0]` for integer
+/// labels, `["yes", "no"]` for text), and so does `keel serve`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelType {
+    /// Text labels (a categorical target; also every model written before
+    /// keel recorded the type).
+    #[default]
+    Text,
+    /// Integer labels (a numeric target whose values are whole numbers).
+    Integer,
+}
+
 /// The model's contract and training profile, written as `signature.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signature {
@@ -165,6 +179,9 @@ pub struct Signature {
     /// Class labels, in score order (classification).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
+    /// The labels' type (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_type: Option<LabelType>,
     /// Inputs with type, range / categories and training statistics.
     pub inputs: Vec<FeatureSpec>,
     /// What the target looked like in training.
@@ -185,6 +202,9 @@ pub struct Model {
     /// Class labels (classification), in score order.
     #[serde(default)]
     pub classes: Vec<String>,
+    /// The labels' type (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_type: Option<LabelType>,
     /// Fitted preprocessing.
     pub preprocessor: Preprocessor,
     /// Fitted learner.
@@ -367,12 +387,22 @@ impl Model {
                 (Vec::new(), estimator, training)
             }
         };
+        // A numeric target's classes are whole numbers (`infer_task`), but
+        // `--task classification` can force fractions: those stay text.
+        let integer = matches!(target_column, Column::Numeric(_))
+            && classes.iter().all(|c| c.parse::<i64>().is_ok());
+        let label_type = (task == Task::Classification).then_some(if integer {
+            LabelType::Integer
+        } else {
+            LabelType::Text
+        });
         Ok(Model {
             format: MODEL_FORMAT.to_string(),
             algorithm: options.algorithm,
             task,
             target: options.target.clone(),
             classes,
+            label_type,
             preprocessor,
             estimator,
             training,
@@ -456,6 +486,7 @@ impl Model {
             task: self.task,
             target: self.target.clone(),
             classes: self.classes.clone(),
+            label_type: self.label_type,
             inputs: self.preprocessor.features.clone(),
             training: self.training.clone(),
         }
@@ -581,6 +612,7 @@ mod tests {
             let model = Model::train(&train, &quick(algorithm, "default")).unwrap();
             assert_eq!(model.task, Task::Classification);
             assert_eq!(model.classes, vec!["0", "1"]);
+            assert_eq!(model.label_type, Some(LabelType::Integer));
             let Metrics::Classification(metrics) = evaluate(&model, &test).unwrap() else {
                 panic!("classification metrics expected");
             };

@@ -897,6 +897,7 @@ mod tests {
                 },
             ],
             output: OutputKind::Value,
+            label_type: keel_engine::LabelType::Text,
             source: SignatureSource::Keel,
         }
     }

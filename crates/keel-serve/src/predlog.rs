@@ -599,6 +599,7 @@ mod tests {
                     },
                 ],
                 output: OutputKind::Classes(vec!["no".into(), "yes".into()]),
+                label_type: keel_engine::LabelType::Text,
                 source: SignatureSource::Keel,
             },
         })

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use keel_engine::{
-    Batch, Column, EnginePreference, InputKind, LoadedModel, OutputKind, Predictions,
+    Batch, Column, EnginePreference, InputKind, LabelType, LoadedModel, OutputKind, Predictions,
     ServingSignature, SignatureSource,
 };
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
@@ -347,6 +347,8 @@ fn foreign_onnx_classifier_outputs_are_found_by_name() {
     };
     // Scores: class 7 = 0.5*-1 ... row 0 favours 7 (1*3 + 2*3 - 0.5 > 0), row 1 favours 3.
     assert_eq!(labels, ["7", "3"]);
+    // The graph's int64 label output makes the labels integers (MLflow answers them as numbers).
+    assert_eq!(signature.label_type, LabelType::Integer);
     assert_eq!(k, 2);
     assert!(probabilities[1] > probabilities[0] && probabilities[2] > probabilities[3]);
 
@@ -372,6 +374,7 @@ fn foreign_onnx_classifier_outputs_are_found_by_name() {
         }
     );
     assert_eq!(named.signature().classes().unwrap(), ["3", "7"]);
+    assert_eq!(named.signature().label_type, LabelType::Integer);
 
     std::fs::write(
         folder.join("signature.json"),

@@ -116,6 +116,7 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
         task: Task::Classification,
         target: "default".into(),
         classes: vec!["no".into(), "yes".into()],
+        label_type: None,
         inputs: vec![],
         training: TargetProfile {
             rows: 20_000,

@@ -30,6 +30,15 @@ fn expected(
     )
 }
 
+/// Labels as MLflow's scoring server answers them for a scikit-learn model
+/// trained on integer labels (`predictions_to_json`: numbers, not strings).
+fn integers(labels: &[String]) -> Value {
+    labels
+        .iter()
+        .map(|label| json!(label.parse::<i64>().unwrap()))
+        .collect()
+}
+
 fn assert_probabilities(got: &Value, want: &[Vec<f64>], tolerance: f64) {
     let got = got.as_array().unwrap();
     assert_eq!(got.len(), want.len());
@@ -85,9 +94,9 @@ async fn every_protocol_answers_what_the_model_predicts() {
         let (status, headers, reply) =
             post_json(&client, &format!("{base}/invocations"), body).await;
         assert_eq!(status, 200, "{body}: {reply}");
-        assert_eq!(reply["predictions"], json!(labels), "{body}");
+        assert_eq!(reply["predictions"], integers(&labels), "{body}");
         assert_probabilities(&reply["probabilities"], &probabilities, 1e-12);
-        assert_eq!(reply["classes"], json!(["0", "1"]));
+        assert_eq!(reply["classes"], json!([0, 1]));
         assert_eq!(headers["x-keel-model-version"], "local");
         assert_eq!(headers["x-keel-model-role"], "primary");
         request_ids.push(headers["x-request-id"].to_str().unwrap().to_string());
@@ -115,7 +124,7 @@ async fn every_protocol_answers_what_the_model_predicts() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-request-id"], "client-42");
     let reply: Value = response.json().await.unwrap();
-    assert_eq!(reply["predictions"], json!(labels));
+    assert_eq!(reply["predictions"], integers(&labels));
     let unsupported = client
         .post(format!("{base}/invocations"))
         .header("content-type", "application/xml")
@@ -404,6 +413,47 @@ async fn contract_violations_name_the_column_and_flags_reach_the_log() {
         "{message}"
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlflow_answers_labels_in_the_models_own_type() {
+    // MLflow's scoring server answers `[0, 1]` for a classifier trained on
+    // integer labels and `["no", "yes"]` for one trained on text labels
+    // (shared/reference: mlflow.pyfunc.scoring_server.predictions_to_json).
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut rows = String::from("x,y,label\n");
+    for i in 0..40 {
+        let (x, label) = (i % 10, if i % 10 < 5 { "no" } else { "yes" });
+        rows.push_str(&format!("{x},{},{label}\n", u8::from(i % 10 >= 5)));
+    }
+    for (target, want) in [("y", json!([0, 1])), ("label", json!(["no", "yes"]))] {
+        let mut table = Table::from_csv_reader(rows.as_bytes(), &[]).unwrap();
+        let drop = if target == "y" { "label" } else { "y" };
+        let keep: Vec<String> = table
+            .names()
+            .iter()
+            .filter(|n| *n != drop)
+            .cloned()
+            .collect();
+        let columns = keep
+            .iter()
+            .map(|n| table.column(n).unwrap().clone())
+            .collect();
+        table = Table::new(keep, columns).unwrap();
+        let model = Model::train(&table, &TrainOptions::new(Algorithm::Logistic, target)).unwrap();
+        let folder = dir.path().join(target);
+        model.save(&folder).unwrap();
+        let server =
+            Running::start(config(folder.to_str().unwrap(), &dir.path().join("logs"))).await;
+        let body = json!({"dataframe_split": {"columns": ["x"], "data": [[1], [8]]}});
+        let (status, _, reply) =
+            post_json(&client, &format!("{}/invocations", server.base), &body).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["predictions"], want, "{target}: {reply}");
+        assert_eq!(reply["classes"], want, "{target}: {reply}");
+        server.stop().await;
+    }
 }
 
 /// A linear regressor whose weights overflow: every prediction is infinite or NaN.
