@@ -11,7 +11,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use rayon::prelude::*;
 
 use crate::error::{MonitorError, Result};
-use keel_table::rows::{check_names, open_parquet};
+use keel_table::rows::{check_names, open_parquet, parquet_columns};
 use keel_table::{CsvRows, Rows, Text, format_number, is_parquet, read_text};
 
 use crate::profile::{ColumnKind, ColumnProfile, Profile};
@@ -91,14 +91,8 @@ pub fn profile_parquet(path: &Path, reference: Option<&Profile>) -> Result<Profi
     let reader = open_parquet(path)?;
     let metadata = reader.metadata();
     let rows = metadata.file_metadata().num_rows().max(0) as u64;
-    let schema = metadata.file_metadata().schema_descr();
-    let names: Vec<String> = schema
-        .root_schema()
-        .get_fields()
-        .iter()
-        .map(|f| f.name().to_string())
-        .collect();
-    if names.len() != schema.num_columns() {
+    let names = parquet_columns(&reader);
+    if names.len() != metadata.file_metadata().schema_descr().num_columns() {
         return Err(MonitorError::file(
             path,
             "nested Parquet columns are not supported (flatten the schema)",

@@ -133,6 +133,19 @@ pub fn open_parquet(path: &Path) -> Result<SerializedFileReader<File>> {
     SerializedFileReader::new(file).map_err(|error| TableError::file(path, error))
 }
 
+/// The names of a Parquet file's top-level columns.
+pub fn parquet_columns(reader: &SerializedFileReader<File>) -> Vec<String> {
+    reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|field| field.name().to_string())
+        .collect()
+}
+
 /// Parquet rows, read one row group at a time.
 pub struct ParquetRows {
     origin: PathBuf,
@@ -144,13 +157,7 @@ impl ParquetRows {
     /// Opens a Parquet file (a flat schema) and checks its column names.
     pub fn open(path: &Path) -> Result<Self> {
         let reader = open_parquet(path)?;
-        let schema = reader.metadata().file_metadata().schema_descr_ptr();
-        let columns: Vec<String> = schema
-            .root_schema()
-            .get_fields()
-            .iter()
-            .map(|field| field.name().to_string())
-            .collect();
+        let columns = parquet_columns(&reader);
         check_names(path, &columns)?;
         Ok(ParquetRows {
             origin: path.to_path_buf(),

@@ -77,3 +77,15 @@ impl Api {
         );
     }
 }
+
+/// One request the server must refuse: method, URI, JSON body, status, `error_code`.
+pub type Refusal<'a> = (&'a str, String, Value, u16, &'a str);
+
+impl Api {
+    /// Asserts every refusal, in order.
+    pub async fn refuses(&self, cases: &[Refusal<'_>]) {
+        for (method, uri, body, status, code) in cases {
+            self.fails(method, uri, body.clone(), *status, code).await;
+        }
+    }
+}

@@ -476,24 +476,15 @@ fn s3_endpoint() -> Option<String> {
 }
 
 /// One unsigned request to the S3 server (moto accepts them); returns the body.
-fn s3_request(method: reqwest::Method, url: &str) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .request(method.clone(), url)
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("{method} {url}: {error}"));
-        assert!(
-            response.status().is_success(),
-            "{method} {url}: HTTP {}",
-            response.status()
-        );
-        response.text().await.unwrap()
-    })
+fn s3_request(method: &str, url: &str) -> String {
+    let answer = util::request(method, url, &[], None)
+        .unwrap_or_else(|| panic!("{method} {url}: unreachable"));
+    assert!(
+        (200..300).contains(&answer.status),
+        "{method} {url}: HTTP {}",
+        answer.status
+    );
+    answer.body
 }
 
 /// Deletes one key (a signed request, with the test credentials).
@@ -525,7 +516,7 @@ fn s3_remote_push_status_fetch_pull() {
     };
     let repo = Repo::new();
     let bucket = format!("keel-data-{}", std::process::id());
-    s3_request(reqwest::Method::PUT, &format!("{endpoint}/{bucket}"));
+    s3_request("PUT", &format!("{endpoint}/{bucket}"));
     let s3 = |args: &[&str]| -> Output {
         util::command(&repo.root)
             .args(args)
@@ -558,7 +549,7 @@ fn s3_remote_push_status_fetch_pull() {
     let pushed = ok(&["data", "push", "--jobs", "4"]);
     assert!(pushed.contains("pushed 5 object(s)"), "{pushed}");
     let listing = s3_request(
-        reqwest::Method::GET,
+        "GET",
         &format!("{endpoint}/{bucket}?list-type=2&prefix=team/data/"),
     );
     let keys: Vec<&str> = listing

@@ -132,39 +132,29 @@ impl Drop for Server {
 }
 
 mod reqwest {
-    //! Tiny blocking HTTP helpers over a one-shot tokio runtime.
+    //! The JSON calls of these tests, over `util::request`.
+    use crate::util;
+
     pub fn blocking_get_ok(url: &str) -> Option<String> {
         request("GET", url, None, None)
             .filter(|(status, _)| *status == 200)
             .map(|(_, body)| body)
     }
 
+    /// Sends `body` as JSON, with `token` as a bearer token; returns the status and body.
     pub fn request(
         method: &str,
         url: &str,
         body: Option<&str>,
         token: Option<&str>,
     ) -> Option<(u16, String)> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()?;
-        runtime.block_on(async {
-            let client = ::reqwest::Client::new();
-            let method = ::reqwest::Method::from_bytes(method.as_bytes()).ok()?;
-            let mut builder = client.request(method, url);
-            if let Some(body) = body {
-                builder = builder
-                    .header("content-type", "application/json")
-                    .body(body.to_string());
-            }
-            if let Some(token) = token {
-                builder = builder.bearer_auth(token);
-            }
-            let response = builder.send().await.ok()?;
-            let status = response.status().as_u16();
-            Some((status, response.text().await.ok()?))
-        })
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
+        }
+        let answer = util::request(method, url, &headers, body)?;
+        Some((answer.status, answer.body))
     }
 }
 

@@ -184,28 +184,14 @@ fn schema_block<'a>(schema: &'a str, column: &str) -> &'a str {
 
 /// POSTs `body` and returns the JSON answer, asserting 200 and the `null` flag.
 fn post(url: &str, content_type: &str, body: String) -> Value {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let response = reqwest::Client::new()
-            .post(url)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let flags = response
-            .headers()
-            .get("x-keel-flags")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let text = response.text().await.unwrap();
-        assert_eq!(status, 200, "{content_type}: {text}");
-        assert_eq!(flags, "null", "{content_type}: {text}");
-        serde_json::from_str(&text).unwrap()
-    })
+    let answer = util::request("POST", url, &[("content-type", content_type)], Some(&body))
+        .expect("keel serve answers");
+    let flags = answer
+        .headers
+        .get("x-keel-flags")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(answer.status, 200, "{content_type}: {}", answer.body);
+    assert_eq!(flags, "null", "{content_type}: {}", answer.body);
+    serde_json::from_str(&answer.body).unwrap()
 }

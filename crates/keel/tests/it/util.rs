@@ -137,3 +137,40 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// An HTTP answer: status, headers, body text.
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// One blocking HTTP request over a one-shot tokio runtime; `None` when the
+/// server cannot be reached.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<Answer> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+        let mut builder = reqwest::Client::new().request(method, url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(body) = body {
+            builder = builder.body(body.to_string());
+        }
+        let response = builder.send().await.ok()?;
+        Some(Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.ok()?,
+        })
+    })
+}
