@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod page_token;
 pub mod promotion;
+pub mod time;
 pub mod validation;
 
 pub use entities::*;

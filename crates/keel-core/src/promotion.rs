@@ -11,32 +11,78 @@ pub enum GateStatus {
     Missing,
 }
 
+/// One gate of recorded gate results (`keel run` writes them; see keel-pipeline's `gates`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateRow {
+    pub expression: String,
+    pub metric: String,
+    pub value: Option<f64>,
+    pub threshold: Option<f64>,
+    /// The production model's value when the gate compared with it.
+    pub production: Option<f64>,
+    pub passed: bool,
+    pub note: String,
+}
+
+/// Recorded gate results: `{"passed": bool, "gates": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateResults {
+    /// None when the JSON does not say.
+    pub passed: Option<bool>,
+    pub gates: Vec<GateRow>,
+}
+
+/// Parses recorded gate results; None when `text` is not a JSON object.
+pub fn parse_gate_results(text: &str) -> Option<GateResults> {
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    value.as_object()?;
+    let text_of = |gate: &serde_json::Value, key: &str| {
+        gate.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let gates = value
+        .get("gates")
+        .and_then(|g| g.as_array())
+        .map(|gates| {
+            gates
+                .iter()
+                .map(|gate| GateRow {
+                    expression: text_of(gate, "expression"),
+                    metric: text_of(gate, "metric"),
+                    value: gate.get("value").and_then(|v| v.as_f64()),
+                    threshold: gate.get("threshold").and_then(|v| v.as_f64()),
+                    production: gate.get("production").and_then(|v| v.as_f64()),
+                    passed: gate.get("passed").and_then(|p| p.as_bool()) == Some(true),
+                    note: text_of(gate, "note"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(GateResults {
+        passed: value.get("passed").and_then(|p| p.as_bool()),
+        gates,
+    })
+}
+
 /// Reads `gate_results` (`{"passed": bool, "gates": [...]}`) of a version.
 pub fn gate_status(version: &ModelVersion) -> GateStatus {
     let Some(text) = version.gate_results.as_deref() else {
         return GateStatus::Missing;
     };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+    let Some(results) = parse_gate_results(text) else {
         return GateStatus::Failed("recorded gate results are not valid JSON".into());
     };
-    match value.get("passed").and_then(|p| p.as_bool()) {
+    match results.passed {
         Some(true) => GateStatus::Passed,
         Some(false) => {
-            let failed: Vec<String> = value
-                .get("gates")
-                .and_then(|g| g.as_array())
-                .map(|gates| {
-                    gates
-                        .iter()
-                        .filter(|g| g.get("passed").and_then(|p| p.as_bool()) == Some(false))
-                        .filter_map(|g| {
-                            g.get("expression")
-                                .and_then(|e| e.as_str())
-                                .map(str::to_string)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let failed: Vec<String> = results
+                .gates
+                .into_iter()
+                .filter(|g| !g.passed && !g.expression.is_empty())
+                .map(|g| g.expression)
+                .collect();
             GateStatus::Failed(if failed.is_empty() {
                 "gates failed".into()
             } else {
