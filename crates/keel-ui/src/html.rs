@@ -84,6 +84,8 @@ pub fn page(title: &str, crumbs: &[(String, String)], body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · keel" }
+                // No favicon request (and no 404 in the console).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(assets::url(assets::CSS));
                 // Not deferred: the hash router must redirect before the page paints.
                 script src=(assets::url(assets::JS)) {}
