@@ -114,6 +114,16 @@ impl Column {
         format!("{prefix}.{}", self.key)
     }
 
+    /// A header: the kind small above the key.
+    fn label(&self) -> Markup {
+        let kind = match self.kind {
+            Kind::Metric => "metric",
+            Kind::Param => "param",
+            Kind::Tag => "tag",
+        };
+        html! { span.kind { (kind) } (self.key) }
+    }
+
     /// The identifier in the search grammar (quoted as the grammar needs).
     fn identifier(&self) -> String {
         Identifier {
@@ -190,7 +200,7 @@ impl View {
 
     /// A sortable header: clicking sorts by `identifier`, descending first,
     /// then ascending.
-    fn header(&self, label: &str, identifier: &str) -> Markup {
+    fn header(&self, label: Markup, identifier: &str) -> Markup {
         let desc = format!("{identifier} DESC");
         let asc = format!("{identifier} ASC");
         let (next, mark) = if self.order == desc {
@@ -379,15 +389,15 @@ pub async fn runs(
                     thead {
                         tr {
                             th.select { input type="checkbox" #select-all aria-label="Select all runs on this page"; }
-                            (view.header("Run", "attributes.run_name"))
-                            (view.header("Status", "attributes.status"))
-                            (view.header("Started", "attributes.start_time"))
+                            (view.header(html! { "Run" }, "attributes.run_name"))
+                            (view.header(html! { "Status" }, "attributes.status"))
+                            (view.header(html! { "Started" }, "attributes.start_time"))
                             th { "Duration" }
-                            (view.header("User", "attributes.user_id"))
+                            (view.header(html! { "User" }, "attributes.user_id"))
                             th { "Commit" }
                             th { "Datasets" }
                             @for column in &view.columns {
-                                (view.header(&column.name(), &column.identifier()))
+                                (view.header(column.label(), &column.identifier()))
                             }
                         }
                     }

@@ -217,7 +217,7 @@ pub async fn version(
         h1 { (v.name) " version " (v.version) " " @for alias in &v.aliases { span.alias { "@" (alias) } " " } }
         dl.overview {
             dt { "Model" } dd { a href=(html::model_url(&v.name)) { (v.name) } }
-            dt { "Registered" } dd { (html::time(v.creation_timestamp)) " by " (v.user_id) }
+            dt { "Registered" } dd { (html::time(v.creation_timestamp)) @if !v.user_id.is_empty() { " by " (v.user_id) } }
             dt { "Stage" } dd { (v.current_stage.as_str()) }
             dt { "Status" } dd { (v.status) }
             dt { "Source" } dd.mono { (v.source) }
