@@ -6,7 +6,9 @@
 #
 #   bash bench/serve-logging/run.sh [KEEL_BINARY] [SECONDS] [ROUNDS]
 #
-# Needs wrk (Debian: apt-get install wrk). Prints one line per round and the medians.
+# Needs wrk (Debian: apt-get install wrk). Prints one line per round and the
+# medians; raw figures in bench/results/serve-logging-<UTC time>.json. Fails
+# when any response was not a 2xx.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -54,6 +56,8 @@ run() { # $1 = on|off
     printf '%-4s %10s req/s   p50 %8s   p99 %8s   load %s %s\n' "$1" "$rps" "$p50" "$p99" \
         "$(cut -d' ' -f1 /proc/loadavg)" "${errors:+errors: $errors}"
     echo "$1 $rps" >>"$work/results"
+    printf '{"mode": "%s", "requests_per_s": %s, "p50": "%s", "p99": "%s", "load_1m": %s, "errors": "%s"}\n' \
+        "$1" "$rps" "$p50" "$p99" "$(cut -d' ' -f1 /proc/loadavg)" "$errors" >>"$work/rounds.jsonl"
 }
 
 echo "keel serve, 1-row requests, wrk -t2 -c32 -d${seconds}s, $(nproc) cores"
@@ -68,3 +72,19 @@ for mode in on off; do
     median="$(awk -v m="$mode" '$1 == m {print $2}' "$work/results" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
     echo "median req/s, log $mode: $median"
 done
+python3 - "$work/rounds.jsonl" "$repo/bench/results/serve-logging-$(date -u +%Y%m%dT%H%M%SZ).json" \
+    "$seconds" "$rounds" <<'PY'
+import json, os, statistics, sys
+rounds = [json.loads(line) for line in open(sys.argv[1])]
+medians = {mode: statistics.median(r["requests_per_s"] for r in rounds if r["mode"] == mode) for mode in ("on", "off")}
+result = {"benchmark": "keel serve 1-row throughput, prediction log on vs --no-log (wrk -t2 -c32)",
+          "command": f"bench/serve-logging/run.sh KEEL {sys.argv[3]} {sys.argv[4]}",
+          "machine": {"nproc": os.cpu_count(), "uname": " ".join(os.uname())},
+          "rounds": rounds, "median_requests_per_s": medians,
+          "logging_cost": round(1 - medians["on"] / medians["off"], 4)}
+json.dump(result, open(sys.argv[2], "w"), indent=1)
+print(f"logging cost {result['logging_cost']:.1%}; raw: {sys.argv[2]}")
+bad = [r for r in rounds if r["errors"]]
+if bad:
+    sys.exit(f"FAILED: rounds with non-2xx or socket errors: {bad}")
+PY
