@@ -316,7 +316,7 @@ pub fn gate_table(gates: &GateResults) -> Markup {
                             td.num { (optional(g.threshold)) }
                             td.num { (optional(g.production)) }
                             td { @if g.passed { "passed" } @else { strong { "failed" } } }
-                            td.muted { (g.note) }
+                            td.muted { (g.note.as_deref().unwrap_or_default()) }
                         }
                     }
                 }
