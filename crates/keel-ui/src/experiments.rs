@@ -146,11 +146,11 @@ impl Column {
                 None => html! { td.missing { "–" } },
             },
             Kind::Param => match run.data.params.iter().find(|p| p.key == self.key) {
-                Some(p) => html! { td title=(p.value) { (html::short(&p.value, 40)) } },
+                Some(p) => html! { td.text title=(p.value) { (html::short(&p.value, 24)) } },
                 None => html! { td.missing { "–" } },
             },
             Kind::Tag => match run.data.tags.iter().find(|t| t.key == self.key) {
-                Some(t) => html! { td title=(t.value) { (html::short(&t.value, 40)) } },
+                Some(t) => html! { td.text title=(t.value) { (html::short(&t.value, 24)) } },
                 None => html! { td.missing { "–" } },
             },
         }
@@ -443,7 +443,7 @@ fn run_row(experiment_id: &str, run: &Run, columns: &[Column]) -> Markup {
             td { (html::short(&info.user_id, 24)) }
             td.mono {
                 @if let Some(commit) = commit {
-                    span title=(commit) { (html::short(commit, 9)) }
+                    span title=(commit) { (html::short(commit, 8)) }
                     @if dirty { span.dirty title="uncommitted changes when the run was made" { "*" } }
                 } @else { span.missing { "–" } }
             }

@@ -376,6 +376,30 @@ async fn mlflow_links_open_the_right_pages_in_chromium() {
         vec![format!("{XSS}run-1")]
     );
 
+    // In print, the run page drops the navigation bar and the forms.
+    browser
+        .cdp("Emulation.setEmulatedMedia", json!({"media": "print"}))
+        .await;
+    visit
+        .page(
+            "13-run-print",
+            &format!("{url}/experiments/{exp}/runs/{r1}"),
+            &format!("/experiments/{exp}/runs/{r1}"),
+        )
+        .await;
+    assert_eq!(
+        browser
+            .run(
+                "return ['header.top', 'form.chart-choice'].map(s => getComputedStyle(document.querySelector(s)).display);",
+                json!([])
+            )
+            .await,
+        json!(["none", "none"])
+    );
+    browser
+        .cdp("Emulation.setEmulatedMedia", json!({"media": ""}))
+        .await;
+
     assert!(
         visit.problems.is_empty(),
         "problems seen in the browser:\n{}",

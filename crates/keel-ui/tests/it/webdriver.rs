@@ -170,6 +170,16 @@ impl Browser {
         }
     }
 
+    /// Sends a Chrome DevTools command (chromedriver's `goog/cdp/execute`).
+    pub async fn cdp(&self, command: &str, params: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({"cmd": command, "params": params})),
+        )
+        .await
+    }
+
     /// Clicks the first element matching a CSS selector.
     pub async fn click(&self, selector: &str) {
         let element = self
