@@ -46,13 +46,17 @@
     return null;
   }
 
-  if (location.hash.indexOf("#/") === 0) {
+  // Follows an MLflow route in the hash; true when the page is being replaced.
+  function follow() {
+    if (location.hash.indexOf("#/") !== 0) return false;
     var target = mapRoute(location.hash);
-    if (target !== null) {
-      location.replace(target);
-      return;
-    }
+    if (target === null) return false;
+    location.replace(target);
+    return true;
   }
+  // A link pasted into a tab already on this page changes only the hash.
+  window.addEventListener("hashchange", follow);
+  if (follow()) return;
 
   function ready() {
     var note = document.getElementById("route-note");

@@ -179,6 +179,7 @@ async fn artifact_page(
 ) -> PageResult {
     let path = path.trim_matches('/');
     let (run, root) = run_and_root(state, caller, experiment_id, run_id).await?;
+    let experiment = state.store.get_experiment(experiment_id).await?;
     let info = &run.info;
     let head = if path.is_empty() {
         None
@@ -208,7 +209,7 @@ async fn artifact_page(
     let mut crumbs = vec![
         ("Experiments".to_string(), "/".to_string()),
         (
-            format!("experiment {}", info.experiment_id),
+            experiment.name.clone(),
             html::experiment_url(&info.experiment_id),
         ),
         (

@@ -141,6 +141,25 @@ async fn mlflow_links_open_the_right_pages_in_chromium() {
         "console errors are not collected: {probe:?}"
     );
 
+    // The home page lists the experiments; an unknown MLflow route lands there with a note.
+    visit
+        .page("00-experiments", &format!("{url}/#/no-such-page"), "/")
+        .await;
+    assert!(
+        visit
+            .texts("main table a")
+            .await
+            .contains(&"ui-browser".to_string())
+    );
+    assert!(
+        visit
+            .texts("#route-note")
+            .await
+            .join(" ")
+            .contains("#/no-such-page"),
+        "the note names the unknown route"
+    );
+
     // The experiment link the client prints: the runs table with both runs,
     // names shown as typed (never run), their params in columns.
     visit
