@@ -252,9 +252,9 @@ async fn every_protocol_answers_what_the_model_predicts() {
     assert!(metrics.contains("keel_serve_batch_rows_bucket{le=\"5\"} 9"));
     server.stop().await;
 
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     assert_eq!(logged.len(), 9 * 3);
-    let feedback = read_log(&logs.join("risk/feedback"));
+    let feedback = read_feedback(&logs, "risk");
     assert_eq!(feedback.len(), 1);
     assert_eq!(feedback[0]["request_id"], json!(request_ids[0]));
     assert_eq!(feedback[0]["label"], "1");
@@ -375,7 +375,7 @@ async fn contract_violations_name_the_column_and_flags_reach_the_log() {
     assert!(metrics.contains("keel_serve_request_errors_total{kind=\"too_large\"} 1"));
     server.stop().await;
 
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     assert_eq!(logged.len(), 2, "only the accepted request is logged");
     assert_eq!(logged[0]["request_id"], json!(flagged_id));
     assert_eq!(logged[0]["flags"], "out_of_range:income");
@@ -448,7 +448,7 @@ async fn non_finite_predictions_are_never_returned_silently() {
     );
     assert!(metrics.contains("keel_serve_request_errors_total{kind=\"nan_output\"} 1"));
     server.stop().await;
-    let logged = read_log(&dir.path().join("logs/broken/predictions"));
+    let logged = read_log(&dir.path().join("logs"), "broken");
     assert_eq!(
         logged.len(),
         2,
@@ -497,9 +497,9 @@ async fn graceful_shutdown_writes_every_logged_row() {
     )
     .await;
     assert_eq!(status, 200);
-    assert!(read_log(&logs.join("risk/predictions")).is_empty());
+    assert!(read_log(&logs, "risk").is_empty());
     server.stop().await;
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     assert_eq!(logged.len(), 45);
     let keys: Vec<&String> = logged[0].as_object().unwrap().keys().collect();
     for column in [
@@ -510,6 +510,7 @@ async fn graceful_shutdown_writes_every_logged_row() {
         "model_version",
         "role",
         "latency_us",
+        "replica",
         "input.age",
         "input.purpose",
         "output.label",
@@ -572,7 +573,7 @@ async fn canary_and_shadow_are_routed_and_logged_with_their_role() {
         "{canary_answers} of 40 went to the canary"
     );
     server.stop().await;
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     let count = |role: &str| logged.iter().filter(|r| r["role"] == role).count();
     assert_eq!(count("canary"), canary_answers);
     assert_eq!(count("primary"), 40 - canary_answers);

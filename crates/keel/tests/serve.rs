@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
-use keel_learn::{Algorithm, Model, Table, TrainOptions};
+use keel_learn::{Algorithm, Model, TrainOptions};
 use serde_json::{Value, json};
 
 fn keel() -> Command {
@@ -103,23 +103,15 @@ fn sigterm_stops_keel_serve_with_every_answered_row_in_the_log() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
-    let folder = logs.join("risk/predictions");
-    let files: Vec<_> = std::fs::read_dir(&folder)
+    let mut logged = Vec::new();
+    keel_predlog::LogReader::open(logs.to_str().unwrap())
         .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert!(
-        files
-            .iter()
-            .all(|f| f.extension().is_some_and(|e| e == "parquet")),
-        "{files:?}"
-    );
-    let rows: usize = files
-        .iter()
-        .map(|file| Table::read(file, &["request_id".into()]).unwrap().n_rows())
-        .sum();
-    assert_eq!(rows, 20);
+        .scan_predictions("risk", None, |batch, row| -> keel_predlog::Result<()> {
+            logged.push(batch.request_id[row].clone());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(logged, ids);
 }
 
 #[test]
