@@ -18,8 +18,10 @@ use crate::store::Store;
 /// What compacting one segment produced.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Compacted {
-    /// Log rows (predictions and feedback) now in Parquet.
+    /// Prediction rows now in Parquet.
     pub rows: u64,
+    /// Feedback rows now in Parquet.
+    pub feedback_rows: u64,
     /// Files written.
     pub files: u64,
     /// Bytes after the last good frame (a torn tail).
@@ -143,7 +145,7 @@ pub(crate) fn compact(
         let bytes = feedback_file(group.model, replica, &group.frames)
             .map_err(|message| LogError::format(&path, message))?;
         store.put(&path, bytes)?;
-        out.rows += group
+        out.feedback_rows += group
             .frames
             .iter()
             .map(|f| f.items.len() as u64)

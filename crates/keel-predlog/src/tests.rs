@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -122,25 +123,12 @@ async fn logged_rows_are_read_back_with_the_schema_columns() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(
-        log.stats()
-            .queue_rows
-            .load(std::sync::atomic::Ordering::Relaxed),
-        406
-    );
+    assert_eq!(log.stats().queue_rows.load(Ordering::Relaxed), 406);
     log.shutdown();
-    assert_eq!(
-        log.stats()
-            .rows_written
-            .load(std::sync::atomic::Ordering::Relaxed),
-        406
-    );
-    assert_eq!(
-        log.stats()
-            .queue_rows
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    let stats = log.stats();
+    assert_eq!(stats.rows_written.load(Ordering::Relaxed), 405);
+    assert_eq!(stats.feedback_rows_written.load(Ordering::Relaxed), 1);
+    assert_eq!(log.stats().queue_rows.load(Ordering::Relaxed), 0);
     // No segment is left in the spool.
     let spool: Vec<_> = std::fs::read_dir(log.spool_dir())
         .unwrap()
@@ -275,10 +263,7 @@ async fn a_crashed_spool_is_compacted_at_the_next_start_and_a_torn_tail_dropped(
         second.spool = Some(crashed);
         let stats = Arc::new(Stats::default());
         let log = PredictionLog::start(second, stats.clone()).unwrap();
-        assert_eq!(
-            stats.queue_rows.load(std::sync::atomic::Ordering::Relaxed),
-            30
-        );
+        assert_eq!(stats.queue_rows.load(Ordering::Relaxed), 30);
         log.shutdown();
         let reader = LogReader::open(&first.location).unwrap();
         let found = ids(&reader, None);
@@ -385,12 +370,7 @@ async fn capacity_refuses_instead_of_answering_unlogged() {
         )
         .await;
     assert_eq!(refused, Err(Refused::Full));
-    assert_eq!(
-        log.stats()
-            .rows_refused
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(log.stats().rows_refused.load(Ordering::Relaxed), 1);
     log.shutdown();
     assert!(log.feedback("risk", T0, &[]).await.is_err());
 }

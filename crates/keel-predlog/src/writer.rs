@@ -39,8 +39,10 @@ pub struct Stats {
     pub queue_rows: AtomicU64,
     /// Arrival (Unix ms) of the oldest row not yet in a Parquet file; 0 when none.
     pub oldest_pending_ms: AtomicU64,
-    /// Rows written to Parquet files.
+    /// Prediction rows written to Parquet files.
     pub rows_written: AtomicU64,
+    /// Feedback rows written to Parquet files.
+    pub feedback_rows_written: AtomicU64,
     /// Parquet files written.
     pub files_written: AtomicU64,
     /// Rows whose spool write failed (their requests got 503).
@@ -587,6 +589,9 @@ fn compact_front(spool: &Spool, store: &Store, stats: &Stats) -> Result<()> {
     stats
         .rows_written
         .fetch_add(compacted.rows, Ordering::Relaxed);
+    stats
+        .feedback_rows_written
+        .fetch_add(compacted.feedback_rows, Ordering::Relaxed);
     stats
         .files_written
         .fetch_add(compacted.files, Ordering::Relaxed);

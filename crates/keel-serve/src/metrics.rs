@@ -305,7 +305,7 @@ impl Metrics {
                 model.engine
             );
         }
-        let simple: [(&str, &str, &str, u64); 12] = [
+        let simple: [(&str, &str, &str, u64); 13] = [
             (
                 "keel_serve_nan_outputs_total",
                 "counter",
@@ -349,9 +349,15 @@ impl Metrics {
                 self.log.rows_written.load(Ordering::Relaxed),
             ),
             (
+                "keel_serve_feedback_rows_written_total",
+                "counter",
+                "Feedback rows written to feedback-log Parquet files.",
+                self.log.feedback_rows_written.load(Ordering::Relaxed),
+            ),
+            (
                 "keel_serve_prediction_log_files_written_total",
                 "counter",
-                "Prediction-log Parquet files written.",
+                "Prediction- and feedback-log Parquet files written.",
                 self.log.files_written.load(Ordering::Relaxed),
             ),
             (
