@@ -3,7 +3,7 @@
 //! counted by kind in `/metrics`.
 
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -100,6 +100,11 @@ impl ApiError {
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok()) {
             response.headers_mut().insert("x-request-id", id);
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
