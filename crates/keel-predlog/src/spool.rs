@@ -520,62 +520,100 @@ impl Spool {
 
     /// Seals the active segment (if it has rows) and starts a fresh one; with
     /// `close`, the spool takes no more records.
+    ///
+    /// The pending buffer is taken and the fresh segment put in place under
+    /// one lock: a frame appended after that point is written to the fresh
+    /// segment and declares its model there; everything before it goes to the
+    /// old one.
     pub fn rotate(&self, close: bool) {
         self.lead_blocking();
-        if close {
-            self.lock().closed = true;
-        }
-        let batch = match self.take_batch() {
-            Ok(batch) => batch,
-            Err(error) => {
-                self.fail_pending(&error);
-                return self.release();
+        if self.lock().active.broken {
+            // A failed write left the active segment broken: what is pending
+            // goes to a fresh segment first (take_batch does that).
+            match self.take_batch() {
+                Ok(batch) => {
+                    let result = write_batch(
+                        &batch.file,
+                        &batch.buffer,
+                        self.policy == FsyncPolicy::Always,
+                    );
+                    self.finish_batch(batch.buffer, batch.rows, batch.end, result);
+                }
+                Err(error) => self.fail_pending(&error),
             }
-        };
-        let result = write_batch(
-            &batch.file,
-            &batch.buffer,
-            self.policy == FsyncPolicy::Always,
-        );
-        self.finish_batch(batch.buffer, batch.rows, batch.end, result);
+        }
         let empty = {
             let s = self.lock();
-            s.active.rows == 0 && s.active.first.is_none()
+            s.active.rows == 0 && s.active.first.is_none() && s.pending.is_empty()
         };
-        if empty || close {
-            if close {
-                let old = {
-                    let mut s = self.lock();
-                    // The closed spool keeps a placeholder that nobody writes.
-                    let placeholder = Active {
-                        file: s.active.file.clone(),
-                        path: PathBuf::new(),
-                        rows: 0,
-                        first: None,
-                        declared: Vec::new(),
-                        broken: false,
-                        unsynced: false,
-                    };
-                    std::mem::replace(&mut s.active, placeholder)
-                };
-                self.seal(old);
-            }
+        if empty && !close {
             return self.release();
         }
-        match new_segment(&self.dir, self.policy, &self.opened) {
-            Ok(fresh) => {
-                let old = {
-                    let mut s = self.lock();
-                    s.size_signalled = false;
-                    std::mem::replace(&mut s.active, fresh)
-                };
-                self.seal(old);
+        let fresh = if close {
+            None
+        } else {
+            match new_segment(&self.dir, self.policy, &self.opened) {
+                Ok(fresh) => Some(fresh),
+                Err(error) => {
+                    tracing::error!(dir = %self.dir.display(), %error, "prediction log: cannot start a new spool segment");
+                    return self.release();
+                }
             }
-            Err(error) => {
-                tracing::error!(dir = %self.dir.display(), %error, "prediction log: cannot start a new spool segment");
+        };
+        let (buffer, rows, end, mut old) = {
+            let mut s = self.lock();
+            if close {
+                s.closed = true;
             }
+            let spare = std::mem::take(&mut s.spare);
+            let buffer = std::mem::replace(&mut s.pending, spare);
+            let rows = std::mem::take(&mut s.pending_rows);
+            let replacement = fresh.unwrap_or_else(|| Active {
+                // The closed spool keeps a placeholder that nobody writes.
+                file: s.active.file.clone(),
+                path: PathBuf::new(),
+                rows: 0,
+                first: None,
+                declared: Vec::new(),
+                broken: false,
+                unsynced: false,
+            });
+            s.size_signalled = false;
+            (
+                buffer,
+                rows,
+                s.appended,
+                std::mem::replace(&mut s.active, replacement),
+            )
+        };
+        let result = write_batch(&old.file, &buffer, self.policy == FsyncPolicy::Always);
+        {
+            let mut s = self.lock();
+            match result {
+                Ok(()) => {
+                    if !buffer.is_empty() {
+                        self.stats.spool_writes.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(
+                        segment = %old.path.display(), %error, rows,
+                        "prediction log: spool write failed; the requests get 503"
+                    );
+                    let after = s.written;
+                    s.failed.push_back((after, end));
+                    if s.failed.len() > 64 {
+                        s.failed.pop_front();
+                    }
+                    old.rows = old.rows.saturating_sub(rows);
+                    self.stats.queue_rows.fetch_sub(rows, Ordering::AcqRel);
+                    self.stats.rows_failed.fetch_add(rows, Ordering::Relaxed);
+                }
+            }
+            s.written = s.written.max(end);
         }
         self.release();
+        self.seal(old);
     }
 
     /// Renames a finished segment to its seq and queues it; an empty one is removed.

@@ -583,9 +583,8 @@ fn compact_front(spool: &Spool, store: &Store, stats: &Stats) -> Result<()> {
         // Compacting it again later writes the same files: no duplicates.
         tracing::warn!(segment = name, %error, "prediction log: cannot remove a compacted segment");
     }
-    if let Some(sealed) = spool.pop_sealed() {
-        stats.queue_rows.fetch_sub(sealed.rows, Ordering::AcqRel);
-    }
+    // Counted as written before it leaves the queue: a reader of both never
+    // sees a row in neither.
     stats
         .rows_written
         .fetch_add(compacted.rows, Ordering::Relaxed);
@@ -595,5 +594,8 @@ fn compact_front(spool: &Spool, store: &Store, stats: &Stats) -> Result<()> {
     stats
         .files_written
         .fetch_add(compacted.files, Ordering::Relaxed);
+    if let Some(sealed) = spool.pop_sealed() {
+        stats.queue_rows.fetch_sub(sealed.rows, Ordering::AcqRel);
+    }
     Ok(())
 }
