@@ -194,27 +194,34 @@ pub(crate) fn format_major(value: &str, expected: &str) -> Option<u32> {
     (name == own).then(|| major.parse().ok()).flatten()
 }
 
+/// The model the crate's tests log: `risk`, a number and a category in,
+/// classes `no` and `yes` out.
+#[cfg(test)]
+pub(crate) fn example(version: &str) -> ModelSchema {
+    ModelSchema {
+        name: "risk".into(),
+        version: version.into(),
+        inputs: vec![
+            Input {
+                name: "income".into(),
+                kind: InputKind::Number,
+            },
+            Input {
+                name: "region".into(),
+                kind: InputKind::Text,
+            },
+        ],
+        classes: Some(vec!["no".into(), "yes".into()]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn prediction_columns_follow_the_head_then_the_model() {
-        let model = ModelSchema {
-            name: "risk".into(),
-            version: "3".into(),
-            inputs: vec![
-                Input {
-                    name: "income".into(),
-                    kind: InputKind::Number,
-                },
-                Input {
-                    name: "region".into(),
-                    kind: InputKind::Text,
-                },
-            ],
-            classes: Some(vec!["no".into(), "yes".into()]),
-        };
+        let model = example("3");
         let names: Vec<String> = prediction_columns(&model)
             .into_iter()
             .map(|c| c.name)

@@ -534,21 +534,7 @@ mod tests {
     use super::*;
 
     fn model() -> ModelSchema {
-        ModelSchema {
-            name: "risk".into(),
-            version: "2".into(),
-            inputs: vec![
-                Input {
-                    name: "income".into(),
-                    kind: InputKind::Number,
-                },
-                Input {
-                    name: "region".into(),
-                    kind: InputKind::Text,
-                },
-            ],
-            classes: Some(vec!["no".into(), "yes".into()]),
-        }
+        crate::schema::example("2")
     }
 
     #[test]

@@ -287,17 +287,11 @@ impl Spool {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        match self.state.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        unpoisoned(self.state.lock())
     }
 
     fn lock_sealed(&self) -> MutexGuard<'_, VecDeque<Sealed>> {
-        match self.sealed.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        unpoisoned(self.sealed.lock())
     }
 
     /// Appends `frame` (after model `declare`'s declaration if this segment
@@ -688,6 +682,12 @@ impl Spool {
             .min()
             .map_or(0, |ts| ts.max(1) as u64)
     }
+}
+
+/// A guard even if a thread panicked holding the lock: the state is plain
+/// counters and buffers, valid at every step.
+fn unpoisoned<T>(result: std::sync::LockResult<MutexGuard<'_, T>>) -> MutexGuard<'_, T> {
+    result.unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct Batch {

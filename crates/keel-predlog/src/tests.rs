@@ -14,21 +14,7 @@ use crate::schema::{Kind, prediction_columns};
 use crate::*;
 
 fn model(version: &str) -> ModelSchema {
-    ModelSchema {
-        name: "risk".into(),
-        version: version.into(),
-        inputs: vec![
-            Input {
-                name: "income".into(),
-                kind: InputKind::Number,
-            },
-            Input {
-                name: "region".into(),
-                kind: InputKind::Text,
-            },
-        ],
-        classes: Some(vec!["no".into(), "yes".into()]),
-    }
+    schema::example(version)
 }
 
 fn settings(root: &Path, replica: &str) -> LogSettings {
