@@ -5,7 +5,9 @@ log costs < 5 %), optionally against an older keel binary (the log before the
 spool: rows queued in memory, a kill -9 lost up to a second of them).
 
 1-row MLflow `dataframe_records` requests to a keel GBDT credit-risk model
-(signature checks on), loaded by `keel loadtest` (closed loop) on 127.0.0.1.
+(signature checks on), loaded on 127.0.0.1 by `keel loadtest` (closed loop;
+the default) or by wrk (`--generator wrk`, as the figures before the spool
+were measured: `wrk -t2 -cC --latency`).
 Rounds cycle through the variants so background load hits them alike; the
 figure per variant is the median over rounds, its cost is relative to the
 log-off median of the same run. After each load, with the log on, the bench
@@ -15,7 +17,7 @@ failed; the run fails when a check does not hold.
 
     python3 bench/serve-logging/serve_logging.py [--keel-bin target/release/keel]
         [--baseline-bin OLD_KEEL] [--seconds 10] [--rounds 3] [--connections 32]
-        [--variants off,never,interval,always] [--out bench/results]
+        [--variants off,never,interval,always] [--generator keel|wrk] [--out bench/results]
 
 Writes <out>/serve-logging-<UTC timestamp>.json (machine, load averages,
 commands, every round) and prints a Markdown table.
@@ -101,15 +103,8 @@ def run_round(variant: str, server_bin: str, keel_bin: str, model: Path, work: P
                     raise RuntimeError(f"{' '.join(cmd)} did not start: "
                                        f"{server.stderr.read().decode()[-500:] if server.stderr else ''}")
                 time.sleep(0.1)
-        load_cmd = [keel_bin, "loadtest", f"{url}/invocations", "--body", str(work / "body.json"),
-                    "-c", str(args.connections), "--duration", f"{args.seconds}s", "--warmup", "2s",
-                    "--timeout", "30s", "--json", "--quiet"]
         before = loadavg()
-        done = subprocess.run(load_cmd, capture_output=True, text=True, env=env,
-                              timeout=args.seconds + 120)
-        if done.returncode != 0:
-            raise RuntimeError(f"loadtest failed: {done.stderr[-500:]}")
-        result = json.loads(done.stdout)
+        load_cmd, result = generate_load(args, keel_bin, url, work, env)
         after = metrics(url)
         if variant != "off":
             # Every answered row reaches Parquet within --log-flush-ms (1 s) plus compaction.
@@ -154,6 +149,42 @@ def run_round(variant: str, server_bin: str, keel_bin: str, model: Path, work: P
                 server.wait()
 
 
+def generate_load(args, keel_bin: str, url: str, work: Path, env: dict) -> tuple[list[str], dict]:
+    """Runs the load; returns the command and {rps, p50_ms, p99_ms, requests, errors}."""
+    if args.generator == "wrk":
+        cmd = ["wrk", "-t2", f"-c{args.connections}", f"-d{int(round(args.seconds))}s", "--timeout", "30s",
+               "--latency", "-s", str(work / "post.lua"), f"{url}/invocations"]
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.seconds + 120)
+        if done.returncode != 0:
+            raise RuntimeError(f"wrk failed: {done.stderr[-500:]}")
+        out = done.stdout
+
+        def ms(label: str) -> float:
+            for line in out.splitlines():
+                parts = line.split()
+                if parts and parts[0] == label:
+                    value = parts[1]
+                    for unit, factor in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+                        if value.endswith(unit):
+                            return float(value[: -len(unit)]) * factor
+            raise RuntimeError(f"wrk output without {label}: {out[-500:]}")
+
+        rps = next(float(line.split()[1]) for line in out.splitlines() if line.startswith("Requests/sec"))
+        total = next(int(line.split()[0]) for line in out.splitlines() if "requests in" in line)
+        non_2xx = sum(int(line.split()[-1]) for line in out.splitlines() if "Non-2xx" in line)
+        socket = sum(int(x.strip(",")) for line in out.splitlines() if line.strip().startswith("Socket errors")
+                     for x in line.split()[3::2])
+        return cmd, {"rps": rps, "p50_ms": ms("50%"), "p99_ms": ms("99%"), "requests": total,
+                     "errors": non_2xx + socket}
+    cmd = [keel_bin, "loadtest", f"{url}/invocations", "--body", str(work / "body.json"),
+           "-c", str(args.connections), "--duration", f"{args.seconds}s", "--warmup", "2s",
+           "--timeout", "30s", "--json", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.seconds + 120)
+    if done.returncode != 0:
+        raise RuntimeError(f"loadtest failed: {done.stderr[-500:]}")
+    return cmd, json.loads(done.stdout)
+
+
 def check(row: dict) -> list[str]:
     """The claims the bench prints about a round, checked."""
     problems = []
@@ -176,6 +207,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--variants", default="off,never,interval,always")
+    ap.add_argument("--generator", choices=["keel", "wrk"], default="keel")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args()
     keel = args.keel_bin
@@ -193,6 +225,11 @@ def main() -> int:
         subprocess.run([keel, "train", "--algo", "gbdt", "--data", str(work / "train.csv"),
                         "--target", "default", "--out", str(work / "risk"), "--quiet"], check=True, env=env)
         (work / "body.json").write_text(json.dumps(BODY))
+        (work / "post.lua").write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                                       f"wrk.body = '{json.dumps(BODY)}'\n")
+        if args.generator == "wrk" and not shutil.which("wrk"):
+            log("wrk is not installed (apt-get install wrk), or use --generator keel")
+            return 2
         rounds = []
         for r in range(args.rounds):
             for variant in variants:
@@ -211,7 +248,7 @@ def main() -> int:
             "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
                         "loadavg_start": rounds[0]["loadavg_before"], "loadavg_end": loadavg()},
-            "keel_bin": keel, "baseline_bin": args.baseline_bin,
+            "keel_bin": keel, "baseline_bin": args.baseline_bin, "generator": args.generator,
             "seconds": args.seconds, "connections": args.connections, "rounds": rounds,
             "summary": summary, "checks_failed": problems,
         }
@@ -219,7 +256,8 @@ def main() -> int:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         path = Path(args.out) / f"serve-logging-{stamp}.json"
         path.write_text(json.dumps(out, indent=2) + "\n")
-        print(f"keel serve, 1-row requests, keel loadtest -c {args.connections} {args.seconds:g} s, "
+        generator = "wrk -t2" if args.generator == "wrk" else "keel loadtest"
+        print(f"keel serve, 1-row requests, {generator} -c {args.connections} {args.seconds:g} s, "
               f"{args.rounds} rounds, {os.cpu_count()} cores; load average "
               f"{rounds[0]['loadavg_before'][0]:.1f} at start, {out['machine']['loadavg_end'][0]:.1f} at end")
         print()
