@@ -469,6 +469,44 @@ async fn non_finite_predictions_are_never_returned_silently() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_answers_503_never_an_unlogged_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, _) = train(dir.path(), "risk", Algorithm::Logistic, 4);
+    let logs = dir.path().join("logs");
+    // Room for 5 rows not yet in Parquet, and nothing compacted before the stop.
+    let mut settings = config(folder.to_str().unwrap(), &logs);
+    settings.log_capacity_rows = 5;
+    settings.log_flush_interval = std::time::Duration::from_secs(60);
+    let server = Running::start(settings).await;
+    let client = reqwest::Client::new();
+    let rows = records(&portfolio(10, 6), 0..10);
+    let url = format!("{}/invocations", server.base);
+    let (status, _, _) = post_json(&client, &url, &json!({"dataframe_records": rows[..4]})).await;
+    assert_eq!(status, 200);
+    // 4 + 2 > 5: refused, with the MLflow envelope and Retry-After.
+    let response = client
+        .post(&url)
+        .json(&json!({"dataframe_records": rows[4..6]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], "TEMPORARILY_UNAVAILABLE", "{body}");
+    let (status, _, _) = post_json(&client, &url, &json!({"dataframe_records": rows[4..5]})).await;
+    assert_eq!(status, 200);
+    let metrics = get_text(&client, &format!("{}/metrics", server.base)).await;
+    assert!(
+        metrics.contains("keel_serve_prediction_log_rows_refused_total 2"),
+        "{metrics}"
+    );
+    server.stop().await;
+    // Exactly the answered rows are in the log.
+    assert_eq!(read_log(&logs, "risk").len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_writes_every_logged_row() {
     let dir = tempfile::tempdir().unwrap();
     let (folder, _) = train(dir.path(), "risk", Algorithm::Logistic, 4);
