@@ -5,12 +5,12 @@
 //! the validation rules (limits, key names) that every entry point applies.
 //! This crate does no I/O: no database, no HTTP, no filesystem.
 
+pub mod civil;
 pub mod entities;
 pub mod error;
 pub mod ids;
 pub mod page_token;
 pub mod promotion;
-pub mod time;
 pub mod validation;
 
 pub use entities::*;

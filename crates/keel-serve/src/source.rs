@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::ServeError;
-use crate::predlog::safe_name;
 
 /// A model reference given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -469,9 +468,37 @@ pub fn find_model_folder(root: &Path) -> PathBuf {
     root.to_path_buf()
 }
 
+/// A model name or version as a cache folder name: path separators and
+/// dot-only names replaced.
+fn safe_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        format!("_{cleaned}")
+    } else {
+        cleaned
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_folder_names_stay_inside_the_cache() {
+        assert_eq!(safe_name("a/../b"), "a_.._b");
+        assert_eq!(safe_name(".."), "_..");
+        assert_eq!(safe_name(""), "_");
+        assert_eq!(safe_name("risk"), "risk");
+    }
 
     #[test]
     fn model_uris() {

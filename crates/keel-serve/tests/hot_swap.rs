@@ -239,7 +239,7 @@ async fn alias_moves_swap_models_under_load_without_failed_requests() {
     server.stop().await;
 
     // Both versions' answers are in the log, each under its version.
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     let versions: std::collections::BTreeSet<&str> = logged
         .iter()
         .map(|r| r["model_version"].as_str().unwrap())

@@ -163,7 +163,7 @@ pub fn version_url(name: &str, version: i64) -> String {
 
 /// `2026-11-27 19:00:41Z`.
 pub fn time(millis: i64) -> String {
-    keel_core::time::utc_text(millis)
+    keel_core::civil::utc_text(millis)
 }
 
 /// A time cell: short text, the full UTC time on hover.

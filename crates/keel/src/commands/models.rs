@@ -124,7 +124,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn when(millis: i64) -> String {
-    keel_core::time::utc_text(millis)
+    keel_core::civil::utc_text(millis)
 }
 
 fn gates_label(version: &keel_core::ModelVersion) -> String {
