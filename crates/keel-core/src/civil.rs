@@ -18,6 +18,18 @@ pub fn utc_date(ms: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// `YYYY-MM-DD HH:MM:SSZ` (UTC) for Unix time `ms`: how the CLI and the web UI write times.
+pub fn utc_text(ms: i64) -> String {
+    let (year, month, day) = utc_date(ms);
+    let rest = ms.div_euclid(1000).rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -30,5 +42,12 @@ mod tests {
         assert_eq!(utc_date(-1), (1969, 12, 31));
         assert_eq!(utc_date(1_709_164_800_000), (2024, 2, 29));
         assert_eq!(utc_date(1_765_000_000_000), (2025, 12, 6));
+    }
+
+    #[test]
+    fn utc_texts() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc_text(1_798_761_599_999), "2026-12-31 23:59:59Z");
+        assert_eq!(utc_text(-1000), "1969-12-31 23:59:59Z");
     }
 }

@@ -124,14 +124,7 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn when(millis: i64) -> String {
-    let (year, month, day) = keel_core::civil::utc_date(millis);
-    let rest = millis.div_euclid(1000).rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    keel_core::civil::utc_text(millis)
 }
 
 fn gates_label(version: &keel_core::ModelVersion) -> String {

@@ -51,7 +51,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         auth_token: args.auth_token,
         allow_unauthenticated: args.allow_unauthenticated,
     };
-    let (server, state) = keel_server::bind(&config).await?;
+    let (server, state) = keel_server::bind_with_pages(&config, keel_ui::pages()).await?;
     tracing::info!(
         address = %server.addr,
         backend_store_uri = %config.backend_store_uri,
