@@ -5,7 +5,8 @@
 #   bash tests/run.sh -p keel-store   # extra arguments go to `cargo test`
 #
 # Prepares: the pinned Python venv with the official MLflow client (cached under
-# ~/.cache/keel), a PostgreSQL test database server (the machine's own on
+# ~/.cache/keel), Debian's chromium and chromium-driver (installed with apt-get
+# when missing) for the web UI's browser test, a PostgreSQL test database server (the machine's own on
 # 127.0.0.1:5432 unless KEEL_TEST_POSTGRES_URL says otherwise) and a local
 # S3-compatible server (moto) for the S3 artifact tests. With CI=true a missing
 # PostgreSQL fails the run instead of being skipped.
@@ -31,6 +32,18 @@ if [ -n "${KEEL_TEST_POSTGRES_URL:-}" ]; then
         while read -r stale; do
             psql "$KEEL_TEST_POSTGRES_URL" -qc "drop database if exists \"$stale\"" >/dev/null 2>&1 || true
         done
+fi
+
+# Headless Chromium and its WebDriver for keel-ui's browser test (Debian packages).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "tests/run.sh: installing chromium and chromium-driver for the browser test" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >/dev/null 2>&1; then
+        if [ "${CI:-}" = true ]; then
+            echo "tests/run.sh: cannot install chromium and chromium-driver (CI=true: failing)" >&2
+            exit 1
+        fi
+        echo "tests/run.sh: chromium is not installed: the browser test will be skipped" >&2
+    fi
 fi
 
 echo "tests/run.sh: preparing the Python venv (mlflow client, scikit-learn, moto)" >&2

@@ -26,12 +26,21 @@ WORK = Path(os.environ.get("BENCH_WORK", RESULTS / "tmp" / "pipeline"))
 SEED = 20251127
 ROWS = int(os.environ.get("ROWS", "5000"))
 REPS = int(os.environ.get("REPS", "5"))
+# BREAK_NOOP=1 changes raw.csv between two "no-op" runs: the bench must then fail.
+BREAK_NOOP = os.environ.get("BREAK_NOOP") == "1"
 KEEL = os.environ["KEEL_BIN"]
 DVC = os.environ["DVC_BIN"]
 ENV = dict(os.environ, DVC_NO_ANALYTICS="1", CI="true", RUST_BACKTRACE="0", GIT_AUTHOR_NAME="bench",
            GIT_AUTHOR_EMAIL="bench@example.invalid", GIT_COMMITTER_NAME="bench",
            GIT_COMMITTER_EMAIL="bench@example.invalid")
 ENV.pop("MLFLOW_TRACKING_URI", None)
+
+# Every stage appends its name to ../<project>.runs when it runs, so the
+# bench checks which stages each tool really ran (not what it printed).
+RECORD = '''import os
+with open(os.path.join("..", os.path.basename(os.getcwd()) + ".runs"), "a") as _runs:
+    _runs.write(STAGE + "\\n")
+'''
 
 PREPARE = '''import csv, os, sys
 split = float(sys.argv[1])
@@ -138,8 +147,7 @@ def timed(label, cmd, cwd, expect=None):
     if proc.returncode != 0:
         sys.stderr.write(f"{label}: {' '.join(cmd)} failed ({proc.returncode})\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}\n")
         raise SystemExit(1)
-    if expect is not None:
-        expect(proc.stdout + proc.stderr)
+    stages_ran = expect(proc.stdout + proc.stderr) if expect is not None else None
     fields = {}
     for line in out.read_text().splitlines():
         key, _, value = line.strip().rpartition(": ")
@@ -152,7 +160,7 @@ def timed(label, cmd, cwd, expect=None):
     load = os.getloadavg()[0]
     print(f"  {label:<34} wall {wall_s:6.3f} s  cpu {cpu:6.3f} s  rss {rss:5.0f} MiB  load {load:.1f}", flush=True)
     return {"wall_s": wall_s, "cpu_s": round(cpu, 3), "max_rss_mib": round(rss, 1), "load_1m": round(load, 2),
-            "command": " ".join(cmd), "started": started}
+            "command": " ".join(cmd), "started": started, "stages_ran": stages_ran}
 
 
 def project(tool: str) -> Path:
@@ -169,15 +177,32 @@ def project(tool: str) -> Path:
             x = rng.uniform(0, 10)
             f.write(f"{x:.6f},{3 * x + 2 + rng.gauss(0, 1):.6f}\n")
     for name, text in (("prepare.py", PREPARE), ("featurize.py", FEATURIZE), ("train.py", TRAIN), ("evaluate.py", EVALUATE)):
-        (repo / "src" / name).write_text(text)
+        stage = name.removesuffix(".py")
+        (repo / "src" / name).write_text(f"STAGE = {stage!r}\n" + RECORD + text)
+    runs_file(repo).unlink(missing_ok=True)
     (repo / "params.yaml").write_text(PARAMS.format(lr=0.01))
     return repo
 
 
-def ran(stages):
+STAGES = ("prepare", "featurize", "train", "evaluate")
+
+
+def runs_file(repo: Path) -> Path:
+    return repo.parent / f"{repo.name}.runs"
+
+
+def ran(repo: Path, expected):
+    """A check that exactly the `expected` stages ran since the last check
+    (read from the stages' own records); the bench fails when they did not."""
     def check(output):
-        for stage in stages:
-            assert stage in output, f"expected {stage} to run:\n{output}"
+        record = runs_file(repo)
+        stages = record.read_text().split() if record.exists() else []
+        record.unlink(missing_ok=True)
+        if sorted(stages) != sorted(expected):
+            sys.stderr.write(f"CLAIM FAILED in {repo.name}: expected stages {sorted(expected)} to run, "
+                             f"these ran: {sorted(stages)}\n{output[-2000:]}\n")
+            raise SystemExit(1)
+        return sorted(stages)
     return check
 
 
@@ -193,13 +218,20 @@ def summary(samples):
 
 def bench(tool, cmd, repo):
     r = {}
-    skipped = (lambda out: None)
-    r["first"] = summary([timed(f"{tool} first run", cmd, repo)])
-    r["noop"] = summary([timed(f"{tool} no-op #{i + 1}", cmd, repo, skipped) for i in range(REPS)])
+    r["first"] = summary([timed(f"{tool} first run", cmd, repo, ran(repo, STAGES))])
+    noops = []
+    for i in range(REPS):
+        if BREAK_NOOP and i == 1:
+            # Demonstrates that the claim is checked: a changed dependency
+            # makes the next "no-op" run stages, and the bench fails.
+            with open(repo / "raw.csv", "a") as f:
+                f.write("1.0,5.0\n")
+        noops.append(timed(f"{tool} no-op #{i + 1}", cmd, repo, ran(repo, [])))
+    r["noop"] = summary(noops)
     changes = []
     for i in range(max(1, REPS - 2)):
         (repo / "params.yaml").write_text(PARAMS.format(lr=0.02 + 0.01 * i))
-        changes.append(timed(f"{tool} after train.lr change #{i + 1}", cmd, repo))
+        changes.append(timed(f"{tool} after train.lr change #{i + 1}", cmd, repo, ran(repo, ["train", "evaluate"])))
     r["param_change"] = summary(changes)
     return r
 
@@ -258,8 +290,9 @@ def main():
     print(f"\nwrote {out.relative_to(REPO)}\n")
     print("| operation | keel wall (s) | keel CPU (s) | keel --no-track wall (s) | dvc wall (s) | dvc CPU (s) | dvc / keel (wall) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
+    # Each label's claim was checked on every sample by ran() above.
     for label, key in (("first run (4 stages run)", "first"), ("no-op (all 4 skipped), median", "noop"),
-                       ("after one param change (train + evaluate), median", "param_change")):
+                       ("after one param change (train + evaluate rerun), median", "param_change")):
         k, u, d = keel[key], keel["untracked"][key], dvc[key]
         print(f"| {label} | {k['median_wall_s']:.3f} | {k['median_cpu_s']:.3f} | {u['median_wall_s']:.3f} | "
               f"{d['median_wall_s']:.2f} | {d['median_cpu_s']:.2f} | {d['median_wall_s'] / k['median_wall_s']:.0f}x |")

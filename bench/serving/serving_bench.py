@@ -446,7 +446,8 @@ def main() -> int:
                 res = serve_and_load(name, cmd, workdir, port, model, args)
                 if name == "keel":
                     logdir = workdir / "predictions"
-                    files = [p for p in logdir.rglob("*") if p.is_file()] if logdir.exists() else []
+                    # Parquet only: the spool folder (_spool/) holds a lock and leftovers.
+                    files = list(logdir.rglob("*.parquet")) if logdir.exists() else []
                     res["prediction_log"] = {"dir": str(logdir), "files": len(files),
                                              "bytes": sum(p.stat().st_size for p in files)}
                 entry["servers"][name] = res

@@ -11,32 +11,92 @@ pub enum GateStatus {
     Missing,
 }
 
+/// One gate's outcome, as `keel run` prints and records it (keel-pipeline's
+/// `gates` evaluates; this is the one shape and the one reader of its JSON).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateResult {
+    pub expression: String,
+    /// The left side as written (usually a metric name).
+    pub metric: String,
+    pub value: Option<f64>,
+    /// The right side's value.
+    pub threshold: Option<f64>,
+    /// The production model's value of the first `production.X` named, if any.
+    pub production: Option<f64>,
+    pub passed: bool,
+    /// Why it failed or was not compared.
+    pub note: Option<String>,
+}
+
+/// Recorded gate results: `{"passed": bool, "gates": [...]}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateResults {
+    /// None when the JSON does not say.
+    pub passed: Option<bool>,
+    pub gates: Vec<GateResult>,
+}
+
+impl GateResults {
+    /// Reads gate results from their JSON value; None unless it is an object.
+    pub fn from_value(value: &serde_json::Value) -> Option<GateResults> {
+        value.as_object()?;
+        let text_of = |gate: &serde_json::Value, key: &str| {
+            gate.get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let number = |gate: &serde_json::Value, key: &str| gate.get(key).and_then(|v| v.as_f64());
+        let gates = value
+            .get("gates")
+            .and_then(|g| g.as_array())
+            .map(|gates| {
+                gates
+                    .iter()
+                    .map(|gate| GateResult {
+                        expression: text_of(gate, "expression"),
+                        metric: text_of(gate, "metric"),
+                        value: number(gate, "value"),
+                        threshold: number(gate, "threshold"),
+                        production: number(gate, "production"),
+                        passed: gate.get("passed").and_then(|p| p.as_bool()) == Some(true),
+                        note: gate
+                            .get("note")
+                            .and_then(|n| n.as_str())
+                            .map(str::to_string),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(GateResults {
+            passed: value.get("passed").and_then(|p| p.as_bool()),
+            gates,
+        })
+    }
+}
+
+/// Parses recorded gate results; None when `text` is not a JSON object.
+pub fn parse_gate_results(text: &str) -> Option<GateResults> {
+    GateResults::from_value(&serde_json::from_str(text).ok()?)
+}
+
 /// Reads `gate_results` (`{"passed": bool, "gates": [...]}`) of a version.
 pub fn gate_status(version: &ModelVersion) -> GateStatus {
     let Some(text) = version.gate_results.as_deref() else {
         return GateStatus::Missing;
     };
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+    let Some(results) = parse_gate_results(text) else {
         return GateStatus::Failed("recorded gate results are not valid JSON".into());
     };
-    match value.get("passed").and_then(|p| p.as_bool()) {
+    match results.passed {
         Some(true) => GateStatus::Passed,
         Some(false) => {
-            let failed: Vec<String> = value
-                .get("gates")
-                .and_then(|g| g.as_array())
-                .map(|gates| {
-                    gates
-                        .iter()
-                        .filter(|g| g.get("passed").and_then(|p| p.as_bool()) == Some(false))
-                        .filter_map(|g| {
-                            g.get("expression")
-                                .and_then(|e| e.as_str())
-                                .map(str::to_string)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let failed: Vec<String> = results
+                .gates
+                .into_iter()
+                .filter(|g| !g.passed && !g.expression.is_empty())
+                .map(|g| g.expression)
+                .collect();
             GateStatus::Failed(if failed.is_empty() {
                 "gates failed".into()
             } else {

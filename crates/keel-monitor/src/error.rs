@@ -53,6 +53,9 @@ pub enum MonitorError {
     /// A model folder or signature could not be used.
     #[error(transparent)]
     Learn(#[from] keel_learn::LearnError),
+    /// The prediction log could not be listed or read.
+    #[error(transparent)]
+    Log(#[from] keel_predlog::LogError),
 }
 
 fn describe_mismatch(

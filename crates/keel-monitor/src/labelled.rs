@@ -3,80 +3,50 @@
 //! plus the truth. This is what the drift policy retrains on.
 
 use std::collections::HashMap;
-use std::path::Path;
 
+use keel_predlog::{InputValues, LogReader};
 use keel_table::{Column, Table};
 
 use crate::error::{MonitorError, Result};
-use crate::read::{Cells, read_parquet_cells};
-use crate::window::{file_time, parquet_files, read_feedback};
 
-/// The logged inputs of `model` (from `log_dir`, rows at or after `since_ms`)
-/// that have feedback, with the label (or value) as column `target`. Shadow
-/// rows (mirrored copies of real requests) are left out; a row's latest
-/// feedback wins. Input columns keep their signature names (`input.` dropped).
+/// The logged inputs of `model` (from the log root `log_dir`, a folder or
+/// `s3://…`; rows at or after `since_ms`, all replicas) that have feedback,
+/// with the label (or value) as column `target`. Shadow rows (mirrored copies
+/// of real requests) are left out; a row's latest feedback wins. Input
+/// columns keep their signature names.
 pub fn labelled_table(
-    log_dir: &Path,
+    log_dir: &str,
     model: &str,
     target: &str,
     since_ms: Option<i64>,
 ) -> Result<Table> {
-    let dir = log_dir.join(model);
-    let feedback = read_feedback(&dir.join("feedback"))?;
+    let reader = LogReader::open(log_dir)?;
+    let feedback = reader.feedback(model, since_ms)?;
     let mut names: Vec<String> = Vec::new();
     let mut columns: HashMap<String, Vec<Option<CellValue>>> = HashMap::new();
     let mut labels: Vec<(Option<String>, Option<f64>)> = Vec::new();
-    for path in parquet_files(&dir.join("predictions"))? {
-        // A file's name carries its flush time, after every row it holds.
-        if let (Some(since), Some(written)) = (since_ms, file_time(&path))
-            && written < since
-        {
-            continue;
+    reader.scan_predictions(model, since_ms, |batch, i| -> Result<()> {
+        if batch.role[i] == "shadow" {
+            return Ok(());
         }
-        let read = read_parquet_cells(&path, |name| {
-            name.starts_with("input.") || matches!(name, "request_id" | "row" | "ts_ms" | "role")
-        })?;
-        let cells: HashMap<&str, &Cells> = read.iter().map(|(n, c)| (n.as_str(), c)).collect();
-        let (Some(ids), Some(rows)) = (cells.get("request_id"), cells.get("row")) else {
-            return Err(MonitorError::file(
-                &path,
-                "prediction file without request_id and row columns",
-            ));
+        let Some(truth) = feedback.get(&batch.request_id[i], batch.row[i]) else {
+            return Ok(());
         };
-        for i in 0..ids.len() {
-            if cells.get("role").and_then(|c| c.text(i)).as_deref() == Some("shadow") {
-                continue;
-            }
-            if let (Some(since), Some(ts)) =
-                (since_ms, cells.get("ts_ms").and_then(|c| c.number(i)))
-                && (ts as i64) < since
-            {
-                continue;
-            }
-            let (Some(id), Some(row)) = (ids.text(i), rows.number(i)) else {
-                continue;
-            };
-            let Some((_, label, value)) = feedback.get(&(id, row as i64)) else {
-                continue;
-            };
-            let at = labels.len();
-            labels.push((label.clone(), *value));
-            for (name, column) in &read {
-                let Some(feature) = name.strip_prefix("input.") else {
-                    continue;
-                };
-                let values = columns.entry(feature.to_string()).or_insert_with(|| {
-                    names.push(feature.to_string());
-                    Vec::new()
-                });
-                values.resize(at, None);
-                values.push(match column {
-                    Cells::Numbers(_) => column.number(i).map(CellValue::Number),
-                    Cells::Texts(_) => column.text(i).map(CellValue::Text),
-                });
-            }
+        let at = labels.len();
+        labels.push((truth.label.clone(), truth.value));
+        for (feature, values) in &batch.inputs {
+            let column = columns.entry(feature.clone()).or_insert_with(|| {
+                names.push(feature.clone());
+                Vec::new()
+            });
+            column.resize(at, None);
+            column.push(match values {
+                InputValues::Numbers(v) => v[i].map(CellValue::Number),
+                InputValues::Texts(v) => v[i].clone().map(CellValue::Text),
+            });
         }
-    }
+        Ok(())
+    })?;
     let rows = labels.len();
     let mut out_names = Vec::new();
     let mut out_columns = Vec::new();
@@ -93,8 +63,12 @@ pub fn labelled_table(
         Column::Categorical(labels.into_iter().map(|(label, _)| label).collect())
     });
     out_names.push(target.to_string());
-    Table::new(out_names, out_columns)
-        .map_err(|error| MonitorError::file(&dir, format!("labelled traffic: {error}")))
+    Table::new(out_names, out_columns).map_err(|error| {
+        MonitorError::file(
+            format!("{log_dir} ({model})"),
+            format!("labelled traffic: {error}"),
+        )
+    })
 }
 
 #[derive(Debug, Clone)]

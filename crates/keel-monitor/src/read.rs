@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::error::{MonitorError, Result};
 use keel_table::rows::{check_names, open_parquet, parquet_columns};
-use keel_table::{CsvRows, Rows, Text, format_number, is_parquet, read_text};
+use keel_table::{CsvRows, Rows, Text, is_parquet, read_text};
 
 use crate::profile::{ColumnKind, ColumnProfile, Profile};
 
@@ -119,13 +119,6 @@ pub(crate) enum Batch<'a> {
     Texts(&'a [Option<&'a str>], u64),
 }
 
-/// Definition levels of the batch just handed out (empty for required
-/// columns: every row has a value) and the level that means "present".
-pub(crate) struct Levels<'a> {
-    pub levels: &'a [i16],
-    pub present: i16,
-}
-
 pub(crate) fn physical_kind(
     path: &Path,
     reader: &SerializedFileReader<File>,
@@ -153,14 +146,8 @@ pub(crate) fn read_parquet_column(
     path: &Path,
     reader: &SerializedFileReader<File>,
     i: usize,
-    mut sink: impl FnMut(Batch<'_>, Levels<'_>),
+    mut sink: impl FnMut(Batch<'_>),
 ) -> Result<()> {
-    let present = reader
-        .metadata()
-        .file_metadata()
-        .schema_descr()
-        .column(i)
-        .max_def_level();
     let fail =
         |e: parquet::errors::ParquetError| MonitorError::file(path, format!("column {i}: {e}"));
     let mut levels: Vec<i16> = Vec::with_capacity(CHUNK_ROWS);
@@ -180,11 +167,7 @@ pub(crate) fn read_parquet_column(
                 }
                 numbers.clear();
                 numbers.extend(buffer[..values].iter().map($convert));
-                let levels = Levels {
-                    levels: if present > 0 { &levels[..] } else { &[] },
-                    present,
-                };
-                sink(Batch::Numbers(&numbers, (records - values) as u64), levels);
+                sink(Batch::Numbers(&numbers, (records - values) as u64));
             }
         }};
     }
@@ -205,11 +188,7 @@ pub(crate) fn read_parquet_column(
                     .iter()
                     .map(|v| std::str::from_utf8(v.data()).ok())
                     .collect();
-                let levels = Levels {
-                    levels: if present > 0 { &levels[..] } else { &[] },
-                    present,
-                };
-                sink(Batch::Texts(&texts, (records - values) as u64), levels);
+                sink(Batch::Texts(&texts, (records - values) as u64));
             }
         }};
     }
@@ -257,7 +236,7 @@ fn profile_parquet_column(
     };
     let model = model.filter(|m| m.kind() == kind);
     let mut profile = ColumnProfile::new(name, kind, model);
-    read_parquet_column(path, &reader, i, |batch, _| match batch {
+    read_parquet_column(path, &reader, i, |batch| match batch {
         Batch::Numbers(values, nulls) => {
             profile.push_numbers(values);
             profile.push_nulls(nulls);
@@ -277,97 +256,4 @@ fn profile_parquet_column(
     })?;
     profile.finish();
     Ok(profile)
-}
-
-/// A whole column with one cell per row.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Cells {
-    /// Numbers, `None` for nulls.
-    Numbers(Vec<Option<f64>>),
-    /// Texts, `None` for nulls.
-    Texts(Vec<Option<String>>),
-}
-
-impl Cells {
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        match self {
-            Cells::Numbers(v) => v.len(),
-            Cells::Texts(v) => v.len(),
-        }
-    }
-
-    /// Whether there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The cell at `row` as a number (text that parses counts).
-    pub fn number(&self, row: usize) -> Option<f64> {
-        match self {
-            Cells::Numbers(v) => v.get(row).copied().flatten(),
-            Cells::Texts(v) => v.get(row)?.as_deref()?.trim().parse().ok(),
-        }
-    }
-
-    /// The cell at `row` as text (numbers formatted like category labels).
-    pub fn text(&self, row: usize) -> Option<String> {
-        match self {
-            Cells::Numbers(v) => v.get(row).copied().flatten().map(format_number),
-            Cells::Texts(v) => v.get(row).cloned().flatten(),
-        }
-    }
-}
-
-/// Reads the named columns of a (small) Parquet file into memory, one cell
-/// per row, nulls in place. Columns the file lacks are left out.
-pub fn read_parquet_cells(
-    path: &Path,
-    wanted: impl Fn(&str) -> bool,
-) -> Result<Vec<(String, Cells)>> {
-    let reader = open_parquet(path)?;
-    let schema = reader.metadata().file_metadata().schema_descr();
-    let mut out = Vec::new();
-    for i in 0..schema.num_columns() {
-        let name = schema.column(i).path().string();
-        if !wanted(&name) {
-            continue;
-        }
-        let mut cells = match physical_kind(path, &reader, i)? {
-            ColumnKind::Numeric => Cells::Numbers(Vec::new()),
-            ColumnKind::Categorical => Cells::Texts(Vec::new()),
-        };
-        read_parquet_column(path, &reader, i, |batch, levels| {
-            match (&mut cells, batch) {
-                (Cells::Numbers(out), Batch::Numbers(values, _)) => {
-                    spread(out, values.iter().map(|v| Some(*v)), &levels)
-                }
-                (Cells::Texts(out), Batch::Texts(values, _)) => {
-                    spread(out, values.iter().map(|v| v.map(str::to_string)), &levels)
-                }
-                _ => {}
-            }
-        })?;
-        out.push((name, cells));
-    }
-    Ok(out)
-}
-
-/// Places values at the rows whose level says "present", nulls elsewhere.
-fn spread<T>(
-    out: &mut Vec<Option<T>>,
-    mut values: impl Iterator<Item = Option<T>>,
-    levels: &Levels<'_>,
-) {
-    if levels.levels.is_empty() {
-        out.extend(values);
-        return;
-    }
-    for &level in levels.levels {
-        out.push(if level == levels.present {
-            values.next().flatten()
-        } else {
-            None
-        });
-    }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use keel_chart::escape;
+
 use crate::drift::{ColumnVerdict, DriftReport, Status, format_p};
 use crate::window::WindowedReport;
 
@@ -97,142 +99,46 @@ pub fn table(report: &DriftReport) -> String {
     out
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// Grouped bars of reference vs current shares per bin or category.
 fn distribution_svg(verdict: &ColumnVerdict) -> String {
-    let bins: Vec<_> = verdict.bins.iter().take(40).collect();
-    if bins.is_empty() {
-        return String::from("<p class=muted>no distribution to plot</p>");
-    }
-    let (w, h, pad) = (520.0, 150.0, 20.0);
-    let top = bins
+    let bins: Vec<keel_chart::Bin> = verdict
+        .bins
         .iter()
-        .map(|b| b.reference.max(b.current))
-        .fold(0.0f64, f64::max)
-        .max(1e-9);
-    let slot = (w - 2.0 * pad) / bins.len() as f64;
-    let mut svg = format!(
-        "<svg viewBox='0 0 {w} {}' width='{w}' height='{}' role='img'>",
-        h + 40.0,
-        h + 40.0
-    );
-    for (i, bin) in bins.iter().enumerate() {
-        let x = pad + i as f64 * slot;
-        for (k, (share, class)) in [(bin.reference, "ref"), (bin.current, "cur")]
-            .into_iter()
-            .enumerate()
-        {
-            let bh = share / top * h;
-            let _ = write!(
-                svg,
-                "<rect class='{class}' x='{:.1}' y='{:.1}' width='{:.1}' height='{:.1}'><title>{}: {class} {:.2}%</title></rect>",
-                x + k as f64 * slot * 0.45 + slot * 0.05,
-                pad + h - bh,
-                slot * 0.45,
-                bh,
-                escape(&bin.label),
-                share * 100.0
-            );
-        }
-    }
-    let first = bins.first().map(|b| escape(&b.label)).unwrap_or_default();
-    let last = bins.last().map(|b| escape(&b.label)).unwrap_or_default();
-    let _ = write!(
-        svg,
-        "<text x='{pad}' y='{}' class=axis>{first}</text><text x='{}' y='{}' class=axis text-anchor=end>{last}</text></svg>",
-        h + 36.0,
-        w - pad,
-        h + 36.0
-    );
-    svg
+        .map(|b| keel_chart::Bin {
+            label: &b.label,
+            a: b.reference,
+            b: b.current,
+        })
+        .collect();
+    keel_chart::paired_bars(&bins, ["ref", "cur"])
 }
 
-/// A line chart of several series over time (x = window start).
+/// A titled line chart of several series over time (x = window start, ms).
 pub fn lines_svg(
     title: &str,
     xs: &[i64],
     series: &[(String, Vec<Option<f64>>)],
     threshold: Option<f64>,
 ) -> String {
-    let (w, h, pad) = (640.0, 180.0, 36.0);
-    let values: Vec<f64> = series
+    let series: Vec<keel_chart::Series> = series
         .iter()
-        .flat_map(|s| s.1.iter().flatten().copied())
-        .chain(threshold)
+        .map(|(name, ys)| keel_chart::Series {
+            name: name.clone(),
+            points: xs
+                .iter()
+                .zip(ys)
+                .filter_map(|(&x, y)| y.map(|y| (x as f64, y)))
+                .collect(),
+        })
         .collect();
-    if xs.is_empty() || values.is_empty() {
-        return format!("<h3>{}</h3><p class=muted>no data</p>", escape(title));
-    }
-    let (lo, hi) = values
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    let (lo, hi) = if hi > lo {
-        (lo.min(0.0), hi)
-    } else {
-        (lo - 1.0, hi + 1.0)
+    let chart = keel_chart::LineChart {
+        x_ticks: keel_chart::XTicks::Hidden,
+        x_title: "window",
+        y_from_zero: true,
+        threshold,
+        ..keel_chart::LineChart::new(&series)
     };
-    let (x0, x1) = (xs[0] as f64, *xs.last().unwrap_or(&xs[0]) as f64);
-    let px = |x: i64| {
-        pad + if x1 > x0 {
-            (x as f64 - x0) / (x1 - x0) * (w - 2.0 * pad)
-        } else {
-            (w - 2.0 * pad) / 2.0
-        }
-    };
-    let py = |y: f64| pad + (hi - y) / (hi - lo) * (h - pad);
-    let mut svg = format!(
-        "<h3>{}</h3><svg viewBox='0 0 {w} {}' width='{w}' height='{}'>",
-        escape(title),
-        h + 20.0,
-        h + 20.0
-    );
-    let _ = write!(
-        svg,
-        "<text x='2' y='{:.0}' class=axis>{hi:.3}</text><text x='2' y='{:.0}' class=axis>{lo:.3}</text>",
-        py(hi) + 4.0,
-        py(lo)
-    );
-    if let Some(t) = threshold {
-        let _ = write!(
-            svg,
-            "<line class=thr x1='{pad}' x2='{}' y1='{:.1}' y2='{:.1}'/>",
-            w - pad,
-            py(t),
-            py(t)
-        );
-    }
-    const COLORS: [&str; 6] = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf",
-    ];
-    for (k, (name, ys)) in series.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
-        let points: Vec<String> = xs
-            .iter()
-            .zip(ys)
-            .filter_map(|(&x, y)| y.map(|y| format!("{:.1},{:.1}", px(x), py(y))))
-            .collect();
-        let _ = write!(
-            svg,
-            "<polyline fill=none stroke='{color}' stroke-width=2 points='{}'><title>{}</title></polyline>",
-            points.join(" "),
-            escape(name)
-        );
-        let _ = write!(
-            svg,
-            "<text x='{}' y='{}' fill='{color}' class=axis>{}</text>",
-            pad + 120.0 * k as f64,
-            h + 16.0,
-            escape(name)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
+    format!("<h3>{}</h3>{}", escape(title), chart.to_svg())
 }
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}\

@@ -1,5 +1,6 @@
-//! Monitoring a served model over its prediction log (the format in
-//! `prediction-log-spec.md`): rows are cut into time windows by `ts_ms`,
+//! Monitoring a served model over its prediction log (read through
+//! keel-predlog, every replica's files merged by arrival time; the format is
+//! `docs/prediction-log.md`): rows are cut into time windows by `ts_ms`,
 //! each window's inputs and outputs are profiled against the training
 //! profile and compared with it; feedback labels joined on
 //! `(request_id, row)` give live accuracy / F1 / AUC or RMSE / MAE per
@@ -7,18 +8,17 @@
 //! without labels. Page–Hinkley detectors on the per-row error and
 //! confidence streams localise changes in time.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 
 use keel_learn::metrics::{Metrics, classification_metrics, regression_metrics};
 use keel_learn::model::{Signature, Task};
+use keel_predlog::{InputValues, LogReader, PredictionBatch, schema};
 use serde::{Deserialize, Serialize};
 
 use crate::drift::{DriftConfig, DriftReport, compare};
-use crate::error::{MonitorError, Result};
+use crate::error::Result;
 use crate::profile::{ColumnProfile, Profile};
 use crate::quality::{FindingKind, QualityFinding};
-use crate::read::{Cells, read_parquet_cells};
 
 /// The assumption under which the label-free estimate holds.
 pub const CBPE_ASSUMPTION: &str = "estimated accuracy = mean probability of the predicted class; valid only if the model's probabilities are calibrated and P(label | inputs) has not changed (no concept drift)";
@@ -155,79 +155,103 @@ struct WindowState {
 /// Where the log is and how to cut it.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
-    /// The log directory (`--log-dir`).
-    pub log_dir: PathBuf,
-    /// The model name (its sub-directory).
+    /// The log root (`--log-dir`): a folder or `s3://bucket/prefix`.
+    pub log_dir: String,
+    /// The model name (its partition).
     pub model: String,
     /// Window length in ms.
     pub window_ms: i64,
     /// Drift policy.
     pub config: DriftConfig,
-    /// Skip prediction files written before this time (Unix ms, from the
-    /// file name) and rows older than it: the sliding history of `watch`.
+    /// Rows older than this (Unix ms) are left out, and so are files that
+    /// hold only such rows: the sliding history of `watch`.
     pub since_ms: Option<i64>,
 }
 
-pub(crate) fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(MonitorError::io(dir, error)),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| MonitorError::io(dir, e))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with("part-") && name.ends_with(".parquet") {
-            files.push(path);
-        }
-    }
-    files.sort();
-    Ok(files)
+/// Where a reference column's values are in a prediction file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source {
+    Input(usize),
+    Label,
+    Score,
+    Value,
+    Absent,
 }
 
-/// The `<unix_ms>` of a `part-<unix_ms>-<pid>-<seq>.parquet` name.
-pub(crate) fn file_time(path: &Path) -> Option<i64> {
-    let name = path.file_name()?.to_str()?;
-    name.strip_prefix("part-")?.split('-').next()?.parse().ok()
-}
-
-/// Feedback by `(request_id, row)`: label text or value; the latest arrival wins.
-pub(crate) type Feedback = HashMap<(String, i64), (i64, Option<String>, Option<f64>)>;
-
-pub(crate) fn read_feedback(dir: &Path) -> Result<Feedback> {
-    let mut feedback = Feedback::new();
-    for path in parquet_files(dir)? {
-        let columns: HashMap<String, Cells> = read_parquet_cells(&path, |n| {
-            matches!(n, "request_id" | "row" | "ts_ms" | "label" | "value")
-        })?
-        .into_iter()
-        .collect();
-        let (Some(ids), Some(rows)) = (columns.get("request_id"), columns.get("row")) else {
-            return Err(MonitorError::file(
-                &path,
-                "feedback file without request_id and row columns",
-            ));
-        };
-        for i in 0..ids.len() {
-            let (Some(id), Some(row)) = (ids.text(i), rows.number(i)) else {
-                continue;
-            };
-            let ts = columns
-                .get("ts_ms")
-                .and_then(|c| c.number(i))
-                .unwrap_or(0.0) as i64;
-            let label = columns.get("label").and_then(|c| c.text(i));
-            let value = columns.get("value").and_then(|c| c.number(i));
-            let entry = feedback
-                .entry((id, row as i64))
-                .or_insert((i64::MIN, None, None));
-            if ts >= entry.0 {
-                *entry = (ts, label, value);
-            }
+impl Source {
+    /// Finds the reference column `name` (an input's name, or the model
+    /// profile's `output.label` / `output.score` / `output.value`) in `batch`.
+    pub(crate) fn find(batch: &PredictionBatch, name: &str) -> Source {
+        if name == schema::OUTPUT_LABEL.name {
+            Source::Label
+        } else if name == schema::OUTPUT_SCORE.name {
+            Source::Score
+        } else if name == schema::OUTPUT_VALUE.name {
+            Source::Value
+        } else {
+            batch
+                .inputs
+                .iter()
+                .position(|(n, _)| n == name)
+                .map_or(Source::Absent, Source::Input)
         }
     }
-    Ok(feedback)
+
+    /// The cell as a number (text that parses counts).
+    pub(crate) fn number(self, batch: &PredictionBatch, row: usize) -> Option<f64> {
+        match self {
+            Source::Input(i) => match &batch.inputs[i].1 {
+                InputValues::Numbers(v) => v[row],
+                InputValues::Texts(v) => v[row].as_deref()?.trim().parse().ok(),
+            },
+            Source::Label => batch.label[row].as_deref()?.trim().parse().ok(),
+            Source::Score => batch.score[row],
+            Source::Value => batch.value[row],
+            Source::Absent => None,
+        }
+    }
+
+    /// The cell as text (numbers formatted like category labels).
+    pub(crate) fn text(self, batch: &PredictionBatch, row: usize) -> Option<String> {
+        let number = |v: Option<f64>| v.map(keel_table::format_number);
+        match self {
+            Source::Input(i) => match &batch.inputs[i].1 {
+                InputValues::Numbers(v) => number(v[row]),
+                InputValues::Texts(v) => v[row].clone(),
+            },
+            Source::Label => batch.label[row].clone(),
+            Source::Score => number(batch.score[row]),
+            Source::Value => number(batch.value[row]),
+            Source::Absent => None,
+        }
+    }
+}
+
+/// The sources of `names` in `batch`, recomputed when the file changes.
+pub(crate) struct Sources {
+    file: Option<String>,
+    pub sources: Vec<Source>,
+}
+
+impl Sources {
+    pub(crate) fn new() -> Self {
+        Sources {
+            file: None,
+            sources: Vec::new(),
+        }
+    }
+
+    pub(crate) fn of<'a>(
+        &mut self,
+        batch: &PredictionBatch,
+        names: impl Iterator<Item = &'a str>,
+    ) -> &[Source] {
+        if self.file.as_deref() != Some(batch.file.path.as_str()) {
+            self.file = Some(batch.file.path.clone());
+            self.sources = names.map(|name| Source::find(batch, name)).collect();
+        }
+        &self.sources
+    }
 }
 
 /// Reads the prediction and feedback logs of `options.model` and reports
@@ -239,12 +263,8 @@ pub fn windowed_report(
     signature: Option<&Signature>,
     evaluation: Option<&Metrics>,
 ) -> Result<(DriftReport, WindowedReport)> {
-    let model_dir = options.log_dir.join(&options.model);
-    let feedback = read_feedback(&model_dir.join("feedback"))?;
-    let mut files = parquet_files(&model_dir.join("predictions"))?;
-    if let Some(since) = options.since_ms {
-        files.retain(|path| file_time(path).is_none_or(|written| written >= since));
-    }
+    let reader = LogReader::open(&options.log_dir)?;
+    let feedback = reader.feedback(&options.model, options.since_ms)?;
     let classes: Vec<String> = signature.map(|s| s.classes.clone()).unwrap_or_default();
     let task = signature.map(|s| s.task);
     let target = signature.map(|s| s.target.clone());
@@ -254,13 +274,6 @@ pub fn windowed_report(
         .iter()
         .filter(|c| Some(&c.name) != target.as_ref())
         .collect();
-    let log_name = |name: &str| {
-        if name.starts_with("output.") {
-            name.to_string()
-        } else {
-            format!("input.{name}")
-        }
-    };
     let mut seen_columns: Vec<String> = Vec::new();
     let mut windows: BTreeMap<i64, WindowState> = BTreeMap::new();
     let mut error_detector = PageHinkley::new(0.02, 30.0);
@@ -271,36 +284,29 @@ pub fn windowed_report(
         .map(|v| v[1])
         .filter(|s| *s > 0.0)
         .unwrap_or(1.0);
-    for path in &files {
-        let cells: HashMap<String, Cells> =
-            read_parquet_cells(path, |_| true)?.into_iter().collect();
-        let rows = cells.get("ts_ms").map_or(0, Cells::len);
-        let (Some(ts), Some(ids), Some(row_numbers)) = (
-            cells.get("ts_ms"),
-            cells.get("request_id"),
-            cells.get("row"),
-        ) else {
-            return Err(MonitorError::file(
-                path,
-                "prediction log file without ts_ms, request_id and row",
-            ));
-        };
-        for column in &monitored {
-            let name = log_name(&column.name);
-            if cells.contains_key(&name) && !seen_columns.contains(&column.name) {
-                seen_columns.push(column.name.clone());
+    // Where each reference column (in the window profiles' order) is in the current file.
+    let mut sources = Sources::new();
+    let mut current_file: Option<String> = None;
+    let mut probabilities: Vec<Option<usize>> = Vec::new();
+    reader.scan_predictions(
+        &options.model,
+        options.since_ms,
+        |batch, row| -> Result<()> {
+            if current_file.as_deref() != Some(batch.file.path.as_str()) {
+                current_file = Some(batch.file.path.clone());
+                for column in &monitored {
+                    if !matches!(Source::find(batch, &column.name), Source::Absent)
+                        && !seen_columns.contains(&column.name)
+                    {
+                        seen_columns.push(column.name.clone());
+                    }
+                }
+                probabilities = classes
+                    .iter()
+                    .map(|c| batch.probabilities.iter().position(|(class, _)| class == c))
+                    .collect();
             }
-        }
-        let probabilities: Vec<Option<&Cells>> = classes
-            .iter()
-            .map(|c| cells.get(&format!("output.proba.{c}")))
-            .collect();
-        for row in 0..rows {
-            let Some(t) = ts.number(row) else { continue };
-            let t = t as i64;
-            if options.since_ms.is_some_and(|since| t < since) {
-                continue;
-            }
+            let t = batch.ts_ms[row];
             let start = t.div_euclid(options.window_ms) * options.window_ms;
             let state = windows.entry(start).or_insert_with(|| WindowState {
                 profile: reference.template(),
@@ -315,25 +321,29 @@ pub fn windowed_report(
                 value_predicted: Vec::new(),
             });
             state.rows += 1;
-            for column in state.profile.columns.iter_mut() {
-                let Some(source) = cells.get(&log_name(&column.name)) else {
+            let columns = sources.of(batch, reference.columns.iter().map(|c| c.name.as_str()));
+            for (column, source) in state.profile.columns.iter_mut().zip(columns) {
+                if matches!(source, Source::Absent) {
                     continue;
-                };
+                }
                 match column.kind() {
-                    crate::profile::ColumnKind::Numeric => column.push_number(source.number(row)),
-                    crate::profile::ColumnKind::Categorical => match source.text(row) {
+                    crate::profile::ColumnKind::Numeric => {
+                        column.push_number(source.number(batch, row));
+                    }
+                    crate::profile::ColumnKind::Categorical => match source.text(batch, row) {
                         Some(text) => column.push_category(&text),
                         None => column.push_nulls(1),
                     },
                 }
             }
             state.profile.rows += 1;
-            let score = cells.get("output.score").and_then(|c| c.number(row));
-            let value = cells.get("output.value").and_then(|c| c.number(row));
-            let proba_bad = probabilities
-                .iter()
-                .flatten()
-                .any(|c| c.number(row).is_some_and(|p| !p.is_finite()));
+            let score = batch.score[row];
+            let value = batch.value[row];
+            let probability = |k: usize| -> Option<f64> {
+                probabilities[k].and_then(|at| batch.probabilities[at].1[row])
+            };
+            let proba_bad =
+                (0..classes.len()).any(|k| probability(k).is_some_and(|p| !p.is_finite()));
             if score.is_some_and(|s| !s.is_finite())
                 || value.is_some_and(|v| !v.is_finite())
                 || proba_bad
@@ -345,35 +355,32 @@ pub fn windowed_report(
                 state.confidence_rows += 1;
                 if let Some(started) = confidence_detector.push(1.0 - score, t) {
                     change_points.push(ChangePoint {
-                        stream: "confidence".into(),
-                        detected_ms: t,
-                        started_ms: started,
-                        message: format!("mean confidence fell; change began near {started} ms, detected at {t} ms"),
-                    });
+                    stream: "confidence".into(),
+                    detected_ms: t,
+                    started_ms: started,
+                    message: format!(
+                        "mean confidence fell; change began near {started} ms, detected at {t} ms"
+                    ),
+                });
                 }
             }
-            let key = match (ids.text(row), row_numbers.number(row)) {
-                (Some(id), Some(r)) => (id, r as i64),
-                _ => continue,
-            };
-            let Some((_, label, truth_value)) = feedback.get(&key) else {
-                continue;
+            let Some(truth) = feedback.get(&batch.request_id[row], batch.row[row]) else {
+                return Ok(());
             };
             let error = match task {
-                Some(Task::Classification) | None if label.is_some() => {
-                    let predicted_label = cells.get("output.label").and_then(|c| c.text(row));
-                    let Some(predicted) = predicted_label
+                Some(Task::Classification) | None if truth.label.is_some() => {
+                    let Some(predicted) = batch.label[row]
                         .as_ref()
                         .and_then(|l| classes.iter().position(|c| c == l))
                     else {
-                        continue;
+                        return Ok(());
                     };
-                    let truth = label
+                    let truth_class = truth
+                        .label
                         .as_ref()
                         .and_then(|l| classes.iter().position(|c| c == l));
-                    let mut p: Vec<f64> = probabilities
-                        .iter()
-                        .map(|c| c.and_then(|c| c.number(row)).unwrap_or(f64::NAN))
+                    let mut p: Vec<f64> = (0..classes.len())
+                        .map(|k| probability(k).unwrap_or(f64::NAN))
                         .collect();
                     if p.iter().any(|x| !x.is_finite()) {
                         let s = score.filter(|s| s.is_finite()).unwrap_or(1.0);
@@ -386,14 +393,14 @@ pub fn windowed_report(
                             .map(|k| if k == predicted { s } else { rest })
                             .collect();
                     }
-                    state.class_truth.push(truth);
+                    state.class_truth.push(truth_class);
                     state.class_predicted.push(predicted);
                     state.class_probabilities.push(p);
-                    f64::from(u8::from(truth != Some(predicted)))
+                    f64::from(u8::from(truth_class != Some(predicted)))
                 }
                 _ => {
-                    let (Some(truth), Some(predicted)) = (*truth_value, value) else {
-                        continue;
+                    let (Some(truth), Some(predicted)) = (truth.value, value) else {
+                        return Ok(());
                     };
                     state.value_truth.push(truth);
                     state.value_predicted.push(predicted);
@@ -410,8 +417,9 @@ pub fn windowed_report(
                     ),
                 });
             }
-        }
-    }
+            Ok(())
+        },
+    )?;
     // Only the columns the log carries are compared.
     let keep = |profile: &Profile| -> Profile {
         let mut p = profile.clone();

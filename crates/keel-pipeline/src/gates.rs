@@ -258,21 +258,8 @@ impl Term {
     }
 }
 
-/// One gate's outcome, as printed and stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GateResult {
-    pub expression: String,
-    /// The left side as written (usually a metric name).
-    pub metric: String,
-    pub value: Option<f64>,
-    /// The right side's value.
-    pub threshold: Option<f64>,
-    /// The production model's value of the first `production.X` named, if any.
-    pub production: Option<f64>,
-    pub passed: bool,
-    /// Why it failed or was not compared.
-    pub note: Option<String>,
-}
+/// One gate's outcome, as printed and stored (the shape lives in keel-core).
+pub use keel_core::promotion::GateResult;
 
 /// Where the production model's metrics come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -405,32 +392,8 @@ pub fn results_json(results: &[GateResult], metrics: &BTreeMap<String, f64>) -> 
 
 /// Reads gate results back from their JSON.
 pub fn results_from_json(value: &Value) -> Vec<GateResult> {
-    let number = |gate: &Value, key: &str| gate.get(key).and_then(Value::as_f64);
-    value
-        .get("gates")
-        .and_then(Value::as_array)
-        .map(|gates| {
-            gates
-                .iter()
-                .map(|gate| GateResult {
-                    expression: gate
-                        .get("expression")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    metric: gate
-                        .get("metric")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    value: number(gate, "value"),
-                    threshold: number(gate, "threshold"),
-                    production: number(gate, "production"),
-                    passed: gate.get("passed").and_then(Value::as_bool).unwrap_or(false),
-                    note: gate.get("note").and_then(Value::as_str).map(str::to_string),
-                })
-                .collect()
-        })
+    keel_core::promotion::GateResults::from_value(value)
+        .map(|results| results.gates)
         .unwrap_or_default()
 }
 

@@ -13,14 +13,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use keel_engine::{EngineKind, LoadedModel};
+use keel_core::uri::ModelUri;
+use keel_engine::{EngineKind, InputKind, LoadedModel, ServingSignature};
+use keel_predlog::{LogSettings, LoggedModel, ModelSchema, PredictionLog};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
-use crate::predlog::{LogModel, LogSettings, PredictionLog};
-use keel_core::uri::ModelUri;
-
 use crate::source::{ModelSource, Registry, find_model_folder};
 use crate::{ServeConfig, ServeError};
 
@@ -47,8 +46,12 @@ pub struct Served {
     pub role: Role,
     /// The URI it was loaded from.
     pub uri: String,
-    /// Name, version and signature (the prediction log's schema).
-    pub log_model: Arc<LogModel>,
+    /// Registered name (or the local model's name).
+    pub name: String,
+    /// Version, or `local`.
+    pub version: String,
+    /// Its schema in the prediction log (`None` with the log off).
+    pub logged: Option<LoggedModel>,
     pub model: LoadedModel,
     pub loaded_at_ms: i64,
 }
@@ -56,8 +59,8 @@ pub struct Served {
 impl Served {
     fn describe(&self) -> Value {
         json!({
-            "name": self.log_model.name,
-            "version": self.log_model.version,
+            "name": self.name,
+            "version": self.version,
             "engine": self.model.kind().as_str(),
             "uri": self.uri,
             "loaded_at_ms": self.loaded_at_ms,
@@ -77,13 +80,10 @@ impl Deployment {
     /// The model answering request number `n`: the canary for a `canary_share`
     /// of requests, spread evenly (golden-ratio sequence), else the primary.
     pub fn route(&self, n: u64) -> &Arc<Served> {
-        if let Some(canary) = &self.canary {
-            let position = (n as f64 * 0.618_033_988_749_894_9).fract();
-            if position < self.canary_share {
-                return canary;
-            }
+        match &self.canary {
+            Some(canary) if canary_turn(n, self.canary_share) => canary,
+            _ => &self.primary,
         }
-        &self.primary
     }
 
     /// The loaded model with `version` (primary, then canary, then shadow).
@@ -91,8 +91,14 @@ impl Deployment {
         std::iter::once(&self.primary)
             .chain(self.canary.iter())
             .chain(self.shadow.iter())
-            .find(|s| s.log_model.version == version)
+            .find(|s| s.version == version)
     }
+}
+
+/// Whether request number `n` goes to the canary: the golden-ratio sequence
+/// spreads a `share` of the requests evenly, without a random generator.
+fn canary_turn(n: u64, share: f64) -> bool {
+    (n as f64 * 0.618_033_988_749_894_9).fract() < share
 }
 
 /// What /health reports beyond the models.
@@ -159,7 +165,7 @@ impl Shared {
             })
         });
         let now = now_ms() as u64;
-        let oldest = self.metrics.log_oldest_pending_ms.load(Ordering::Relaxed);
+        let oldest = self.metrics.log.oldest_pending_ms.load(Ordering::Relaxed);
         json!({
             "status": "ok",
             "primary": deployment.primary.describe(),
@@ -172,8 +178,11 @@ impl Shared {
             "following": self.following.as_ref().map(|(n, a)| format!("models:/{n}@{a}")),
             "registry": health.unwrap_or(Value::Null),
             "prediction_log": self.log.as_ref().map(|log| json!({
-                "dir": log.dir().display().to_string(),
-                "queue_rows": self.metrics.log_queue_rows.load(Ordering::Relaxed),
+                "dir": log.location().display(),
+                "replica": log.replica(),
+                "spool": log.spool_dir().display().to_string(),
+                "fsync": self.config.log_fsync.as_str(),
+                "queue_rows": self.metrics.log.queue_rows.load(Ordering::Relaxed),
                 "lag_seconds": if oldest == 0 { 0.0 } else { now.saturating_sub(oldest) as f64 / 1000.0 },
             })),
         })
@@ -191,6 +200,7 @@ pub fn now_ms() -> i64 {
 async fn load(
     config: &ServeConfig,
     registry: Option<&Registry>,
+    log: Option<&PredictionLog>,
     uri_text: &str,
     role: Role,
 ) -> Result<Served, ServeError> {
@@ -251,11 +261,21 @@ async fn load(
             (find_model_folder(&folder), name, version)
         }
     };
-    load_folder(config, folder, name, version, uri_text.to_string(), role).await
+    load_folder(
+        config,
+        log,
+        folder,
+        name,
+        version,
+        uri_text.to_string(),
+        role,
+    )
+    .await
 }
 
 async fn load_folder(
     config: &ServeConfig,
+    log: Option<&PredictionLog>,
     folder: std::path::PathBuf,
     name: String,
     version: String,
@@ -270,21 +290,41 @@ async fn load_folder(
         name, version, role = role.as_str(), engine = model.kind().as_str(), path = %model.path().display(),
         "model loaded and warmed up"
     );
+    let logged = log.map(|log| log.register(log_schema(&name, &version, model.signature())));
     Ok(Served {
         role,
         uri,
-        log_model: Arc::new(LogModel {
-            name,
-            version,
-            signature: model.signature().clone(),
-        }),
+        name,
+        version,
+        logged,
         model,
         loaded_at_ms: now_ms(),
     })
 }
 
-/// Loads every model, starts the prediction log.
-pub async fn start(config: ServeConfig) -> Result<State, ServeError> {
+/// A model's part of the prediction-log schema.
+fn log_schema(name: &str, version: &str, signature: &ServingSignature) -> ModelSchema {
+    ModelSchema {
+        name: name.to_string(),
+        version: version.to_string(),
+        inputs: signature
+            .inputs
+            .iter()
+            .map(|input| keel_predlog::Input {
+                name: input.name.clone(),
+                kind: match input.kind {
+                    InputKind::Numeric { .. } => keel_predlog::InputKind::Number,
+                    InputKind::Categorical { .. } => keel_predlog::InputKind::Text,
+                },
+            })
+            .collect(),
+        classes: signature.classes().map(<[String]>::to_vec),
+    }
+}
+
+/// Starts the prediction log (replica id from `port` unless configured) and
+/// loads every model.
+pub async fn start(config: ServeConfig, port: u16) -> Result<State, ServeError> {
     let registry = match &config.tracking_uri {
         Some(uri) => Some(Registry::new(uri, config.tracking_token.clone())?),
         None => None,
@@ -300,33 +340,48 @@ pub async fn start(config: ServeConfig) -> Result<State, ServeError> {
         }
         _ => None,
     };
-    let primary = load(&config, registry.as_ref(), &config.model_uri, Role::Primary).await?;
+    let metrics = Arc::new(Metrics::default());
+    let log = match &config.log_dir {
+        Some(location) => {
+            let mut settings = LogSettings::new(
+                location.clone(),
+                config
+                    .replica_id
+                    .clone()
+                    .unwrap_or_else(|| keel_predlog::layout::default_replica(port)),
+            );
+            settings.spool = config.log_spool.clone();
+            settings.capacity_rows = config.log_capacity_rows;
+            settings.flush_interval = config.log_flush_interval;
+            settings.fsync = config.log_fsync;
+            let stats = metrics.log.clone();
+            let log = tokio::task::spawn_blocking(move || PredictionLog::start(settings, stats))
+                .await
+                .map_err(|e| {
+                    ServeError::Config(format!("prediction log start-up failed: {e}"))
+                })??;
+            Some(log)
+        }
+        None => None,
+    };
+    let primary = load(
+        &config,
+        registry.as_ref(),
+        log.as_ref(),
+        &config.model_uri,
+        Role::Primary,
+    )
+    .await?;
     let canary = match &config.canary {
         Some((uri, _)) => Some(Arc::new(
-            load(&config, registry.as_ref(), uri, Role::Canary).await?,
+            load(&config, registry.as_ref(), log.as_ref(), uri, Role::Canary).await?,
         )),
         None => None,
     };
     let shadow = match &config.shadow {
         Some(uri) => Some(Arc::new(
-            load(&config, registry.as_ref(), uri, Role::Shadow).await?,
+            load(&config, registry.as_ref(), log.as_ref(), uri, Role::Shadow).await?,
         )),
-        None => None,
-    };
-    let metrics = Arc::new(Metrics::default());
-    let log = match &config.log_dir {
-        Some(dir) => Some(
-            PredictionLog::start(
-                LogSettings {
-                    dir: dir.clone(),
-                    capacity_rows: config.log_capacity_rows,
-                    flush_interval: config.log_flush_interval,
-                    max_file_rows: 100_000,
-                },
-                metrics.clone(),
-            )
-            .map_err(|e| ServeError::io(dir, e))?,
-        ),
         None => None,
     };
     let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
@@ -409,7 +464,7 @@ async fn follow_alias(state: &State, registry: &Registry, name: &str, alias: &st
             return;
         }
     };
-    if state.deployment().primary.log_model.version == version {
+    if state.deployment().primary.version == version {
         if let Ok(mut health) = state.health.lock() {
             health.last_swap_error = None;
         }
@@ -423,6 +478,7 @@ async fn follow_alias(state: &State, registry: &Registry, name: &str, alias: &st
         Ok(folder) => {
             load_folder(
                 &state.config,
+                state.log.as_ref(),
                 find_model_folder(&folder),
                 name.to_string(),
                 version.clone(),
@@ -435,7 +491,7 @@ async fn follow_alias(state: &State, registry: &Registry, name: &str, alias: &st
     };
     match loaded {
         Ok(served) => {
-            let previous = state.deployment().primary.log_model.version.clone();
+            let previous = state.deployment().primary.version.clone();
             state.replace_primary(served);
             state.metrics.swaps.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
@@ -492,5 +548,23 @@ pub fn platform(kind: EngineKind) -> &'static str {
     match kind {
         EngineKind::Native => "keel_native",
         EngineKind::Onnx => "onnx_onnxv1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canary_share_is_spread_evenly() {
+        for share in [0.1, 0.5] {
+            let hits = (0..1000u64).filter(|n| canary_turn(*n, share)).count();
+            let expected = (share * 1000.0) as usize;
+            assert!(hits.abs_diff(expected) <= 5, "{share}: {hits}");
+            // Every window of 100 requests gets its share too.
+            let window = (500..600u64).filter(|n| canary_turn(*n, share)).count();
+            assert!(window.abs_diff(expected / 10) <= 2, "{share}: {window}");
+        }
+        assert_eq!((0..100u64).filter(|n| canary_turn(*n, 0.0)).count(), 0);
     }
 }

@@ -9,8 +9,9 @@
 //!   through the registry change feed and a new version is loaded, warmed and
 //!   swapped in atomically ([`deploy`]); canary and shadow versions run beside
 //!   the primary.
-//! - Every answered row goes to the Parquet prediction log ([`predlog`]) off the
-//!   hot path.
+//! - Every answered row is in the prediction log (keel-predlog) before the
+//!   answer leaves: group-committed to a local spool segment, compacted into
+//!   Parquet under `--log-dir` (a folder or `s3://`) by a background thread.
 //! - Bounded everything: body size, rows per request, requests in flight (503
 //!   beyond), request time (504), log queue (503 when full), shadow work.
 
@@ -18,7 +19,6 @@ pub mod contract;
 mod deploy;
 mod http;
 pub mod metrics;
-pub mod predlog;
 pub mod source;
 
 use std::future::Future;
@@ -29,6 +29,7 @@ use std::time::Duration;
 pub use contract::{Policies, Policy};
 pub use deploy::Role;
 pub use keel_engine::EnginePreference;
+pub use keel_predlog::FsyncPolicy;
 pub use source::ModelSource;
 
 /// Errors of starting the server and of loading models.
@@ -51,6 +52,9 @@ pub enum ServeError {
     /// The model could not be loaded.
     #[error(transparent)]
     Engine(#[from] keel_engine::EngineError),
+    /// The prediction log could not start (spool, log location).
+    #[error("prediction log: {0}")]
+    Log(#[from] keel_predlog::LogError),
 }
 
 impl ServeError {
@@ -91,11 +95,18 @@ pub struct ServeConfig {
     pub canary: Option<(String, f64)>,
     /// A model URI mirrored off the hot path.
     pub shadow: Option<String>,
-    /// Prediction log root; `None` turns logging off.
-    pub log_dir: Option<PathBuf>,
-    /// Longest time a logged row waits in memory.
+    /// Prediction log root, a folder or `s3://bucket/prefix`; `None` turns logging off.
+    pub log_dir: Option<String>,
+    /// Where spool segments are written before compaction (local disk);
+    /// `None`: keel-predlog's default for the log root.
+    pub log_spool: Option<PathBuf>,
+    /// When spool writes are forced to stable storage.
+    pub log_fsync: FsyncPolicy,
+    /// This replica's id in the log (default `<host name>-<port>`).
+    pub replica_id: Option<String>,
+    /// Longest time before a logged row is in a Parquet file.
     pub log_flush_interval: Duration,
-    /// Rows accepted for logging but not yet written, at most (503 beyond).
+    /// Rows accepted for logging but not yet in Parquet, at most (503 beyond).
     pub log_capacity_rows: u64,
     /// Largest request body.
     pub max_body_bytes: usize,
@@ -128,7 +139,10 @@ impl ServeConfig {
             policies: Policies::default(),
             canary: None,
             shadow: None,
-            log_dir: Some(PathBuf::from("keel-logs")),
+            log_dir: Some("keel-logs".into()),
+            log_spool: None,
+            log_fsync: FsyncPolicy::Interval,
+            replica_id: None,
             log_flush_interval: Duration::from_millis(1000),
             log_capacity_rows: 1_000_000,
             max_body_bytes: 16 * 1024 * 1024,
@@ -160,8 +174,9 @@ pub struct BoundServer {
     state: deploy::State,
 }
 
-/// Loads the models (downloading them if needed), starts the prediction log
-/// and binds the socket.
+/// Binds the socket, starts the prediction log (its replica id defaults to
+/// the host name and the bound port) and loads the models (downloading them
+/// if needed). Nothing is answered before [`BoundServer::serve`].
 pub async fn bind(config: ServeConfig) -> Result<BoundServer, ServeError> {
     if !is_loopback(&config.host) && config.auth_token.is_none() && !config.allow_unauthenticated {
         return Err(ServeError::Config(format!(
@@ -182,13 +197,13 @@ pub async fn bind(config: ServeConfig) -> Result<BoundServer, ServeError> {
         config.host.trim_start_matches('[').trim_end_matches(']'),
         config.port
     );
-    let state = deploy::start(config).await?;
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .map_err(|e| ServeError::Config(format!("Cannot listen on {address}: {e}")))?;
     let addr = listener
         .local_addr()
         .map_err(|e| ServeError::Config(format!("Cannot read the bound address: {e}")))?;
+    let state = deploy::start(config, addr.port()).await?;
     Ok(BoundServer {
         addr,
         listener,
@@ -201,8 +216,8 @@ impl BoundServer {
     pub fn primary(&self) -> (String, String) {
         let deployment = self.state.deployment();
         (
-            deployment.primary.log_model.name.clone(),
-            deployment.primary.log_model.version.clone(),
+            deployment.primary.name.clone(),
+            deployment.primary.version.clone(),
         )
     }
 

@@ -5,6 +5,7 @@
 //! deployment.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Which prediction protocol a request used.
@@ -167,18 +168,8 @@ pub struct Metrics {
     pub shadow_skipped: AtomicU64,
     /// Shadow predictions that failed.
     pub shadow_errors: AtomicU64,
-    /// Prediction-log rows accepted but not yet in a file.
-    pub log_queue_rows: AtomicU64,
-    /// Arrival time (Unix ms) of the oldest row not yet in a file; 0 when none.
-    pub log_oldest_pending_ms: AtomicU64,
-    /// Rows written to prediction-log files.
-    pub log_rows_written: AtomicU64,
-    /// Files written.
-    pub log_files_written: AtomicU64,
-    /// Rows lost because a file could not be written.
-    pub log_rows_failed: AtomicU64,
-    /// Rows refused because the log queue was full (their requests got 503).
-    pub log_rows_refused: AtomicU64,
+    /// The prediction log's counters (kept by keel-predlog).
+    pub log: Arc<keel_predlog::Stats>,
 }
 
 impl Default for Metrics {
@@ -195,12 +186,7 @@ impl Default for Metrics {
             load_failures: AtomicU64::new(0),
             shadow_skipped: AtomicU64::new(0),
             shadow_errors: AtomicU64::new(0),
-            log_queue_rows: AtomicU64::new(0),
-            log_oldest_pending_ms: AtomicU64::new(0),
-            log_rows_written: AtomicU64::new(0),
-            log_files_written: AtomicU64::new(0),
-            log_rows_failed: AtomicU64::new(0),
-            log_rows_refused: AtomicU64::new(0),
+            log: Arc::default(),
         }
     }
 }
@@ -319,7 +305,7 @@ impl Metrics {
                 model.engine
             );
         }
-        let simple: [(&str, &str, &str, u64); 10] = [
+        let simple: [(&str, &str, &str, u64); 13] = [
             (
                 "keel_serve_nan_outputs_total",
                 "counter",
@@ -353,32 +339,50 @@ impl Metrics {
             (
                 "keel_serve_prediction_log_queue_rows",
                 "gauge",
-                "Prediction-log rows accepted but not yet in a file.",
-                self.log_queue_rows.load(Ordering::Relaxed),
+                "Prediction-log rows accepted (in the spool) but not yet in a Parquet file.",
+                self.log.queue_rows.load(Ordering::Relaxed),
             ),
             (
                 "keel_serve_prediction_log_rows_written_total",
                 "counter",
-                "Rows written to prediction-log files.",
-                self.log_rows_written.load(Ordering::Relaxed),
+                "Rows written to prediction-log Parquet files.",
+                self.log.rows_written.load(Ordering::Relaxed),
+            ),
+            (
+                "keel_serve_feedback_rows_written_total",
+                "counter",
+                "Feedback rows written to feedback-log Parquet files.",
+                self.log.feedback_rows_written.load(Ordering::Relaxed),
             ),
             (
                 "keel_serve_prediction_log_files_written_total",
                 "counter",
-                "Prediction-log files written.",
-                self.log_files_written.load(Ordering::Relaxed),
+                "Prediction- and feedback-log Parquet files written.",
+                self.log.files_written.load(Ordering::Relaxed),
             ),
             (
                 "keel_serve_prediction_log_rows_failed_total",
                 "counter",
-                "Rows lost because their file could not be written.",
-                self.log_rows_failed.load(Ordering::Relaxed),
+                "Rows not logged because the spool write failed (their requests got 503).",
+                self.log.rows_failed.load(Ordering::Relaxed),
             ),
             (
                 "keel_serve_prediction_log_rows_refused_total",
                 "counter",
-                "Rows refused because the log queue was full (their requests got 503).",
-                self.log_rows_refused.load(Ordering::Relaxed),
+                "Rows refused because the log was at capacity (their requests got 503).",
+                self.log.rows_refused.load(Ordering::Relaxed),
+            ),
+            (
+                "keel_serve_prediction_log_spool_writes_total",
+                "counter",
+                "Group-committed writes to the spool (each carries one or more requests).",
+                self.log.spool_writes.load(Ordering::Relaxed),
+            ),
+            (
+                "keel_serve_prediction_log_compaction_failures_total",
+                "counter",
+                "Spool segments whose compaction into Parquet failed and is retried.",
+                self.log.compaction_failures.load(Ordering::Relaxed),
             ),
         ];
         for (name, kind, help, value) in simple {
@@ -387,7 +391,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
-        let oldest = self.log_oldest_pending_ms.load(Ordering::Relaxed);
+        let oldest = self.log.oldest_pending_ms.load(Ordering::Relaxed);
         let lag = if oldest == 0 {
             0.0
         } else {
@@ -395,7 +399,7 @@ impl Metrics {
         };
         let _ = writeln!(
             out,
-            "# HELP keel_serve_prediction_log_lag_seconds Age of the oldest prediction-log row not yet in a file.\n\
+            "# HELP keel_serve_prediction_log_lag_seconds Age of the oldest prediction-log row not yet in a Parquet file.\n\
              # TYPE keel_serve_prediction_log_lag_seconds gauge\nkeel_serve_prediction_log_lag_seconds {lag}"
         );
         out

@@ -13,7 +13,6 @@ use keel_core::Stage;
 use keel_core::uri::{ModelUri, ProxiedUri, RunUri, join};
 
 use crate::ServeError;
-use crate::predlog::safe_name;
 
 /// What `keel serve MODEL` names: a folder or file on disk, a registered
 /// model (every `models:/` form keel-core parses), or a run's artifacts
@@ -513,9 +512,37 @@ pub fn find_model_folder(root: &Path) -> PathBuf {
     root.to_path_buf()
 }
 
+/// A model name or version as a cache folder name: path separators and
+/// dot-only names replaced.
+fn safe_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        format!("_{cleaned}")
+    } else {
+        cleaned
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_folder_names_stay_inside_the_cache() {
+        assert_eq!(safe_name("a/../b"), "a_.._b");
+        assert_eq!(safe_name(".."), "_..");
+        assert_eq!(safe_name(""), "_");
+        assert_eq!(safe_name("risk"), "risk");
+    }
 
     #[test]
     fn model_sources() {

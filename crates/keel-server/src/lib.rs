@@ -318,11 +318,18 @@ async fn require_token(
     next.run(request).await
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application (the REST API only).
 pub fn router(state: AppState) -> Router {
+    router_with_pages(state, Router::new())
+}
+
+/// The REST API plus `pages` (the web UI, `keel-ui`), mounted at `/` behind
+/// the same authentication middleware, so page handlers find the
+/// [`auth::Caller`] in their request's extensions like every API handler.
+pub fn router_with_pages(state: AppState, pages: Router<AppState>) -> Router {
     let mlflow = mlflow_routes();
     let artifacts = artifact_routes();
-    Router::new()
+    pages
         .nest("/api/2.0/mlflow", mlflow.clone())
         .nest("/ajax-api/2.0/mlflow", mlflow)
         .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
@@ -362,6 +369,14 @@ impl BoundServer {
 
 /// Opens the store and artifact root, and binds the listening socket.
 pub async fn bind(config: &ServerConfig) -> Result<(BoundServer, AppState), Error> {
+    bind_with_pages(config, Router::new()).await
+}
+
+/// [`bind`], serving `pages` (the web UI) next to the API: see [`router_with_pages`].
+pub async fn bind_with_pages(
+    config: &ServerConfig,
+    pages: Router<AppState>,
+) -> Result<(BoundServer, AppState), Error> {
     if !is_loopback(&config.host) && config.auth_token.is_none() && !config.allow_unauthenticated {
         return Err(Error::invalid_parameter(format!(
             "Refusing to listen on non-loopback address '{}' without authentication: set --auth-token \
@@ -386,7 +401,7 @@ pub async fn bind(config: &ServerConfig) -> Result<(BoundServer, AppState), Erro
         BoundServer {
             addr,
             listener,
-            app: router(state.clone()),
+            app: router_with_pages(state.clone(), pages),
         },
         state,
     ))

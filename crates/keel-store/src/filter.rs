@@ -243,16 +243,25 @@ impl fmt::Display for Expr {
 
 /// Parses an MLflow search filter. Empty or whitespace-only input means "no filter".
 pub fn parse_filter(input: &str) -> Result<Option<Expr>, Error> {
+    parse_filter_located(input).map_err(|(error, _)| error)
+}
+
+/// [`parse_filter`], also giving the character position of a syntax error
+/// (what a form shows under the text the user typed).
+pub fn parse_filter_located(input: &str) -> Result<Option<Expr>, (Error, Option<usize>)> {
     if input.trim().is_empty() {
         return Ok(None);
     }
     let mut p = Parser::new(input, "filter");
-    let expr = p.parse_expr()?;
-    p.skip_ws();
-    if !p.at_end() {
-        return Err(p.expected(p.pos, "AND, OR or the end of the filter"));
-    }
-    Ok(Some(expr))
+    let parsed = p.parse_expr().and_then(|expr| {
+        p.skip_ws();
+        if p.at_end() {
+            Ok(expr)
+        } else {
+            Err(p.expected(p.pos, "AND, OR or the end of the filter"))
+        }
+    });
+    parsed.map(Some).map_err(|error| (error, p.failed_at.get()))
 }
 
 /// Parses one `order_by` clause: `identifier [ASC|DESC]`, ascending by default.
@@ -314,6 +323,8 @@ struct Parser<'a> {
     /// "filter" or "order_by clause", for messages.
     what: &'static str,
     depth: usize,
+    /// Character position of the first error reported, if any.
+    failed_at: std::cell::Cell<Option<usize>>,
 }
 
 impl<'a> Parser<'a> {
@@ -323,6 +334,7 @@ impl<'a> Parser<'a> {
             pos: 0,
             what,
             depth: 0,
+            failed_at: std::cell::Cell::new(None),
         }
     }
 
@@ -377,6 +389,9 @@ impl<'a> Parser<'a> {
 
     /// "Invalid <what> '<input>': <msg> at position <n><tail>".
     fn fail(&self, at: usize, msg: impl fmt::Display, tail: impl fmt::Display) -> Error {
+        if self.failed_at.get().is_none() {
+            self.failed_at.set(Some(self.char_pos(at)));
+        }
         Error::invalid_parameter(format!(
             "Invalid {} '{}': {msg} at position {}{tail}",
             self.what,
@@ -1188,6 +1203,20 @@ mod tests {
             let input = format!("tags.t {} {value}", op.as_str());
             assert_eq!(ok(&input).comparisons()[0].op, op, "{input}");
         }
+    }
+
+    #[test]
+    fn syntax_errors_carry_their_position() {
+        let position = |input: &str| parse_filter_located(input).err().and_then(|(_, at)| at);
+        assert_eq!(position("metrics.acc > 0.5 AND"), Some(21));
+        assert_eq!(position("metrics.acc >> 1"), Some(13));
+        assert_eq!(position("params.é = 'x' OR ("), Some(19));
+        assert_eq!(position("metrics.acc > 0.5"), None);
+        let (error, _) = parse_filter_located("metrics.acc >> 1").unwrap_err();
+        assert_eq!(
+            error.message,
+            parse_filter("metrics.acc >> 1").unwrap_err().message
+        );
     }
 
     #[test]

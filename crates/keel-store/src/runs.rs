@@ -680,6 +680,22 @@ impl Store {
         Ok(out)
     }
 
+    /// How many runs of `experiment_id` the view holds (one index range count).
+    pub async fn count_runs(&self, experiment_id: &str, view_type: ViewType) -> Result<i64, Error> {
+        let Ok(experiment) = experiment_id.trim().parse::<i64>() else {
+            return Ok(0);
+        };
+        let mut sql = Sql::new("SELECT COUNT(*) AS n FROM runs WHERE experiment_id = ");
+        sql.bind(experiment).push(" AND lifecycle_stage IN ");
+        sql.bind_list(view_type.stages().iter().map(|s| s.as_str()));
+        let row = sql
+            .query(self.dialect)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("counting runs"))?;
+        get(&row, "n")
+    }
+
     /// Searches runs of the given experiments with MLflow's filter grammar and order_by.
     pub async fn search_runs(
         &self,

@@ -10,74 +10,91 @@ use keel_learn::rng::Rng;
 use keel_monitor::profile::{ColumnKind, ColumnProfile, Profile};
 use keel_monitor::window::{LogOptions, windowed_report};
 use keel_monitor::{DriftConfig, FindingKind};
-use parquet::basic::{Repetition, Type as Physical};
-use parquet::data_type::ByteArray;
-use parquet::schema::types::Type;
+use keel_predlog::{
+    Feedback, Input, InputKind, Inputs, LogSettings, ModelSchema, Outputs, Prediction,
+    PredictionLog,
+};
 
-enum Col {
-    Num(Vec<Option<f64>>),
-    Text(Vec<Option<String>>),
-    Long(Vec<i64>),
+/// One logged request: id, arrival, x, city, predicted label, its score.
+struct Row {
+    id: String,
+    ts: i64,
+    x: f64,
+    city: &'static str,
+    label: &'static str,
+    score: f64,
 }
 
-fn write(path: &Path, columns: Vec<(&str, Col)>) {
-    use parquet::column::writer::ColumnWriter;
-    use parquet::file::properties::WriterProperties;
-    use parquet::file::writer::SerializedFileWriter;
-    let fields = columns
-        .iter()
-        .map(|(name, col)| {
-            let (physical, repetition) = match col {
-                Col::Num(_) => (Physical::DOUBLE, Repetition::OPTIONAL),
-                Col::Text(_) => (Physical::BYTE_ARRAY, Repetition::OPTIONAL),
-                Col::Long(_) => (Physical::INT64, Repetition::REQUIRED),
+/// Writes `rows` and `feedback` (id, label, arrival) through keel-predlog's
+/// writer, as `keel serve` does.
+fn write_log(logs: &Path, rows: &[Row], feedback: &[(String, String, i64)]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut settings = LogSettings::new(logs.display().to_string(), "test-1");
+        settings.flush_interval = std::time::Duration::from_secs(3600);
+        let log = PredictionLog::start(settings, Arc::default()).unwrap();
+        let model = log.register(ModelSchema {
+            name: "risk".into(),
+            version: "1".into(),
+            inputs: vec![
+                Input {
+                    name: "x".into(),
+                    kind: InputKind::Number,
+                },
+                Input {
+                    name: "city".into(),
+                    kind: InputKind::Text,
+                },
+            ],
+            classes: Some(vec!["no".into(), "yes".into()]),
+        });
+        for row in rows {
+            let x = [row.x];
+            let city = [Some(row.city.to_string())];
+            let labels = [row.label.to_string()];
+            let probabilities = if row.label == "yes" {
+                [1.0 - row.score, row.score]
+            } else {
+                [row.score, 1.0 - row.score]
             };
-            Arc::new(
-                Type::primitive_type_builder(name, physical)
-                    .with_repetition(repetition)
-                    .build()
-                    .unwrap(),
+            log.log(
+                &model,
+                &Prediction {
+                    request_id: &row.id,
+                    ts_ms: row.ts,
+                    role: "primary",
+                    latency_us: 100,
+                    rows: 1,
+                    inputs: &[Inputs::Numbers(&x), Inputs::Texts(&city)],
+                    outputs: Outputs::Classes {
+                        labels: &labels,
+                        probabilities: &probabilities,
+                    },
+                    flags: &[],
+                },
             )
-        })
-        .collect();
-    let schema = Arc::new(
-        Type::group_type_builder("schema")
-            .with_fields(fields)
-            .build()
-            .unwrap(),
-    );
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer =
-        SerializedFileWriter::new(file, schema, Arc::new(WriterProperties::builder().build()))
+            .await
             .unwrap();
-    let mut group = writer.next_row_group().unwrap();
-    let mut index = 0;
-    while let Some(mut column) = group.next_column().unwrap() {
-        match (column.untyped(), &columns[index].1) {
-            (ColumnWriter::DoubleColumnWriter(w), Col::Num(v)) => {
-                let values: Vec<f64> = v.iter().flatten().copied().collect();
-                let levels: Vec<i16> = v.iter().map(|x| i16::from(x.is_some())).collect();
-                w.write_batch(&values, Some(&levels), None).unwrap();
-            }
-            (ColumnWriter::ByteArrayColumnWriter(w), Col::Text(v)) => {
-                let values: Vec<ByteArray> = v
-                    .iter()
-                    .flatten()
-                    .map(|s| ByteArray::from(s.as_str()))
-                    .collect();
-                let levels: Vec<i16> = v.iter().map(|x| i16::from(x.is_some())).collect();
-                w.write_batch(&values, Some(&levels), None).unwrap();
-            }
-            (ColumnWriter::Int64ColumnWriter(w), Col::Long(v)) => {
-                w.write_batch(v, None, None).unwrap();
-            }
-            _ => unreachable!(),
         }
-        column.close().unwrap();
-        index += 1;
-    }
-    group.close().unwrap();
-    writer.close().unwrap();
+        for (id, label, ts) in feedback {
+            log.feedback(
+                "risk",
+                *ts,
+                &[Feedback {
+                    request_id: id.clone(),
+                    row: 0,
+                    label: Some(label.clone()),
+                    value: None,
+                }],
+            )
+            .await
+            .unwrap();
+        }
+        log.shutdown();
+    });
 }
 
 const HOUR: i64 = 3_600_000;
@@ -86,8 +103,6 @@ const HOUR: i64 = 3_600_000;
 fn windows_report_drift_live_accuracy_and_a_change_point() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
-    std::fs::create_dir_all(logs.join("risk/predictions")).unwrap();
-    std::fs::create_dir_all(logs.join("risk/feedback")).unwrap();
     let mut rng = Rng::new(11);
 
     // Training profile: x ~ N(0, 1), city in {a, b}, the model's outputs.
@@ -128,74 +143,42 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
 
     // Three hours of traffic; in the third, x shifts by +1 and the model errs more.
     let start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR;
+    let mut rows = Vec::new();
+    let mut feedback = Vec::new();
     for hour in 0..3i64 {
         let n = 2000;
         let shift = if hour == 2 { 1.0 } else { 0.0 };
         let error_rate = if hour == 2 { 0.45 } else { 0.1 };
-        let ids: Vec<Option<String>> = (0..n).map(|i| Some(format!("req-{hour}-{i}"))).collect();
-        let xs: Vec<Option<f64>> = (0..n).map(|_| Some(rng.normal() + shift)).collect();
-        let labels: Vec<Option<String>> = xs
-            .iter()
-            .map(|v| Some(["no", "yes"][usize::from(v.unwrap() > 0.0)].to_string()))
-            .collect();
-        let scores: Vec<Option<f64>> = xs
-            .iter()
-            .map(|v| Some(0.5 + 0.4 * v.unwrap().abs().min(1.0)))
-            .collect();
-        let ts: Vec<i64> = (0..n)
-            .map(|i| start + hour * HOUR + i as i64 * 1000)
-            .collect();
-        write(
-            &logs.join(format!("risk/predictions/part-{}-1-{hour}.parquet", ts[0])),
-            vec![
-                ("request_id", Col::Text(ids.clone())),
-                ("row", Col::Long(vec![0; n])),
-                ("ts_ms", Col::Long(ts.clone())),
-                ("input.x", Col::Num(xs)),
-                (
-                    "input.city",
-                    Col::Text(
-                        (0..n)
-                            .map(|i| Some(["a", "b"][i % 2].to_string()))
-                            .collect(),
-                    ),
-                ),
-                ("output.label", Col::Text(labels.clone())),
-                ("output.score", Col::Num(scores)),
-            ],
-        );
-        // Labels arrive later, in a separate file: wrong for `error_rate` of rows.
-        let truth: Vec<Option<String>> = labels
-            .iter()
-            .map(|l| {
-                let l = l.clone().unwrap();
-                let flip = rng.next_f64() < error_rate;
-                Some(if flip {
-                    if l == "yes" {
-                        "no".into()
-                    } else {
-                        "yes".into()
-                    }
-                } else {
-                    l
-                })
-            })
-            .collect();
-        write(
-            &logs.join(format!(
-                "risk/feedback/part-{}-1-{hour}.parquet",
-                ts[0] + 5 * HOUR
-            )),
-            vec![
-                ("request_id", Col::Text(ids)),
-                ("row", Col::Long(vec![0; n])),
-                ("ts_ms", Col::Long(vec![ts[0] + 5 * HOUR; n])),
-                ("label", Col::Text(truth)),
-            ],
-        );
+        let xs: Vec<f64> = (0..n).map(|_| rng.normal() + shift).collect();
+        for (i, x) in xs.into_iter().enumerate() {
+            let label = ["no", "yes"][usize::from(x > 0.0)];
+            rows.push(Row {
+                id: format!("req-{hour}-{i}"),
+                ts: start + hour * HOUR + i as i64 * 1000,
+                x,
+                city: ["a", "b"][i % 2],
+                label,
+                score: 0.5 + 0.4 * x.abs().min(1.0),
+            });
+        }
+        // Labels arrive later, wrong for `error_rate` of rows.
+        for row in &rows[rows.len() - n..] {
+            let flip = rng.next_f64() < error_rate;
+            let truth = match (flip, row.label) {
+                (false, l) => l,
+                (true, "yes") => "no",
+                (true, _) => "yes",
+            };
+            feedback.push((
+                row.id.clone(),
+                truth.to_string(),
+                start + hour * HOUR + 5 * HOUR,
+            ));
+        }
     }
+    write_log(&logs, &rows, &feedback);
     let options = LogOptions {
-        log_dir: logs.clone(),
+        log_dir: logs.display().to_string(),
         model: "risk".into(),
         window_ms: HOUR,
         config: DriftConfig::default(),

@@ -164,23 +164,18 @@ async fn alias_moves_swap_models_under_load_without_failed_requests() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        by_version[0].load(Ordering::Relaxed) > 0,
-        "v1 answers before the move"
-    );
+    // The clients' own answers are the events waited for (each wait bounded).
+    let answered = |slot: usize| by_version[slot].load(Ordering::Relaxed);
+    wait_until("v1 answers before the move", || answered(0) >= 20).await;
     tracking.set_alias(&v2).await;
-    let moved = Instant::now();
-    while by_version[1].load(Ordering::Relaxed) == 0 {
-        assert!(
-            moved.elapsed() < Duration::from_secs(30),
-            "no v2 answer 30 s after the alias moved"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let v1_at_swap = by_version[0].load(Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let v1_after = by_version[0].load(Ordering::Relaxed);
+    wait_until("a v2 answer after the alias moved", || answered(1) > 0).await;
+    let (v1_at_swap, v2_at_swap) = (answered(0), answered(1));
+    // Another hundred answers: all from v2 but those already in flight at the swap.
+    wait_until("100 more answers after the swap", || {
+        answered(1) >= v2_at_swap + 100
+    })
+    .await;
+    let v1_after = answered(0);
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
@@ -242,7 +237,7 @@ async fn alias_moves_swap_models_under_load_without_failed_requests() {
     server.stop().await;
 
     // Both versions' answers are in the log, each under its version.
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     let versions: std::collections::BTreeSet<&str> = logged
         .iter()
         .map(|r| r["model_version"].as_str().unwrap())
@@ -291,4 +286,16 @@ async fn alias_moves_swap_models_under_load_without_failed_requests() {
 
     let _ = stop_tracking.send(());
     tracking_task.await.unwrap().unwrap();
+}
+
+/// Polls `done` every 10 ms until it holds; fails naming `what` after 30 s.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

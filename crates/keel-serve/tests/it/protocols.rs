@@ -260,9 +260,9 @@ async fn every_protocol_answers_what_the_model_predicts() {
     assert!(metrics.contains("keel_serve_batch_rows_bucket{le=\"5\"} 9"));
     server.stop().await;
 
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     assert_eq!(logged.len(), 9 * 3);
-    let feedback = read_log(&logs.join("risk/feedback"));
+    let feedback = read_feedback(&logs, "risk");
     assert_eq!(feedback.len(), 1);
     assert_eq!(feedback[0]["request_id"], json!(request_ids[0]));
     assert_eq!(feedback[0]["label"], "1");
@@ -383,7 +383,7 @@ async fn contract_violations_name_the_column_and_flags_reach_the_log() {
     assert!(metrics.contains("keel_serve_request_errors_total{kind=\"too_large\"} 1"));
     server.stop().await;
 
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     assert_eq!(logged.len(), 2, "only the accepted request is logged");
     assert_eq!(logged[0]["request_id"], json!(flagged_id));
     assert_eq!(logged[0]["flags"], "out_of_range:income");
@@ -497,7 +497,7 @@ async fn non_finite_predictions_are_never_returned_silently() {
     );
     assert!(metrics.contains("keel_serve_request_errors_total{kind=\"nan_output\"} 1"));
     server.stop().await;
-    let logged = read_log(&dir.path().join("logs/broken/predictions"));
+    let logged = read_log(&dir.path().join("logs"), "broken");
     assert_eq!(
         logged.len(),
         2,
@@ -515,6 +515,44 @@ async fn non_finite_predictions_are_never_returned_silently() {
     assert_eq!(headers["x-keel-flags"], "nan_output");
     assert_eq!(reply["predictions"], json!([null, null]));
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_answers_503_never_an_unlogged_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, _) = train(dir.path(), "risk", Algorithm::Logistic, 4);
+    let logs = dir.path().join("logs");
+    // Room for 5 rows not yet in Parquet, and nothing compacted before the stop.
+    let mut settings = config(folder.to_str().unwrap(), &logs);
+    settings.log_capacity_rows = 5;
+    settings.log_flush_interval = std::time::Duration::from_secs(60);
+    let server = Running::start(settings).await;
+    let client = reqwest::Client::new();
+    let rows = records(&portfolio(10, 6), 0..10);
+    let url = format!("{}/invocations", server.base);
+    let (status, _, _) = post_json(&client, &url, &json!({"dataframe_records": rows[..4]})).await;
+    assert_eq!(status, 200);
+    // 4 + 2 > 5: refused, with the MLflow envelope and Retry-After.
+    let response = client
+        .post(&url)
+        .json(&json!({"dataframe_records": rows[4..6]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], "TEMPORARILY_UNAVAILABLE", "{body}");
+    let (status, _, _) = post_json(&client, &url, &json!({"dataframe_records": rows[4..5]})).await;
+    assert_eq!(status, 200);
+    let metrics = get_text(&client, &format!("{}/metrics", server.base)).await;
+    assert!(
+        metrics.contains("keel_serve_prediction_log_rows_refused_total 2"),
+        "{metrics}"
+    );
+    server.stop().await;
+    // Exactly the answered rows are in the log.
+    assert_eq!(read_log(&logs, "risk").len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,9 +584,9 @@ async fn graceful_shutdown_writes_every_logged_row() {
     )
     .await;
     assert_eq!(status, 200);
-    assert!(read_log(&logs.join("risk/predictions")).is_empty());
+    assert!(read_log(&logs, "risk").is_empty());
     server.stop().await;
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     assert_eq!(logged.len(), 45);
     let keys: Vec<&String> = logged[0].as_object().unwrap().keys().collect();
     for column in [
@@ -559,6 +597,7 @@ async fn graceful_shutdown_writes_every_logged_row() {
         "model_version",
         "role",
         "latency_us",
+        "replica",
         "input.age",
         "input.purpose",
         "output.label",
@@ -621,7 +660,7 @@ async fn canary_and_shadow_are_routed_and_logged_with_their_role() {
         "{canary_answers} of 40 went to the canary"
     );
     server.stop().await;
-    let logged = read_log(&logs.join("risk/predictions"));
+    let logged = read_log(&logs, "risk");
     let count = |role: &str| logged.iter().filter(|r| r["role"] == role).count();
     assert_eq!(count("canary"), canary_answers);
     assert_eq!(count("primary"), 40 - canary_answers);

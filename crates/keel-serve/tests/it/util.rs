@@ -62,7 +62,7 @@ pub fn records(table: &Table, range: std::ops::Range<usize>) -> Vec<Value> {
 pub fn config(model_uri: &str, log_dir: &Path) -> ServeConfig {
     let mut config = ServeConfig::new(model_uri);
     config.port = 0;
-    config.log_dir = Some(log_dir.to_path_buf());
+    config.log_dir = Some(log_dir.display().to_string());
     config.cache_dir = log_dir.join("cache");
     config
 }
@@ -127,21 +127,53 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
     )
 }
 
-/// Every row of every Parquet file under `folder`, as JSON objects.
-pub fn read_log(folder: &Path) -> Vec<Value> {
+/// Every row of `model`'s prediction files under the log root `logs`
+/// (`predictions/model=<model>/version=*/date=*/part-*.parquet`), read with
+/// the Parquet crate itself, as JSON objects in file (seq) order.
+pub fn read_log(logs: &Path, model: &str) -> Vec<Value> {
+    read_parquet_rows(&logs.join("predictions").join(format!("model={model}")))
+}
+
+/// Every row of `model`'s feedback files under the log root `logs`.
+pub fn read_feedback(logs: &Path, model: &str) -> Vec<Value> {
+    read_parquet_rows(&logs.join("feedback").join(format!("model={model}")))
+}
+
+fn part_files(folder: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            part_files(&path, out);
+        } else {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name.starts_with("part-") && name.ends_with(".parquet"),
+                "unexpected file {} in the log",
+                path.display()
+            );
+            out.push(path);
+        }
+    }
+}
+
+fn read_parquet_rows(folder: &Path) -> Vec<Value> {
     use parquet::file::reader::SerializedFileReader;
     use parquet::record::Field;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
-        .map(|entries| entries.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
+    let mut files = Vec::new();
+    part_files(folder, &mut files);
+    // part-<replica>-<seq>.parquet: seq order is write order.
+    files.sort_by_key(|f| {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let seq: String = name
+            .trim_end_matches(".parquet")
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .to_string();
+        (seq, f.clone())
+    });
     let mut rows = Vec::new();
     for file in files {
-        let name = file.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            name.starts_with("part-") && name.ends_with(".parquet"),
-            "unexpected file {name} in the log"
-        );
         let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
         for row in reader.into_iter() {
             let mut object = Map::new();

@@ -849,3 +849,27 @@ async fn migrations_are_versioned_and_idempotent() {
     assert_eq!(reopened.schema_version().await.unwrap(), version);
     assert_eq!(reopened.get_experiment(&id).await.unwrap().name, "kept");
 }
+
+#[tokio::test]
+async fn count_runs_by_view() {
+    for Backend { store, .. } in backends().await {
+        let id = store.create_experiment("counted", None, &[]).await.unwrap();
+        let other = store.create_experiment("other", None, &[]).await.unwrap();
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            runs.push(new_run(&store, &id).await);
+        }
+        new_run(&store, &other).await;
+        store.delete_run(&runs[0]).await.unwrap();
+        assert_eq!(
+            store.count_runs(&id, ViewType::ActiveOnly).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            store.count_runs(&id, ViewType::DeletedOnly).await.unwrap(),
+            1
+        );
+        assert_eq!(store.count_runs(&id, ViewType::All).await.unwrap(), 3);
+        assert_eq!(store.count_runs("nope", ViewType::All).await.unwrap(), 0);
+    }
+}

@@ -79,9 +79,10 @@ pub struct LogArgs {
     /// Served model name (`NAME` or `NAME@alias`; the log directory is NAME).
     #[arg(long)]
     pub model: Option<String>,
-    /// Prediction log directory (`keel serve --log-dir`).
+    /// Prediction log (`keel serve --log-dir`): a folder or s3://bucket/prefix;
+    /// every replica's files are read and merged.
     #[arg(long, default_value = "keel-logs")]
-    pub log_dir: PathBuf,
+    pub log_dir: String,
     /// Window length (30s, 10m, 1h, 1d; default monitor.window of keel.yaml, else 1h).
     #[arg(long, value_parser = parse_duration)]
     pub window: Option<Duration>,

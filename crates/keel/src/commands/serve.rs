@@ -1,12 +1,12 @@
 //! `keel serve MODEL_URI`: the model server (MLflow scoring protocol, Open
-//! Inference Protocol, Prometheus metrics, Parquet prediction log).
+//! Inference Protocol, Prometheus metrics, crash-safe prediction log).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_serve::{EnginePreference, Policy, ServeConfig};
+use keel_serve::{EnginePreference, FsyncPolicy, Policy, ServeConfig};
 
 use super::server::shutdown_signal;
 
@@ -51,13 +51,27 @@ pub struct ServeArgs {
     /// Model URI mirrored off the hot path (logged as role "shadow", never returned).
     #[arg(long)]
     pub shadow: Option<String>,
-    /// Prediction and feedback log folder.
+    /// Prediction and feedback log: a folder or s3://bucket/prefix (Parquet,
+    /// partitioned by model, version and day; see docs/prediction-log.md).
     #[arg(long, default_value = "keel-logs")]
-    pub log_dir: PathBuf,
+    pub log_dir: String,
     /// Turn the prediction log off.
     #[arg(long)]
     pub no_log: bool,
-    /// Longest time a logged row waits in memory before it is in a file (10ms to 1s).
+    /// Local folder for the spool (records are written there before each answer,
+    /// then compacted into --log-dir); default <log-dir>/_spool, or
+    /// ~/.local/state/keel/spool for an s3:// log.
+    #[arg(long)]
+    pub log_spool: Option<PathBuf>,
+    /// When spool writes reach the disk: never (a killed process loses nothing;
+    /// power loss can lose rows not yet compacted), interval (fsync every 100 ms),
+    /// always (fsync before each answer: nothing acknowledged is lost).
+    #[arg(long, default_value = "interval", value_parser = ["never", "interval", "always"])]
+    pub log_fsync: String,
+    /// This replica's id in log file names (default: <host name>-<port>).
+    #[arg(long, env = "KEEL_REPLICA_ID")]
+    pub replica_id: Option<String>,
+    /// Longest time before a logged row is in a Parquet file (10ms to 1h).
     #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "1s")]
     pub log_flush_interval: Duration,
     /// Where downloaded model versions are cached.
@@ -131,9 +145,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.canary = args.canary.map(|uri| (uri, args.canary_share));
     config.shadow = args.shadow;
     config.log_dir = (!args.no_log).then_some(args.log_dir);
+    config.log_spool = args.log_spool;
+    config.log_fsync = FsyncPolicy::parse(&args.log_fsync).unwrap_or(FsyncPolicy::Interval);
+    config.replica_id = args.replica_id;
     config.log_flush_interval = args
         .log_flush_interval
-        .clamp(Duration::from_millis(10), Duration::from_secs(1));
+        .clamp(Duration::from_millis(10), Duration::from_secs(3600));
     if let Some(cache) = args.cache_dir {
         config.cache_dir = cache;
     }
@@ -151,15 +168,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.request_timeout = args.timeout.max(Duration::from_millis(1));
     let server = keel_serve::bind(config).await?;
     let (name, version) = server.primary();
+    // Before the address is announced: a caller may signal at once.
+    let shutdown = shutdown_signal();
     tracing::info!(address = %server.addr, name, version, "keel serve listening");
     eprintln!(
         "keel serve: {name} version {version} on http://{}",
         server.addr
     );
-    server
-        .serve(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    server.serve(shutdown).await.context("serving HTTP")?;
     tracing::info!("keel serve stopped; prediction log written");
     Ok(ExitCode::SUCCESS)
 }

@@ -134,7 +134,7 @@ fn a_missing_cell_means_the_same_at_training_validation_serving_and_monitoring()
 
     // Serving: the CSV body, the same strings as JSON, and JSON nulls in
     // their place all answer 200 with the same predictions, flagged `null`.
-    let served = util::Served::start(root, &["model"]);
+    let served = util::Serve::start(&root.join("model"), &[]);
     let url = format!("http://{}/invocations", served.address);
     let as_json = |missing_as_null: bool| {
         let data: Vec<Value> = rows

@@ -21,7 +21,13 @@ fn quickstart_closes_the_level_2_loop() {
     // The story's own record: traffic kept flowing through the hot swap.
     let summary: Value =
         serde_json::from_slice(&std::fs::read(project.join("quickstart.json")).unwrap()).unwrap();
+    assert_eq!(summary["succeeded"], true, "{summary}");
     assert_eq!(summary["swap"]["failed"], 0, "{summary}");
+    assert_eq!(summary["swap"]["swapped"], true, "{summary}");
+    assert!(
+        stdout.contains("hot-swapped to v2 with 0 failed requests among"),
+        "{stdout}"
+    );
     assert!(summary["swap"]["ok"].as_u64().unwrap() > 0, "{summary}");
 
     // The monitor named the shifted inputs and wrote its HTML report.
@@ -82,4 +88,29 @@ fn quickstart_closes_the_level_2_loop() {
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+}
+
+/// With no market change the monitor must find no drift: the summary says so
+/// instead of telling the success story, nothing is retrained, and the
+/// command exits non-zero.
+#[test]
+fn quickstart_without_a_market_change_reports_the_missing_drift_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let output = util::command(dir.path())
+        .args(["quickstart", "--quiet", "--market-shift", "0"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("the story did NOT complete"), "{stdout}");
+    assert!(stdout.contains("found no drift"), "{stdout}");
+    assert!(!stdout.contains("hot-swapped"), "{stdout}");
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(project.join("quickstart.json")).unwrap()).unwrap();
+    assert_eq!(summary["succeeded"], false, "{summary}");
+    assert_eq!(summary["outcome"]["retrain"], Value::Null, "{summary}");
+    assert_eq!(summary["drifted"], serde_json::json!([]), "{summary}");
 }

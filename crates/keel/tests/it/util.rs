@@ -1,6 +1,7 @@
 //! Helpers shared by keel's end-to-end tests: the real binary, run in a
 //! folder with an environment that does not leak the caller's settings.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -95,43 +96,78 @@ pub fn python_with(modules: &str) -> Option<PathBuf> {
     python
 }
 
-/// A `keel serve` child process on a free loopback port, killed on drop.
-pub struct Served {
+/// A `keel serve` process on a free loopback port (`keel serve MODEL --port 0 ARGS`),
+/// killed on drop unless stopped.
+pub struct Serve {
     pub child: std::process::Child,
     /// `127.0.0.1:PORT`.
     pub address: String,
 }
 
-impl Served {
-    /// Starts `keel serve ARGS --port 0` in `dir` and waits until it says
-    /// where it listens.
-    pub fn start(dir: &Path, args: &[&str]) -> Served {
-        use std::io::{BufRead, BufReader};
-        let mut child = command(dir)
+impl Serve {
+    pub fn start(model: &Path, args: &[&str]) -> Serve {
+        let mut child = command(Path::new("."))
             .env("RUST_LOG", "warn")
             .arg("serve")
-            .args(args)
+            .arg(model)
             .args(["--port", "0"])
+            .args(args)
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .expect("spawn keel serve");
-        let stderr = child.stderr.take().expect("piped stderr");
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(address) = line.split("on http://").nth(1) {
                     let _ = address_tx.send(address.trim().to_string());
+                } else {
+                    eprintln!("keel serve: {line}");
                 }
             }
         });
         let address = address_rx
             .recv_timeout(std::time::Duration::from_secs(120))
             .expect("keel serve did not report its address");
-        Served { child, address }
+        Serve { child, address }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) {
+        self.signal("-TERM");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "keel serve did not stop after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(exit.success(), "{exit:?}");
+    }
+
+    /// SIGKILL: the process gets no chance to write anything more.
+    pub fn kill_9(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
     }
 }
 
-impl Drop for Served {
+impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -12,6 +12,7 @@
 
 mod process;
 mod project;
+mod summary;
 mod traffic;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use serde_json::Value;
 
 use process::{Keel, free_port};
 use project::TARGET;
+use summary::{Gates, Outcome, Registration, Swap};
 
 #[derive(Debug, clap::Args)]
 pub struct QuickstartArgs {
@@ -32,6 +34,11 @@ pub struct QuickstartArgs {
     /// Keep the tracking server and the model server running after the story, until Ctrl-C.
     #[arg(long)]
     pub keep_running: bool,
+    /// How far the "market change" moves the shifted traffic's credit scores
+    /// and debt (in the generator's units; 0: no change, so the monitor must
+    /// find no drift, nothing is retrained and the story ends with a failure).
+    #[arg(long, default_value_t = 1.0)]
+    pub market_shift: f64,
 }
 
 pub fn run(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -99,7 +106,7 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let artifacts = dir.join(".keel/artifacts").display().to_string();
     let server_port = free_port()?;
     let server_url = format!("http://127.0.0.1:{server_port}");
-    let mut server = keel
+    let server = keel
         .spawn(
             "server",
             &[
@@ -120,17 +127,40 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     ));
 
     // 3. The pipeline: validate -> train -> evaluate -> gate -> register -> @production.
-    let first = keel.run_ok("run-1", &["run"])?;
-    say.say(
-        "keel run: validate -> train -> evaluate -> gates -> registered risk v1 -> @production",
-    );
+    let client = reqwest::Client::new();
+    let mut outcome = Outcome::default();
+    let first = keel.run("run-1", &["run"])?;
+    outcome.first_run = Some(Registration {
+        exit_code: first.code,
+        gates: Gates::from_output(&first.stdout),
+        production: production_version(&client, &server_url).await?,
+        expected: "1".into(),
+    });
+    say.say("keel run: validate -> train -> evaluate -> gates -> register -> @production");
     say.detail(&pipeline_summary(&first.stdout));
+    let mut servers = vec![server];
+    if !outcome.sentences().iter().all(|s| s.ok) {
+        return finish(
+            Ending {
+                dir: &dir,
+                keel: &keel,
+                say: &say,
+                store: &store,
+                server_url: &server_url,
+                serve_url: None,
+                keep_running: args.keep_running,
+            },
+            &outcome,
+            &mut servers,
+        )
+        .await;
+    }
 
     // 4. Serve the production model.
     let serve_port = free_port()?;
     let serve_url = format!("http://127.0.0.1:{serve_port}");
     let logs = dir.join("logs").display().to_string();
-    let mut serving = keel
+    let serving = keel
         .spawn(
             "serve",
             &[
@@ -146,12 +176,12 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             &format!("{serve_url}/ping"),
         )
         .await?;
+    servers.push(serving);
     say.say(&format!(
         "keel serve models:/risk@production at {serve_url} (MLflow scoring + KServe V2, every prediction logged)"
     ));
 
     // 5. Traffic, then traffic after "new lending laws, major market changes".
-    let client = reqwest::Client::new();
     let invocations = format!("{serve_url}/invocations");
     let normal = project::portfolio(1_500, 3, 0.0, 0.0)?;
     let (sent_normal, tally) =
@@ -161,7 +191,9 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         tally.ok + tally.failed,
         tally.failed
     ));
-    let shifted = project::portfolio(4_000, 4, 1.0, 1.0)?;
+    outcome.normal_traffic = Some(tally.into());
+    let shift = args.market_shift;
+    let shifted = project::portfolio(4_000, 4, shift, shift)?;
     let (sent_shifted, tally) =
         traffic::send_rows(&client, &invocations, &shifted, TARGET, 8).await?;
     say.say(&format!(
@@ -169,12 +201,14 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         tally.ok + tally.failed,
         tally.failed
     ));
+    outcome.shifted_traffic = Some(tally.into());
     let feedback_url = format!("{serve_url}/feedback");
     let labelled = traffic::send_feedback(&client, &feedback_url, &sent_normal).await?
         + traffic::send_feedback(&client, &feedback_url, &sent_shifted).await?;
     say.say(&format!(
         "ground truth arrives: {labelled} loan outcomes posted to /feedback"
     ));
+    outcome.labels_posted = Some(labelled as u64);
 
     // The prediction log is written off the hot path (flushed at least once a
     // second): wait until every request so far is on disk.
@@ -217,19 +251,30 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         &std::fs::read(dir.join("reports/monitor.json")).context("reading reports/monitor.json")?,
     )
     .context("parsing reports/monitor.json")?;
-    let drifted = drifted_columns(&report);
-    if verdict.code != 1 || drifted.is_empty() {
-        bail!(
-            "the monitor did not report the drift the story injected (exit {}); see reports/monitor.json",
-            verdict.code
-        );
-    }
+    outcome.monitor_exit = Some(verdict.code);
+    outcome.drifted = drifted_columns(&report);
     say.say(&format!(
-        "keel monitor report: DRIFT in {} of the inputs; reports/monitor.html written",
-        drifted.len()
+        "keel monitor report: {} drifted input(s); reports/monitor.html written",
+        outcome.drifted.len()
     ));
-    for line in drifted.iter().take(6) {
+    for line in outcome.drifted.iter().take(6) {
         say.detail(line);
+    }
+    if outcome.drifted.is_empty() {
+        return finish(
+            Ending {
+                dir: &dir,
+                keel: &keel,
+                say: &say,
+                store: &store,
+                server_url: &server_url,
+                serve_url: Some(&serve_url),
+                keep_running: args.keep_running,
+            },
+            &outcome,
+            &mut servers,
+        )
+        .await;
     }
 
     // 7. The Level 2 loop: the drift policy retrains, gates and promotes; the
@@ -240,7 +285,7 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         traffic::split_body(&shifted, TARGET, 0..1),
         4,
     );
-    let watch = keel.run_ok(
+    let watch = keel.run(
         "watch",
         &[
             "monitor",
@@ -254,26 +299,88 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "model",
         ],
     )?;
+    let production = production_version(&client, &server_url).await?;
     say.say(
         "drift policy (keel.yaml monitor.on_drift: retrain): retrained on recent labelled traffic",
     );
     say.detail(&pipeline_summary(&watch.stdout));
-    let swapped = wait_for_version(&client, &serve_url, "2").await;
+    outcome.retrain = Some(Registration {
+        exit_code: watch.code,
+        gates: Gates::from_output(&watch.stdout),
+        production: production.clone(),
+        expected: "2".into(),
+    });
+    // Wait for the swap only when v2 really took @production.
+    let swapped = production.as_deref() == Some("2")
+        && wait_for_version(&client, &serve_url, "2").await.is_ok();
     let during_swap = steady.finish().await?;
     say.say(&format!(
-        "keel serve hot-swapped to risk v2: {} requests during the swap, {} failed",
+        "keel serve {} risk v2: {} requests meanwhile, {} failed",
+        if swapped {
+            "hot-swapped to"
+        } else {
+            "did not move to"
+        },
         during_swap.ok + during_swap.failed,
         during_swap.failed
     ));
-    if let Err(error) = swapped {
-        bail!("the serving process did not move to v2: {error:#}");
-    }
+    outcome.swap = Some(Swap {
+        ok: during_swap.ok,
+        failed: during_swap.failed,
+        swapped,
+    });
+    finish(
+        Ending {
+            dir: &dir,
+            keel: &keel,
+            say: &say,
+            store: &store,
+            server_url: &server_url,
+            serve_url: Some(&serve_url),
+            keep_running: args.keep_running,
+        },
+        &outcome,
+        &mut servers,
+    )
+    .await
+}
 
+/// The story's surroundings that its ending needs.
+struct Ending<'a> {
+    dir: &'a std::path::Path,
+    keel: &'a Keel,
+    say: &'a Narrator,
+    store: &'a str,
+    server_url: &'a str,
+    serve_url: Option<&'a str>,
+    keep_running: bool,
+}
+
+/// Writes `quickstart.json`, prints the summary built from `outcome` and the
+/// registry's audit log, keeps or stops the servers; exits non-zero unless
+/// every step of the story went as it should.
+async fn finish(
+    ending: Ending<'_>,
+    outcome: &Outcome,
+    servers: &mut [process::Background],
+) -> anyhow::Result<ExitCode> {
+    let Ending {
+        dir,
+        keel,
+        say,
+        store,
+        server_url,
+        serve_url,
+        keep_running,
+    } = ending;
+    let succeeded = outcome.succeeded();
     let summary = serde_json::json!({
+        "succeeded": succeeded,
         "tracking_server": server_url,
         "model_server": serve_url,
-        "swap": {"ok": during_swap.ok, "failed": during_swap.failed},
-        "drifted": drifted,
+        "outcome": outcome,
+        "swap": outcome.swap,
+        "drifted": outcome.drifted,
         "reports": ["reports/monitor.html", "reports/monitor.json"],
         "seconds": say.started.elapsed().as_secs_f64(),
     });
@@ -282,25 +389,28 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         serde_json::to_vec_pretty(&summary)?,
     )
     .context("writing quickstart.json")?;
-    let history = keel.run_ok(
+    let history = keel.run(
         "history",
-        &["models", "history", "risk", "--backend-store-uri", &store],
+        &["models", "history", "risk", "--backend-store-uri", store],
     )?;
-    if !quiet {
+    // The summary is the story's verdict: print it even with --quiet when it failed.
+    if !say.quiet || !succeeded {
         println!();
-        println!("What happened");
+        println!(
+            "{}",
+            if succeeded {
+                "What happened"
+            } else {
+                "What happened (the story did NOT complete)"
+            }
+        );
         println!(
             "  - data versioned with keel data (metafiles in git), pipeline runs tracked in .keel/keel.db"
         );
-        println!(
-            "  - risk v1 passed its gates and served; the market shifted; the monitor named the drifted inputs"
-        );
-        println!(
-            "  - the drift policy retrained on recent labelled data; v2 passed its gates (incl. not worse"
-        );
-        println!(
-            "    than production on recent data), took @production, and serving swapped with 0 failed requests"
-        );
+        for sentence in outcome.sentences() {
+            let mark = if sentence.ok { "-" } else { "x" };
+            println!("  {mark} {}", sentence.text);
+        }
         println!();
         println!("Registry audit (keel models history risk):");
         for line in history.stdout.lines().take(12) {
@@ -320,15 +430,47 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "  MLFLOW_TRACKING_URI={server_url} python -c 'import mlflow; print(mlflow.search_runs(search_all_experiments=True))'"
         );
     }
-    if args.keep_running {
+    if keep_running {
         say.say(&format!(
-            "servers keep running: tracking {server_url}, model {serve_url}; Ctrl-C to stop"
+            "servers keep running: tracking {server_url}, model {}; Ctrl-C to stop",
+            serve_url.unwrap_or("not started")
         ));
         super::server::shutdown_signal().await;
     }
-    serving.stop()?;
-    server.stop()?;
-    Ok(ExitCode::SUCCESS)
+    for server in servers.iter_mut().rev() {
+        server.stop()?;
+    }
+    Ok(if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The version holding `risk@production`, as the tracking server answers.
+async fn production_version(
+    client: &reqwest::Client,
+    server_url: &str,
+) -> anyhow::Result<Option<String>> {
+    let response = client
+        .get(format!(
+            "{server_url}/api/2.0/mlflow/registered-models/alias"
+        ))
+        .query(&[("name", "risk"), ("alias", "production")])
+        .send()
+        .await
+        .context("asking the tracking server for risk@production")?;
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    let body: Value = response
+        .error_for_status()
+        .context("asking the tracking server for risk@production")?
+        .json()
+        .await?;
+    Ok(body["model_version"]["version"]
+        .as_str()
+        .map(str::to_string))
 }
 
 /// What a `keel run` printed, without the stages' own output: the stage

@@ -1,0 +1,87 @@
+//! What runs around every request: the bearer token (health checks are
+//! open), the bounds on work (requests in flight → 503 with `Retry-After`,
+//! request time → 504), and the answer for unknown routes.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::deploy::State as AppState;
+use crate::metrics::ErrorKind;
+
+pub(super) async fn bound(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = state.inflight.clone().try_acquire_owned() else {
+        state.metrics.error(ErrorKind::Overloaded);
+        let message = format!(
+            "The server is saturated ({} requests in flight); retry later",
+            state.config.max_concurrency
+        );
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error_code": "TEMPORARILY_UNAVAILABLE", "message": message, "error": message})),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            state.metrics.error(ErrorKind::Timeout);
+            let message = format!(
+                "The request took longer than {} ms",
+                state.config.request_timeout.as_millis()
+            );
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                axum::Json(json!({"error_code": "DEADLINE_EXCEEDED", "message": message, "error": message})),
+            )
+                .into_response()
+        }
+    }
+}
+
+pub(super) async fn authenticate(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(token) = &state.config.auth_token {
+        let path = request.uri().path();
+        let open = matches!(
+            path,
+            "/ping" | "/health" | "/v2/health/live" | "/v2/health/ready"
+        );
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !open && given != Some(token.as_str()) {
+            let message = "This server requires 'Authorization: Bearer <token>'";
+            return (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(
+                    json!({"error_code": "UNAUTHENTICATED", "message": message, "error": message}),
+                ),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+pub(super) async fn not_found(request: Request) -> Response {
+    let message = format!("No endpoint {} {}", request.method(), request.uri().path());
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(
+            json!({"error_code": "ENDPOINT_NOT_FOUND", "message": message, "error": message}),
+        ),
+    )
+        .into_response()
+}

@@ -1,0 +1,264 @@
+//! Pages over real HTTP, without a browser: escaping, status codes, bounds,
+//! paging, headers, and the API left as it was.
+
+use bytes::Bytes;
+use keel_core::{Metric, Param, Tag};
+use keel_store::CreateRun;
+
+use crate::util;
+
+const XSS: &str = "<script>alert(1)</script>";
+
+async fn get(url: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let answer = reqwest::get(url).await.expect("GET");
+    let status = answer.status().as_u16();
+    let headers = answer.headers().clone();
+    (status, headers, answer.text().await.expect("body"))
+}
+
+async fn run(server: &util::Server, experiment_id: &str, name: &str, start: i64) -> String {
+    server
+        .state
+        .store
+        .create_run(CreateRun {
+            experiment_id: experiment_id.into(),
+            user_id: "bob".into(),
+            run_name: Some(name.into()),
+            start_time: Some(start),
+            tags: vec![],
+        })
+        .await
+        .expect("create run")
+        .info
+        .run_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_input_is_escaped_everywhere() {
+    let server = util::start_server().await;
+    let store = &server.state.store;
+    let experiment = store
+        .create_experiment(&format!("exp {XSS}"), None, &[Tag::new("owner", XSS)])
+        .await
+        .unwrap();
+    let id = run(&server, &experiment, XSS, 1_000).await;
+    store
+        .log_batch(
+            &id,
+            vec![Metric::new("acc", 0.5, 1_000, 1), Metric::new("acc", 0.7, 2_000, 2)],
+            vec![Param {
+                key: "p".into(),
+                value: XSS.into(),
+            }],
+            vec![
+                Tag::new("team", XSS),
+                Tag::new("mlflow.note.content", XSS),
+                Tag::new(
+                    "keel.gates",
+                    serde_json::json!({"passed": false, "gates": [{"expression": XSS, "passed": false, "note": XSS}]})
+                        .to_string(),
+                ),
+            ],
+        )
+        .await
+        .unwrap();
+    let root = format!("{}/artifacts", &id);
+    server
+        .state
+        .artifacts
+        .put_bytes(
+            &format!("{experiment}/{root}/t.csv"),
+            Bytes::from(format!("h,{XSS}\n1,{XSS}\n")),
+        )
+        .await
+        .unwrap();
+    let pages = [
+        "/".to_string(),
+        format!("/experiments/{experiment}?col=params.p&col=tags.team&col=metrics.acc"),
+        format!("/experiments/{experiment}/runs/{id}"),
+        format!("/experiments/{experiment}/runs/{id}/artifacts/t.csv"),
+        format!("/compare-runs?runs={id},{id}"),
+    ];
+    for page in pages {
+        let (status, headers, body) = get(&format!("{}{page}", server.url)).await;
+        assert_eq!(status, 200, "{page}: {body}");
+        assert!(
+            !body.contains("<script>alert"),
+            "{page} lets a script through"
+        );
+        assert!(
+            body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page} does not show the text"
+        );
+        assert!(
+            headers[reqwest::header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'"),
+            "{page}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_codes_bounds_and_the_api() {
+    let server = util::start_server().await;
+    let url = &server.url;
+    let experiment = server
+        .state
+        .store
+        .create_experiment("paged", None, &[])
+        .await
+        .unwrap();
+    for i in 0..230 {
+        run(&server, &experiment, &format!("run-{i:03}"), 1_000 + i).await;
+    }
+    // Server-side paging, newest first.
+    let (_, _, first) = get(&format!("{url}/experiments/{experiment}")).await;
+    assert_eq!(first.matches("name=\"runs\"").count(), 100);
+    assert!(first.contains("run-229") && !first.contains("run-129"));
+    assert!(
+        first.contains("230</span>") || first.contains(" of 230"),
+        "total shown"
+    );
+    let (_, _, last) = get(&format!("{url}/experiments/{experiment}?offset=200&n=100")).await;
+    assert_eq!(last.matches("name=\"runs\"").count(), 30);
+    assert!(last.contains("rel=\"prev\"") && !last.contains("rel=\"next\""));
+    let (_, _, sorted) = get(&format!(
+        "{url}/experiments/{experiment}?order=attributes.run_name+ASC&n=5"
+    ))
+    .await;
+    assert_eq!(sorted.matches("name=\"runs\"").count(), 5);
+    assert!(sorted.contains("run-000") && !sorted.contains("run-229"));
+
+    // A semantic filter error is shown on the page (400), not a crash.
+    let (status, _, body) = get(&format!(
+        "{url}/experiments/{experiment}?filter=metrics.acc+%3D+%27high%27"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("filter-error"), "{body}");
+
+    // Missing things are 404 pages; odd paths are refused by the artifact store.
+    let run_id = run(&server, &experiment, "one", 5).await;
+    for (path, code) in [
+        ("/experiments/999".to_string(), 404),
+        (
+            format!("/experiments/{experiment}/runs/{}", "0".repeat(32)),
+            404,
+        ),
+        ("/models/nope".to_string(), 404),
+        ("/models/nope/versions/x".to_string(), 400),
+        (
+            format!("/experiments/{experiment}/runs/{run_id}/artifacts/..%2F..%2Fkeel.db"),
+            400,
+        ),
+        (
+            format!("/experiments/{experiment}/runs/{run_id}/raw/..%2Fx"),
+            400,
+        ),
+        (
+            format!("/experiments/{experiment}/runs/{run_id}/artifacts/missing.txt"),
+            404,
+        ),
+        (
+            format!(
+                "/compare-runs?runs={}",
+                (0..51)
+                    .map(|i| format!("{i:032x}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            400,
+        ),
+    ] {
+        let (status, headers, body) = get(&format!("{url}{path}")).await;
+        assert_eq!(status, code, "{path}: {body}");
+        assert!(
+            headers[reqwest::header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(
+            !body.contains("SQLITE") && !body.contains("sqlx"),
+            "{path}: {body}"
+        );
+    }
+    // A run under the wrong experiment goes to its own.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = client
+        .get(format!("{url}/experiments/0/runs/{run_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert_eq!(
+        answer.headers()[reqwest::header::LOCATION],
+        format!("/experiments/{experiment}/runs/{run_id}").as_str()
+    );
+    let answer = client
+        .get(format!("{url}/runs/{run_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+
+    // Raw artifacts are sandboxed; assets are cached for good.
+    server
+        .state
+        .artifacts
+        .put_bytes(
+            &format!("{experiment}/{run_id}/artifacts/r.html"),
+            Bytes::from_static(b"<script>alert(1)</script>"),
+        )
+        .await
+        .unwrap();
+    let (status, headers, _) = get(&format!(
+        "{url}/experiments/{experiment}/runs/{run_id}/raw/r.html"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers[reqwest::header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .starts_with("sandbox")
+    );
+    let (_, _, home) = get(&format!("{url}/")).await;
+    let css = home
+        .split("href=\"")
+        .find(|s| s.starts_with("/static/ui.css"))
+        .and_then(|s| s.split('"').next())
+        .expect("stylesheet link");
+    let (status, headers, _) = get(&format!("{url}{css}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        headers[reqwest::header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("immutable")
+    );
+
+    // The API is where it was.
+    let (status, _, body) = get(&format!("{url}/health")).await;
+    assert_eq!((status, body.as_str()), (200, "OK"));
+    let (status, _, body) = get(&format!(
+        "{url}/api/2.0/mlflow/experiments/get?experiment_id={experiment}"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, headers, body) = get(&format!("{url}/no/such/page")).await;
+    assert_eq!(status, 404);
+    assert!(
+        headers[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert!(body.contains("No endpoint GET /no/such/page"));
+}
