@@ -490,25 +490,6 @@ fn edits_in_place_never_reach_the_cache() {
     assert!(stderr.contains("not tracked by keel"), "{stderr}");
 }
 
-/// The S3 endpoint under test (moto, from `tests/s3/moto.sh start`), or None
-/// outside CI after saying so; under CI=true a missing endpoint fails.
-fn s3_endpoint() -> Option<String> {
-    match std::env::var("KEEL_TEST_S3_ENDPOINT") {
-        Ok(endpoint) if !endpoint.trim().is_empty() => {
-            Some(endpoint.trim().trim_end_matches('/').to_string())
-        }
-        _ => {
-            assert!(
-                !util::in_ci(),
-                "CI=true but KEEL_TEST_S3_ENDPOINT is not set: start an S3 server with \
-                 `eval \"$(tests/s3/moto.sh start)\"` (tests/run.sh does) before `cargo test`"
-            );
-            eprintln!("skipped: KEEL_TEST_S3_ENDPOINT is not set, so the S3 remote was not tested");
-            None
-        }
-    }
-}
-
 /// One unsigned request to the S3 server (moto accepts them); returns the body.
 fn s3_request(method: &str, url: &str) -> String {
     let answer = util::request(method, url, &[], None)
@@ -545,7 +526,7 @@ fn s3_delete(endpoint: &str, bucket: &str, key: &str) {
 
 #[test]
 fn s3_remote_push_status_fetch_pull() {
-    let Some(endpoint) = s3_endpoint() else {
+    let Some(endpoint) = util::s3_endpoint() else {
         return;
     };
     let repo = Repo::new();

@@ -219,28 +219,9 @@ fn kill_9_under_load_loses_no_acknowledged_prediction() {
     assert!(twice.is_empty(), "logged more than once: {twice:?}");
 }
 
-/// The S3 endpoint under test (moto, from `tests/s3/moto.sh start`), or None
-/// outside CI after saying so; under CI=true a missing endpoint fails.
-fn s3_endpoint() -> Option<String> {
-    match std::env::var("KEEL_TEST_S3_ENDPOINT") {
-        Ok(endpoint) if !endpoint.trim().is_empty() => {
-            Some(endpoint.trim().trim_end_matches('/').to_string())
-        }
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but KEEL_TEST_S3_ENDPOINT is not set: start an S3 server with \
-                 `eval \"$(tests/s3/moto.sh start)\"` (tests/run.sh does) before `cargo test`"
-            );
-            eprintln!("skipped: KEEL_TEST_S3_ENDPOINT is not set, so the S3 log was not tested");
-            None
-        }
-    }
-}
-
 #[test]
 fn three_replicas_log_to_s3_and_monitor_report_counts_every_acknowledged_prediction() {
-    let Some(endpoint) = s3_endpoint() else {
+    let Some(endpoint) = util::s3_endpoint() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -210,3 +210,23 @@ pub fn request(
         })
     })
 }
+
+/// The S3 endpoint under test (moto, from `tests/s3/moto.sh start`), or
+/// `None` (the test is skipped) after saying so; under `CI=true` a missing
+/// endpoint fails.
+pub fn s3_endpoint() -> Option<String> {
+    match std::env::var("KEEL_TEST_S3_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => {
+            Some(endpoint.trim().trim_end_matches('/').to_string())
+        }
+        _ => {
+            assert!(
+                !in_ci(),
+                "CI=true but KEEL_TEST_S3_ENDPOINT is not set: start an S3 server with \
+                 `eval \"$(tests/s3/moto.sh start)\"` (tests/run.sh does) before `cargo test`"
+            );
+            eprintln!("skipped: KEEL_TEST_S3_ENDPOINT is not set, so S3 was not tested");
+            None
+        }
+    }
+}
