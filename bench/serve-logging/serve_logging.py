@@ -107,7 +107,7 @@ def run_round(variant: str, server_bin: str, keel_bin: str, model: Path, work: P
         load_cmd, result = generate_load(args, keel_bin, url, work, env)
         after = metrics(url)
         if variant != "off":
-            # Every answered row reaches Parquet within --log-flush-ms (1 s) plus compaction.
+            # Every answered row reaches Parquet within --log-flush-interval (1s) plus compaction.
             settle = time.time() + 15
             while metric(after, "keel_serve_prediction_log_queue_rows") > 0 and time.time() < settle:
                 time.sleep(0.2)

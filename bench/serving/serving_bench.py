@@ -186,8 +186,9 @@ def check_predictions(url: str, body: dict) -> dict:
 
 def keel_loadtest(keel_bin: str, url: str, body: str | None, connections: int, duration: float,
                   warmup: float = 2.0) -> dict:
-    cmd = [keel_bin, "loadtest", url, "-c", str(connections), "--duration", f"{duration}s",
-           "--warmup", f"{warmup}s", "--timeout", "30s", "--json", "--quiet"]
+    # keel's durations need a unit: whole milliseconds.
+    cmd = [keel_bin, "loadtest", url, "-c", str(connections), "--duration", f"{round(duration * 1000)}ms",
+           "--warmup", f"{round(warmup * 1000)}ms", "--timeout", "30s", "--json", "--quiet"]
     if body:
         cmd += ["--body", body]
     res = {"tool": "keel loadtest", "command": " ".join(shlex.quote(c) for c in cmd),

@@ -134,6 +134,24 @@ pub fn s3_object_store(uri: &str) -> Result<Arc<dyn ObjectStore>, ArtifactError>
     S3Location::parse(uri)?.build(AmazonS3Builder::from_env())
 }
 
+/// The artifact store and the path inside it that an artifact URI names:
+/// `mlflow-artifacts:/PATH` (and `mlflow-artifacts://HOST/PATH`) is PATH
+/// under `artifacts_destination`, the root the tracking server's proxy
+/// serves; any other URI (a folder, `file://`, `s3://`) is a store of its
+/// own, at its root. The one place that resolves `mlflow-artifacts:`.
+pub fn resolve_artifact_uri(
+    uri: &str,
+    artifacts_destination: &str,
+) -> Result<(ArtifactStore, String), ArtifactError> {
+    match keel_core::uri::ProxiedUri::parse(uri) {
+        Some(proxied) => {
+            let proxied = proxied.map_err(|error| ArtifactError::InvalidUri(error.message))?;
+            Ok((ArtifactStore::open(artifacts_destination)?, proxied.path))
+        }
+        None => Ok((ArtifactStore::open(uri)?, String::new())),
+    }
+}
+
 impl ArtifactStore {
     /// Opens the store named by `uri`:
     /// - a directory path, relative (`./artifacts`) or absolute (`/srv/artifacts`),

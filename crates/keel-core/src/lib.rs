@@ -2,15 +2,19 @@
 //!
 //! Plain entities named after MLflow's nouns (experiment, run, metric, param,
 //! tag, dataset input, logged model), id generation, the error-code table and
-//! the validation rules (limits, key names) that every entry point applies.
+//! the validation rules (limits, key names, model names and aliases) that
+//! every entry point applies, and the one parser of model and artifact URIs
+//! ([`uri`]).
 //! This crate does no I/O: no database, no HTTP, no filesystem.
 
 pub mod civil;
+pub mod duration;
 pub mod entities;
 pub mod error;
 pub mod ids;
 pub mod page_token;
 pub mod promotion;
+pub mod uri;
 pub mod validation;
 
 pub use entities::*;

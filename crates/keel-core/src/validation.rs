@@ -110,6 +110,62 @@ pub fn validate_experiment_name(name: &str) -> Result<(), Error> {
     validate_length("experiment name", name, MAX_EXPERIMENT_NAME_LENGTH)
 }
 
+/// Validates a registered model name: non-empty, no `/` (it would break
+/// `models:/NAME/VERSION`), not `.` or `..`.
+pub fn validate_model_name(name: &str) -> Result<(), Error> {
+    if name.trim().is_empty() {
+        return Err(Error::invalid_parameter(
+            "Registered model name cannot be empty.",
+        ));
+    }
+    if name.contains('/') || name.contains('\0') {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid registered model name '{name}': it must not contain '/'"
+        )));
+    }
+    if name == "." || name == ".." {
+        // Names become folder names (serving's model cache).
+        return Err(Error::invalid_parameter(format!(
+            "Invalid registered model name '{name}': '.' and '..' are not names"
+        )));
+    }
+    validate_length("registered model name", name, 256)
+}
+
+/// Validates an alias as MLflow does: word characters and dashes, not `latest`,
+/// and nothing that looks like a version (`3`, `v3`).
+pub fn validate_alias(alias: &str) -> Result<(), Error> {
+    let looks_like_version = {
+        let digits = alias.strip_prefix(['v', 'V']).unwrap_or(alias);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if alias.is_empty()
+        || !alias
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        || alias.len() > 255
+    {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid alias name '{alias}': aliases may contain only letters, digits, '_' and '-' (at most 255)"
+        )));
+    }
+    if alias.eq_ignore_ascii_case("latest") || looks_like_version {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid alias name '{alias}': 'latest' and version-like names (e.g. '3', 'v3') are reserved"
+        )));
+    }
+    Ok(())
+}
+
+/// Parses a version given as text ("3"); anything else names no version.
+pub fn parse_version(name: &str, version: &str) -> Result<i64, Error> {
+    version.trim().parse::<i64>().map_err(|_| {
+        Error::invalid_parameter(format!(
+            "Invalid model version '{version}' for model '{name}': versions are positive integers"
+        ))
+    })
+}
+
 /// Validates a relative artifact path: no absolute paths, no `..`, no backslashes or NUL.
 pub fn validate_relative_path(path: &str) -> Result<(), Error> {
     if path.starts_with('/') || path.contains('\\') || path.contains('\0') {

@@ -363,50 +363,38 @@ struct Accumulator {
     max: Option<f64>,
 }
 
-/// Reads a CSV/TSV file (header row first) and summarises each column.
+/// Reads a CSV/TSV file (header row first) and summarises each column;
+/// cells are read by keel-table's rule (the same missing spellings and
+/// types as training and validation).
 pub fn summarize_csv(path: &Path, delimiter: u8) -> std::result::Result<TableSummary, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|error| format!("{}: {error}", path.display()))?;
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|error| format!("{}: {error}", path.display()))?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    use keel_table::{Cell, Rows};
+    let mut reader =
+        keel_table::CsvRows::open(path, delimiter).map_err(|error| error.to_string())?;
+    let headers = reader.columns().to_vec();
     let mut columns: Vec<Accumulator> = headers.iter().map(|_| Accumulator::default()).collect();
     let mut rows = 0u64;
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(error) => return Err(format!("{}: {error}", path.display())),
-        }
+    let mut row = Vec::with_capacity(headers.len());
+    while reader
+        .next_row(&mut row)
+        .map_err(|error| error.to_string())?
+    {
         rows += 1;
-        for (index, column) in columns.iter_mut().enumerate() {
-            let value = record.get(index).unwrap_or("").trim();
-            if value.is_empty()
-                || value.eq_ignore_ascii_case("na")
-                || value.eq_ignore_ascii_case("null")
-                || value.eq_ignore_ascii_case("nan")
-            {
-                column.nulls += 1;
-            } else if value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false") {
-                column.booleans += 1;
-            } else if let Ok(number) = value.parse::<f64>() {
-                if value.parse::<i64>().is_ok() {
-                    column.integers += 1;
-                } else {
-                    column.floats += 1;
+        for (column, cell) in columns.iter_mut().zip(&row) {
+            match cell {
+                None => column.nulls += 1,
+                Some(Cell::Bool(_)) => column.booleans += 1,
+                Some(Cell::Text(_)) => column.strings += 1,
+                Some(number) => {
+                    let value = number.number().unwrap_or(0.0);
+                    if matches!(number, Cell::Int(_)) {
+                        column.integers += 1;
+                    } else {
+                        column.floats += 1;
+                    }
+                    column.sum += value;
+                    column.min = Some(column.min.map_or(value, |min| min.min(value)));
+                    column.max = Some(column.max.map_or(value, |max| max.max(value)));
                 }
-                column.sum += number;
-                column.min = Some(column.min.map_or(number, |min| min.min(number)));
-                column.max = Some(column.max.map_or(number, |max| max.max(number)));
-            } else {
-                column.strings += 1;
             }
         }
     }

@@ -1,42 +1,19 @@
-//! Small filesystem helpers: atomic writes (temp file, fsync, rename), unique
-//! temporary names, read-only protection.
+//! Small filesystem helpers: atomic writes and unique temporary names
+//! (keel-fs's, with keel-data's error), read-only protection.
 
-use std::fs::{File, Permissions};
-use std::io::Write;
+use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use crate::error::{DataError, Result};
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary name in `dir` unique to this process and call.
-pub fn temp_path(dir: &Path, stem: &str) -> PathBuf {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!(".{stem}.keel-tmp-{}-{n}", std::process::id()))
-}
+pub use keel_fs::temp_path;
 
 /// Writes `bytes` to `path` so that readers see either the old file or the
-/// whole new one: temp file in the same folder, fsync, rename.
+/// whole new one ([`keel_fs::write_atomic`]: temp file, fsync, rename, fsync
+/// of the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .unwrap_or("file");
-    let temp = temp_path(dir, stem);
-    let result = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if let Err(source) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(DataError::io(path, source));
-    }
-    Ok(())
+    keel_fs::write_atomic(path, bytes).map_err(|source| DataError::io(path, source))
 }
 
 /// Removes every write bit (mode & 0o555), so in-place edits fail.

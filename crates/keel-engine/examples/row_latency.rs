@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use keel_engine::{Batch, Column, EnginePreference, InputKind, LoadedModel};
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
-use keel_learn::{Algorithm, Model, Table, TrainOptions};
+use keel_learn::{Algorithm, Model, TrainOptions};
+use keel_table::Table;
 
 fn batch(model: &LoadedModel, table: &Table, rows: std::ops::Range<usize>) -> Batch {
     let picked = table.select_rows(&rows.collect::<Vec<_>>());

@@ -25,9 +25,11 @@ mod signature;
 
 use std::path::{Path, PathBuf};
 
-pub use keel_learn::table::Column;
+pub use keel_table::Column;
 pub use onnx::{LIBRARY_ENV, library_in_python_env, onnxruntime_library, set_onnxruntime_library};
-pub use signature::{InputKind, InputSpec, OutputKind, ServingSignature, SignatureSource};
+pub use signature::{
+    InputKind, InputSpec, LabelType, OutputKind, ServingSignature, SignatureSource,
+};
 
 /// Errors of loading and predicting; each names the file, input or output involved.
 #[derive(Debug, thiserror::Error)]

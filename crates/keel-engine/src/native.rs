@@ -4,7 +4,7 @@ use std::path::Path;
 
 use keel_learn::Model;
 use keel_learn::model::Predictions as LearnPredictions;
-use keel_learn::table::Table;
+use keel_table::Table;
 
 use crate::signature::ServingSignature;
 use crate::{Batch, EngineError, Predictions, Result};

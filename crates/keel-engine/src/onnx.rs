@@ -19,7 +19,9 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
-use crate::signature::{FileSignature, InputKind, OutputKind, ServingSignature, SignatureSource};
+use crate::signature::{
+    FileSignature, InputKind, LabelType, OutputKind, ServingSignature, SignatureSource,
+};
 use crate::{Batch, Column, EngineError, Predictions, Result};
 
 /// keel's variable naming the ONNX Runtime shared library (checked before `ORT_DYLIB_PATH`).
@@ -225,6 +227,19 @@ impl OnnxModel {
         };
         drop(first);
 
+        // A label output gives the labels' type; else signature.json does; the
+        // default classes are the indices 0..k.
+        let graph_labels = match &outputs {
+            Outputs::Classes {
+                label: Some((_, LabelKind::Integer)),
+                ..
+            } => Some(LabelType::Integer),
+            Outputs::Classes {
+                label: Some((_, LabelKind::Text)),
+                ..
+            } => Some(LabelType::Text),
+            _ => None,
+        };
         let signature = match file_signature {
             Some(file) => {
                 if let Some(width) = width
@@ -248,6 +263,9 @@ impl OnnxModel {
                 ServingSignature {
                     inputs: file.inputs,
                     output,
+                    label_type: graph_labels
+                        .or(file.label_type)
+                        .unwrap_or(LabelType::Integer),
                     source: file.source,
                 }
             }
@@ -264,7 +282,11 @@ impl OnnxModel {
                     }
                     Outputs::Value(_) => OutputKind::Value,
                 };
-                ServingSignature::from_width(width, output)
+                ServingSignature::from_width(
+                    width,
+                    output,
+                    graph_labels.unwrap_or(LabelType::Integer),
+                )
             }
         };
         if let (OutputKind::Classes(classes), Some(k)) = (&signature.output, proba_width)

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+pub use keel_learn::model::LabelType;
 use keel_learn::model::{SIGNATURE_FILE, Signature, Task};
 use keel_learn::preprocess::FeatureKind;
 use serde_json::Value;
@@ -84,6 +85,8 @@ pub struct ServingSignature {
     pub inputs: Vec<InputSpec>,
     /// Output kind.
     pub output: OutputKind,
+    /// The type of the class labels (how a JSON answer writes them).
+    pub label_type: LabelType,
     /// Where this came from.
     pub source: SignatureSource,
 }
@@ -112,12 +115,15 @@ impl ServingSignature {
                 Task::Classification => OutputKind::Classes(signature.classes.clone()),
                 Task::Regression => OutputKind::Value,
             },
+            label_type: signature.label_type.unwrap_or_default(),
             source: SignatureSource::Keel,
         }
     }
 
-    /// Numeric inputs `f0..f{n-1}` without ranges (an ONNX graph without a signature file).
-    pub fn from_width(n: usize, output: OutputKind) -> Self {
+    /// Numeric inputs `f0..f{n-1}` without ranges (an ONNX graph without a
+    /// signature file); classes are the label values the graph outputs, or
+    /// the indices `0..k`.
+    pub fn from_width(n: usize, output: OutputKind, label_type: LabelType) -> Self {
         ServingSignature {
             inputs: (0..n)
                 .map(|i| InputSpec {
@@ -129,6 +135,7 @@ impl ServingSignature {
                 })
                 .collect(),
             output,
+            label_type,
             source: SignatureSource::Graph,
         }
     }
@@ -152,6 +159,8 @@ impl ServingSignature {
 pub(crate) struct FileSignature {
     pub inputs: Vec<InputSpec>,
     pub classes: Option<Vec<String>>,
+    /// The classes' type, when the file gives classes.
+    pub label_type: Option<LabelType>,
     pub regression: bool,
     pub source: SignatureSource,
 }
@@ -173,6 +182,7 @@ pub(crate) fn read_signature_file(folder: &Path) -> Result<Option<FileSignature>
         return Ok(Some(FileSignature {
             inputs: serving.inputs,
             classes,
+            label_type: Some(serving.label_type),
             regression,
             source: SignatureSource::Keel,
         }));
@@ -234,7 +244,16 @@ pub(crate) fn read_signature_file(folder: &Path) -> Result<Option<FileSignature>
             kind,
         });
     }
-    let classes = value.get("classes").and_then(Value::as_array).map(|list| {
+    let listed = value.get("classes").and_then(Value::as_array);
+    // Classes written as JSON numbers are integer labels, as the model's own.
+    let label_type = listed.map(|list| {
+        if list.iter().all(|c| c.as_i64().is_some()) {
+            LabelType::Integer
+        } else {
+            LabelType::Text
+        }
+    });
+    let classes = listed.map(|list| {
         list.iter()
             .map(|c| match c {
                 Value::String(s) => s.clone(),
@@ -246,6 +265,7 @@ pub(crate) fn read_signature_file(folder: &Path) -> Result<Option<FileSignature>
     Ok(Some(FileSignature {
         inputs: specs,
         classes,
+        label_type,
         regression,
         source: SignatureSource::File,
     }))

@@ -15,14 +15,9 @@ pub enum LearnError {
         /// The underlying error.
         cause: std::io::Error,
     },
-    /// The CSV is malformed (ragged row, bad quoting, invalid UTF-8).
-    #[error("{path}: {cause}")]
-    Csv {
-        /// The file involved.
-        path: PathBuf,
-        /// The underlying error (it carries the line number).
-        cause: csv::Error,
-    },
+    /// A table could not be read (the file, line or column is named).
+    #[error(transparent)]
+    Table(#[from] keel_table::TableError),
     /// The data cannot be used as asked (no rows, missing column, wrong type...).
     #[error("{0}")]
     InvalidData(String),

@@ -15,7 +15,7 @@
 use crate::error::{LearnError, Result};
 use crate::linear::sigmoid;
 use crate::rng::Rng;
-use crate::table::{Column, Table};
+use keel_table::{Column, Table};
 
 /// Which story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! keel-learn: keel's built-in tabular learners, so the whole path (train,
 //! evaluate, serve) runs without Python.
 //!
-//! Data comes in as a [`table::Table`] (CSV with inferred column types);
+//! Data comes in as a [`keel_table::Table`] (CSV or Parquet, column types
+//! inferred, missing cells read by keel-table's one rule);
 //! [`model::Model::train`] fits preprocessing (imputation, categorical
 //! encoding, standardization) together with one of the learners — logistic
 //! regression, linear/ridge regression, random forest, histogram GBDT — and
@@ -21,10 +22,8 @@ pub mod model;
 pub mod onnx;
 pub mod preprocess;
 pub mod rng;
-pub mod table;
 pub mod tree;
 
 pub use error::{LearnError, Result};
 pub use metrics::{Metrics, evaluate, train_test_split};
 pub use model::{Algorithm, Model, Predictions, Task, TrainOptions};
-pub use table::Table;

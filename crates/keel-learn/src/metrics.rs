@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{LearnError, Result};
 use crate::model::{Model, Predictions, TargetValues};
 use crate::rng::Rng;
-use crate::table::Table;
+use keel_table::Table;
 
 /// Bins of the calibration table.
 pub const CALIBRATION_BINS: usize = 10;

@@ -15,7 +15,7 @@ use crate::gbdt::{BoostParams, BoostTarget, Boosted, fit_boosted, probabilities}
 use crate::linear::{LinearModel, LogisticParams, fit_logistic, fit_ridge, sigmoid};
 use crate::onnx::{ONNX_FILE, export_onnx};
 use crate::preprocess::{Encoding, FeatureSpec, Preprocessor};
-use crate::table::{Column, Table, format_number};
+use keel_table::{Column, Table, format_number};
 
 /// Name and version of the native model format written in `model.json`.
 pub const MODEL_FORMAT: &str = "keel-learn/1";
@@ -151,6 +151,20 @@ pub struct TargetProfile {
     pub value_summary: Option<[f64; 4]>,
 }
 
+/// The type of a classifier's labels: its training target's. MLflow's
+/// scoring server answers a model's own type (`[1, 0]` for integer
+/// labels, `["yes", "no"]` for text), and so does `keel serve`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelType {
+    /// Text labels (a categorical target; also every model written before
+    /// keel recorded the type).
+    #[default]
+    Text,
+    /// Integer labels (a numeric target whose values are whole numbers).
+    Integer,
+}
+
 /// The model's contract and training profile, written as `signature.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Signature {
@@ -165,6 +179,9 @@ pub struct Signature {
     /// Class labels, in score order (classification).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<String>,
+    /// The labels' type (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_type: Option<LabelType>,
     /// Inputs with type, range / categories and training statistics.
     pub inputs: Vec<FeatureSpec>,
     /// What the target looked like in training.
@@ -185,6 +202,9 @@ pub struct Model {
     /// Class labels (classification), in score order.
     #[serde(default)]
     pub classes: Vec<String>,
+    /// The labels' type (classification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_type: Option<LabelType>,
     /// Fitted preprocessing.
     pub preprocessor: Preprocessor,
     /// Fitted learner.
@@ -367,12 +387,22 @@ impl Model {
                 (Vec::new(), estimator, training)
             }
         };
+        // A numeric target's classes are whole numbers (`infer_task`), but
+        // `--task classification` can force fractions: those stay text.
+        let integer = matches!(target_column, Column::Numeric(_))
+            && classes.iter().all(|c| c.parse::<i64>().is_ok());
+        let label_type = (task == Task::Classification).then_some(if integer {
+            LabelType::Integer
+        } else {
+            LabelType::Text
+        });
         Ok(Model {
             format: MODEL_FORMAT.to_string(),
             algorithm: options.algorithm,
             task,
             target: options.target.clone(),
             classes,
+            label_type,
             preprocessor,
             estimator,
             training,
@@ -445,7 +475,7 @@ impl Model {
 
     /// Reads `path` (CSV or Parquet) with this model's categorical inputs kept as text.
     pub fn read_table(&self, path: &Path) -> Result<Table> {
-        Table::read(path, &self.preprocessor.categorical_names())
+        Ok(Table::read(path, &self.preprocessor.categorical_names())?)
     }
 
     /// The contract and profile written to `signature.json`.
@@ -456,6 +486,7 @@ impl Model {
             task: self.task,
             target: self.target.clone(),
             classes: self.classes.clone(),
+            label_type: self.label_type,
             inputs: self.preprocessor.features.clone(),
             training: self.training.clone(),
         }
@@ -496,20 +527,16 @@ impl Model {
     }
 }
 
-/// Writes `value` as pretty JSON to `path` through a temporary file and a rename.
-pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
+/// Writes `value` as pretty JSON to `path`, atomically (keel-fs).
+fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|error| {
         LearnError::data(format!("{}: cannot serialize: {error}", path.display()))
     })?;
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let temporary = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    std::fs::write(&temporary, bytes).map_err(|source| LearnError::io(&temporary, source))?;
-    std::fs::rename(&temporary, path).map_err(|source| LearnError::io(path, source))
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    keel_fs::write_atomic(path, bytes).map_err(|source| LearnError::io(path, source))
 }
 
 /// Classification when the target is text, or numbers that are all integers
@@ -585,6 +612,7 @@ mod tests {
             let model = Model::train(&train, &quick(algorithm, "default")).unwrap();
             assert_eq!(model.task, Task::Classification);
             assert_eq!(model.classes, vec!["0", "1"]);
+            assert_eq!(model.label_type, Some(LabelType::Integer));
             let Metrics::Classification(metrics) = evaluate(&model, &test).unwrap() else {
                 panic!("classification metrics expected");
             };

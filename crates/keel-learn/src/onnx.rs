@@ -22,8 +22,8 @@ use crate::error::{LearnError, Result};
 use crate::gbdt::Loss;
 use crate::model::{Estimator, Model, Task};
 use crate::preprocess::{Encoding, FeatureKind};
-use crate::table::{Column, Table};
 use crate::tree::Tree;
+use keel_table::{Column, Table};
 
 /// File name of the exported model in a model folder.
 pub const ONNX_FILE: &str = "model.onnx";

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LearnError, Result};
-use crate::table::{Column, Table};
+use keel_table::{Column, Table};
 
 /// At most this many categories per column get their own code; rarer ones
 /// share the unknown bucket.

@@ -21,7 +21,6 @@
 //! are awaited (at most `timeout`), so a run lasts at most warm-up + duration
 //! + timeout.
 
-mod duration;
 mod report;
 mod target;
 
@@ -40,7 +39,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-pub use duration::parse_duration;
 pub use http::Method;
 pub use report::{ErrorKinds, Report, Slo, SloCheck};
 pub use target::Target;

@@ -47,6 +47,9 @@ pub enum MonitorError {
         /// Why.
         message: String,
     },
+    /// A data file could not be read (keel-table names the file and row).
+    #[error(transparent)]
+    Table(#[from] keel_table::TableError),
     /// A model folder or signature could not be used.
     #[error(transparent)]
     Learn(#[from] keel_learn::LearnError),

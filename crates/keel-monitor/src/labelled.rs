@@ -4,9 +4,8 @@
 
 use std::collections::HashMap;
 
-use keel_learn::Table;
-use keel_learn::table::Column;
 use keel_predlog::{InputValues, LogReader};
+use keel_table::{Column, Table};
 
 use crate::error::{MonitorError, Result};
 
@@ -98,7 +97,7 @@ fn column_of(values: Vec<Option<CellValue>>) -> Column {
             values
                 .into_iter()
                 .map(|v| match v {
-                    Some(CellValue::Number(n)) => Some(keel_learn::table::format_number(n)),
+                    Some(CellValue::Number(n)) => Some(keel_table::format_number(n)),
                     Some(CellValue::Text(t)) => Some(t),
                     None => None,
                 })

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use keel_learn::table::{Column, Table, format_number};
+use keel_table::{Column, Table, Text, format_number, is_missing, read_text};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -399,33 +399,31 @@ impl ColumnProfile {
         }
     }
 
-    /// Adds one text cell (`None` = null). Numeric columns parse it: a
-    /// missing token is a null, "nan"/"inf" are NaN/±inf, and anything else
-    /// that is not a number is a type violation (counted in `types.texts`).
+    /// Adds one text cell (`None` = null), read by keel-table's cell rule:
+    /// a missing spelling is a null; numeric columns take numbers (`inf` is
+    /// ±inf) and count anything else as a type violation (`types.texts`).
     pub fn push_text(&mut self, value: Option<&str>) {
         self.count += 1;
-        let Some(text) = value.map(str::trim).filter(|t| !is_missing_token(t)) else {
+        let Some(text) = value.filter(|text| !is_missing(text)) else {
             self.nulls += 1;
             return;
         };
-        let parsed = text.parse::<f64>();
+        let cell = read_text(text);
         match &mut self.stats {
-            ColumnStats::Numeric(stats) => match parsed {
-                Ok(x) => {
-                    if !x.is_nan() {
-                        self.types.numbers += 1;
-                    }
+            ColumnStats::Numeric(stats) => match cell {
+                Text::Number(x) => {
+                    self.types.numbers += 1;
                     stats.push(x);
                 }
-                Err(_) => self.types.texts += 1,
+                _ => self.types.texts += 1,
             },
             ColumnStats::Categorical(stats) => {
-                if parsed.is_ok() {
+                if matches!(cell, Text::Number(_)) {
                     self.types.numbers += 1;
                 } else {
                     self.types.texts += 1;
                 }
-                stats.push(text);
+                stats.push(text.trim());
             }
         }
     }
@@ -506,14 +504,6 @@ fn min_option(a: Option<f64>, b: Option<f64>, pick: fn(f64, f64) -> f64) -> Opti
         (a, None) => a,
         (None, b) => b,
     }
-}
-
-/// Cell texts read as missing (the same tokens as `keel-learn`'s tables).
-pub fn is_missing_token(text: &str) -> bool {
-    keel_learn::table::MISSING_TOKENS
-        .iter()
-        .filter(|token| !token.eq_ignore_ascii_case("nan"))
-        .any(|token| text.eq_ignore_ascii_case(token))
 }
 
 /// Pairwise co-moments of the numeric columns (rows where both are finite),
@@ -737,7 +727,7 @@ impl Profile {
     pub fn write_json(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self)
             .map_err(|e| MonitorError::file(path, format!("cannot serialize: {e}")))?;
-        write_atomic(path, &bytes)
+        keel_fs::write_atomic(path, &bytes).map_err(|e| MonitorError::io(path, e))
     }
 }
 
@@ -759,19 +749,6 @@ fn merge_pair(a: &mut [f64; 6], b: &[f64; 6]) {
     a[1] += dx * b[0] / n;
     a[2] += dy * b[0] / n;
     a[0] = n;
-}
-
-/// Writes `bytes` to `path` through a temporary file, fsync and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let temporary = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let mut file =
-        std::fs::File::create(&temporary).map_err(|e| MonitorError::io(&temporary, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| MonitorError::io(&temporary, e))?;
-    std::fs::rename(&temporary, path).map_err(|e| MonitorError::io(path, e))
 }
 
 /// The training profile a model folder carries (`profile.json`): the

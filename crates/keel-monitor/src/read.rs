@@ -11,21 +11,13 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use rayon::prelude::*;
 
 use crate::error::{MonitorError, Result};
-use crate::profile::{ColumnKind, ColumnProfile, Profile, is_missing_token};
+use keel_table::rows::{check_names, open_parquet, parquet_columns};
+use keel_table::{CsvRows, Rows, Text, is_parquet, read_text};
+
+use crate::profile::{ColumnKind, ColumnProfile, Profile};
 
 /// Rows per CSV chunk and values per Parquet batch.
 const CHUNK_ROWS: usize = 16_384;
-
-/// Whether `path` is read as Parquet (`.parquet`, `.pq`) rather than CSV.
-pub fn is_parquet(path: &Path) -> bool {
-    matches!(
-        path.extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("parquet" | "pq")
-    )
-}
 
 /// Profiles a CSV or Parquet file. With a `reference`, its columns' kinds,
 /// histogram layouts and value ranges are used (so the result compares and
@@ -38,49 +30,16 @@ pub fn profile_file(path: &Path, reference: Option<&Profile>) -> Result<Profile>
     }
 }
 
-fn check_names(path: &Path, names: &[String]) -> Result<()> {
-    let mut seen = std::collections::HashSet::new();
-    for (position, name) in names.iter().enumerate() {
-        if name.is_empty() {
-            return Err(MonitorError::file(
-                path,
-                format!("column {} has an empty name", position + 1),
-            ));
-        }
-        if !seen.insert(name) {
-            return Err(MonitorError::file(
-                path,
-                format!("duplicate column name {name:?}"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Profiles a CSV file with a header row.
 pub fn profile_csv(path: &Path, reference: Option<&Profile>) -> Result<Profile> {
-    let csv_error = |error: csv::Error| MonitorError::file(path, error);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(path)
-        .map_err(csv_error)?;
-    let names: Vec<String> = reader
-        .headers()
-        .map_err(csv_error)?
-        .iter()
-        .map(|name| name.trim().to_string())
-        .collect();
-    check_names(path, &names)?;
+    let mut reader = CsvRows::open(path, b',')?;
+    let names = reader.columns().to_vec();
     let mut records = vec![csv::StringRecord::new(); CHUNK_ROWS];
     let mut columns: Option<Vec<ColumnProfile>> = None;
     let mut rows = 0u64;
     loop {
         let mut filled = 0;
-        while filled < CHUNK_ROWS
-            && reader
-                .read_record(&mut records[filled])
-                .map_err(csv_error)?
-        {
+        while filled < CHUNK_ROWS && reader.next_record(&mut records[filled])? {
             filled += 1;
         }
         let chunk = &records[..filled];
@@ -117,10 +76,9 @@ pub fn profile_csv(path: &Path, reference: Option<&Profile>) -> Result<Profile> 
 
 /// Numeric when every present value in the first chunk is a number.
 fn infer_kind(chunk: &[csv::StringRecord], i: usize) -> ColumnKind {
-    let numeric = chunk.iter().all(|record| {
-        let text = record.get(i).unwrap_or("").trim();
-        is_missing_token(text) || text.parse::<f64>().is_ok()
-    });
+    let numeric = chunk
+        .iter()
+        .all(|record| !matches!(read_text(record.get(i).unwrap_or("")), Text::Other(_)));
     if numeric {
         ColumnKind::Numeric
     } else {
@@ -133,14 +91,8 @@ pub fn profile_parquet(path: &Path, reference: Option<&Profile>) -> Result<Profi
     let reader = open_parquet(path)?;
     let metadata = reader.metadata();
     let rows = metadata.file_metadata().num_rows().max(0) as u64;
-    let schema = metadata.file_metadata().schema_descr();
-    let names: Vec<String> = schema
-        .root_schema()
-        .get_fields()
-        .iter()
-        .map(|f| f.name().to_string())
-        .collect();
-    if names.len() != schema.num_columns() {
+    let names = parquet_columns(&reader);
+    if names.len() != metadata.file_metadata().schema_descr().num_columns() {
         return Err(MonitorError::file(
             path,
             "nested Parquet columns are not supported (flatten the schema)",
@@ -157,11 +109,6 @@ pub fn profile_parquet(path: &Path, reference: Option<&Profile>) -> Result<Profi
     let mut profile = Profile::empty(columns);
     profile.rows = rows;
     Ok(profile)
-}
-
-pub(crate) fn open_parquet(path: &Path) -> Result<SerializedFileReader<File>> {
-    let file = File::open(path).map_err(|e| MonitorError::io(path, e))?;
-    SerializedFileReader::new(file).map_err(|e| MonitorError::file(path, e))
 }
 
 /// One batch of a column's values, as [`read_parquet_column`] hands them out.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use keel_learn::table::Table;
+use keel_table::Table;
 use serde::{Deserialize, Serialize};
 
 use crate::drift::{DriftConfig, DriftReport, compare};
@@ -324,7 +324,7 @@ pub fn validate_training_data(
 mod tests {
     use super::*;
     use keel_learn::rng::Rng;
-    use keel_learn::table::Column;
+    use keel_table::Column;
 
     fn table(n: usize, shift: f64, correlated: bool, positive_share: f64, seed: u64) -> Table {
         let mut rng = Rng::new(seed);

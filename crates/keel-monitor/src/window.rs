@@ -16,47 +16,12 @@ use keel_predlog::{InputValues, LogReader, PredictionBatch, schema};
 use serde::{Deserialize, Serialize};
 
 use crate::drift::{DriftConfig, DriftReport, compare};
-use crate::error::{MonitorError, Result};
+use crate::error::Result;
 use crate::profile::{ColumnProfile, Profile};
 use crate::quality::{FindingKind, QualityFinding};
 
 /// The assumption under which the label-free estimate holds.
 pub const CBPE_ASSUMPTION: &str = "estimated accuracy = mean probability of the predicted class; valid only if the model's probabilities are calibrated and P(label | inputs) has not changed (no concept drift)";
-
-/// Parses `30s`, `10m`, `1h`, `1d` (or plain milliseconds) into milliseconds.
-pub fn parse_duration(text: &str) -> Result<i64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: i64 = number.parse().map_err(|_| {
-        MonitorError::config(
-            "window",
-            format!("{text:?} is not a duration like 30s, 10m, 1h, 1d"),
-        )
-    })?;
-    let factor = match unit {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" | "min" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(MonitorError::config(
-                "window",
-                format!("unknown unit {unit:?} in {text:?} (ms, s, m, h, d)"),
-            ));
-        }
-    };
-    if number <= 0 {
-        return Err(MonitorError::config(
-            "window",
-            format!("{text:?} must be positive"),
-        ));
-    }
-    Ok(number * factor)
-}
 
 /// Live performance of one window (rows with feedback).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,7 +213,7 @@ impl Source {
 
     /// The cell as text (numbers formatted like category labels).
     pub(crate) fn text(self, batch: &PredictionBatch, row: usize) -> Option<String> {
-        let number = |v: Option<f64>| v.map(keel_learn::table::format_number);
+        let number = |v: Option<f64>| v.map(keel_table::format_number);
         match self {
             Source::Input(i) => match &batch.inputs[i].1 {
                 InputValues::Numbers(v) => number(v[row]),
@@ -568,20 +533,6 @@ pub fn windowed_report(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1h").unwrap(), 3_600_000);
-        assert_eq!(parse_duration("10m").unwrap(), 600_000);
-        assert_eq!(parse_duration("250").unwrap(), 250);
-        assert!(
-            parse_duration("1w")
-                .unwrap_err()
-                .to_string()
-                .contains("window")
-        );
-        assert!(parse_duration("h").is_err());
-    }
 
     #[test]
     fn page_hinkley_locates_a_rise_in_error_rate() {

@@ -1,12 +1,14 @@
-//! `keel.yaml`: the pipeline definition (`params`, `stages`, `gates`,
-//! `register`; the `monitor` section belongs to keel-monitor and is skipped
-//! here), `params.yaml` flattened to dotted keys, and `${key}` interpolation.
-//! Every error names `file:line:column`.
+//! `keel.yaml`, read once ([`KeelYaml`]): its top-level sections are
+//! checked here; the pipeline sections (`params`, `stages`, `gates`,
+//! `register`) become a [`Pipeline`], the `monitor` section keel-monitor's
+//! typed `MonitorConfig`. Also `params.yaml` flattened to dotted keys, and
+//! `${key}` interpolation. Every error names `file:line:column`.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
-use keel_validate::yaml::{self, Key, Node, Pos, Value, YamlError};
+use keel_monitor::config::MonitorConfig;
+use keel_yaml::{self as yaml, Key, Node, Pos, Value, YamlError};
 
 use crate::error::{PipelineError, Result};
 
@@ -131,6 +133,54 @@ pub struct Register {
     pub alias: Option<String>,
 }
 
+/// keel.yaml's top-level sections.
+pub const SECTIONS: &[&str] = &["params", "stages", "gates", "register", "monitor"];
+
+/// keel.yaml parsed once: the positioned document, top-level keys checked.
+/// The pipeline ([`KeelYaml::pipeline`]) and the monitoring policy
+/// ([`KeelYaml::monitor`]) are typed sections of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeelYaml {
+    /// The file, as given (errors name it).
+    pub file: PathBuf,
+    doc: Node,
+}
+
+impl KeelYaml {
+    /// Reads and parses `file`.
+    pub fn read(file: &Path) -> Result<KeelYaml> {
+        let text =
+            std::fs::read_to_string(file).map_err(|source| PipelineError::io(file, source))?;
+        Self::parse(&text, file)
+    }
+
+    /// Parses keel.yaml `text` read from `file`.
+    pub fn parse(text: &str, file: &Path) -> Result<KeelYaml> {
+        let doc = yaml::parse(text, file)?;
+        yaml::only_keys(doc.as_map(file)?, SECTIONS, file, "keel.yaml")?;
+        Ok(KeelYaml {
+            file: file.to_path_buf(),
+            doc,
+        })
+    }
+
+    fn section(&self, name: &str) -> Option<&Node> {
+        self.doc
+            .as_map(&self.file)
+            .ok()
+            .and_then(|top| yaml::get(top, name))
+    }
+
+    /// The `monitor:` section (defaults when absent); unknown fields are
+    /// errors at their line and column.
+    pub fn monitor(&self) -> Result<MonitorConfig> {
+        Ok(match self.section("monitor") {
+            Some(node) => MonitorConfig::from_node(node, &self.file)?,
+            None => MonitorConfig::default(),
+        })
+    }
+}
+
 /// A parsed keel.yaml with its params resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
@@ -146,6 +196,9 @@ pub struct Pipeline {
     pub stages: Vec<Stage>,
     pub gates: Vec<GateSpec>,
     pub register: Option<Register>,
+    /// The `monitor:` section (checked with the rest, so `keel run` refuses
+    /// its typos too).
+    pub monitor: MonitorConfig,
 }
 
 impl Pipeline {
@@ -177,14 +230,10 @@ impl Pipeline {
         root: &Path,
         read_params: impl FnOnce(&str) -> Result<Option<(PathBuf, String)>>,
     ) -> Result<Pipeline> {
-        let doc = yaml::parse(text, file)?;
+        let keel = KeelYaml::parse(text, file)?;
+        let doc = &keel.doc;
         let top = doc.as_map(file)?;
-        yaml::only_keys(
-            top,
-            &["params", "stages", "gates", "register", "monitor"],
-            file,
-            "keel.yaml",
-        )?;
+        let monitor = keel.monitor()?;
 
         let (params_file, params_pos) = match yaml::get(top, "params") {
             Some(node) => (node.as_string(file)?, Some(node.pos)),
@@ -267,6 +316,7 @@ impl Pipeline {
             stages,
             gates,
             register,
+            monitor,
         })
     }
 
@@ -397,12 +447,18 @@ fn parse_stage(
             .transpose()?;
         let thresholds = match yaml::get(spec, "thresholds") {
             Some(node) => {
-                let value = to_json(node);
-                serde_json::from_value::<keel_monitor::validate::ValidationConfig>(value.clone())
-                    .map_err(|error| {
-                    YamlError::new(file, node.pos, format!("feature_check thresholds: {error}"))
-                })?;
-                value
+                // Checked as keel-monitor's typed settings (a typo is an
+                // error at its key), kept as JSON for the command text.
+                yaml::from_node::<keel_monitor::validate::ValidationConfig>(node, file).map_err(
+                    |error| {
+                        YamlError::new(
+                            file,
+                            error.pos,
+                            format!("feature_check thresholds: {}", error.message),
+                        )
+                    },
+                )?;
+                to_json(node)
             }
             None => serde_json::json!({}),
         };
@@ -664,6 +720,19 @@ mod tests {
         // Neither cmd nor validate.
         let (line, _, _) = error_at(parse("stages:\n  t:\n    deps: [a]\n", PARAMS));
         assert_eq!(line, 3);
+        // The monitor section is checked with the rest: a typo is refused
+        // by `keel run` too, at its line and column.
+        let (line, column, message) = error_at(parse(
+            "stages:\n  t:\n    cmd: x\nmonitor:\n  window: 1h\n  drift: {alpah: 0.1}\n",
+            PARAMS,
+        ));
+        assert_eq!((line, column), (6, 11));
+        assert!(message.contains("unknown field `alpah`"), "{message}");
+        // An unknown section.
+        let (line, column, message) =
+            error_at(parse("stages:\n  t:\n    cmd: x\nmonitr: {}\n", PARAMS));
+        assert_eq!((line, column), (4, 1));
+        assert!(message.contains("unknown field `monitr`"), "{message}");
     }
 
     #[test]
@@ -688,8 +757,11 @@ mod tests {
             "stages:\n  f:\n    feature_check: {data: d.csv, thresholds: {max_mean_shfit: 1}}\n",
             PARAMS,
         ));
-        assert_eq!((line, column), (3, 46));
-        assert!(message.contains("max_mean_shfit"), "{message}");
+        assert_eq!((line, column), (3, 47));
+        assert!(
+            message.contains("unknown field `max_mean_shfit`"),
+            "{message}"
+        );
         let (line, _, message) = error_at(parse(
             "stages:\n  f:\n    cmd: x\n    validate: {data: a, schema: b}\n",
             PARAMS,

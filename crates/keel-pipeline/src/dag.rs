@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use keel_validate::yaml::YamlError;
+use keel_yaml::YamlError;
 
 use crate::config::Pipeline;
 use crate::error::{PipelineError, Result};

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use keel_validate::yaml::YamlError;
+use keel_yaml::YamlError;
 
 /// Errors of loading, checking, running and gating a pipeline.
 #[derive(Debug, thiserror::Error)]

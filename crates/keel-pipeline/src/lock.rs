@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use keel_data::Digest;
-use keel_validate::yaml::{self, Node, YamlError, quote};
+use keel_yaml::{self as yaml, Node, YamlError, quote};
 
 use crate::error::{PipelineError, Result};
 
@@ -147,10 +147,10 @@ impl Lock {
         out
     }
 
-    /// Writes the lock atomically (temp file + rename).
+    /// Writes the lock atomically (keel-fs: temp file, fsync, rename, fsync of the folder).
     pub fn write(&self, path: &Path) -> Result<()> {
-        keel_data::fsutil::write_atomic(path, self.render().as_bytes())?;
-        Ok(())
+        keel_fs::write_atomic(path, self.render().as_bytes())
+            .map_err(|source| PipelineError::io(path, source))
     }
 }
 

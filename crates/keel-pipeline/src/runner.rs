@@ -154,8 +154,8 @@ pub fn ensure_state_dir(root: &Path) -> Result<()> {
         text.push_str(line);
         text.push('\n');
     }
-    keel_data::fsutil::write_atomic(&gitignore, text.as_bytes())?;
-    Ok(())
+    keel_fs::write_atomic(&gitignore, text.as_bytes())
+        .map_err(|source| PipelineError::io(&gitignore, source))
 }
 
 /// The current digest of a project path (stat-cached), if it exists.
@@ -282,7 +282,6 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
     let mut pending_deps: Vec<BTreeMap<String, Entry>> = vec![BTreeMap::new(); n];
     let mut ready: Vec<usize> = Vec::new();
     let mut running = 0usize;
-    let mut exit_code = 0;
     let (tx, rx) = mpsc::channel::<(usize, i32, f64, String)>();
 
     loop {
@@ -440,12 +439,18 @@ pub fn run(pipeline: &Pipeline, options: &RunOptions) -> Result<RunReport> {
             reports[index].reason = text;
             reports[index].status = StageStatus::Failed(code);
             states[index] = State::Done(StageStatus::Failed(code));
-            if exit_code == 0 {
-                exit_code = code;
-            }
         }
     }
     stat.save()?;
+    // The first failed stage in keel.yaml's order decides the exit code, not
+    // whichever failure finished first (stages run in parallel).
+    let exit_code = reports
+        .iter()
+        .find_map(|report| match report.status {
+            StageStatus::Failed(code) => Some(code),
+            _ => None,
+        })
+        .unwrap_or(0);
     Ok(RunReport {
         stages: reports,
         exit_code,
@@ -647,7 +652,7 @@ fn feature_check(
         let profile =
             keel_monitor::Profile::read_json(&reference_path).map_err(|e| e.to_string())?;
         let table =
-            keel_learn::Table::read(&root.join(&data.path), &[]).map_err(|e| e.to_string())?;
+            keel_table::Table::read(&root.join(&data.path), &[]).map_err(|e| e.to_string())?;
         keel_monitor::validate::validate_training_data(&profile, &table, label, &config)
             .map_err(|e| e.to_string())
     })();

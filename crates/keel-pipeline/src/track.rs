@@ -19,6 +19,7 @@ use std::process::Command;
 
 use bytes::Bytes;
 use keel_artifacts::ArtifactStore;
+use keel_core::uri::join;
 use keel_core::{
     Dataset, DatasetInput, ErrorCode, Metric, ModelVersion, Param, Run, RunStatus, Tag, now_millis,
 };
@@ -82,15 +83,12 @@ pub fn git_state(root: &Path) -> Option<GitState> {
 }
 
 impl Tracking {
-    /// The artifact store and the path inside it for a run's artifact URI.
+    /// The artifact store and the path inside it for an artifact URI.
     fn artifact_location(&self, artifact_uri: &str) -> Result<(ArtifactStore, String)> {
-        match artifact_uri.strip_prefix("mlflow-artifacts:") {
-            Some(rest) => Ok((
-                ArtifactStore::open(&self.artifacts_destination)?,
-                rest.trim_start_matches('/').to_string(),
-            )),
-            None => Ok((ArtifactStore::open(artifact_uri)?, String::new())),
-        }
+        Ok(keel_artifacts::resolve_artifact_uri(
+            artifact_uri,
+            &self.artifacts_destination,
+        )?)
     }
 
     async fn experiment_id(&self) -> Result<String> {
@@ -277,7 +275,8 @@ impl Tracking {
         };
         let fetched = match self.production(&register.model).await? {
             Some((version, production)) => {
-                let (artifacts, base) = self.artifact_location(&version.source)?;
+                let files = self.store.version_artifact_uri(&version).await?;
+                let (artifacts, base) = self.artifact_location(&files)?;
                 let path = join(&base, keel_monitor::profile::PROFILE_FILE);
                 match artifacts.head(&path).await? {
                     Some(_) => Some((artifacts.get_bytes(&path).await?, production.label)),
@@ -288,7 +287,8 @@ impl Tracking {
         };
         match fetched {
             Some((bytes, label)) => {
-                keel_data::fsutil::write_atomic(&target, &bytes)?;
+                keel_fs::write_atomic(&target, &bytes)
+                    .map_err(|source| PipelineError::io(&target, source))?;
                 Ok(Some(label))
             }
             None => {
@@ -581,14 +581,6 @@ fn dataset_inputs(root: &Path, inputs: &BTreeMap<String, Entry>) -> Vec<DatasetI
         }
     }
     out
-}
-
-fn join(base: &str, path: &str) -> String {
-    if base.is_empty() {
-        path.to_string()
-    } else {
-        format!("{}/{path}", base.trim_end_matches('/'))
-    }
 }
 
 /// Files under `path` (or `path` itself) as (relative, absolute), sorted.

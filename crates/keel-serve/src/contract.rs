@@ -10,6 +10,7 @@
 //! numbers).
 
 use keel_engine::{Batch, Column, InputKind, ServingSignature};
+use keel_table::{Text, format_number, is_missing, read_text};
 use serde_json::Value;
 
 use crate::metrics::Check;
@@ -196,6 +197,16 @@ enum Cell<'a> {
     Text(&'a str),
     /// The column is absent (already reported as missing).
     Absent,
+}
+
+/// A cell by what it holds: text (a CSV cell or a JSON string) is read by
+/// keel-table's rule in both cases.
+enum Incoming<'a> {
+    Absent,
+    Null,
+    Number(&'a serde_json::Number),
+    Text(&'a str),
+    Other(&'a Value),
 }
 
 /// Request cells, row-major, with optional column names.
@@ -620,28 +631,40 @@ impl<'s> Builder<'s> {
         }
     }
 
+    /// A missing cell (JSON null, or a text cell keel-table reads as missing).
+    fn missing(&mut self, row: usize, name: &str, what: impl std::fmt::Display) -> Checked<()> {
+        self.fail(Check::Null, row, name, || {
+            format!("Column {name:?}, row {row}: missing value ({what})")
+        })
+    }
+
     fn push(&mut self, input: usize, row: usize, cell: Cell<'_>) -> Checked<()> {
         let spec = &self.signature.inputs[input];
         let name = spec.name.as_str();
+        // Text arrives in CSV cells and JSON strings alike: one rule reads both.
+        let incoming = match cell {
+            Cell::Absent => Incoming::Absent,
+            Cell::Text(text) => Incoming::Text(text),
+            Cell::Json(Value::Null) => Incoming::Null,
+            Cell::Json(Value::Number(n)) => Incoming::Number(n),
+            Cell::Json(Value::String(text)) => Incoming::Text(text),
+            Cell::Json(other) => Incoming::Other(other),
+        };
         match &spec.kind {
             InputKind::Numeric { range, .. } => {
-                let value = match cell {
-                    Cell::Absent => f64::NAN,
-                    Cell::Json(Value::Null) => {
-                        self.fail(Check::Null, row, name, || {
-                            format!("Column {name:?}, row {row}: null value")
-                        })?;
+                let value = match incoming {
+                    Incoming::Absent => f64::NAN,
+                    Incoming::Null => {
+                        self.missing(row, name, "null")?;
                         f64::NAN
                     }
-                    Cell::Json(Value::Number(n)) => n.as_f64().unwrap_or(f64::NAN),
-                    Cell::Text(text) if is_missing(text) => {
-                        self.fail(Check::Null, row, name, || {
-                            format!("Column {name:?}, row {row}: empty value")
-                        })?;
-                        f64::NAN
-                    }
-                    Cell::Text(text) => match text.parse::<f64>() {
-                        Ok(v) if v.is_finite() => v,
+                    Incoming::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+                    Incoming::Text(text) => match read_text(text) {
+                        Text::Missing => {
+                            self.missing(row, name, format_args!("{text:?}"))?;
+                            f64::NAN
+                        }
+                        Text::Number(value) if value.is_finite() => value,
                         _ => {
                             self.fail(Check::WrongType, row, name, || {
                                 format!("Column {name:?}, row {row}: expected a finite number, got {text:?}")
@@ -649,7 +672,7 @@ impl<'s> Builder<'s> {
                             f64::NAN
                         }
                     },
-                    Cell::Json(other) => {
+                    Incoming::Other(other) => {
                         self.fail(Check::WrongType, row, name, || {
                             format!("Column {name:?}, row {row}: expected a number, got {other}")
                         })?;
@@ -669,24 +692,19 @@ impl<'s> Builder<'s> {
                 }
             }
             InputKind::Categorical { index, .. } => {
-                let value = match cell {
-                    Cell::Absent => None,
-                    Cell::Json(Value::Null) => {
-                        self.fail(Check::Null, row, name, || {
-                            format!("Column {name:?}, row {row}: null value")
-                        })?;
+                let value = match incoming {
+                    Incoming::Absent => None,
+                    Incoming::Null => {
+                        self.missing(row, name, "null")?;
                         None
                     }
-                    Cell::Json(Value::String(text)) => Some(text.clone()),
-                    Cell::Json(Value::Number(n)) => Some(number_label(n)),
-                    Cell::Text(text) if is_missing(text) => {
-                        self.fail(Check::Null, row, name, || {
-                            format!("Column {name:?}, row {row}: empty value")
-                        })?;
+                    Incoming::Number(n) => Some(number_label(n)),
+                    Incoming::Text(text) if is_missing(text) => {
+                        self.missing(row, name, format_args!("{text:?}"))?;
                         None
                     }
-                    Cell::Text(text) => Some(text.to_string()),
-                    Cell::Json(other) => {
+                    Incoming::Text(text) => Some(text.trim().to_string()),
+                    Incoming::Other(other) => {
                         self.fail(Check::WrongType, row, name, || {
                             format!("Column {name:?}, row {row}: expected a category (text), got {other}")
                         })?;
@@ -721,23 +739,13 @@ impl<'s> Builder<'s> {
     }
 }
 
-/// A number used as a category label, written as keel-learn writes them (`1`, not `1.0`).
+/// A JSON number used as a category label, written as training writes
+/// numbers as text (keel-table's `format_number`: `1`, not `1.0`).
 fn number_label(n: &serde_json::Number) -> String {
-    if let Some(i) = n.as_i64() {
-        return i.to_string();
+    match n.as_i64() {
+        Some(i) => i.to_string(),
+        None => format_number(n.as_f64().unwrap_or(f64::NAN)),
     }
-    let value = n.as_f64().unwrap_or(f64::NAN);
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{}", value as i64)
-    } else {
-        format!("{value}")
-    }
-}
-
-fn is_missing(text: &str) -> bool {
-    ["", "na", "nan", "null", "none"]
-        .iter()
-        .any(|token| text.eq_ignore_ascii_case(token))
 }
 
 fn build(
@@ -889,6 +897,7 @@ mod tests {
                 },
             ],
             output: OutputKind::Value,
+            label_type: keel_engine::LabelType::Text,
             source: SignatureSource::Keel,
         }
     }
@@ -994,6 +1003,57 @@ mod tests {
         )
         .unwrap_err();
         assert!(too_many.message.contains("more than 2 rows"));
+    }
+
+    #[test]
+    fn missing_spellings_read_as_training_reads_them() {
+        // `?`, `n/a`, `NULL`, ` ` and `nan` are missing in CSV cells and in
+        // JSON strings alike: a flagged null, never a wrong type.
+        let want = expected(
+            vec![f64::NAN, f64::NAN, 7.5, f64::NAN, f64::NAN],
+            vec![None, None, Some("north"), None, None],
+        );
+        let csv = parse_mlflow(
+            b"income,region\n?,?\nn/a,N/A\n7.5,north\nNULL, \nnan,none\n",
+            true,
+            &signature(),
+            &Policies::default(),
+            1000,
+        )
+        .unwrap();
+        let json = parse(
+            r#"{"dataframe_split": {"columns": ["income", "region"], "data": [["?", "?"], ["n/a", "N/A"], ["7.5", "north"], ["NULL", " "], [null, "none"]]}}"#,
+        )
+        .unwrap();
+        for parsed in [&csv, &json] {
+            let Column::Numeric(income) = &parsed.batch.columns[0] else {
+                panic!("income is numeric");
+            };
+            assert_eq!(income[2], 7.5);
+            assert_eq!(
+                income.iter().filter(|v| v.is_nan()).count(),
+                4,
+                "{income:?}"
+            );
+            assert_eq!(parsed.batch.columns[1], want.columns[1]);
+            assert_eq!(
+                parsed.flags.rows[0].as_deref(),
+                Some("null:income,null:region")
+            );
+            assert_eq!(parsed.flags.counts[Check::WrongType as usize], 0);
+        }
+        let strict = Policies {
+            null: Policy::Reject,
+            ..Policies::default()
+        };
+        let error =
+            parse_mlflow(b"income,region\n?,north\n", true, &signature(), &strict, 10).unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("\"income\", row 0: missing value (\"?\")"),
+            "{error:?}"
+        );
     }
 
     #[test]

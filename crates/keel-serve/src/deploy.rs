@@ -13,13 +13,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use keel_core::uri::ModelUri;
 use keel_engine::{EngineKind, InputKind, LoadedModel, ServingSignature};
 use keel_predlog::{LogSettings, LoggedModel, ModelSchema, PredictionLog};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
-use crate::source::{ModelUri, Registry, find_model_folder};
+use crate::source::{ModelSource, Registry, find_model_folder};
 use crate::{ServeConfig, ServeError};
 
 /// The role a model serves in.
@@ -203,16 +204,17 @@ async fn load(
     uri_text: &str,
     role: Role,
 ) -> Result<Served, ServeError> {
-    let uri = ModelUri::parse(uri_text)?;
-    let registry_for = |uri: &ModelUri| -> Result<&Registry, ServeError> {
+    let source = ModelSource::parse(uri_text)?;
+    let registry_for = || -> Result<&Registry, ServeError> {
         registry.ok_or_else(|| {
             ServeError::Config(format!(
-                "{uri:?} needs a tracking server: pass --tracking-uri or set MLFLOW_TRACKING_URI"
+                "{uri_text} needs a tracking server: pass --tracking-uri or set MLFLOW_TRACKING_URI"
             ))
         })
     };
-    let (folder, name, version) = match &uri {
-        ModelUri::Path(path) => {
+    let registered = |name: &str, version: String| (name.to_string(), version);
+    let (folder, name, version) = match &source {
+        ModelSource::Path(path) => {
             let name = config.model_name.clone().unwrap_or_else(|| {
                 let stem = if path.is_file() {
                     path.file_stem().map(|s| s.to_owned())
@@ -225,17 +227,38 @@ async fn load(
             });
             (path.clone(), name, "local".to_string())
         }
-        ModelUri::Version { name, version } => {
-            let folder = registry_for(&uri)?
-                .download(name, version, &config.cache_dir)
-                .await?;
-            (find_model_folder(&folder), name.clone(), version.clone())
+        ModelSource::Run(run) => {
+            let folder = registry_for()?.download_run(run, &config.cache_dir).await?;
+            let name = config
+                .model_name
+                .clone()
+                .unwrap_or_else(|| format!("run-{}", run.run_id));
+            (find_model_folder(&folder), name, "local".to_string())
         }
-        ModelUri::Alias { name, alias } => {
-            let registry = registry_for(&uri)?;
-            let version = registry.version_by_alias(name, alias).await?;
-            let folder = registry.download(name, &version, &config.cache_dir).await?;
-            (find_model_folder(&folder), name.clone(), version)
+        ModelSource::Registry(uri) => {
+            let registry = registry_for()?;
+            let (name, version) = match uri {
+                ModelUri::Version { name, version } => registered(name, version.to_string()),
+                ModelUri::Alias { name, alias } => {
+                    registered(name, registry.version_by_alias(name, alias).await?)
+                }
+                ModelUri::Latest { name } => {
+                    registered(name, registry.latest_version(name, None).await?)
+                }
+                ModelUri::Stage { name, stage } => {
+                    registered(name, registry.latest_version(name, Some(*stage)).await?)
+                }
+                ModelUri::LoggedModel { model_id } => {
+                    return Err(ServeError::Config(format!(
+                        "{uri_text}: logged model {model_id} is not a registered version; \
+                         serve models:/NAME/VERSION, or runs:/RUN_ID/PATH for a run's files"
+                    )));
+                }
+            };
+            let folder = registry
+                .download(&name, &version, &config.cache_dir)
+                .await?;
+            (find_model_folder(&folder), name, version)
         }
     };
     load_folder(
@@ -306,9 +329,8 @@ pub async fn start(config: ServeConfig, port: u16) -> Result<State, ServeError> 
         Some(uri) => Some(Registry::new(uri, config.tracking_token.clone())?),
         None => None,
     };
-    let primary_uri = ModelUri::parse(&config.model_uri)?;
-    let following = match &primary_uri {
-        ModelUri::Alias { name, alias } => Some((name.clone(), alias.clone())),
+    let following = match ModelSource::parse(&config.model_uri)? {
+        ModelSource::Registry(ModelUri::Alias { name, alias }) => Some((name, alias)),
         _ => None,
     };
     // The change counter before resolving the alias: a move after this is seen.

@@ -30,7 +30,7 @@ pub use contract::{Policies, Policy};
 pub use deploy::Role;
 pub use keel_engine::EnginePreference;
 pub use keel_predlog::FsyncPolicy;
-pub use source::ModelUri;
+pub use source::ModelSource;
 
 /// Errors of starting the server and of loading models.
 #[derive(Debug, thiserror::Error)]

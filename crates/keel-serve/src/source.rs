@@ -1,6 +1,7 @@
-//! Where models come from: a local path, or `models:/NAME/VERSION` and
-//! `models:/NAME@ALIAS` resolved through a keel (or MLflow) tracking server's
-//! REST API, downloaded through its artifact proxy into a local cache, and
+//! Where models come from: a local path, a registered model (every
+//! `models:/` form, parsed by keel-core) or a run's artifacts (`runs:/`),
+//! resolved through a keel (or MLflow) tracking server's REST API,
+//! downloaded through its artifact proxy into a local cache; an alias is
 //! followed through keel's registry change feed.
 
 use std::path::{Path, PathBuf};
@@ -8,62 +9,43 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use keel_core::Stage;
+use keel_core::uri::{ModelUri, ProxiedUri, RunUri, join};
+
 use crate::ServeError;
 
-/// A model reference given on the command line.
+/// What `keel serve MODEL` names: a folder or file on disk, a registered
+/// model (every `models:/` form keel-core parses), or a run's artifacts
+/// (`runs:/RUN_ID/PATH`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelUri {
+pub enum ModelSource {
     /// A folder or file on disk.
     Path(PathBuf),
-    /// `models:/NAME/VERSION`.
-    Version {
-        /// Registered model name.
-        name: String,
-        /// Version number.
-        version: String,
-    },
-    /// `models:/NAME@ALIAS`: followed as the alias moves.
-    Alias {
-        /// Registered model name.
-        name: String,
-        /// Alias.
-        alias: String,
-    },
+    /// `models:/NAME/VERSION`, `@ALIAS` (followed as it moves), `/latest`
+    /// or `/STAGE` (resolved once, at start).
+    Registry(ModelUri),
+    /// `runs:/RUN_ID/PATH`: the run's artifacts under PATH.
+    Run(RunUri),
 }
 
-impl ModelUri {
-    /// Parses `models:/NAME/VERSION`, `models:/NAME@ALIAS` or a path.
-    pub fn parse(text: &str) -> Result<ModelUri, ServeError> {
-        let Some(rest) = text.strip_prefix("models:/") else {
-            return Ok(ModelUri::Path(PathBuf::from(text)));
-        };
-        let bad = || {
-            ServeError::Config(format!(
-                "model URI {text:?}: expected models:/NAME/VERSION or models:/NAME@ALIAS"
-            ))
-        };
-        if let Some((name, alias)) = rest.rsplit_once('@') {
-            if name.is_empty() || alias.is_empty() || alias.contains('/') {
-                return Err(bad());
-            }
-            return Ok(ModelUri::Alias {
-                name: name.to_string(),
-                alias: alias.to_string(),
-            });
+impl ModelSource {
+    /// Parses a model reference; anything but a `models:/` or `runs:/` URI is a path.
+    pub fn parse(text: &str) -> Result<ModelSource, ServeError> {
+        let invalid = |error: keel_core::Error| ServeError::Config(error.message);
+        if ModelUri::is_model_uri(text) {
+            return ModelUri::parse(text)
+                .map(ModelSource::Registry)
+                .map_err(invalid);
         }
-        let (name, version) = rest.rsplit_once('/').ok_or_else(bad)?;
-        if name.is_empty() || version.is_empty() || !version.chars().all(|c| c.is_ascii_digit()) {
-            return Err(bad());
+        match RunUri::parse(text) {
+            Some(run) => run.map(ModelSource::Run).map_err(invalid),
+            None => Ok(ModelSource::Path(PathBuf::from(text))),
         }
-        Ok(ModelUri::Version {
-            name: name.to_string(),
-            version: version.to_string(),
-        })
     }
 
     /// Whether resolving it needs a tracking server.
     pub fn needs_registry(&self) -> bool {
-        !matches!(self, ModelUri::Path(_))
+        !matches!(self, ModelSource::Path(_))
     }
 }
 
@@ -163,6 +145,41 @@ impl Registry {
         })
     }
 
+    /// The newest version of `name`, or its newest version in `stage`
+    /// (`models:/NAME/latest`, `models:/NAME/STAGE`), from the registered
+    /// model's `latest_versions` (one per stage).
+    pub async fn latest_version(
+        &self,
+        name: &str,
+        stage: Option<Stage>,
+    ) -> Result<String, ServeError> {
+        let reply = self
+            .get_json(
+                "/api/2.0/mlflow/registered-models/get",
+                &[("name", name)],
+                Duration::from_secs(30),
+            )
+            .await?;
+        let newest = reply
+            .pointer("/registered_model/latest_versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|v| {
+                stage.is_none_or(|stage| {
+                    v.get("current_stage").and_then(Value::as_str) == Some(stage.as_str())
+                })
+            })
+            .filter_map(|v| number_field(v.get("version")?))
+            .max();
+        newest.map(|v| v.to_string()).ok_or_else(|| {
+            ServeError::Registry(format!(
+                "model {name:?} has no version{}",
+                stage.map_or(String::new(), |s| format!(" in stage {}", s.as_str()))
+            ))
+        })
+    }
+
     /// The registry's change counter and the model names changed after `since`,
     /// waiting up to `timeout` for a change.
     pub async fn changes(&self, since: i64, timeout: Duration) -> Result<Changes, ServeError> {
@@ -224,8 +241,38 @@ impl Registry {
             .and_then(Value::as_str)
             .ok_or_else(|| {
                 ServeError::Registry(format!("{name}/{version}: no artifact_uri in the reply"))
-            })?
-            .to_string();
+            })?;
+        self.download_into(uri, &target).await
+    }
+
+    /// Downloads a run's artifacts under `run.path` into
+    /// `cache/runs:RUN_ID/PATH/` (reused when already complete).
+    pub async fn download_run(&self, run: &RunUri, cache: &Path) -> Result<PathBuf, ServeError> {
+        let target = cache
+            .join(safe_name(&format!("runs:{}", run.run_id)))
+            .join(safe_name(if run.path.is_empty() { "." } else { &run.path }));
+        if target.join(COMPLETE_MARKER).is_file() {
+            return Ok(target);
+        }
+        let reply = self
+            .get_json(
+                "/api/2.0/mlflow/runs/get",
+                &[("run_id", &run.run_id)],
+                Duration::from_secs(30),
+            )
+            .await?;
+        let root = reply
+            .pointer("/run/info/artifact_uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ServeError::Registry(format!("run {}: no artifact_uri in the reply", run.run_id))
+            })?;
+        self.download_into(&run.under(root), &target).await
+    }
+
+    /// Fetches artifact URI `uri` into `target` through a staging folder
+    /// renamed into place once complete.
+    async fn download_into(&self, uri: &str, target: &Path) -> Result<PathBuf, ServeError> {
         let parent = target
             .parent()
             .ok_or_else(|| ServeError::Config("cache folder has no parent".into()))?
@@ -234,12 +281,11 @@ impl Registry {
             .await
             .map_err(|e| ServeError::io(&parent, e))?;
         let staging = parent.join(format!(
-            ".download-{}-{}-{}",
-            safe_name(version),
+            ".download-{}-{}",
             std::process::id(),
             uuid::Uuid::new_v4().simple()
         ));
-        let result = self.fetch_tree(&uri, &staging).await;
+        let result = self.fetch_tree(uri, &staging).await;
         if let Err(error) = result {
             let _ = tokio::fs::remove_dir_all(&staging).await;
             return Err(error);
@@ -247,26 +293,25 @@ impl Registry {
         tokio::fs::write(staging.join(COMPLETE_MARKER), uri.as_bytes())
             .await
             .map_err(|e| ServeError::io(&staging, e))?;
-        if tokio::fs::rename(&staging, &target).await.is_err() {
+        if tokio::fs::rename(&staging, target).await.is_err() {
             // Another download finished first: keep it.
             let _ = tokio::fs::remove_dir_all(&staging).await;
             if !target.join(COMPLETE_MARKER).is_file() {
                 return Err(ServeError::io(
-                    &target,
+                    target,
                     std::io::Error::other("cannot move the download into place"),
                 ));
             }
         }
-        Ok(target)
+        Ok(target.to_path_buf())
     }
 
     /// Copies everything under artifact URI `uri` into `folder`.
     async fn fetch_tree(&self, uri: &str, folder: &Path) -> Result<(), ServeError> {
-        if let Some(root) = uri.strip_prefix("mlflow-artifacts:") {
-            let root = root
-                .trim_start_matches('/')
-                .trim_end_matches('/')
-                .to_string();
+        if let Some(proxied) = ProxiedUri::parse(uri) {
+            // Served by this tracking server's proxy (a host in the URI is
+            // the server that wrote it: this one, seen from elsewhere).
+            let root = proxied.map_err(|e| ServeError::Registry(e.message))?.path;
             let mut pending = vec![(String::new(), 0usize)];
             let mut files = 0usize;
             while let Some((relative, depth)) = pending.pop() {
@@ -378,12 +423,11 @@ impl Registry {
 /// Marks a fully downloaded cache folder.
 const COMPLETE_MARKER: &str = ".keel-download-complete";
 
-fn join(a: &str, b: &str) -> String {
-    match (a.is_empty(), b.is_empty()) {
-        (true, _) => b.to_string(),
-        (_, true) => a.to_string(),
-        _ => format!("{a}/{b}"),
-    }
+/// An integer sent as a JSON number or string (protobuf-JSON int64).
+fn number_field(value: &Value) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
 }
 
 fn version_field(reply: &Value) -> Option<String> {
@@ -501,27 +545,40 @@ mod tests {
     }
 
     #[test]
-    fn model_uris() {
+    fn model_sources() {
         assert_eq!(
-            ModelUri::parse("models:/risk@production").unwrap(),
-            ModelUri::Alias {
+            ModelSource::parse("models:/risk@production").unwrap(),
+            ModelSource::Registry(ModelUri::Alias {
                 name: "risk".into(),
                 alias: "production".into()
-            }
+            })
         );
         assert_eq!(
-            ModelUri::parse("models:/risk/3").unwrap(),
-            ModelUri::Version {
+            ModelSource::parse("models:/risk/Staging").unwrap(),
+            ModelSource::Registry(ModelUri::Stage {
                 name: "risk".into(),
-                version: "3".into()
-            }
+                stage: Stage::Staging
+            })
         );
         assert_eq!(
-            ModelUri::parse("./model").unwrap(),
-            ModelUri::Path("./model".into())
+            ModelSource::parse("runs:/abc/model").unwrap(),
+            ModelSource::Run(RunUri {
+                run_id: "abc".into(),
+                path: "model".into()
+            })
         );
-        for bad in ["models:/risk", "models:/risk/x", "models:/@a", "models:/r@"] {
-            assert!(ModelUri::parse(bad).is_err(), "{bad}");
+        assert_eq!(
+            ModelSource::parse("./model").unwrap(),
+            ModelSource::Path("./model".into())
+        );
+        for bad in [
+            "models:/risk",
+            "models:/risk/x",
+            "models:/@a",
+            "models:/r@",
+            "runs:/r/../x",
+        ] {
+            assert!(ModelSource::parse(bad).is_err(), "{bad}");
         }
         assert!(Registry::new("ftp://x", None).is_err());
     }

@@ -9,17 +9,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use keel_core::Error;
+use keel_core::uri::{ProxiedUri, join};
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::request::{QueryParams, run_id};
-
-/// The store path behind an `mlflow-artifacts:/...` URI, if it is one.
-pub fn proxied_path(uri: &str) -> Option<&str> {
-    uri.strip_prefix("mlflow-artifacts:")
-        .map(|rest| rest.trim_start_matches('/'))
-}
 
 pub async fn upload(
     State(state): State<AppState>,
@@ -120,18 +115,14 @@ pub async fn list_run_artifacts(
         query.get("run_uuid").map(str::to_string),
     )?;
     let info = state.store.get_run_info(&id).await?;
-    let root = proxied_path(&info.artifact_uri).ok_or_else(|| {
+    let root = ProxiedUri::parse(&info.artifact_uri).ok_or_else(|| {
         Error::invalid_parameter(format!(
             "The run's artifacts live at '{}', which this server does not proxy",
             info.artifact_uri
         ))
-    })?;
+    })??;
     let sub = query.get("path").unwrap_or("").trim_matches('/');
-    let dir = if sub.is_empty() {
-        root.to_string()
-    } else {
-        format!("{root}/{sub}")
-    };
+    let dir = join(&root.path, sub);
     let prefix = if sub.is_empty() {
         String::new()
     } else {

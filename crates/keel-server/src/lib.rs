@@ -30,7 +30,6 @@ use keel_artifacts::ArtifactStore;
 use keel_core::Error;
 use keel_store::{Store, StoreConfig};
 
-pub use artifacts::proxied_path;
 pub use error::ApiError;
 
 /// Largest JSON request body accepted (a full log-batch is far smaller).

@@ -539,44 +539,8 @@ pub async fn get_download_uri(
     let version = version_of(&name, &mut body)?;
     let version = state.store.get_model_version(&name, version).await?;
     Ok(Json(
-        json!({"artifact_uri": download_uri(&state, &version).await?}),
+        json!({"artifact_uri": state.store.version_artifact_uri(&version).await?}),
     ))
-}
-
-/// Where a version's files are: a logged model's artifact location, a run's
-/// artifact path (`runs:/RUN/path`), or the source as given.
-pub async fn download_uri(
-    state: &AppState,
-    version: &keel_core::ModelVersion,
-) -> Result<String, Error> {
-    if let Some(model_id) = &version.model_id {
-        return Ok(state
-            .store
-            .get_logged_model(model_id)
-            .await?
-            .artifact_location);
-    }
-    if let Some(model_id) = version
-        .source
-        .strip_prefix("models:/")
-        .filter(|id| id.starts_with("m-"))
-    {
-        return Ok(state
-            .store
-            .get_logged_model(model_id)
-            .await?
-            .artifact_location);
-    }
-    if let Some(rest) = version.source.strip_prefix("runs:/") {
-        let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let info = state.store.get_run_info(run_id).await?;
-        return Ok(if path.is_empty() {
-            info.artifact_uri
-        } else {
-            format!("{}/{path}", info.artifact_uri)
-        });
-    }
-    Ok(version.source.clone())
 }
 
 // ------------------------------------------------------------------ keel extras

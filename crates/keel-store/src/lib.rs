@@ -27,8 +27,9 @@ use keel_core::Error;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
+pub use keel_core::validation::{parse_version, validate_alias, validate_model_name};
 pub use logged_models::ModelOrder;
-pub use registry::{Actor, CreateModelVersion, parse_version, validate_alias, validate_model_name};
+pub use registry::{Actor, CreateModelVersion};
 pub use runs::{CreateRun, UpdateRun};
 pub use sql::Dialect;
 
@@ -45,7 +46,7 @@ impl StoreConfig {
     pub fn new(uri: impl Into<String>) -> Self {
         StoreConfig {
             uri: uri.into(),
-            default_artifact_root: "mlflow-artifacts:".to_string(),
+            default_artifact_root: keel_core::uri::PROXIED_SCHEME.to_string(),
         }
     }
 }

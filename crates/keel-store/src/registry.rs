@@ -9,7 +9,8 @@
 //! concurrent promotions cannot leave two holders or lose an audit row, and the
 //! counter is a cheap change feed: a follower compares one integer.
 
-use keel_core::validation::{self, KeyKind};
+use keel_core::uri::{ModelUri, RunUri};
+use keel_core::validation::{self, KeyKind, validate_alias, validate_model_name};
 use keel_core::{
     AuditEntry, Error, ModelVersion, Page, RegisteredModel, Stage, Tag, now_millis, page_token,
 };
@@ -122,55 +123,6 @@ const VERSION_SEARCH: SearchSpec = SearchSpec {
     datasets: false,
     ne_includes_missing: true,
 };
-
-/// Validates a registered model name: non-empty, no `/` (it would break `models:/NAME/VERSION`).
-pub fn validate_model_name(name: &str) -> Result<(), Error> {
-    if name.trim().is_empty() {
-        return Err(Error::invalid_parameter(
-            "Registered model name cannot be empty.",
-        ));
-    }
-    if name.contains('/') || name.contains('\0') {
-        return Err(Error::invalid_parameter(format!(
-            "Invalid registered model name '{name}': it must not contain '/'"
-        )));
-    }
-    validation::validate_length("registered model name", name, 256)
-}
-
-/// Validates an alias as MLflow does: word characters and dashes, not `latest`,
-/// and nothing that looks like a version (`3`, `v3`).
-pub fn validate_alias(alias: &str) -> Result<(), Error> {
-    let looks_like_version = {
-        let digits = alias.strip_prefix(['v', 'V']).unwrap_or(alias);
-        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-    };
-    if alias.is_empty()
-        || !alias
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-        || alias.len() > 255
-    {
-        return Err(Error::invalid_parameter(format!(
-            "Invalid alias name '{alias}': aliases may contain only letters, digits, '_' and '-' (at most 255)"
-        )));
-    }
-    if alias.eq_ignore_ascii_case("latest") || looks_like_version {
-        return Err(Error::invalid_parameter(format!(
-            "Invalid alias name '{alias}': 'latest' and version-like names (e.g. '3', 'v3') are reserved"
-        )));
-    }
-    Ok(())
-}
-
-/// Parses a version given as text ("3"); anything else names no version.
-pub fn parse_version(name: &str, version: &str) -> Result<i64, Error> {
-    version.trim().parse::<i64>().map_err(|_| {
-        Error::invalid_parameter(format!(
-            "Invalid model version '{version}' for model '{name}': versions are positive integers"
-        ))
-    })
-}
 
 fn version_from_row(row: &AnyRow) -> Result<ModelVersion, Error> {
     let stage: String = get(row, "current_stage")?;
@@ -1337,42 +1289,52 @@ impl Store {
         rows.iter().map(audit_from_row).collect()
     }
 
-    /// Resolves `models:/NAME/VERSION`, `models:/NAME@ALIAS`, `models:/NAME/latest`
-    /// and `models:/NAME/STAGE` to a model version.
+    /// Resolves a registered model URI (keel-core's [`ModelUri`]:
+    /// `models:/NAME/VERSION`, `@ALIAS`, `/latest`, `/STAGE`) to a version.
     pub async fn resolve_model_uri(&self, uri: &str) -> Result<ModelVersion, Error> {
-        let rest = uri.strip_prefix("models:/").ok_or_else(|| {
-            Error::invalid_parameter(format!(
-                "Not a model URI: '{uri}' (expected models:/NAME/VERSION or models:/NAME@ALIAS)"
-            ))
-        })?;
-        if let Some((name, alias)) = rest.rsplit_once('@') {
-            return self.get_model_version_by_alias(name, alias).await;
-        }
-        let (name, selector) = rest.split_once('/').ok_or_else(|| {
-            Error::invalid_parameter(format!(
-                "Model URI '{uri}' names no version, alias or stage"
-            ))
-        })?;
-        if let Ok(version) = selector.parse::<i64>() {
-            return self.get_model_version(name, version).await;
-        }
-        let stage = if selector.eq_ignore_ascii_case("latest") {
-            None
-        } else {
-            Some(Stage::parse(selector).ok_or_else(|| {
-                Error::invalid_parameter(format!(
-                    "Model URI '{uri}': '{selector}' is not a version, 'latest' or a stage"
-                ))
-            })?)
+        let (name, stage) = match ModelUri::parse(uri)? {
+            ModelUri::Version { name, version } => {
+                return self.get_model_version(&name, version).await;
+            }
+            ModelUri::Alias { name, alias } => {
+                return self.get_model_version_by_alias(&name, &alias).await;
+            }
+            ModelUri::LoggedModel { model_id } => {
+                return Err(Error::invalid_parameter(format!(
+                    "Model URI '{uri}' names logged model {model_id}, not a registered model version"
+                )));
+            }
+            ModelUri::Latest { name } => (name, None),
+            ModelUri::Stage { name, stage } => (name, Some(stage)),
         };
-        let model = self.get_registered_model(name).await?;
+        let model = self.get_registered_model(&name).await?;
         let newest = model
             .latest_versions
             .into_iter()
             .filter(|v| stage.is_none_or(|s| v.current_stage == s))
             .max_by_key(|v| v.version)
             .ok_or_else(|| Error::not_found(format!("Model URI '{uri}' matches no version")))?;
-        self.get_model_version(name, newest.version).await
+        self.get_model_version(&name, newest.version).await
+    }
+
+    /// The artifact URI holding a version's files: a logged model's
+    /// artifact location (`models:/m-…` source or `model_id`), a run's
+    /// artifact path (`runs:/RUN/PATH` source), or the source as given.
+    pub async fn version_artifact_uri(&self, version: &ModelVersion) -> Result<String, Error> {
+        let logged = match (&version.model_id, ModelUri::parse(&version.source)) {
+            (Some(model_id), _) => Some(model_id.clone()),
+            (None, Ok(ModelUri::LoggedModel { model_id })) => Some(model_id),
+            _ => None,
+        };
+        if let Some(model_id) = logged {
+            return Ok(self.get_logged_model(&model_id).await?.artifact_location);
+        }
+        if let Some(run_uri) = RunUri::parse(&version.source) {
+            let run_uri = run_uri?;
+            let run = self.get_run_info(&run_uri.run_id).await?;
+            return Ok(run_uri.under(&run.artifact_uri));
+        }
+        Ok(version.source.clone())
     }
 }
 

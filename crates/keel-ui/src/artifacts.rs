@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
+use keel_core::uri::{ProxiedUri, join};
 use keel_core::{Error, Run, RunInfo};
 use keel_server::AppState;
 use keel_server::auth::Caller;
@@ -37,18 +38,12 @@ const CSV_CELL_CHARS: usize = 200;
 const RAW_POLICY: &str =
     "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:";
 
-/// The artifact-store path of a run's artifact root, if this server proxies it.
+/// The artifact-store path of a run's artifact root, if this server proxies
+/// it (keel-core parses `mlflow-artifacts:` URIs).
 pub fn run_root(info: &RunInfo) -> Option<String> {
-    keel_server::proxied_path(&info.artifact_uri).map(|p| p.trim_end_matches('/').to_string())
-}
-
-fn join(root: &str, relative: &str) -> String {
-    let relative = relative.trim_matches('/');
-    match (root.is_empty(), relative.is_empty()) {
-        (_, true) => root.to_string(),
-        (true, false) => relative.to_string(),
-        (false, false) => format!("{root}/{relative}"),
-    }
+    ProxiedUri::parse(&info.artifact_uri)?
+        .ok()
+        .map(|uri| uri.path)
 }
 
 /// One listed entry, its path relative to the run's artifact root.

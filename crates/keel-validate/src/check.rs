@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::schema::{ColumnSchema, ColumnType, Schema};
-use crate::source::{self, Cell, Rows};
 use crate::{UNIQUE_TRACK_LIMIT, value_hash};
+use keel_table::Cell;
+use keel_table::rows::{self as source, Rows};
 
 /// Example rows kept per violation.
 pub const EXAMPLE_ROWS: usize = 5;
@@ -275,7 +276,7 @@ mod tests {
 
     use super::*;
     use crate::infer;
-    use crate::source::CsvRows;
+    use keel_table::CsvRows;
 
     /// A reader that hands out at most 7 bytes per call and counts calls:
     /// validation must work on a stream, never needing the whole file.
@@ -315,7 +316,7 @@ mod tests {
     #[test]
     fn infers_types_nulls_ranges_categories_uniqueness() {
         let text = csv(600);
-        let mut rows = CsvRows::new(text.as_bytes(), Path::new("t.csv")).unwrap();
+        let mut rows = CsvRows::new(text.as_bytes(), Path::new("t.csv"), b',').unwrap();
         let (schema, count) = infer::infer(&mut rows).unwrap();
         assert_eq!(count, 600);
         let col = |name: &str| {
@@ -354,7 +355,7 @@ mod tests {
     fn reports_every_violation_by_column_streaming() {
         let schema = {
             let text = csv(600);
-            let mut rows = CsvRows::new(text.as_bytes(), Path::new("t.csv")).unwrap();
+            let mut rows = CsvRows::new(text.as_bytes(), Path::new("t.csv"), b',').unwrap();
             infer::infer(&mut rows).unwrap().0
         };
         // Clean data validates, read 7 bytes at a time.
@@ -364,7 +365,7 @@ mod tests {
             reads: 0,
         };
         let report = {
-            let mut rows = CsvRows::new(&mut stream, Path::new("big.csv")).unwrap();
+            let mut rows = CsvRows::new(&mut stream, Path::new("big.csv"), b',').unwrap();
             validate(&mut rows, &schema, Path::new("big.csv")).unwrap()
         };
         assert!(
@@ -380,7 +381,7 @@ mod tests {
         );
         // Now break things on purpose.
         let bad = "id,income,region,extra,flag\n1,10.5,north,x,true\n1,abc,west,y,maybe\n3,,north,z,false\n";
-        let mut rows = CsvRows::new(bad.as_bytes(), Path::new("bad.csv")).unwrap();
+        let mut rows = CsvRows::new(bad.as_bytes(), Path::new("bad.csv"), b',').unwrap();
         let report = validate(&mut rows, &schema, Path::new("bad.csv")).unwrap();
         let find = |column: &str, rule: &str| {
             report

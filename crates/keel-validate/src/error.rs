@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::yaml::YamlError;
+use keel_yaml::YamlError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
@@ -13,9 +13,9 @@ pub enum ValidateError {
         #[source]
         source: std::io::Error,
     },
-    /// A data file that cannot be read as CSV or Parquet.
-    #[error("{}: {message}", path.display())]
-    Data { path: PathBuf, message: String },
+    /// A data file that cannot be read (keel-table names the file and row).
+    #[error(transparent)]
+    Table(#[from] keel_table::TableError),
     /// A malformed schema file.
     #[error(transparent)]
     Yaml(#[from] YamlError),
@@ -26,13 +26,6 @@ impl ValidateError {
         ValidateError::Io {
             path: path.to_path_buf(),
             source,
-        }
-    }
-
-    pub fn data(path: &Path, message: impl Into<String>) -> Self {
-        ValidateError::Data {
-            path: path.to_path_buf(),
-            message: message.into(),
         }
     }
 }

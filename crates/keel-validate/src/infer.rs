@@ -5,8 +5,9 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::schema::{ColumnSchema, ColumnType, Schema};
-use crate::source::{self, Cell, Rows};
 use crate::{MAX_CATEGORIES, UNIQUE_TRACK_LIMIT, value_hash};
+use keel_table::Cell;
+use keel_table::rows::{self as source, Rows};
 
 #[derive(Default)]
 struct Stats {

@@ -4,18 +4,18 @@
 //! violation by column, with counts and example row numbers. Both read one
 //! record (CSV) or one row group (Parquet) at a time, so memory does not grow
 //! with the file; uniqueness is tracked as 64-bit hashes up to a bound.
+//! Rows and cells come from keel-table's readers, so a cell is missing
+//! here exactly when training, serving and monitoring read it as missing.
 //!
-//! Code map: [`source`] (row readers), [`schema`] (the schema file),
-//! [`infer`], [`check`] (validation and its report), [`yaml`] (YAML with
-//! line/column positions, shared with keel-pipeline). Knows nothing about
+//! Code map: [`schema`] (the schema file),
+//! [`infer`], [`check`] (validation and its report); schema files are read
+//! with keel-yaml (errors at `file:line:column`). Knows nothing about
 //! pipelines, the metadata store or HTTP.
 
 pub mod check;
 pub mod error;
 pub mod infer;
 pub mod schema;
-pub mod source;
-pub mod yaml;
 
 pub use check::{Report, Violation, validate, validate_path};
 pub use error::{Result, ValidateError};

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, ValidateError};
-use crate::yaml::{self, YamlError, quote};
+use keel_yaml::{self as yaml, YamlError, quote};
 
 /// A column's type. `integer` accepts whole floats (`3.0`); `float` accepts integers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

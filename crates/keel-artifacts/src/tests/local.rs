@@ -520,3 +520,38 @@ async fn a_body_smaller_than_a_part_is_written_with_one_put() {
         Bytes::from(content(4, 0, size as usize))
     );
 }
+
+#[tokio::test]
+async fn mlflow_artifacts_uris_resolve_under_the_destination() {
+    let root = tempfile::tempdir().unwrap();
+    let destination = root.path().join("artifacts");
+    let destination = destination.to_str().unwrap();
+    let (store, path) =
+        crate::resolve_artifact_uri("mlflow-artifacts:/1/abc/artifacts/", destination).unwrap();
+    assert_eq!(path, "1/abc/artifacts");
+    store
+        .put_bytes("1/abc/artifacts/m.json", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    assert!(
+        FsPath::new(destination)
+            .join("1/abc/artifacts/m.json")
+            .is_file()
+    );
+    let (_, path) =
+        crate::resolve_artifact_uri("mlflow-artifacts://tracking:5000/2/x", destination).unwrap();
+    assert_eq!(path, "2/x");
+    // Any other URI is a store of its own, at its root.
+    let elsewhere = root.path().join("elsewhere");
+    let (store, path) =
+        crate::resolve_artifact_uri(elsewhere.to_str().unwrap(), destination).unwrap();
+    assert_eq!(path, "");
+    assert!(store.uri().ends_with("/elsewhere"), "{}", store.uri());
+    for bad in ["mlflow-artifacts:/1/../../etc", "ftp://host/x"] {
+        let error = crate::resolve_artifact_uri(bad, destination).unwrap_err();
+        assert!(
+            matches!(error, ArtifactError::InvalidUri(_)),
+            "{bad}: {error}"
+        );
+    }
+}

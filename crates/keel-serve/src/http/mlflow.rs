@@ -7,22 +7,50 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use keel_engine::Predictions;
+use keel_engine::{LabelType, Predictions};
 use serde::Serialize;
 
 use super::error::ApiError;
 use super::predict::{Arrival, Body, Target, answer};
-use super::{Values, json_response, with_headers};
+use super::{json_response, with_headers};
 use crate::deploy::State as AppState;
 use crate::metrics::{ErrorKind, Protocol};
 
+/// Class labels as the model's own type, as MLflow's scoring server writes
+/// them: `[1, 0]` for integer labels, `["yes", "no"]` for text.
+struct TypedLabels<'a> {
+    labels: &'a [String],
+    label_type: LabelType,
+}
+
+impl Serialize for TypedLabels<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.labels.len()))?;
+        for label in self.labels {
+            match (self.label_type, label.parse::<i64>()) {
+                (LabelType::Integer, Ok(number)) => seq.serialize_element(&number)?,
+                _ => seq.serialize_element(label)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum MlflowValues<'a> {
+    Labels(TypedLabels<'a>),
+    Numbers(&'a [f64]),
+}
+
 #[derive(Serialize)]
 struct MlflowReply<'a> {
-    predictions: Values<'a>,
+    predictions: MlflowValues<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     probabilities: Option<Vec<&'a [f64]>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    classes: Option<&'a [String]>,
+    classes: Option<TypedLabels<'a>>,
 }
 
 pub(super) async fn invocations(
@@ -54,18 +82,23 @@ pub(super) async fn invocations(
         Ok(outcome) => outcome,
         Err(error) => return error.render(&state, Some(&arrival.request_id)),
     };
+    let signature = outcome.served.model.signature();
+    let typed = |labels| TypedLabels {
+        labels,
+        label_type: signature.label_type,
+    };
     let reply = match &outcome.predictions {
         Predictions::Classes {
             labels,
             probabilities,
             k,
         } => MlflowReply {
-            predictions: Values::Labels(labels),
+            predictions: MlflowValues::Labels(typed(labels)),
             probabilities: Some(probabilities.chunks((*k).max(1)).collect()),
-            classes: outcome.served.model.signature().classes(),
+            classes: signature.classes().map(typed),
         },
         Predictions::Values(values) => MlflowReply {
-            predictions: Values::Numbers(values),
+            predictions: MlflowValues::Numbers(values),
             probabilities: None,
             classes: None,
         },

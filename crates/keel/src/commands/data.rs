@@ -159,18 +159,7 @@ impl Session {
         };
         // How long to wait for another keel process holding the project lock.
         let lock_wait = match std::env::var("KEEL_LOCK_TIMEOUT") {
-            Ok(seconds) => {
-                let seconds: f64 = seconds
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "KEEL_LOCK_TIMEOUT must be a number of seconds, found `{seconds}`"
-                        )
-                    })?;
-                std::time::Duration::from_secs_f64(seconds)
-            }
+            Ok(text) => keel_core::duration::parse("KEEL_LOCK_TIMEOUT", &text)?,
             Err(_) => Options::default().lock_wait,
         };
         let options = Options {

@@ -10,14 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use keel_artifacts::ArtifactStore;
 use keel_core::{Metric, Param, RunStatus, now_millis};
 use keel_engine::{Batch, EnginePreference, LoadedModel};
 use keel_learn::metrics::Scored;
-use keel_learn::model::write_json_atomic;
-use keel_learn::table::{Column, format_number};
-use keel_learn::{Model, Table, train_test_split};
+use keel_learn::{Model, train_test_split};
 use keel_store::{CreateRun, Store, StoreConfig, UpdateRun};
+use keel_table::{Column, Table, format_number};
 
 /// Arguments of `keel evaluate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -113,7 +111,7 @@ pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     match &args.output {
         Some(path) => {
-            write_json_atomic(path, &document)?;
+            super::write_json(path, &document)?;
             if !quiet {
                 let (name, value) = metrics.headline();
                 println!("{name}={value:.4}; metrics written to {}", path.display());
@@ -158,7 +156,7 @@ fn compare(
     uri: &str,
 ) -> anyhow::Result<Option<(String, keel_learn::Metrics)>> {
     let temporary = tempfile::tempdir().context("creating a temporary folder")?;
-    let (label, dir) = if uri.starts_with("models:/") {
+    let (label, dir) = if keel_core::uri::ModelUri::is_model_uri(uri) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -491,21 +489,8 @@ async fn store_metrics_artifact(
     destination: &str,
     document: &serde_json::Value,
 ) -> anyhow::Result<String> {
-    let (store, path) = match artifact_uri.strip_prefix("mlflow-artifacts:") {
-        Some(rest) => {
-            let rest = rest.trim_start_matches('/');
-            let path = if rest.is_empty() {
-                "metrics.json".to_string()
-            } else {
-                format!("{rest}/metrics.json")
-            };
-            (ArtifactStore::open(destination)?, path)
-        }
-        None => (
-            ArtifactStore::open(artifact_uri)?,
-            "metrics.json".to_string(),
-        ),
-    };
+    let (store, base) = keel_artifacts::resolve_artifact_uri(artifact_uri, destination)?;
+    let path = keel_core::uri::join(&base, "metrics.json");
     let bytes = serde_json::to_vec_pretty(document)?;
     store.put_bytes(&path, bytes.into()).await?;
     Ok(format!("{}/{path}", store.uri()))

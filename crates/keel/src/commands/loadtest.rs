@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_loadtest::{Config, Load, Progress, Slo, parse_duration};
+use keel_core::duration::parse_flag as parse_duration;
+use keel_loadtest::{Config, Load, Progress, Slo};
 
 /// Arguments of `keel loadtest`.
 #[derive(Debug, clap::Args)]
@@ -124,7 +125,7 @@ pub fn run(args: LoadtestArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         print!("{}", report.to_table());
     }
     if let Some(path) = &args.output {
-        keel_learn::model::write_json_atomic(path, &report)?;
+        super::write_json(path, &report)?;
         if !quiet && !args.json {
             println!("report written to {}", path.display());
         }

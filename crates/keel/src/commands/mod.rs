@@ -88,6 +88,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Writes `value` as pretty JSON to `path`, atomically (keel-fs).
+pub(crate) fn write_json(
+    path: &std::path::Path,
+    value: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let bytes = serde_json::to_vec_pretty(value)?;
+    keel_fs::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Logs go to stderr; `RUST_LOG` overrides the default level.
 pub fn init_tracing(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };

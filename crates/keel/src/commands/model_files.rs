@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use keel_artifacts::ArtifactStore;
 use keel_core::ErrorCode;
 use keel_store::Store;
 
@@ -31,7 +30,8 @@ pub async fn fetch(
         Err(error) if error.code == ErrorCode::ResourceDoesNotExist => return Ok(None),
         Err(error) => return Err(error.into()),
     };
-    let (artifacts, path) = locate(store, artifacts_destination, &version.source).await?;
+    let location = store.version_artifact_uri(&version).await?;
+    let (artifacts, path) = keel_artifacts::resolve_artifact_uri(&location, artifacts_destination)?;
     let files = artifacts
         .list_recursive(&path)
         .await
@@ -64,31 +64,9 @@ pub async fn fetch(
     Ok(Some(FetchedModel {
         label: format!(
             "{} v{}",
-            uri.trim_start_matches("models:/"),
+            uri.trim_start_matches(keel_core::uri::MODELS_SCHEME),
             version.version
         ),
         dir: into.to_path_buf(),
     }))
-}
-
-/// The artifact store and path of a version's `source` URI
-/// (`mlflow-artifacts:/...`, `runs:/RUN/path`, a local folder or `s3://...`).
-async fn locate(
-    store: &Store,
-    artifacts_destination: &str,
-    source: &str,
-) -> anyhow::Result<(ArtifactStore, String)> {
-    if let Some(rest) = source.strip_prefix("runs:/") {
-        let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let run = store.get_run(run_id).await?;
-        let base = format!("{}/{path}", run.info.artifact_uri.trim_end_matches('/'));
-        return Box::pin(locate(store, artifacts_destination, &base)).await;
-    }
-    if let Some(rest) = source.strip_prefix("mlflow-artifacts:") {
-        return Ok((
-            ArtifactStore::open(artifacts_destination)?,
-            rest.trim_start_matches('/').to_string(),
-        ));
-    }
-    Ok((ArtifactStore::open(source)?, String::new()))
 }

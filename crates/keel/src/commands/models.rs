@@ -165,7 +165,7 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
             }
         }
         ModelsCommand::Show { model } => {
-            if model.starts_with("models:/") {
+            if keel_core::uri::ModelUri::is_model_uri(&model) {
                 let version = store.resolve_model_uri(&model).await?;
                 println!("model:       {}", version.name);
                 println!("version:     {}", version.version);

@@ -13,13 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use keel_core::duration::parse_flag as parse_duration;
 use keel_learn::metrics::Metrics;
 use keel_learn::model::{SIGNATURE_FILE, Signature};
-use keel_monitor::config::{AlertSink, MonitorConfig};
+use keel_monitor::config::{AlertSink, DriftAction, MonitorConfig, OnDrift};
 use keel_monitor::profile::PROFILE_FILE;
 use keel_monitor::watch::{AlertEvent, AlertState, conditions, gauges};
-use keel_monitor::window::{LogOptions, WindowedReport, parse_duration, windowed_report};
+use keel_monitor::window::{LogOptions, WindowedReport, windowed_report};
 use keel_monitor::{DriftConfig, DriftReport, Profile, compare, profile_file, render};
+use keel_pipeline::config::KeelYaml;
 
 /// Arguments of `keel monitor`.
 #[derive(Debug, clap::Args)]
@@ -81,9 +83,9 @@ pub struct LogArgs {
     /// every replica's files are read and merged.
     #[arg(long, default_value = "keel-logs")]
     pub log_dir: String,
-    /// Window length (30s, 10m, 1h, 1d).
-    #[arg(long)]
-    pub window: Option<String>,
+    /// Window length (30s, 10m, 1h, 1d; default monitor.window of keel.yaml, else 1h).
+    #[arg(long, value_parser = parse_duration)]
+    pub window: Option<Duration>,
     /// Model folder holding profile.json (and signature.json, metrics.json).
     #[arg(long)]
     pub model_dir: Option<PathBuf>,
@@ -118,9 +120,9 @@ pub struct WatchArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Seconds between evaluations.
-    #[arg(long, default_value_t = 60)]
-    pub interval: u64,
+    /// Time between evaluations (30s, 5m).
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub interval: Duration,
     /// Serve Prometheus gauges on 127.0.0.1:PORT/metrics.
     #[arg(long)]
     pub port: Option<u16>,
@@ -171,7 +173,7 @@ fn load_config(policy: &PolicyArgs) -> anyhow::Result<MonitorConfig> {
         None => Some(PathBuf::from("keel.yaml")).filter(|p| p.exists()),
     };
     let mut config = match path {
-        Some(path) => MonitorConfig::from_keel_yaml(&path)?,
+        Some(path) => KeelYaml::read(&path)?.monitor()?,
         None => MonitorConfig::default(),
     };
     let drift: &mut DriftConfig = &mut config.drift;
@@ -198,7 +200,7 @@ fn is_json(path: &Path) -> bool {
 
 fn emit(text: &str, output: Option<&Path>) -> anyhow::Result<()> {
     match output {
-        Some(path) => keel_monitor::profile::write_atomic(path, text.as_bytes())
+        Some(path) => keel_fs::write_atomic(path, text.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?,
         None => print!("{text}"),
     }
@@ -295,6 +297,18 @@ fn read_json_file<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result
     serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
+/// The window: `--window`, else keel.yaml's `monitor.window`, else 1h.
+fn window_of(log: &LogArgs, config: &MonitorConfig) -> anyhow::Result<Duration> {
+    let window = log
+        .window
+        .or(config.window)
+        .unwrap_or(Duration::from_secs(3600));
+    if window < Duration::from_millis(1) {
+        bail!("the window (--window or monitor.window) must be at least 1ms");
+    }
+    Ok(window)
+}
+
 fn log_report(
     log: &LogArgs,
     config: &MonitorConfig,
@@ -306,11 +320,7 @@ fn log_report(
         );
     };
     let model = model.split('@').next().unwrap_or(&model).to_string();
-    let window = log
-        .window
-        .clone()
-        .or_else(|| config.window.clone())
-        .unwrap_or_else(|| "1h".into());
+    let window = window_of(log, config)?;
     let (reference, signature, evaluation) = match (&log.reference_profile, &log.model_dir) {
         (Some(path), _) => (Profile::read_json(path)?, None, None),
         (None, Some(dir)) => {
@@ -339,7 +349,7 @@ fn log_report(
     let options = LogOptions {
         log_dir: log.log_dir.clone(),
         model,
-        window_ms: parse_duration(&window)?,
+        window_ms: window.as_millis() as i64,
         config: config.drift.clone(),
         since_ms,
     };
@@ -354,22 +364,11 @@ fn log_report(
 fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.policy)?;
     let mut sinks = config.alerts.clone();
-    sinks.extend(
-        args.webhook
-            .iter()
-            .map(|w| AlertSink::Webhook { webhook: w.clone() }),
-    );
+    sinks.extend(args.webhook.iter().map(|w| AlertSink::Webhook(w.clone())));
     if sinks.is_empty() {
-        sinks.push(AlertSink::Log { log: true });
+        sinks.push(AlertSink::Log(true));
     }
-    let window_ms = parse_duration(
-        &args
-            .log
-            .window
-            .clone()
-            .or_else(|| config.window.clone())
-            .unwrap_or_else(|| "1h".into()),
-    )?;
+    let window_ms = window_of(&args.log, &config)?.as_millis() as i64;
     let metrics = Arc::new(Mutex::new(String::new()));
     if let Some(port) = args.port {
         serve_metrics(port, Arc::clone(&metrics))?;
@@ -384,10 +383,11 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let mut state = AlertState::default();
-    let policy = match &config.on_drift {
-        Some(on_drift) => super::retrain::Policy::parse(on_drift)?,
-        None => None,
-    };
+    let policy = config
+        .on_drift
+        .clone()
+        .filter(|on_drift| on_drift.action == DriftAction::Retrain);
+    let cooldown_ms = policy.as_ref().map_or(0, |p| p.cooldown.as_millis() as i64);
     let mut last_action_ms: Option<i64> = None;
     loop {
         let now_ms = std::time::SystemTime::now()
@@ -410,7 +410,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         let mut action_exit = None;
         if let Some(policy) = &policy
             && report.dataset.drifted
-            && last_action_ms.is_none_or(|at| now_ms - at >= policy.cooldown_ms)
+            && last_action_ms.is_none_or(|at| now_ms - at >= cooldown_ms)
         {
             last_action_ms = Some(now_ms);
             action_exit = retrain(&args, policy, &model, &report, since, quiet)?;
@@ -423,7 +423,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 (false, _) => ExitCode::SUCCESS,
             });
         }
-        std::thread::sleep(Duration::from_secs(args.interval.max(1)));
+        std::thread::sleep(args.interval.max(Duration::from_secs(1)));
     }
 }
 
@@ -432,7 +432,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 /// registry's audit log. Returns the pipeline's exit code, `None` if skipped.
 fn retrain(
     args: &WatchArgs,
-    policy: &super::retrain::Policy,
+    policy: &OnDrift,
     model: &str,
     report: &DriftReport,
     since_ms: i64,
@@ -511,7 +511,8 @@ fn deliver(
     quiet: bool,
 ) {
     match sink {
-        AlertSink::Log { .. } => {
+        AlertSink::Log(false) => {}
+        AlertSink::Log(true) => {
             if !quiet || event.status == "firing" {
                 eprintln!(
                     "alert {} [{}] {}: {}",
@@ -519,7 +520,7 @@ fn deliver(
                 );
             }
         }
-        AlertSink::Webhook { webhook } => {
+        AlertSink::Webhook(webhook) => {
             let sent = runtime.block_on(async {
                 client
                     .post(webhook)

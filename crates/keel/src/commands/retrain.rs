@@ -6,72 +6,13 @@
 //! whether the new version is registered and takes the alias; the registry's
 //! audit log records the verdict as the cause of the move.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use keel_learn::{Table, train_test_split};
-
-/// `monitor.on_drift` of keel.yaml.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    /// Pipeline training data the labelled traffic replaces.
-    pub train: PathBuf,
-    /// Pipeline test data (the held-out part of the labelled traffic).
-    pub test: PathBuf,
-    /// Share of the labelled rows held out as test data.
-    pub test_fraction: f64,
-    /// Seed of the split.
-    pub seed: u64,
-    /// Fewest labelled rows worth retraining on.
-    pub min_rows: usize,
-    /// `true`: a passing version takes the alias at once; `false`: it waits for approval.
-    pub auto_promote: bool,
-    /// Quiet time after an action, in ms.
-    pub cooldown_ms: i64,
-}
-
-impl Policy {
-    /// Reads `on_drift`; `None` unless its action is `retrain`.
-    pub fn parse(on_drift: &serde_yaml_ng::Value) -> anyhow::Result<Option<Policy>> {
-        let text = |key: &str| on_drift.get(key).and_then(|v| v.as_str());
-        match text("action") {
-            Some("retrain") => {}
-            Some("alert") | None => return Ok(None),
-            Some(other) => {
-                bail!("keel.yaml monitor.on_drift.action: {other:?} (expected retrain or alert)")
-            }
-        }
-        let promote = text("promote").unwrap_or("auto");
-        let auto_promote = match promote {
-            "auto" => true,
-            "approval" => false,
-            other => {
-                bail!("keel.yaml monitor.on_drift.promote: {other:?} (expected auto or approval)")
-            }
-        };
-        let cooldown_ms = match text("cooldown") {
-            Some(text) => keel_monitor::window::parse_duration(text)
-                .with_context(|| format!("keel.yaml monitor.on_drift.cooldown: {text:?}"))?,
-            None => 0,
-        };
-        Ok(Some(Policy {
-            train: text("train").unwrap_or("data/train.csv").into(),
-            test: text("test").unwrap_or("data/test.csv").into(),
-            test_fraction: on_drift
-                .get("test_fraction")
-                .and_then(|v| v.as_f64())
-                .unwrap_or(0.25),
-            seed: on_drift.get("seed").and_then(|v| v.as_u64()).unwrap_or(0),
-            min_rows: on_drift
-                .get("min_rows")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(200) as usize,
-            auto_promote,
-            cooldown_ms,
-        }))
-    }
-}
+use keel_learn::train_test_split;
+use keel_monitor::config::{OnDrift, Promote};
+use keel_table::Table;
 
 /// What one retraining did.
 #[derive(Debug)]
@@ -88,7 +29,7 @@ pub struct Outcome {
 /// `since_ms`; `cause` (the drift verdict) goes to the registry's audit log.
 pub fn execute(
     root: &Path,
-    policy: &Policy,
+    policy: &OnDrift,
     labelled: &Table,
     cause: &str,
     quiet: bool,
@@ -131,7 +72,7 @@ pub fn execute(
     if keel(&add)? != 0 {
         bail!("keel data add {train} {test} failed");
     }
-    if !policy.auto_promote {
+    if policy.promote == Promote::Approval {
         run.push("--no-alias");
     }
     let code = keel(&run)?;
@@ -142,19 +83,14 @@ pub fn execute(
     })
 }
 
-/// Writes `table` as CSV through a temporary file and a rename, so a
+/// Writes `table` as CSV; `write_csv` replaces the file atomically, so a
 /// workspace copy linked from keel's cache is replaced, never written through.
 fn write_table(path: &Path, table: &Table) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("data.csv");
-    let temporary = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    table.write_csv(&temporary)?;
-    std::fs::rename(&temporary, path)
+    table
+        .write_csv(path)
         .with_context(|| format!("replacing {} with the labelled traffic", path.display()))
 }

@@ -324,7 +324,7 @@ fn write_report(
     extras: &Extras<'_>,
 ) -> anyhow::Result<()> {
     let path = pipeline.root.join(".keel").join("report.md");
-    keel_data::fsutil::write_atomic(&path, report::markdown(report, extras).as_bytes())
+    keel_fs::write_atomic(&path, report::markdown(report, extras).as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

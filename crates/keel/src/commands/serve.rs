@@ -71,9 +71,9 @@ pub struct ServeArgs {
     /// This replica's id in log file names (default: <host name>-<port>).
     #[arg(long, env = "KEEL_REPLICA_ID")]
     pub replica_id: Option<String>,
-    /// Longest time (ms) before a logged row is in a Parquet file (10 ms to 1 h).
-    #[arg(long, default_value_t = 1000)]
-    pub log_flush_ms: u64,
+    /// Longest time before a logged row is in a Parquet file (10ms to 1h).
+    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "1s")]
+    pub log_flush_interval: Duration,
     /// Where downloaded model versions are cached.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -107,9 +107,9 @@ pub struct ServeArgs {
     /// Requests handled at once; more get 503.
     #[arg(long, default_value_t = 1024)]
     pub max_concurrency: usize,
-    /// Longest time for one request, in ms (504 beyond).
-    #[arg(long, default_value_t = 30_000)]
-    pub timeout_ms: u64,
+    /// Longest time for one request (504 beyond).
+    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "30s")]
+    pub timeout: Duration,
 }
 
 const POLICIES: [&str; 3] = ["reject", "flag", "ignore"];
@@ -148,7 +148,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.log_spool = args.log_spool;
     config.log_fsync = FsyncPolicy::parse(&args.log_fsync).unwrap_or(FsyncPolicy::Interval);
     config.replica_id = args.replica_id;
-    config.log_flush_interval = Duration::from_millis(args.log_flush_ms.clamp(10, 3_600_000));
+    config.log_flush_interval = args
+        .log_flush_interval
+        .clamp(Duration::from_millis(10), Duration::from_secs(3600));
     if let Some(cache) = args.cache_dir {
         config.cache_dir = cache;
     }
@@ -163,18 +165,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_body_bytes = args.max_body_bytes;
     config.max_rows = args.max_rows;
     config.max_concurrency = args.max_concurrency;
-    config.request_timeout = Duration::from_millis(args.timeout_ms.max(1));
+    config.request_timeout = args.timeout.max(Duration::from_millis(1));
     let server = keel_serve::bind(config).await?;
     let (name, version) = server.primary();
+    // Before the address is announced: a caller may signal at once.
+    let shutdown = shutdown_signal();
     tracing::info!(address = %server.addr, name, version, "keel serve listening");
     eprintln!(
         "keel serve: {name} version {version} on http://{}",
         server.addr
     );
-    server
-        .serve(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    server.serve(shutdown).await.context("serving HTTP")?;
     tracing::info!("keel serve stopped; prediction log written");
     Ok(ExitCode::SUCCESS)
 }

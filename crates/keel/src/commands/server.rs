@@ -52,6 +52,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         allow_unauthenticated: args.allow_unauthenticated,
     };
     let (server, state) = keel_server::bind_with_pages(&config, keel_ui::pages()).await?;
+    // Before the address is announced: a caller may signal at once.
+    let shutdown = shutdown_signal();
     tracing::info!(
         address = %server.addr,
         backend_store_uri = %config.backend_store_uri,
@@ -59,33 +61,46 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         "keel server listening"
     );
     eprintln!("keel server listening on http://{}", server.addr);
-    server
-        .serve(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    server.serve(shutdown).await.context("serving HTTP")?;
     state.store.close().await;
     tracing::info!("keel server stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on Ctrl-C or SIGTERM, so in-flight requests finish and the store closes cleanly.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM, so in-flight requests finish and the store
+/// closes cleanly. The handlers are registered when this is called, not when
+/// the future is first polled: a SIGTERM that arrives right after the
+/// "listening" line (which a caller may act on at once) is not lost and does
+/// not kill the process with the default action.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let (interrupt, terminate) = signals;
+            tokio::select! {
+                _ = wait(interrupt) => {},
+                _ = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

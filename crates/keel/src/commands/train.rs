@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use keel_learn::model::write_json_atomic;
-use keel_learn::{Algorithm, Model, Table, Task, TrainOptions, evaluate, train_test_split};
+use keel_learn::{Algorithm, Model, Task, TrainOptions, evaluate, train_test_split};
+use keel_table::Table;
 
 /// Arguments of `keel train`.
 #[derive(Debug, clap::Args)]
@@ -108,7 +108,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(test) = test {
         let metrics = evaluate(&model, &test)?;
-        write_json_atomic(&args.out.join("metrics.json"), &metrics)?;
+        super::write_json(&args.out.join("metrics.json"), &metrics)?;
         if !quiet {
             let scalars: Vec<String> = metrics
                 .scalars()

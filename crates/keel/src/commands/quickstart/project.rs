@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use keel_learn::Table;
 use keel_learn::generate::{Dataset, GenerateOptions, generate};
+use keel_table::Table;
 
 pub const KEEL_YAML: &str = include_str!("../../../../../examples/ci/keel.yaml");
 pub const PARAMS_YAML: &str = include_str!("../../../../../examples/ci/params.yaml");

@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_learn::Table;
-use keel_learn::table::Column;
+use keel_table::{Column, Table};
 use serde_json::{Value, json};
 
 /// One request's row and the id the server gave it.

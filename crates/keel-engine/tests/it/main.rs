@@ -1,0 +1,3 @@
+//! keel-engine's integration tests, one binary.
+
+mod engines;

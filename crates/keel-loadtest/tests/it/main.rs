@@ -1,0 +1,3 @@
+//! keel-loadtest's integration tests, one binary.
+
+mod loadtest;

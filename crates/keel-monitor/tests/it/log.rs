@@ -1,0 +1,248 @@
+//! A served model's prediction and feedback logs (Parquet, as `keel serve`
+//! writes them) cut into windows: drift per window, live accuracy from
+//! late labels, the label-free estimate, and a change located in time.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use keel_learn::model::{Algorithm, Signature, TargetProfile, Task};
+use keel_learn::rng::Rng;
+use keel_monitor::profile::{ColumnKind, ColumnProfile, Profile};
+use keel_monitor::window::{LogOptions, windowed_report};
+use keel_monitor::{DriftConfig, FindingKind};
+use keel_predlog::{
+    Feedback, Input, InputKind, Inputs, LogSettings, ModelSchema, Outputs, Prediction,
+    PredictionLog,
+};
+
+/// One logged request: id, arrival, x, city, predicted label, its score.
+struct Row {
+    id: String,
+    ts: i64,
+    x: f64,
+    city: &'static str,
+    label: &'static str,
+    score: f64,
+}
+
+/// Writes `rows` and `feedback` (id, label, arrival) through keel-predlog's
+/// writer, as `keel serve` does.
+fn write_log(logs: &Path, rows: &[Row], feedback: &[(String, String, i64)]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut settings = LogSettings::new(logs.display().to_string(), "test-1");
+        settings.flush_interval = std::time::Duration::from_secs(3600);
+        let log = PredictionLog::start(settings, Arc::default()).unwrap();
+        let model = log.register(ModelSchema {
+            name: "risk".into(),
+            version: "1".into(),
+            inputs: vec![
+                Input {
+                    name: "x".into(),
+                    kind: InputKind::Number,
+                },
+                Input {
+                    name: "city".into(),
+                    kind: InputKind::Text,
+                },
+            ],
+            classes: Some(vec!["no".into(), "yes".into()]),
+        });
+        for row in rows {
+            let x = [row.x];
+            let city = [Some(row.city.to_string())];
+            let labels = [row.label.to_string()];
+            let probabilities = if row.label == "yes" {
+                [1.0 - row.score, row.score]
+            } else {
+                [row.score, 1.0 - row.score]
+            };
+            log.log(
+                &model,
+                &Prediction {
+                    request_id: &row.id,
+                    ts_ms: row.ts,
+                    role: "primary",
+                    latency_us: 100,
+                    rows: 1,
+                    inputs: &[Inputs::Numbers(&x), Inputs::Texts(&city)],
+                    outputs: Outputs::Classes {
+                        labels: &labels,
+                        probabilities: &probabilities,
+                    },
+                    flags: &[],
+                },
+            )
+            .await
+            .unwrap();
+        }
+        for (id, label, ts) in feedback {
+            log.feedback(
+                "risk",
+                *ts,
+                &[Feedback {
+                    request_id: id.clone(),
+                    row: 0,
+                    label: Some(label.clone()),
+                    value: None,
+                }],
+            )
+            .await
+            .unwrap();
+        }
+        log.shutdown();
+    });
+}
+
+const HOUR: i64 = 3_600_000;
+
+#[test]
+fn windows_report_drift_live_accuracy_and_a_change_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let mut rng = Rng::new(11);
+
+    // Training profile: x ~ N(0, 1), city in {a, b}, the model's outputs.
+    let mut x = ColumnProfile::new("x", ColumnKind::Numeric, None);
+    let xs: Vec<f64> = (0..20_000).map(|_| rng.normal()).collect();
+    x.push_numbers(&xs);
+    x.finish();
+    let mut city = ColumnProfile::new("city", ColumnKind::Categorical, None);
+    (0..20_000).for_each(|i| city.push_category(["a", "b"][i % 2]));
+    let mut label = ColumnProfile::new("output.label", ColumnKind::Categorical, None);
+    (0..20_000).for_each(|i| label.push_category(["no", "yes"][usize::from(xs[i] > 0.0)]));
+    let mut score = ColumnProfile::new("output.score", ColumnKind::Numeric, None);
+    score.push_numbers(
+        &xs.iter()
+            .map(|v| 0.5 + 0.4 * v.abs().min(1.0))
+            .collect::<Vec<_>>(),
+    );
+    score.finish();
+    let mut target = ColumnProfile::new("default", ColumnKind::Categorical, None);
+    (0..20_000).for_each(|i| target.push_category(["no", "yes"][i % 2]));
+    let mut reference = Profile::empty(vec![x, city, label, score, target]);
+    reference.rows = 20_000;
+    let signature = Signature {
+        format: "keel-learn/1".into(),
+        algorithm: Algorithm::Logistic,
+        task: Task::Classification,
+        target: "default".into(),
+        classes: vec!["no".into(), "yes".into()],
+        label_type: None,
+        inputs: vec![],
+        training: TargetProfile {
+            rows: 20_000,
+            rows_without_target: 0,
+            class_frequencies: None,
+            value_summary: None,
+        },
+    };
+
+    // Three hours of traffic; in the third, x shifts by +1 and the model errs more.
+    let start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR;
+    let mut rows = Vec::new();
+    let mut feedback = Vec::new();
+    for hour in 0..3i64 {
+        let n = 2000;
+        let shift = if hour == 2 { 1.0 } else { 0.0 };
+        let error_rate = if hour == 2 { 0.45 } else { 0.1 };
+        let xs: Vec<f64> = (0..n).map(|_| rng.normal() + shift).collect();
+        for (i, x) in xs.into_iter().enumerate() {
+            let label = ["no", "yes"][usize::from(x > 0.0)];
+            rows.push(Row {
+                id: format!("req-{hour}-{i}"),
+                ts: start + hour * HOUR + i as i64 * 1000,
+                x,
+                city: ["a", "b"][i % 2],
+                label,
+                score: 0.5 + 0.4 * x.abs().min(1.0),
+            });
+        }
+        // Labels arrive later, wrong for `error_rate` of rows.
+        for row in &rows[rows.len() - n..] {
+            let flip = rng.next_f64() < error_rate;
+            let truth = match (flip, row.label) {
+                (false, l) => l,
+                (true, "yes") => "no",
+                (true, _) => "yes",
+            };
+            feedback.push((
+                row.id.clone(),
+                truth.to_string(),
+                start + hour * HOUR + 5 * HOUR,
+            ));
+        }
+    }
+    write_log(&logs, &rows, &feedback);
+    let options = LogOptions {
+        log_dir: logs.display().to_string(),
+        model: "risk".into(),
+        window_ms: HOUR,
+        config: DriftConfig::default(),
+        since_ms: None,
+    };
+    let (latest, report) = windowed_report(&options, &reference, Some(&signature), None).unwrap();
+    assert_eq!(report.windows.len(), 3);
+    assert!(!report.windows[0].drifted, "{:?}", report.windows[0]);
+    assert!(!report.windows[1].drifted);
+    assert!(report.windows[2].drifted);
+    assert!(
+        report.windows[2].drifted_columns.contains(&"x".to_string()),
+        "{:?}",
+        report.windows[2].drifted_columns
+    );
+    assert!(latest.dataset.drifted);
+    let accuracy: Vec<f64> = report
+        .windows
+        .iter()
+        .map(|w| w.performance.as_ref().unwrap().headline)
+        .collect();
+    assert!(
+        (accuracy[0] - 0.9).abs() < 0.03 && (accuracy[2] - 0.55).abs() < 0.04,
+        "{accuracy:?}"
+    );
+    assert!(
+        report
+            .windows
+            .iter()
+            .all(|w| w.estimated_accuracy.is_some())
+    );
+    let change = report
+        .change_points
+        .iter()
+        .find(|c| c.stream == "error")
+        .expect("error change point");
+    assert!(
+        change.detected_ms >= start + 2 * HOUR && change.detected_ms < start + 2 * HOUR + 600_000,
+        "{change:?}"
+    );
+    // Rows come 1 s apart for 2000 s of each hour: the start estimate lies
+    // within the last 200 rows before the change.
+    assert!(change.started_ms >= start + HOUR + 1_800_000, "{change:?}");
+    // The target is not an input; no input is missing from the log.
+    assert!(
+        !latest
+            .quality
+            .iter()
+            .any(|f| f.kind == FindingKind::MissingColumn),
+        "{:?}",
+        latest.quality
+    );
+
+    // An empty log is reported as empty, not as an error.
+    let empty = LogOptions {
+        model: "nobody".into(),
+        ..options
+    };
+    let (latest, report) = windowed_report(&empty, &reference, Some(&signature), None).unwrap();
+    assert!(report.windows.is_empty());
+    assert!(
+        latest
+            .quality
+            .iter()
+            .any(|f| f.kind == FindingKind::EmptyData)
+    );
+}

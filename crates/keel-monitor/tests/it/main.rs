@@ -1,0 +1,6 @@
+//! keel-monitor's integration tests, one binary: files in and reports out,
+//! prediction-log windows, and the drift benchmark's design at 10k–1M rows.
+
+mod files;
+mod log;
+mod synthetic;

@@ -1,0 +1,7 @@
+//! keel-store's integration tests, one binary: every test runs against a
+//! fresh SQLite file and, when `KEEL_TEST_POSTGRES_URL` names a server, a
+//! fresh PostgreSQL database (mandatory with `CI=true`).
+
+mod registry;
+mod store;
+mod util;

@@ -1,0 +1,14 @@
+//! keel's end-to-end tests, one binary: the real `keel` driven as a user
+//! drives it (processes, sockets, the official MLflow Python client), one
+//! module per area, with the shared runner in `util`.
+
+mod data;
+mod e2e;
+mod learn;
+mod loadtest;
+mod missing;
+mod monitor;
+mod pipeline;
+mod quickstart;
+mod serve;
+mod util;

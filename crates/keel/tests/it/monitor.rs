@@ -1,0 +1,292 @@
+//! End-to-end tests of `keel monitor` and of the profile `keel train`
+//! writes, driving the real binary in a temporary folder.
+
+use crate::util::{keel, run};
+
+#[test]
+fn train_writes_a_profile_and_report_flags_covariate_shift() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let generate = |seed: &str, shift: &str, out: &str| {
+        run(
+            root,
+            &[
+                "generate",
+                "portfolio",
+                "--rows",
+                "4000",
+                "--seed",
+                seed,
+                "--covariate-shift",
+                shift,
+                "--out",
+                out,
+            ],
+            0,
+        );
+    };
+    generate("1", "0", "train.csv");
+    generate("2", "0", "same.csv");
+    generate("3", "1.0", "shifted.csv");
+    run(
+        root,
+        &[
+            "train",
+            "--algo",
+            "logistic",
+            "--data",
+            "train.csv",
+            "--target",
+            "default",
+            "--out",
+            "model",
+        ],
+        0,
+    );
+    let profile: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.join("model/profile.json")).expect("profile.json"),
+    )
+    .expect("JSON");
+    let names: Vec<&str> = profile["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"default")
+            && names.contains(&"output.label")
+            && names.contains(&"output.score"),
+        "{names:?}"
+    );
+
+    // Same distribution: exit 0. Against the training profile (its output
+    // columns are ignored when the data has none).
+    let same = run(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "model/profile.json",
+            "--current",
+            "same.csv",
+        ],
+        0,
+    );
+    assert!(same.contains("dataset: no drift"), "{same}");
+    // Shifted covariates: exit 1, JSON names the drifted columns.
+    let json = run(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "train.csv",
+            "--current",
+            "shifted.csv",
+            "--format",
+            "json",
+        ],
+        1,
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON report");
+    let drifted: Vec<&str> = report["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["drifted"].as_bool() == Some(true))
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert!(!drifted.is_empty());
+    for field in [
+        "column",
+        "kind",
+        "method",
+        "statistic",
+        "effect_size",
+        "p_value",
+        "threshold",
+        "drifted",
+    ] {
+        assert!(report["columns"][0].get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(report["dataset"]["drifted"], true);
+    // HTML: self-contained.
+    run(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "train.csv",
+            "--current",
+            "shifted.csv",
+            "--format",
+            "html",
+            "--output",
+            "r.html",
+        ],
+        1,
+    );
+    let html = std::fs::read_to_string(root.join("r.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("src=\"http") && !html.contains("<script src"));
+    // Profiles merge: a profile built against the reference compares like the file.
+    run(
+        root,
+        &[
+            "monitor",
+            "profile",
+            "shifted.csv",
+            "--reference-profile",
+            "model/profile.json",
+            "--output",
+            "cur.json",
+        ],
+        0,
+    );
+    run(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "model/profile.json",
+            "--current",
+            "cur.json",
+        ],
+        1,
+    );
+    // Other columns than the reference: an error naming them.
+    std::fs::write(root.join("bad.csv"), "a,b\n1,2\n").unwrap();
+    let output = keel(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "train.csv",
+            "--current",
+            "bad.csv",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("schema mismatch") && stderr.contains("unexpected columns: a, b"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn watch_posts_alerts_to_a_webhook() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    run(
+        root,
+        &[
+            "generate",
+            "portfolio",
+            "--rows",
+            "500",
+            "--out",
+            "train.csv",
+        ],
+        0,
+    );
+    run(
+        root,
+        &[
+            "train",
+            "--algo",
+            "logistic",
+            "--data",
+            "train.csv",
+            "--target",
+            "default",
+            "--out",
+            "model",
+        ],
+        0,
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // Read until the JSON body is complete (it ends with '}').
+        while !request.ends_with(b"}") {
+            let n = stream.read(&mut buffer).unwrap();
+            if n == 0 {
+                break;
+            }
+            request.extend_from_slice(&buffer[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    // No traffic logged yet: the empty window is a quality finding, which alerts.
+    let hook = format!("http://127.0.0.1:{port}/hook");
+    run(
+        root,
+        &[
+            "monitor",
+            "watch",
+            "--once",
+            "--model",
+            "risk@production",
+            "--log-dir",
+            "logs",
+            "--model-dir",
+            "model",
+            "--webhook",
+            &hook,
+        ],
+        0,
+    );
+    let request = server.join().unwrap();
+    assert!(request.starts_with("POST /hook"), "{request}");
+    assert!(
+        request.contains("\"status\":\"firing\"") && request.contains("quality:empty_data"),
+        "{request}"
+    );
+}
+
+#[test]
+fn a_typo_in_the_monitor_section_is_an_error_at_its_line_and_column() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    std::fs::write(root.join("a.csv"), "x\n1\n2\n3\n").unwrap();
+    std::fs::write(
+        root.join("keel.yaml"),
+        "stages:\n  s:\n    cmd: \"true\"\nmonitor:\n  window: 1h\n  drift: {min_efect: 0.2}\n",
+    )
+    .unwrap();
+    // Read by `keel monitor` (it was silently ignored before) and by `keel run`.
+    for args in [
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "a.csv",
+            "--current",
+            "a.csv",
+        ][..],
+        &["run", "--no-track"][..],
+    ] {
+        let output = keel(root, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "keel {args:?} should fail");
+        assert!(
+            stderr.contains("keel.yaml:6:11: unknown field `min_efect`"),
+            "keel {args:?}: {stderr}"
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! Helpers shared by keel's end-to-end tests: the real binary, run in a
+//! folder with an environment that does not leak the caller's settings.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether this is a CI run: a missing service fails the test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// `keel` in `dir`: `CI=true` (no progress bars), no backtraces, no
+/// `RUST_LOG`, and none of the caller's tracking or artifact settings.
+pub fn command(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
+    command
+        .current_dir(dir)
+        .env("CI", "true")
+        .env("RUST_BACKTRACE", "0")
+        .env_remove("RUST_LOG")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_EXPERIMENT_NAME")
+        .env_remove("KEEL_ARTIFACTS_DESTINATION");
+    command
+}
+
+/// Runs `keel ARGS` in `dir`.
+pub fn keel(dir: &Path, args: &[&str]) -> Output {
+    command(dir).args(args).output().expect("run keel")
+}
+
+/// Runs `keel ARGS` in `dir`, asserts success and returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let output = keel(dir, args);
+    assert!(
+        output.status.success(),
+        "keel {args:?} failed:\n{}",
+        text(&output)
+    );
+    lossy(&output.stdout)
+}
+
+/// Runs `keel ARGS` in `dir`, asserts exit code `expected` and returns stdout.
+pub fn run(dir: &Path, args: &[&str], expected: i32) -> String {
+    let output = keel(dir, args);
+    assert_eq!(code(&output), expected, "keel {args:?}:\n{}", text(&output));
+    lossy(&output.stdout)
+}
+
+/// The exit code (-1 when killed by a signal).
+pub fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+/// Both streams, for assertion messages.
+pub fn text(output: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        lossy(&output.stdout),
+        lossy(&output.stderr)
+    )
+}
+
+/// Bytes as text (invalid UTF-8 replaced).
+pub fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The pinned venv's Python (`KEEL_PY_VENV`, set by `tests/run.sh`) when it
+/// can `import modules`; `None` (the test is skipped) when it cannot, except
+/// under `CI=true`, where it fails.
+pub fn python_with(modules: &str) -> Option<PathBuf> {
+    let python = std::env::var("KEEL_PY_VENV")
+        .ok()
+        .filter(|venv| !venv.is_empty())
+        .map(|venv| Path::new(&venv).join("bin/python"))
+        .filter(|python| {
+            Command::new(python)
+                .args(["-c", &format!("import {modules}")])
+                .output()
+                .is_ok_and(|output| output.status.success())
+        });
+    if python.is_none() {
+        assert!(
+            !in_ci(),
+            "CI=true but KEEL_PY_VENV has no {modules}: run the tests through tests/run.sh"
+        );
+        eprintln!("skipped: no Python with {modules} (set KEEL_PY_VENV)");
+    }
+    python
+}
+
+/// A `keel serve` process on a free loopback port (`keel serve MODEL --port 0 ARGS`),
+/// killed on drop unless stopped.
+pub struct Serve {
+    pub child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+}
+
+impl Serve {
+    pub fn start(model: &Path, args: &[&str]) -> Serve {
+        let mut child = command(Path::new("."))
+            .env("RUST_LOG", "warn")
+            .arg("serve")
+            .arg(model)
+            .args(["--port", "0"])
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(address) = line.split("on http://").nth(1) {
+                    let _ = address_tx.send(address.trim().to_string());
+                } else {
+                    eprintln!("keel serve: {line}");
+                }
+            }
+        });
+        let address = address_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("keel serve did not report its address");
+        Serve { child, address }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) {
+        self.signal("-TERM");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "keel serve did not stop after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(exit.success(), "{exit:?}");
+    }
+
+    /// SIGKILL: the process gets no chance to write anything more.
+    pub fn kill_9(mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer: status, headers, body text.
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// One blocking HTTP request over a one-shot tokio runtime; `None` when the
+/// server cannot be reached.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Option<Answer> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+        let mut builder = reqwest::Client::new().request(method, url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(body) = body {
+            builder = builder.body(body.to_string());
+        }
+        let response = builder.send().await.ok()?;
+        Some(Answer {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.ok()?,
+        })
+    })
+}
+
+/// The S3 endpoint under test (moto, from `tests/s3/moto.sh start`), or
+/// `None` (the test is skipped) after saying so; under `CI=true` a missing
+/// endpoint fails.
+pub fn s3_endpoint() -> Option<String> {
+    match std::env::var("KEEL_TEST_S3_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => {
+            Some(endpoint.trim().trim_end_matches('/').to_string())
+        }
+        _ => {
+            assert!(
+                !in_ci(),
+                "CI=true but KEEL_TEST_S3_ENDPOINT is not set: start an S3 server with \
+                 `eval \"$(tests/s3/moto.sh start)\"` (tests/run.sh does) before `cargo test`"
+            );
+            eprintln!("skipped: KEEL_TEST_S3_ENDPOINT is not set, so S3 was not tested");
+            None
+        }
+    }
+}
