@@ -136,6 +136,7 @@ pub struct Param {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     pub key: String,
+    #[serde(with = "crate::json_double")]
     pub value: f64,
     pub timestamp: i64,
     pub step: i64,

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod entities;
 pub mod error;
 pub mod ids;
+pub mod json_double;
 pub mod page_token;
 pub mod promotion;
 pub mod uri;

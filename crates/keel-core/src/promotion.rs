@@ -82,7 +82,12 @@ pub fn parse_gate_results(text: &str) -> Option<GateResults> {
 
 /// Reads `gate_results` (`{"passed": bool, "gates": [...]}`) of a version.
 pub fn gate_status(version: &ModelVersion) -> GateStatus {
-    let Some(text) = version.gate_results.as_deref() else {
+    gate_text_status(version.gate_results.as_deref())
+}
+
+/// What recorded gate results say, from their stored text.
+pub fn gate_text_status(gate_results: Option<&str>) -> GateStatus {
+    let Some(text) = gate_results else {
         return GateStatus::Missing;
     };
     let Some(results) = parse_gate_results(text) else {
@@ -109,6 +114,24 @@ pub fn gate_status(version: &ModelVersion) -> GateStatus {
 
 /// Checks that `version` may be promoted; `force` needs a non-empty `reason`.
 pub fn check_promotion(version: &ModelVersion, force: bool, reason: &str) -> Result<(), Error> {
+    check_gate_text(
+        &version.name,
+        version.version,
+        version.gate_results.as_deref(),
+        force,
+        reason,
+    )
+}
+
+/// [`check_promotion`] on a version's stored gate results (what the store
+/// re-reads inside the transaction that moves the alias).
+pub fn check_gate_text(
+    name: &str,
+    version: i64,
+    gate_results: Option<&str>,
+    force: bool,
+    reason: &str,
+) -> Result<(), Error> {
     if force {
         if reason.trim().is_empty() {
             return Err(Error::invalid_parameter(
@@ -117,17 +140,15 @@ pub fn check_promotion(version: &ModelVersion, force: bool, reason: &str) -> Res
         }
         return Ok(());
     }
-    match gate_status(version) {
+    match gate_text_status(gate_results) {
         GateStatus::Passed => Ok(()),
         GateStatus::Failed(which) => Err(Error::invalid_state(format!(
-            "Refusing to promote {} version {}: its recorded gates failed ({which}). Use --force --reason \"...\" \
-             to override.",
-            version.name, version.version
+            "Refusing to promote {name} version {version}: its recorded gates failed ({which}). Use --force \
+             --reason \"...\" to override."
         ))),
         GateStatus::Missing => Err(Error::invalid_state(format!(
-            "Refusing to promote {} version {}: it has no recorded gate results. Run its pipeline's gates, or use \
-             --force --reason \"...\".",
-            version.name, version.version
+            "Refusing to promote {name} version {version}: it has no recorded gate results. Run its pipeline's \
+             gates, or use --force --reason \"...\"."
         ))),
     }
 }

@@ -193,6 +193,26 @@ impl ProxiedUri {
     }
 }
 
+/// An artifact path with each `/`-separated segment percent-encoded (RFC
+/// 3986 unreserved characters kept), for the artifact proxy's URL.
+pub fn encode_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            segment
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// `base/path` with one `/` between them (`base` alone for an empty path).
 pub fn join(base: &str, path: &str) -> String {
     match (base.trim_end_matches('/'), path.trim_matches('/')) {

@@ -1,5 +1,5 @@
-//! A pipeline run in the metadata store, through keel-store's and
-//! keel-artifacts' APIs: the run with its params, metrics (the stages'
+//! A pipeline run in the metadata store, through keel-client (the database
+//! directly, or a keel server over HTTP): the run with its params, metrics (the stages'
 //! metrics files plus `stage.NAME.seconds`), git commit and dirty flag,
 //! dataset inputs (keel-data lineage for tracked data, the pipeline's own
 //! digest otherwise) and the logs of the stages that ran as artifacts; then
@@ -18,12 +18,10 @@ use std::path::Path;
 use std::process::Command;
 
 use bytes::Bytes;
-use keel_artifacts::ArtifactStore;
-use keel_core::uri::join;
+use keel_client::{Client, CreateRun, UpdateRun, api};
 use keel_core::{
     Dataset, DatasetInput, ErrorCode, Metric, ModelVersion, Param, Run, RunStatus, Tag, now_millis,
 };
-use keel_store::{Actor, CreateModelVersion, CreateRun, Store, UpdateRun};
 use serde_json::json;
 
 use crate::config::{Action, Pipeline, Reference};
@@ -42,9 +40,8 @@ pub const PRODUCTION_ALIAS: &str = "production";
 /// Where runs and their artifacts go.
 #[derive(Debug, Clone)]
 pub struct Tracking {
-    pub store: Store,
-    /// Where `mlflow-artifacts:` URIs point (what `keel server --artifacts-destination` serves).
-    pub artifacts_destination: String,
+    /// The metadata store, directly or through a keel server.
+    pub client: Client,
     pub experiment: String,
     pub user: String,
     /// What triggered this run (e.g. a drift verdict); recorded in the
@@ -83,23 +80,8 @@ pub fn git_state(root: &Path) -> Option<GitState> {
 }
 
 impl Tracking {
-    /// The artifact store and the path inside it for an artifact URI.
-    fn artifact_location(&self, artifact_uri: &str) -> Result<(ArtifactStore, String)> {
-        Ok(keel_artifacts::resolve_artifact_uri(
-            artifact_uri,
-            &self.artifacts_destination,
-        )?)
-    }
-
     async fn experiment_id(&self) -> Result<String> {
-        match self.store.get_experiment_by_name(&self.experiment).await {
-            Ok(experiment) => Ok(experiment.experiment_id),
-            Err(error) if error.code == ErrorCode::ResourceDoesNotExist => Ok(self
-                .store
-                .create_experiment(&self.experiment, None, &[])
-                .await?),
-            Err(error) => Err(error.into()),
-        }
+        Ok(self.client.experiment_id(&self.experiment).await?)
     }
 
     /// Records a finished `keel run` as a run; returns it.
@@ -126,7 +108,7 @@ impl Tracking {
             ));
         }
         let run = self
-            .store
+            .client
             .create_run(CreateRun {
                 experiment_id: self.experiment_id().await?,
                 user_id: self.user.clone(),
@@ -148,11 +130,9 @@ impl Tracking {
                     .collect(),
             })
             .collect();
-        for chunk in params.chunks(keel_core::validation::MAX_PARAMS_TAGS_PER_BATCH) {
-            self.store
-                .log_batch(&run_id, Vec::new(), chunk.to_vec(), Vec::new())
-                .await?;
-        }
+        self.client
+            .log_batch(&run_id, Vec::new(), params, Vec::new())
+            .await?;
 
         let now = now_millis();
         let mut metrics: Vec<Metric> = stage_metrics(pipeline)
@@ -171,34 +151,33 @@ impl Tracking {
             }
         }
         metrics.push(Metric::new("pipeline.seconds", report.seconds, now, 0));
-        for chunk in metrics.chunks(keel_core::validation::MAX_METRICS_PER_BATCH) {
-            self.store
-                .log_batch(&run_id, chunk.to_vec(), Vec::new(), Vec::new())
-                .await?;
-        }
+        self.client
+            .log_batch(&run_id, metrics, Vec::new(), Vec::new())
+            .await?;
 
         let datasets = dataset_inputs(&pipeline.root, &report.inputs);
         if !datasets.is_empty() {
-            self.store.log_inputs(&run_id, datasets, Vec::new()).await?;
+            self.client.log_inputs(&run_id, datasets).await?;
         }
 
-        let (artifacts, base) = self.artifact_location(&run.info.artifact_uri)?;
+        let root = &run.info.artifact_uri;
         for stage in &report.stages {
             if let Some(log) = &stage.log {
-                let path = join(&base, &format!("logs/{}.log", stage.name));
-                upload_file(&artifacts, &path, log).await?;
+                self.client
+                    .put_file(root, &format!("logs/{}.log", stage.name), log)
+                    .await?;
             }
         }
         let lock = crate::runner::lock_path(pipeline);
         if lock.is_file() {
-            upload_file(&artifacts, &join(&base, "keel.lock"), &lock).await?;
+            self.client.put_file(root, "keel.lock", &lock).await?;
         }
-        Ok(self.store.get_run(&run_id).await?)
+        Ok(self.client.get_run(&run_id).await?)
     }
 
     /// Marks the run finished (or failed).
     pub async fn finish(&self, run_id: &str, succeeded: bool) -> Result<()> {
-        self.store
+        self.client
             .update_run(
                 run_id,
                 UpdateRun {
@@ -217,18 +196,18 @@ impl Tracking {
 
     /// The version of `model` holding the production alias and its metrics.
     pub async fn production(&self, model: &str) -> Result<Option<(ModelVersion, Production)>> {
-        let version = match self
-            .store
-            .get_model_version_by_alias(model, PRODUCTION_ALIAS)
-            .await
-        {
-            Ok(version) => version,
+        let uri = format!(
+            "{}{model}@{PRODUCTION_ALIAS}",
+            keel_core::uri::MODELS_SCHEME
+        );
+        let version = match self.client.resolve_model_uri(&uri).await {
+            Ok(reply) => reply.model_version,
             Err(error) if error.code == ErrorCode::ResourceDoesNotExist => return Ok(None),
             Err(error) => return Err(error.into()),
         };
         let mut metrics = BTreeMap::new();
         if let Some(run_id) = version.run_id.as_deref() {
-            match self.store.get_run(run_id).await {
+            match self.client.get_run(run_id).await {
                 Ok(run) => {
                     for metric in run.data.metrics {
                         metrics.insert(metric.key, metric.value);
@@ -275,13 +254,17 @@ impl Tracking {
         };
         let fetched = match self.production(&register.model).await? {
             Some((version, production)) => {
-                let files = self.store.version_artifact_uri(&version).await?;
-                let (artifacts, base) = self.artifact_location(&files)?;
-                let path = join(&base, keel_monitor::profile::PROFILE_FILE);
-                match artifacts.head(&path).await? {
-                    Some(_) => Some((artifacts.get_bytes(&path).await?, production.label)),
-                    None => None,
-                }
+                let uri = format!(
+                    "{}{}/{}",
+                    keel_core::uri::MODELS_SCHEME,
+                    version.name,
+                    version.version
+                );
+                let files = self.client.resolve_model_uri(&uri).await?.artifact_uri;
+                self.client
+                    .get_bytes(&files, keel_monitor::profile::PROFILE_FILE)
+                    .await?
+                    .map(|bytes| (bytes, production.label))
             }
             None => None,
         };
@@ -350,13 +333,13 @@ impl Tracking {
         if text.len() <= keel_core::validation::MAX_TAG_VAL_LENGTH {
             tags.push(Tag::new(GATES_TAG, text));
         }
-        self.store
+        self.client
             .log_batch(&run.info.run_id, Vec::new(), Vec::new(), tags)
             .await?;
-        let (artifacts, base) = self.artifact_location(&run.info.artifact_uri)?;
-        artifacts
+        self.client
             .put_bytes(
-                &join(&base, "gates.json"),
+                &run.info.artifact_uri,
+                "gates.json",
                 Bytes::from(serde_json::to_vec_pretty(&json).unwrap_or_default()),
             )
             .await?;
@@ -383,7 +366,7 @@ impl Tracking {
             .next()
             .unwrap_or("model")
             .to_string();
-        let (artifacts, base) = self.artifact_location(&run.info.artifact_uri)?;
+        let root = &run.info.artifact_uri;
         let files = list_files(&local)?;
         if files.is_empty() {
             return Err(PipelineError::Invalid(format!(
@@ -397,7 +380,7 @@ impl Tracking {
             } else {
                 format!("{name}/{relative}")
             };
-            upload_file(&artifacts, &join(&base, &target), path).await?;
+            self.client.put_file(root, &target, path).await?;
         }
         // The training profile travels with the version (what the next run's
         // feature check compares with): the model's own, or the profile of the
@@ -420,55 +403,53 @@ impl Tracking {
             profile.write_json(&local_profile).map_err(|error| {
                 PipelineError::Metrics(format!("writing {}: {error}", local_profile.display()))
             })?;
-            upload_file(
-                &artifacts,
-                &join(&base, &format!("{name}/{profile_name}")),
-                &local_profile,
-            )
-            .await?;
+            self.client
+                .put_file(root, &format!("{name}/{profile_name}"), &local_profile)
+                .await?;
         }
         let signature = ["signature.json"]
             .iter()
             .map(|file| local.join(file))
             .find(|path| path.is_file())
             .and_then(|path| std::fs::read_to_string(path).ok());
-        let actor = Actor {
-            user: self.user.clone(),
-            reason: format!("keel run: gates passed ({})", pipeline.file.display()),
-            cause: self
-                .cause
-                .clone()
-                .unwrap_or_else(|| format!("run {}", run.info.run_id)),
-        };
+        let reason = format!("keel run: gates passed ({})", pipeline.file.display());
+        let cause = self
+            .cause
+            .clone()
+            .unwrap_or_else(|| format!("run {}", run.info.run_id));
         let version = self
-            .store
-            .create_model_version(
-                CreateModelVersion {
-                    name: register.model.clone(),
-                    source: format!("{}/{name}", run.info.artifact_uri.trim_end_matches('/')),
-                    run_id: Some(run.info.run_id.clone()),
-                    description: Some(format!(
-                        "Registered by keel run from {}",
-                        register.path.path
-                    )),
-                    user_id: self.user.clone(),
-                    signature,
-                    gate_results: Some(gate_json.to_string()),
-                    tags,
-                    ..CreateModelVersion::default()
-                },
-                &actor,
-            )
+            .client
+            .create_model_version(api::CreateVersion {
+                name: register.model.clone(),
+                source: format!("{}/{name}", run.info.artifact_uri.trim_end_matches('/')),
+                run_id: Some(run.info.run_id.clone()),
+                description: Some(format!(
+                    "Registered by keel run from {}",
+                    register.path.path
+                )),
+                signature,
+                gate_results: Some(gate_json.to_string()),
+                tags,
+                reason: reason.clone(),
+                cause: cause.clone(),
+                ..api::CreateVersion::default()
+            })
             .await?;
         if let Some(alias) = register.alias.as_ref().filter(|_| self.move_alias) {
-            keel_core::promotion::check_promotion(&version, false, "")?;
-            keel_store::validate_alias(alias)?;
-            self.store
-                .set_registered_model_alias(&register.model, alias, version.version, &actor)
+            // The store checks the recorded gates inside the alias move.
+            self.client
+                .promote(api::Promote {
+                    name: register.model.clone(),
+                    version: version.version.to_string(),
+                    alias: alias.clone(),
+                    force: false,
+                    reason,
+                    cause,
+                })
                 .await?;
         }
         Ok(Some(
-            self.store
+            self.client
                 .get_model_version(&register.model, version.version)
                 .await?,
         ))
@@ -476,23 +457,19 @@ impl Tracking {
 
     /// The newest `keel run` run of the experiment.
     pub async fn latest_run(&self) -> Result<Option<Run>> {
-        let experiment = match self.store.get_experiment_by_name(&self.experiment).await {
-            Ok(experiment) => experiment,
-            Err(error) if error.code == ErrorCode::ResourceDoesNotExist => return Ok(None),
-            Err(error) => return Err(error.into()),
+        let Some(experiment_id) = self.client.find_experiment(&self.experiment).await? else {
+            return Ok(None);
         };
-        let page = self
-            .store
-            .search_runs(
-                &[experiment.experiment_id],
-                Some(&format!("tags.`{PIPELINE_TAG}` = 'true'")),
-                keel_core::ViewType::ActiveOnly,
-                1,
-                &["attributes.start_time DESC".to_string()],
-                None,
-            )
+        let runs = self
+            .client
+            .search_runs(api::SearchRuns {
+                experiment_ids: vec![experiment_id],
+                filter: Some(format!("tags.`{PIPELINE_TAG}` = 'true'")),
+                max_results: Some(1),
+                order_by: vec!["attributes.start_time DESC".to_string()],
+            })
             .await?;
-        Ok(page.items.into_iter().next())
+        Ok(runs.into_iter().next())
     }
 }
 
@@ -616,26 +593,4 @@ fn list_files(path: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
     }
     out.sort();
     Ok(out)
-}
-
-/// Streams a local file into the artifact store (bounded memory).
-async fn upload_file(store: &ArtifactStore, path: &str, file: &Path) -> Result<()> {
-    use tokio::io::AsyncReadExt;
-    let handle = tokio::fs::File::open(file)
-        .await
-        .map_err(|source| PipelineError::io(file, source))?;
-    let stream = futures::stream::unfold(Some(handle), |state| async move {
-        let mut handle = state?;
-        let mut buffer = vec![0u8; 1 << 20];
-        match handle.read(&mut buffer).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buffer.truncate(n);
-                Some((Ok(Bytes::from(buffer)), Some(handle)))
-            }
-            Err(error) => Some((Err(error), None)),
-        }
-    });
-    store.put_stream(path, Box::pin(stream)).await?;
-    Ok(())
 }

@@ -374,22 +374,7 @@ impl Registry {
 
     async fn fetch_file(&self, artifact: &str, destination: &Path) -> Result<(), ServeError> {
         use tokio::io::AsyncWriteExt;
-        let encoded: String = artifact
-            .split('/')
-            .map(|segment| {
-                segment
-                    .bytes()
-                    .map(|b| {
-                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                            (b as char).to_string()
-                        } else {
-                            format!("%{b:02X}")
-                        }
-                    })
-                    .collect::<String>()
-            })
-            .collect::<Vec<_>>()
-            .join("/");
+        let encoded = keel_core::uri::encode_path(artifact);
         let mut response = self
             .get(
                 &format!("/api/2.0/mlflow-artifacts/artifacts/{encoded}"),

@@ -10,6 +10,9 @@ pub struct Caller {
     pub user: String,
     /// Admins pass every permission check.
     pub admin: bool,
+    /// Whether the server checked a credential (false on an open server,
+    /// where MLflow's clients name their own user on the runs they create).
+    pub authenticated: bool,
 }
 
 impl Caller {
@@ -19,6 +22,7 @@ impl Caller {
         Caller {
             user: "anonymous".to_string(),
             admin: true,
+            authenticated: false,
         }
     }
 
@@ -27,6 +31,7 @@ impl Caller {
         Caller {
             user: "token".to_string(),
             admin: true,
+            authenticated: true,
         }
     }
 }

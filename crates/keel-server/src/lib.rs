@@ -11,6 +11,7 @@ mod artifacts;
 pub mod auth;
 mod dto;
 mod error;
+mod keel_api;
 mod registry;
 mod request;
 mod tracking;
@@ -45,6 +46,8 @@ pub struct AppState {
     registry: Arc<tokio::sync::watch::Sender<i64>>,
     /// Wakes the follower at once after a registry write through this server.
     registry_nudge: Arc<tokio::sync::Notify>,
+    /// Aliases that move only by the promotion rule, on every API.
+    protected_aliases: Arc<Vec<String>>,
 }
 
 /// How to start a server.
@@ -58,7 +61,13 @@ pub struct ServerConfig {
     pub auth_token: Option<String>,
     /// Allows a non-loopback bind without a token (explicit opt-out).
     pub allow_unauthenticated: bool,
+    /// Aliases that move only when the version's recorded gates passed
+    /// (MLflow's set-alias included): [`DEFAULT_PROTECTED_ALIASES`] by default.
+    pub protected_aliases: Vec<String>,
 }
+
+/// The aliases protected unless configured otherwise.
+pub const DEFAULT_PROTECTED_ALIASES: &[&str] = &["production"];
 
 impl AppState {
     /// Opens the store and the artifact root named in `config`.
@@ -72,7 +81,13 @@ impl AppState {
             auth_token: config.auth_token.clone(),
             registry: Arc::new(registry),
             registry_nudge: Arc::new(tokio::sync::Notify::new()),
+            protected_aliases: Arc::new(config.protected_aliases.clone()),
         })
+    }
+
+    /// Whether `alias` moves only by the promotion rule.
+    pub fn is_protected(&self, alias: &str) -> bool {
+        self.protected_aliases.iter().any(|a| a == alias)
     }
 
     /// Tells the registry follower that this server just changed the registry.
@@ -251,9 +266,28 @@ fn mlflow_routes() -> Router<AppState> {
 fn keel_routes() -> Router<AppState> {
     Router::new()
         .route("/registry/audit", get(registry::audit))
-        .route("/registry/promote", post(registry::promote))
+        .route("/registry/promote", post(keel_api::promote))
         .route("/registry/gates", post(registry::record_gates))
-        .route("/registry/rollback", post(registry::rollback))
+        .route("/registry/rollback", post(keel_api::rollback))
+        .route("/runs/get", get(keel_api::get_run))
+        .route("/runs/search", post(keel_api::search_runs))
+        .route("/model-versions/get", get(keel_api::get_model_version))
+        .route(
+            "/model-versions/search",
+            post(keel_api::search_model_versions),
+        )
+        .route(
+            "/model-versions/create",
+            post(keel_api::create_model_version),
+        )
+        .route(
+            "/registered-models/get",
+            get(keel_api::get_registered_model),
+        )
+        .route(
+            "/registered-models/list",
+            get(keel_api::list_registered_models),
+        )
         .route("/registry/changes", get(registry::changes))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }

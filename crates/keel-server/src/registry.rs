@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Extension, RawQuery, State};
 use bytes::Bytes;
-use keel_core::promotion::check_promotion;
 use keel_core::{Error, Stage, Tag};
 use keel_store::{Actor, CreateModelVersion, parse_version};
 use serde::Deserialize;
@@ -273,10 +272,20 @@ pub async fn set_alias(
     let name = name_of(&mut body)?;
     let alias = required(body.alias.take(), "alias")?;
     let version = version_of(&name, &mut body)?;
-    state
-        .store
-        .set_registered_model_alias(&name, &alias, version, &actor(&caller, None, None))
-        .await?;
+    let actor = actor(&caller, None, None);
+    if state.is_protected(&alias) {
+        // No side door past the gates: MLflow's set-alias obeys the same
+        // promotion rule as `keel models promote` for a protected alias.
+        state
+            .store
+            .promote(&name, &alias, version, false, &actor)
+            .await?;
+    } else {
+        state
+            .store
+            .set_registered_model_alias(&name, &alias, version, &actor)
+            .await?;
+    }
     state.registry_changed();
     Ok(Json(json!({})))
 }
@@ -576,34 +585,6 @@ pub async fn audit(State(state): State<AppState>, RawQuery(q): RawQuery, body: B
     ))
 }
 
-/// `POST /api/2.0/keel/registry/promote {name, version, alias, force?, reason?}`:
-/// moves an alias after checking the version's recorded gates.
-pub async fn promote(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Reply {
-    let body: KeelBody = params(q, &body)?;
-    let name = required(body.name, "name")?;
-    let version = parse_version(&name, &required(body.version, "version")?)?;
-    let alias = required(body.alias, "alias")?;
-    let candidate = state.store.get_model_version(&name, version).await?;
-    let reason = body.reason.unwrap_or_default();
-    check_promotion(&candidate, body.force.unwrap_or(false), &reason)?;
-    let entry = state
-        .store
-        .set_registered_model_alias(
-            &name,
-            &alias,
-            version,
-            &actor(&caller, Some(reason), body.cause),
-        )
-        .await?;
-    state.registry_changed();
-    Ok(Json(json!({"entry": dto::audit_entry(&entry)})))
-}
-
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct GatesBody {
@@ -634,24 +615,6 @@ pub async fn record_gates(
         .set_model_version_gates(&name, version, &gates.to_string())
         .await?;
     Ok(Json(json!({})))
-}
-
-/// `POST /api/2.0/keel/registry/rollback {name, alias, reason?}`.
-pub async fn rollback(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Reply {
-    let body: KeelBody = params(q, &body)?;
-    let name = required(body.name, "name")?;
-    let alias = required(body.alias, "alias")?;
-    let entry = state
-        .store
-        .rollback_alias(&name, &alias, &actor(&caller, body.reason, body.cause))
-        .await?;
-    state.registry_changed();
-    Ok(Json(json!({"entry": dto::audit_entry(&entry)})))
 }
 
 /// `GET /api/2.0/keel/registry/changes?since=N&timeout_ms=T`: answers at once

@@ -3,7 +3,7 @@
 //! the answer in MLflow's JSON shape; no SQL and no domain rules live here.
 
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use bytes::Bytes;
 use keel_core::{
     Dataset, DatasetInput, Error, LoggedModelStatus, Metric, ModelInput, ModelOutput, Param,
@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::dto;
 use crate::error::ApiResult;
 use crate::request::{
@@ -225,13 +226,24 @@ struct CreateRunBody {
     tags: Vec<TagBody>,
 }
 
-pub async fn create_run(State(state): State<AppState>, body: Bytes) -> Reply {
+/// `runs/create`: on a server that authenticates, the run's owner is the
+/// caller it authenticated, not the `user_id` the client sends.
+pub async fn create_run(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Reply {
     let body: CreateRunBody = parse_json(&body)?;
+    let user_id = if caller.authenticated {
+        caller.user
+    } else {
+        body.user_id.unwrap_or_default()
+    };
     let run = state
         .store
         .create_run(CreateRun {
             experiment_id: body.experiment_id.unwrap_or_else(|| "0".to_string()),
-            user_id: body.user_id.unwrap_or_default(),
+            user_id,
             run_name: body.run_name,
             start_time: body.start_time,
             tags: into_tags(body.tags, "tags")?,

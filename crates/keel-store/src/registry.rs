@@ -40,6 +40,12 @@ impl Actor {
     }
 }
 
+/// The check [`Store::promote`] makes inside the alias move.
+#[derive(Debug, Clone, Copy)]
+struct Promotion {
+    force: bool,
+}
+
 /// What `create_model_version` needs.
 #[derive(Debug, Clone, Default)]
 pub struct CreateModelVersion {
@@ -1080,8 +1086,32 @@ impl Store {
         actor: &Actor,
     ) -> Result<AuditEntry, Error> {
         validate_alias(alias)?;
-        self.move_alias(name, alias, Some(version), "set_alias", actor)
+        self.move_alias(name, alias, Some(version), "set_alias", actor, None)
             .await
+    }
+
+    /// Points `alias` at `version` if the version's recorded gates passed
+    /// (keel-core's promotion rule), or when `force` comes with a reason. The
+    /// gate results are re-read inside the transaction that moves the alias,
+    /// so gates recorded concurrently cannot slip past the check.
+    pub async fn promote(
+        &self,
+        name: &str,
+        alias: &str,
+        version: i64,
+        force: bool,
+        actor: &Actor,
+    ) -> Result<AuditEntry, Error> {
+        validate_alias(alias)?;
+        self.move_alias(
+            name,
+            alias,
+            Some(version),
+            "set_alias",
+            actor,
+            Some(Promotion { force }),
+        )
+        .await
     }
 
     /// Removes an alias (audited).
@@ -1091,7 +1121,7 @@ impl Store {
         alias: &str,
         actor: &Actor,
     ) -> Result<AuditEntry, Error> {
-        self.move_alias(name, alias, None, "delete_alias", actor)
+        self.move_alias(name, alias, None, "delete_alias", actor, None)
             .await
     }
 
@@ -1102,6 +1132,7 @@ impl Store {
         version: Option<i64>,
         action: &str,
         actor: &Actor,
+        promotion: Option<Promotion>,
     ) -> Result<AuditEntry, Error> {
         self.registered_model_exists(name).await?;
         if let Some(version) = version {
@@ -1122,18 +1153,28 @@ impl Store {
         match version {
             Some(version) => {
                 // The version may have been deleted since the check above: re-check inside the transaction.
-                let mut exists = Sql::new("SELECT version FROM model_versions WHERE name = ");
+                let mut exists =
+                    Sql::new("SELECT version, gate_results FROM model_versions WHERE name = ");
                 exists.bind(name).push(" AND version = ").bind(version);
-                if exists
+                let Some(row) = exists
                     .query(self.dialect)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(db("reading version"))?
-                    .is_none()
-                {
+                else {
                     return Err(Error::not_found(format!(
                         "Model Version (name={name}, version={version}) not found"
                     )));
+                };
+                if let Some(promotion) = promotion {
+                    let gates: Option<String> = get(&row, "gate_results")?;
+                    keel_core::promotion::check_gate_text(
+                        name,
+                        version,
+                        gates.as_deref(),
+                        promotion.force,
+                        &actor.reason,
+                    )?;
                 }
                 let mut upsert = Sql::new(
                     "INSERT INTO registered_model_aliases (name, alias, version) VALUES (",
@@ -1242,7 +1283,7 @@ impl Store {
                 "The previous holder of '{alias}' (version {previous}) no longer exists; promote a version explicitly"
             ))
         })?;
-        self.move_alias(name, alias, Some(previous), "rollback", actor)
+        self.move_alias(name, alias, Some(previous), "rollback", actor, None)
             .await
     }
 

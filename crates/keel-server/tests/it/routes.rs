@@ -395,6 +395,15 @@ async fn registry() {
     let ungated = json!({"name": "risk", "version": "2", "alias": "production"});
     api.refuses(&[("POST", keel("promote"), ungated, 400, "INVALID_STATE")])
         .await;
+    // No side door: MLflow's set-alias obeys the promotion rule for a
+    // protected alias, and leaves the alias where it was.
+    let side_door = json!({"name": "risk", "alias": "production", "version": "2"});
+    api.refuses(&[("POST", models("alias"), side_door, 400, "INVALID_STATE")])
+        .await;
+    let held = api
+        .ok("GET", &models("alias?name=risk&alias=production"), NONE)
+        .await;
+    assert_eq!(held["model_version"]["version"], "1", "{held}");
     let forced = json!({"name": "risk", "version": "2", "alias": "production", "force": true, "reason": "approved"});
     api.ok("POST", &keel("promote"), forced).await;
     let body = json!({"name": "risk", "alias": "production"});

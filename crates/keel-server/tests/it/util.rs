@@ -23,6 +23,7 @@ impl Api {
             port: 0,
             auth_token: None,
             allow_unauthenticated: false,
+            protected_aliases: vec!["production".into()],
         };
         let state = AppState::open(&config).await.unwrap();
         Api {

@@ -28,6 +28,7 @@ pub async fn start_server() -> Server {
         port: 0,
         auth_token: None,
         allow_unauthenticated: false,
+        protected_aliases: vec!["production".into()],
     };
     let (server, state) = keel_server::bind_with_pages(&config, keel_ui::pages())
         .await

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use keel_client::{Client, CreateRun, UpdateRun};
 use keel_core::{Metric, Param, RunStatus, now_millis};
 use keel_engine::{Batch, EnginePreference, LoadedModel};
 use keel_learn::metrics::Scored;
 use keel_learn::{Model, train_test_split};
-use keel_store::{CreateRun, Store, StoreConfig, UpdateRun};
 use keel_table::{Column, Table, format_number};
 
 /// Arguments of `keel evaluate`.
@@ -59,15 +59,8 @@ pub struct EvaluateArgs {
     /// Name of the new run (with --experiment).
     #[arg(long, requires = "experiment")]
     pub run_name: Option<String>,
-    /// Metadata store holding the run (as `keel server --backend-store-uri`;
-    /// default: KEEL_BACKEND_STORE_URI, else MLFLOW_TRACKING_URI when it
-    /// names a database, else the project's .keel/keel.db, else sqlite:///keel.db).
-    #[arg(long, visible_alias = "tracking-uri")]
-    pub backend_store_uri: Option<String>,
-    /// Where `mlflow-artifacts:` run artifacts live (the server's --artifacts-destination).
-    /// (default: the project's `.keel/artifacts` inside a keel project, else `./keel-artifacts`).
-    #[arg(long, env = "KEEL_ARTIFACTS_DESTINATION")]
-    pub artifacts_destination: Option<String>,
+    #[command(flatten)]
+    pub client: super::client::ClientArgs,
 }
 
 pub fn run(args: EvaluateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
@@ -161,19 +154,10 @@ fn compare(
             .enable_all()
             .build()
             .context("starting runtime")?;
-        let store_uri = store_uri(args.backend_store_uri.as_deref())?;
         let fetched = runtime.block_on(async {
-            let store = Store::open(StoreConfig::new(&store_uri))
-                .await
-                .with_context(|| format!("opening the metadata store {store_uri}"))?;
-            let fetched = super::model_files::fetch(
-                &store,
-                &artifacts_destination(args.artifacts_destination.as_deref()),
-                uri,
-                temporary.path(),
-            )
-            .await;
-            store.close().await;
+            let client = args.client.open(None).await?;
+            let fetched = super::model_files::fetch(&client, uri, temporary.path()).await;
+            client.close().await;
             fetched
         })?;
         match fetched {
@@ -333,58 +317,6 @@ fn signature_target(model: &Path) -> Option<String> {
     value.get("target")?.as_str().map(str::to_string)
 }
 
-/// The metadata store URI: the flag, then `KEEL_BACKEND_STORE_URI`, then
-/// `MLFLOW_TRACKING_URI` when it names a database (an `http(s)://` tracking
-/// server is not a store: point at the server's own database instead).
-pub fn store_uri(flag: Option<&str>) -> anyhow::Result<String> {
-    if let Some(uri) = flag.filter(|uri| !uri.is_empty()) {
-        return Ok(uri.to_string());
-    }
-    if let Ok(uri) = std::env::var("KEEL_BACKEND_STORE_URI")
-        && !uri.is_empty()
-    {
-        return Ok(uri);
-    }
-    if let Ok(uri) = std::env::var("MLFLOW_TRACKING_URI")
-        && !uri.is_empty()
-    {
-        if uri.starts_with("http://") || uri.starts_with("https://") {
-            anyhow::bail!(
-                "MLFLOW_TRACKING_URI={uri} is a tracking server; keel logs evaluations into its \
-                 metadata store: pass the server's --backend-store-uri"
-            );
-        }
-        return Ok(uri);
-    }
-    if let Some(root) = project_root() {
-        return Ok(format!(
-            "sqlite:///{}",
-            root.join(".keel").join("keel.db").display()
-        ));
-    }
-    Ok("sqlite:///keel.db".to_string())
-}
-
-/// The artifact destination: the flag (or KEEL_ARTIFACTS_DESTINATION), else
-/// the project's `.keel/artifacts` (where `keel run` puts them), else `./keel-artifacts`.
-pub fn artifacts_destination(flag: Option<&str>) -> String {
-    match flag.filter(|f| !f.is_empty()) {
-        Some(flag) => flag.to_string(),
-        None => match project_root() {
-            Some(root) => root.join(".keel").join("artifacts").display().to_string(),
-            None => "./keel-artifacts".to_string(),
-        },
-    }
-}
-
-/// The keel project (a folder with `.keel/config`) holding the current folder.
-fn project_root() -> Option<PathBuf> {
-    let cwd = std::env::current_dir().ok()?;
-    keel_data::Project::discover(&cwd)
-        .ok()
-        .map(|p| p.root().to_path_buf())
-}
-
 struct Logged {
     run_id: String,
     experiment_id: String,
@@ -396,36 +328,26 @@ async fn log_to_run(
     scalars: &[(String, f64)],
     document: &serde_json::Value,
 ) -> anyhow::Result<Logged> {
-    let uri = store_uri(args.backend_store_uri.as_deref())?;
-    let store = Store::open(StoreConfig::new(&uri))
-        .await
-        .with_context(|| format!("opening the metadata store {uri}"))?;
-    let result = log_with(&store, args, scalars, document).await;
-    store.close().await;
+    let client = args.client.open(None).await?;
+    let result = log_with(&client, args, scalars, document).await;
+    client.close().await;
     result
 }
 
 async fn log_with(
-    store: &Store,
+    client: &Client,
     args: &EvaluateArgs,
     scalars: &[(String, f64)],
     document: &serde_json::Value,
 ) -> anyhow::Result<Logged> {
-    let user = std::env::var("USER").unwrap_or_else(|_| "keel".into());
     let (run, created) = match (&args.run_id, &args.experiment) {
-        (Some(run_id), _) => (store.get_run(run_id).await?, false),
+        (Some(run_id), _) => (client.get_run(run_id).await?, false),
         (None, Some(name)) => {
-            let experiment_id = match store.get_experiment_by_name(name).await {
-                Ok(experiment) => experiment.experiment_id,
-                Err(error) if error.code == keel_core::ErrorCode::ResourceDoesNotExist => {
-                    store.create_experiment(name, None, &[]).await?
-                }
-                Err(error) => return Err(error.into()),
-            };
-            let run = store
+            let experiment_id = client.experiment_id(name).await?;
+            let run = client
                 .create_run(CreateRun {
                     experiment_id,
-                    user_id: user,
+                    user_id: super::client::local_user(),
                     run_name: args.run_name.clone(),
                     start_time: Some(now_millis()),
                     tags: Vec::new(),
@@ -452,18 +374,20 @@ async fn log_with(
         param("eval.test_fraction", args.test_fraction.to_string()),
         param("eval.bootstrap", args.bootstrap.to_string()),
     ];
-    store
+    client
         .log_batch(&run_id, metrics, params, Vec::new())
         .await?;
-    let artifact = store_metrics_artifact(
-        &run.info.artifact_uri,
-        &artifacts_destination(args.artifacts_destination.as_deref()),
-        document,
-    )
-    .await
-    .with_context(|| format!("storing metrics.json for run {run_id}"))?;
+    client
+        .put_bytes(
+            &run.info.artifact_uri,
+            "metrics.json",
+            serde_json::to_vec_pretty(document)?.into(),
+        )
+        .await
+        .with_context(|| format!("storing metrics.json for run {run_id}"))?;
+    let artifact = client.artifact_location(&run.info.artifact_uri, "metrics.json")?;
     if created {
-        store
+        client
             .update_run(
                 &run_id,
                 UpdateRun {
@@ -479,19 +403,4 @@ async fn log_with(
         experiment_id: run.info.experiment_id,
         artifact,
     })
-}
-
-/// Writes the metrics JSON as `metrics.json` under the run's artifact URI
-/// (an `mlflow-artifacts:` URI resolves against the artifacts destination,
-/// as the server's proxy does); returns where it went.
-async fn store_metrics_artifact(
-    artifact_uri: &str,
-    destination: &str,
-    document: &serde_json::Value,
-) -> anyhow::Result<String> {
-    let (store, base) = keel_artifacts::resolve_artifact_uri(artifact_uri, destination)?;
-    let path = keel_core::uri::join(&base, "metrics.json");
-    let bytes = serde_json::to_vec_pretty(document)?;
-    store.put_bytes(&path, bytes.into()).await?;
-    Ok(format!("{}/{path}", store.uri()))
 }

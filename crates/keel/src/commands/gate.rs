@@ -39,7 +39,7 @@ pub fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
         let tracking = args.tracking.open(&pipeline.root).await?;
         let outcome = async {
             let run = match &args.run {
-                Some(run_id) => tracking.store.get_run(run_id).await?,
+                Some(run_id) => tracking.client.get_run(run_id).await?,
                 None => tracking.latest_run().await?.ok_or_else(|| {
                     anyhow::anyhow!(
                         "no pipeline run in experiment {:?}: run `keel run` first (or pass --run RUN_ID)",
@@ -57,7 +57,7 @@ pub fn run(args: GateArgs) -> anyhow::Result<ExitCode> {
             Ok::<_, anyhow::Error>(gates::all_passed(&results))
         }
         .await;
-        tracking.store.close().await;
+        tracking.client.close().await;
         Ok(if outcome? { ExitCode::SUCCESS } else { ExitCode::FAILURE })
     })
 }

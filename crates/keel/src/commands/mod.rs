@@ -1,5 +1,6 @@
 //! Command-line definition (noun verb, like git and dvc) and dispatch.
 
+mod client;
 mod data;
 mod evaluate;
 mod gate;

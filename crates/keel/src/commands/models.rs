@@ -1,24 +1,23 @@
 //! `keel models ...`: the registry from the command line — list, show, register,
-//! promote (gated), rollback and history. Talks to the metadata store directly
-//! (`--backend-store-uri`), the same database a `keel server` serves.
+//! promote (gated), rollback and history — through keel-client: a keel server
+//! (`--tracking-uri http://…`, every change recorded under the user the
+//! server authenticated) or the database directly.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use keel_artifacts::ArtifactStore;
+use keel_client::{Client, api};
 use keel_core::Tag;
-use keel_core::promotion::{GateStatus, check_promotion, gate_status};
+use keel_core::promotion::{GateStatus, gate_status};
 use keel_learn::import::{ImportedSignature, SignatureHint, inspect_onnx};
-use keel_store::{Actor, CreateModelVersion, Store, StoreConfig, parse_version};
+
+use super::client::ClientArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct ModelsArgs {
-    /// Metadata store: `sqlite:///relative.db`, `sqlite:////absolute.db` or
-    /// `postgresql://...` (default: KEEL_BACKEND_STORE_URI, else
-    /// MLFLOW_TRACKING_URI when it names a database, else sqlite:///keel.db).
-    #[arg(long, global = true, visible_alias = "tracking-uri")]
-    pub backend_store_uri: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(subcommand)]
     pub command: ModelsCommand,
 }
@@ -59,17 +58,11 @@ pub enum ModelsCommand {
         #[arg(long)]
         name: String,
         /// Feature names, task, classes, target: keel's or MLflow's
-        /// signature JSON, or a JSON list of feature names.
+        /// signature JSON, or a JSON list of feature names. The files go to
+        /// the server's artifact proxy, or under --artifacts-destination
+        /// with a database opened directly.
         #[arg(long)]
         signature: Option<PathBuf>,
-        /// Where the files go: a directory or s3://bucket/prefix (the
-        /// server's --artifacts-destination).
-        #[arg(
-            long,
-            env = "KEEL_ARTIFACTS_DESTINATION",
-            default_value = "./keel-artifacts"
-        )]
-        artifacts_destination: String,
         #[command(flatten)]
         version: VersionArgs,
     },
@@ -85,8 +78,6 @@ pub enum ModelsCommand {
         force: bool,
         #[arg(long, default_value = "")]
         reason: String,
-        #[arg(long, env = "USER", default_value = "keel")]
-        user: String,
     },
     /// Move ALIAS back to its previous holder, from the audit log.
     Rollback {
@@ -95,8 +86,6 @@ pub enum ModelsCommand {
         alias: String,
         #[arg(long, default_value = "")]
         reason: String,
-        #[arg(long, env = "USER", default_value = "keel")]
-        user: String,
     },
     /// The audit log of a model: every version, alias move and stage transition.
     History {
@@ -115,10 +104,10 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting runtime")?;
     runtime.block_on(async {
-        let uri = super::evaluate::store_uri(args.backend_store_uri.as_deref())?;
-        let store = Store::open(StoreConfig::new(&uri)).await?;
-        let result = execute(&store, args.command).await;
-        store.close().await;
+        let client = args.client.open(None).await?;
+        let destination = args.client.settings(None).artifacts_destination();
+        let result = execute(&client, &destination, args.command).await;
+        client.close().await;
         result
     })
 }
@@ -135,38 +124,32 @@ fn gates_label(version: &keel_core::ModelVersion) -> String {
     }
 }
 
-async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCode> {
+async fn execute(
+    client: &Client,
+    destination: &str,
+    command: ModelsCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         ModelsCommand::List => {
-            let mut token = None;
             println!("{:<32} {:>7}  aliases", "model", "latest");
-            loop {
-                let page = store
-                    .search_registered_models(None, 1000, &[], token.as_deref())
-                    .await?;
-                for model in &page.items {
-                    let latest = model
-                        .latest_versions
-                        .iter()
-                        .map(|v| v.version)
-                        .max()
-                        .unwrap_or(0);
-                    let aliases: Vec<String> = model
-                        .aliases
-                        .iter()
-                        .map(|(alias, version)| format!("@{alias}={version}"))
-                        .collect();
-                    println!("{:<32} {:>7}  {}", model.name, latest, aliases.join(" "));
-                }
-                match page.next_page_token {
-                    Some(next) => token = Some(next),
-                    None => break,
-                }
+            for model in &client.list_registered_models(1000).await? {
+                let latest = model
+                    .latest_versions
+                    .iter()
+                    .map(|v| v.version)
+                    .max()
+                    .unwrap_or(0);
+                let aliases: Vec<String> = model
+                    .aliases
+                    .iter()
+                    .map(|(alias, version)| format!("@{alias}={version}"))
+                    .collect();
+                println!("{:<32} {:>7}  {}", model.name, latest, aliases.join(" "));
             }
         }
         ModelsCommand::Show { model } => {
             if keel_core::uri::ModelUri::is_model_uri(&model) {
-                let version = store.resolve_model_uri(&model).await?;
+                let version = client.resolve_model_uri(&model).await?.model_version;
                 println!("model:       {}", version.name);
                 println!("version:     {}", version.version);
                 println!("aliases:     {}", version.aliases.join(", "));
@@ -182,25 +165,20 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
                     println!("tag:         {}={}", tag.key, tag.value);
                 }
             } else {
-                let registered = store.get_registered_model(&model).await?;
+                let registered = client.get_registered_model(&model).await?;
                 println!("model:       {}", registered.name);
                 println!("description: {}", registered.description);
                 for (alias, version) in &registered.aliases {
                     println!("alias:       @{alias} -> {version}");
                 }
-                let versions = store
-                    .search_model_versions(
-                        Some(&format!("name = '{}'", model.replace('\'', "''"))),
-                        1000,
-                        &[],
-                        None,
-                    )
+                let versions = client
+                    .search_model_versions(&format!("name = '{}'", model.replace('\'', "''")), 1000)
                     .await?;
                 println!(
                     "\n{:>7}  {:<10} {:<21} gates",
                     "version", "stage", "created"
                 );
-                for version in &versions.items {
+                for version in &versions {
                     println!(
                         "{:>7}  {:<10} {:<21} {}",
                         version.version,
@@ -216,23 +194,21 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
             source,
             version,
         } => {
-            let request = CreateModelVersion {
+            let request = api::CreateVersion {
                 name,
                 source,
                 ..Default::default()
             };
-            let version = register(store, request, version).await?;
+            let version = register(client, request, version).await?;
             println!("registered {} version {}", version.name, version.version);
         }
         ModelsCommand::Import {
             model,
             name,
             signature,
-            artifacts_destination,
             version,
         } => {
-            let imported =
-                import_onnx(&model, signature.as_deref(), &artifacts_destination).await?;
+            let imported = import_onnx(client, destination, &model, signature.as_deref()).await?;
             let signature = &imported.signature;
             let tags = vec![
                 Tag::new("keel.import.producer", signature.producer.clone()),
@@ -247,14 +223,14 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
                         .join(","),
                 ),
             ];
-            let request = CreateModelVersion {
+            let request = api::CreateVersion {
                 name,
                 source: imported.source.clone(),
                 tags,
                 signature: Some(serde_json::to_string(signature)?),
                 ..Default::default()
             };
-            let version = register(store, request, version).await?;
+            let version = register(client, request, version).await?;
             let task = match signature.task {
                 keel_learn::Task::Classification => {
                     format!("classifier of {} class(es)", signature.classes.len())
@@ -288,23 +264,18 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
             alias,
             force,
             reason,
-            user,
         } => {
-            let number = parse_version(&name, &number)?;
-            let candidate = store.get_model_version(&name, number).await?;
-            check_promotion(&candidate, force, &reason)?;
-            keel_store::validate_alias(&alias)?;
-            let entry = store
-                .set_registered_model_alias(
-                    &name,
-                    &alias,
-                    number,
-                    &Actor {
-                        user,
-                        reason,
-                        cause: String::new(),
-                    },
-                )
+            // The gate check and the alias move happen in one transaction
+            // in the store (on the server, with a server).
+            let entry = client
+                .promote(api::Promote {
+                    name: name.clone(),
+                    version: number.clone(),
+                    alias: alias.clone(),
+                    force,
+                    reason,
+                    cause: String::new(),
+                })
                 .await?;
             match entry.from_version {
                 Some(from) => println!("{name}@{alias}: version {from} -> {number}"),
@@ -315,18 +286,14 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
             name,
             alias,
             reason,
-            user,
         } => {
-            let entry = store
-                .rollback_alias(
-                    &name,
-                    &alias,
-                    &Actor {
-                        user,
-                        reason,
-                        cause: String::new(),
-                    },
-                )
+            let entry = client
+                .rollback(api::Rollback {
+                    name: name.clone(),
+                    alias: alias.clone(),
+                    reason,
+                    cause: String::new(),
+                })
                 .await?;
             println!(
                 "{name}@{alias}: rolled back from version {} to {}",
@@ -341,7 +308,7 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
             );
         }
         ModelsCommand::History { name, limit, json } => {
-            let entries = store.registry_audit(Some(&name), limit).await?;
+            let entries = client.audit(Some(&name), limit).await?;
             if entries.is_empty() {
                 bail!("no history for model '{name}'");
             }
@@ -381,11 +348,11 @@ async fn execute(store: &Store, command: ModelsCommand) -> anyhow::Result<ExitCo
 }
 
 /// Registers a version (the one path `register` and `import` share): reads
-/// and checks the gate results file, records run, description and user, and
-/// the audit row.
+/// and checks the gate results file, records run and description; the actor
+/// is the caller (the server's authenticated user, or `$USER` directly).
 async fn register(
-    store: &Store,
-    mut request: CreateModelVersion,
+    client: &Client,
+    mut request: api::CreateVersion,
     version: VersionArgs,
 ) -> anyhow::Result<keel_core::ModelVersion> {
     if let Some(path) = &version.gates {
@@ -397,10 +364,7 @@ async fn register(
     }
     request.run_id = version.run_id;
     request.description = Some(version.description);
-    let user = std::env::var("USER").unwrap_or_default();
-    request.user_id = user.clone();
-    let actor = Actor::user(if user.is_empty() { "keel".into() } else { user });
-    Ok(store.create_model_version(request, &actor).await?)
+    Ok(client.create_model_version(request).await?)
 }
 
 /// An ONNX file checked and stored as a version's artifacts.
@@ -416,30 +380,37 @@ struct Imported {
 /// `models/<blake3 of the ONNX>/` in the artifact store, so importing the
 /// same file twice stores it once.
 async fn import_onnx(
+    client: &Client,
+    destination: &str,
     model: &Path,
     signature: Option<&Path>,
-    destination: &str,
 ) -> anyhow::Result<Imported> {
     let bytes = std::fs::read(model).with_context(|| format!("reading {}", model.display()))?;
     let hint = signature.map(SignatureHint::read).transpose()?;
     let signature = inspect_onnx(&bytes, model, hint.as_ref())?;
     let digest = keel_data::Digest::of_bytes(&bytes).to_hex();
-    let store = ArtifactStore::open(destination)?;
-    let folder = format!("models/{digest}");
-    store
-        .put_bytes(
-            &format!("{folder}/{}", keel_learn::onnx::ONNX_FILE),
-            bytes.into(),
-        )
+    // Under the artifact root the server's proxy serves (or, directly, under
+    // the artifacts destination it would serve).
+    let root = format!("mlflow-artifacts:/models/{digest}");
+    client
+        .put_bytes(&root, keel_learn::onnx::ONNX_FILE, bytes.into())
         .await?;
-    store
+    client
         .put_bytes(
-            &format!("{folder}/{}", keel_learn::model::SIGNATURE_FILE),
+            &root,
+            keel_learn::model::SIGNATURE_FILE,
             serde_json::to_vec_pretty(&signature)?.into(),
         )
         .await?;
+    let source = match client {
+        Client::Remote(_) => root,
+        Client::Direct(_) => format!(
+            "{}/models/{digest}",
+            keel_artifacts::ArtifactStore::open(destination)?.uri()
+        ),
+    };
     Ok(Imported {
-        source: format!("{}/{folder}", store.uri()),
+        source,
         signature,
         digest,
     })

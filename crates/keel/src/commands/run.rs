@@ -9,18 +9,14 @@ use anyhow::{Context, bail};
 use keel_pipeline::report::{self, Extras};
 use keel_pipeline::track::Tracking;
 use keel_pipeline::{Pipeline, RunOptions, gates};
-use keel_store::{Store, StoreConfig};
+
+use super::client::ClientArgs;
 
 /// Where a pipeline run is recorded (shared by `keel run` and `keel gate`).
 #[derive(Debug, clap::Args)]
 pub struct TrackingArgs {
-    /// Metadata store: `sqlite:///path.db` or `postgresql://...` (default: the project's
-    /// `.keel/keel.db`; `MLFLOW_TRACKING_URI` is used when it is such a URI).
-    #[arg(long)]
-    pub tracking_uri: Option<String>,
-    /// Where run artifacts go (what `keel server --artifacts-destination` serves; default `.keel/artifacts`).
-    #[arg(long, env = "KEEL_ARTIFACTS_DESTINATION")]
-    pub artifacts_destination: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
     /// Experiment the runs go to.
     #[arg(long, env = "MLFLOW_EXPERIMENT_NAME", default_value = "Default")]
     pub experiment: String,
@@ -55,57 +51,17 @@ pub struct RunArgs {
     pub tracking: TrackingArgs,
 }
 
-fn is_database_uri(uri: &str) -> bool {
-    [
-        "sqlite:",
-        "postgresql:",
-        "postgres:",
-        "postgresql+psycopg2:",
-    ]
-    .iter()
-    .any(|scheme| uri.starts_with(scheme))
-}
-
 impl TrackingArgs {
-    /// Opens the store and names the artifact destination, for the project at `root`.
+    /// Opens the metadata (a keel server or the database) for the project at `root`.
     pub async fn open(&self, root: &Path) -> anyhow::Result<Tracking> {
-        let uri = match &self.tracking_uri {
-            Some(uri) if is_database_uri(uri) => uri.clone(),
-            Some(uri) => bail!(
-                "--tracking-uri {uri}: keel run writes to the metadata store directly; give sqlite:///PATH.db or \
-                 postgresql://... (an HTTP tracking server is not supported here yet)"
-            ),
-            None => match std::env::var("MLFLOW_TRACKING_URI") {
-                Ok(uri) if is_database_uri(&uri) => uri,
-                Ok(uri) if !uri.is_empty() => {
-                    tracing::warn!(
-                        "MLFLOW_TRACKING_URI={uri} is not a database URI; recording in the project's .keel/keel.db"
-                    );
-                    default_store(root)
-                }
-                _ => default_store(root),
-            },
-        };
-        let store = Store::open(StoreConfig::new(&uri))
-            .await
-            .with_context(|| format!("opening the metadata store {uri}"))?;
-        let artifacts_destination = self
-            .artifacts_destination
-            .clone()
-            .unwrap_or_else(|| root.join(".keel").join("artifacts").display().to_string());
         Ok(Tracking {
-            store,
-            artifacts_destination,
+            client: self.client.open(Some(root)).await?,
             experiment: self.experiment.clone(),
-            user: std::env::var("USER").unwrap_or_else(|_| "keel".into()),
+            user: super::client::local_user(),
             cause: None,
             move_alias: true,
         })
     }
-}
-
-fn default_store(root: &Path) -> String {
-    format!("sqlite:///{}", root.join(".keel").join("keel.db").display())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -194,7 +150,7 @@ pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             quiet,
         )
         .await;
-        tracking.store.close().await;
+        tracking.client.close().await;
         result
     })
 }
@@ -276,15 +232,12 @@ async fn register_once(
         "name = '{}' AND tags.`keel.blake3` = '{digest}'",
         register.model.replace('\'', "''")
     );
-    let existing = match tracking
-        .store
-        .search_model_versions(Some(&filter), 1, &[], None)
-        .await
-    {
-        Ok(page) => page.items.into_iter().next(),
-        Err(error) if error.code == keel_core::ErrorCode::ResourceDoesNotExist => None,
-        Err(error) => return Err(error.into()),
-    };
+    let existing = tracking
+        .client
+        .search_model_versions(&filter, 1)
+        .await?
+        .into_iter()
+        .next();
     if let Some(version) = existing {
         if !quiet {
             println!(

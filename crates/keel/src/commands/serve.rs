@@ -21,8 +21,9 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, short, default_value_t = 8080)]
     pub port: u16,
-    /// Tracking server that resolves models:/ URIs.
-    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    /// Tracking server that resolves models:/ URIs (default, as for every
+    /// command: KEEL_TRACKING_URI, KEEL_BACKEND_STORE_URI, MLFLOW_TRACKING_URI).
+    #[arg(long)]
     pub tracking_uri: Option<String>,
     /// Bearer token for the tracking server.
     #[arg(long, env = "MLFLOW_TRACKING_TOKEN", hide_env_values = true)]
@@ -133,7 +134,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServeConfig::new(&args.model_uri);
     config.host = args.host;
     config.port = args.port;
-    config.tracking_uri = args.tracking_uri;
+    // The same settings, in the same order, as every other command; serving
+    // resolves models through a keel server.
+    config.tracking_uri =
+        match keel_client::ClientSettings::new(args.tracking_uri.clone(), None).target() {
+            Ok(keel_client::Target::Server { url, .. }) => Some(url),
+            _ => args.tracking_uri,
+        };
     config.tracking_token = args.tracking_token;
     config.model_name = args.name;
     config.auth_token = args.auth_token;

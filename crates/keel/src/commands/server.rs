@@ -32,6 +32,10 @@ pub struct ServerArgs {
     /// Listen on a non-loopback address without a token (not recommended).
     #[arg(long)]
     pub allow_unauthenticated: bool,
+    /// An alias that moves only when the version's recorded gates passed,
+    /// on every API (MLflow's set-alias included); repeat for several.
+    #[arg(long = "protected-alias", value_name = "ALIAS", default_values_t = keel_server::DEFAULT_PROTECTED_ALIASES.iter().map(|a| a.to_string()))]
+    pub protected_aliases: Vec<String>,
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +54,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         port: args.port,
         auth_token: args.auth_token,
         allow_unauthenticated: args.allow_unauthenticated,
+        protected_aliases: args.protected_aliases,
     };
     let (server, state) = keel_server::bind_with_pages(&config, keel_ui::pages()).await?;
     // Before the address is announced: a caller may signal at once.

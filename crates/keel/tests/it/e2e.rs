@@ -389,7 +389,7 @@ fn registry_change_feed_wakes_followers() {
     let (status, body) = reqwest::request(
         "POST",
         &api("/api/2.0/mlflow/registered-models/alias"),
-        Some(r#"{"name": "risk", "alias": "production", "version": "1"}"#),
+        Some(r#"{"name": "risk", "alias": "champion", "version": "1"}"#),
         None,
     )
     .unwrap();

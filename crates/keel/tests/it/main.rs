@@ -4,6 +4,7 @@
 
 mod data;
 mod e2e;
+mod frontdoor;
 mod learn;
 mod loadtest;
 mod missing;

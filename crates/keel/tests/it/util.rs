@@ -16,7 +16,7 @@ pub fn in_ci() -> bool {
 }
 
 /// `keel` in `dir`: `CI=true` (no progress bars), no backtraces, no
-/// `RUST_LOG`, and none of the caller's tracking or artifact settings.
+/// `RUST_LOG`, and none of the caller's tracking, credential or artifact settings.
 pub fn command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));
     command
@@ -24,7 +24,12 @@ pub fn command(dir: &Path) -> Command {
         .env("CI", "true")
         .env("RUST_BACKTRACE", "0")
         .env_remove("RUST_LOG")
+        .env_remove("KEEL_TRACKING_URI")
+        .env_remove("KEEL_BACKEND_STORE_URI")
         .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_TRACKING_TOKEN")
+        .env_remove("MLFLOW_TRACKING_USERNAME")
+        .env_remove("MLFLOW_TRACKING_PASSWORD")
         .env_remove("MLFLOW_EXPERIMENT_NAME")
         .env_remove("KEEL_ARTIFACTS_DESTINATION");
     command

@@ -122,8 +122,11 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         )
         .await?;
     keel.set_env("KEEL_ARTIFACTS_DESTINATION", &artifacts);
+    // From here on every command reaches runs, models and artifacts through
+    // the server, as a team's laptops and CI runners do.
+    keel.set_env("MLFLOW_TRACKING_URI", &server_url);
     say.say(&format!(
-        "keel server (tracking + registry, MLflow-compatible) at {server_url}"
+        "keel server (tracking + registry, MLflow-compatible) at {server_url}; every command below goes through it"
     ));
 
     // 3. The pipeline: validate -> train -> evaluate -> gate -> register -> @production.
@@ -145,7 +148,6 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 dir: &dir,
                 keel: &keel,
                 say: &say,
-                store: &store,
                 server_url: &server_url,
                 serve_url: None,
                 keep_running: args.keep_running,
@@ -266,7 +268,6 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 dir: &dir,
                 keel: &keel,
                 say: &say,
-                store: &store,
                 server_url: &server_url,
                 serve_url: Some(&serve_url),
                 keep_running: args.keep_running,
@@ -334,7 +335,6 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             dir: &dir,
             keel: &keel,
             say: &say,
-            store: &store,
             server_url: &server_url,
             serve_url: Some(&serve_url),
             keep_running: args.keep_running,
@@ -350,7 +350,6 @@ struct Ending<'a> {
     dir: &'a std::path::Path,
     keel: &'a Keel,
     say: &'a Narrator,
-    store: &'a str,
     server_url: &'a str,
     serve_url: Option<&'a str>,
     keep_running: bool,
@@ -368,7 +367,6 @@ async fn finish(
         dir,
         keel,
         say,
-        store,
         server_url,
         serve_url,
         keep_running,
@@ -389,10 +387,7 @@ async fn finish(
         serde_json::to_vec_pretty(&summary)?,
     )
     .context("writing quickstart.json")?;
-    let history = keel.run(
-        "history",
-        &["models", "history", "risk", "--backend-store-uri", store],
-    )?;
+    let history = keel.run("history", &["models", "history", "risk"])?;
     // The summary is the story's verdict: print it even with --quiet when it failed.
     if !say.quiet || !succeeded {
         println!();
@@ -405,7 +400,7 @@ async fn finish(
             }
         );
         println!(
-            "  - data versioned with keel data (metafiles in git), pipeline runs tracked in .keel/keel.db"
+            "  - data versioned with keel data (metafiles in git); pipeline runs, registry and audit recorded through the keel server (stored in .keel/keel.db)"
         );
         for sentence in outcome.sentences() {
             let mark = if sentence.ok { "-" } else { "x" };
@@ -422,7 +417,9 @@ async fn finish(
         println!();
         println!("Explore:");
         println!("  cd {}", dir.display());
-        println!("  keel models history risk --backend-store-uri {store}");
+        println!(
+            "  keel models history risk        # the project's .keel/keel.db, what the server served"
+        );
         println!(
             "  keel monitor report --model risk --log-dir logs --model-dir model   # reports/monitor.html"
         );

@@ -1,0 +1,171 @@
+//! keel's own REST API (`/api/2.0/keel/…`, docs/api.md) for what MLflow's
+//! lacks: full runs and versions in keel's JSON shape (with gate results,
+//! lineage and where a version's files are), versions registered with their
+//! gate results, gated promotion (the check and the alias move in one
+//! transaction) and rollback. Bodies are keel-client's `api` types; every
+//! operation runs through keel-client's direct client over the server's
+//! store, with the authenticated caller as the actor, so a command on a
+//! database and a command through the server obey the same code.
+
+use axum::Json;
+use axum::extract::{Extension, RawQuery, State};
+use bytes::Bytes;
+use keel_client::{Direct, api};
+use keel_core::Error;
+use serde::Serialize;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::request::{QueryParams, parse_json};
+
+fn direct(state: &AppState, caller: &Caller) -> Direct {
+    Direct::new(state.store.clone(), "", state.artifacts.uri(), &caller.user)
+}
+
+fn reply<T: Serialize>(value: T) -> ApiResult<Json<T>> {
+    Ok(Json(value))
+}
+
+/// `GET runs/get?run_id=…`: a run with every field keel records.
+pub async fn get_run(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<api::RunReply>> {
+    let query = QueryParams::parse(q.as_deref());
+    let run = state.store.get_run(query.required("run_id")?).await?;
+    reply(api::RunReply { run })
+}
+
+/// `POST runs/search {experiment_ids, filter, max_results, order_by}`.
+pub async fn search_runs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Json<api::RunsReply>> {
+    let request: api::SearchRuns = parse_json(&body)?;
+    let runs = direct(&state, &caller).search_runs(request).await?;
+    reply(api::RunsReply { runs })
+}
+
+/// `GET model-versions/get?uri=models:/…` or `?name=…&version=…`: the
+/// version and where its files are.
+pub async fn get_model_version(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<api::VersionReply>> {
+    let query = QueryParams::parse(q.as_deref());
+    let uri = match query.get("uri") {
+        Some(uri) => uri.to_string(),
+        None => {
+            let name = query.required("name")?;
+            let version = keel_store::parse_version(name, query.required("version")?)?;
+            format!("{}{name}/{version}", keel_core::uri::MODELS_SCHEME)
+        }
+    };
+    reply(direct(&state, &caller).resolve_model_uri(&uri).await?)
+}
+
+/// `POST model-versions/search {filter, max_results}`.
+pub async fn search_model_versions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Json<api::VersionsReply>> {
+    let request: api::SearchVersions = parse_json(&body)?;
+    let model_versions = direct(&state, &caller)
+        .search_model_versions(
+            request.filter.as_deref().unwrap_or_default(),
+            request.max_results.unwrap_or(1000),
+        )
+        .await?;
+    reply(api::VersionsReply { model_versions })
+}
+
+/// `POST model-versions/create`: registers a version with its gate results
+/// and lineage; the registered model is created when missing; the audit row
+/// names the caller.
+pub async fn create_model_version(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Json<api::ModelVersionReply>> {
+    let request: api::CreateVersion = parse_json(&body)?;
+    if request.name.is_empty() || request.source.is_empty() {
+        return Err(Error::invalid_parameter("'name' and 'source' are required").into());
+    }
+    let model_version = direct(&state, &caller)
+        .create_model_version(request)
+        .await?;
+    state.registry_changed();
+    reply(api::ModelVersionReply { model_version })
+}
+
+/// `GET registered-models/get?name=…`.
+pub async fn get_registered_model(
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<api::RegisteredModelReply>> {
+    let query = QueryParams::parse(q.as_deref());
+    let registered_model = state
+        .store
+        .get_registered_model(query.required("name")?)
+        .await?;
+    reply(api::RegisteredModelReply { registered_model })
+}
+
+/// `GET registered-models/list?max_results=…` (at most 1000).
+pub async fn list_registered_models(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<api::RegisteredModelsReply>> {
+    let query = QueryParams::parse(q.as_deref());
+    let max = query
+        .get("max_results")
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| {
+                Error::invalid_parameter(format!("Invalid value {v:?} for 'max_results'"))
+            })
+        })
+        .transpose()?
+        .unwrap_or(1000);
+    let registered_models = direct(&state, &caller).list_registered_models(max).await?;
+    reply(api::RegisteredModelsReply { registered_models })
+}
+
+/// `POST registry/promote {name, version, alias, force?, reason?, cause?}`:
+/// the gate check and the alias move in one transaction.
+pub async fn promote(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Json<api::EntryReply>> {
+    let request: api::Promote = parse_json(&body)?;
+    if request.name.is_empty() || request.alias.is_empty() || request.version.is_empty() {
+        return Err(Error::invalid_parameter("'name', 'version' and 'alias' are required").into());
+    }
+    let entry = direct(&state, &caller).promote(request).await?;
+    state.registry_changed();
+    reply(api::EntryReply {
+        entry: (&entry).into(),
+    })
+}
+
+/// `POST registry/rollback {name, alias, reason?, cause?}`.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Json<api::EntryReply>> {
+    let request: api::Rollback = parse_json(&body)?;
+    if request.name.is_empty() || request.alias.is_empty() {
+        return Err(Error::invalid_parameter("'name' and 'alias' are required").into());
+    }
+    let entry = direct(&state, &caller).rollback(request).await?;
+    state.registry_changed();
+    reply(api::EntryReply {
+        entry: (&entry).into(),
+    })
+}

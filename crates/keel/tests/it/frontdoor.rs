@@ -1,0 +1,303 @@
+//! The server is the team's front door: a project folder that knows only a
+//! keel server's URL and a credential runs its pipeline, registers, promotes,
+//! rolls back and reads the history through the server, with no database or
+//! S3 credentials of its own; the server (on PostgreSQL with S3 artifacts,
+//! when the test services are there) records the user it authenticated, not
+//! the name the client claims.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{self, in_ci, text};
+
+const KEEL_YAML: &str = "\
+stages:
+  train:
+    cmd: keel train --algo logistic --data data/train.csv --target default --out model --test-fraction 0 --seed 3
+    deps: [data/train.csv]
+    outs: [model]
+  evaluate:
+    cmd: keel evaluate model data/test.csv --output metrics.json
+    deps: [model, data/test.csv]
+    metrics: [metrics.json]
+gates:
+  - accuracy >= 0.6
+  - roc_auc >= production.roc_auc - 0.02
+register:
+  model: risk
+  path: model
+  alias: production
+";
+
+const TOKEN: &str = "team-ci-token-0123456789";
+
+/// A fresh PostgreSQL database for the server, or None (SQLite) outside CI
+/// when no PostgreSQL is configured.
+fn postgres_database() -> Option<(String, String)> {
+    let admin = match std::env::var("KEEL_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if in_ci() => panic!("CI=true but KEEL_TEST_POSTGRES_URL is not set"),
+        _ => {
+            eprintln!("KEEL_TEST_POSTGRES_URL unset: the front-door test runs on SQLite");
+            return None;
+        }
+    };
+    let database = format!("keel_test_frontdoor_{}", std::process::id());
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .arg(&admin)
+            .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
+            .output()
+            .expect("psql")
+    };
+    psql(&format!("DROP DATABASE IF EXISTS {database}"));
+    let created = psql(&format!("CREATE DATABASE {database}"));
+    assert!(created.status.success(), "{}", util::lossy(&created.stderr));
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some((format!("{base}/{database}"), database))
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path, backend: &str, artifacts: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The server keeps the test's AWS_* settings (moto); the project does not.
+    let child = util::command(dir)
+        .args(["server", "--port", &port.to_string()])
+        .args(["--backend-store-uri", backend])
+        .args(["--artifacts-destination", artifacts])
+        .args(["--auth-token", TOKEN])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn keel server");
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while util::request("GET", &format!("{url}/health"), &[], None)
+        .is_none_or(|answer| answer.status != 200)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Server { child, url }
+}
+
+/// `keel ARGS` in the project, knowing only the server URL and the token:
+/// no database URI, no AWS credentials, and a $USER that tries to claim
+/// someone else's name.
+fn remote(project: &Path, url: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = util::command(project);
+    command
+        .env("MLFLOW_TRACKING_URI", url)
+        .env("USER", "mallory")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_ALLOW_HTTP");
+    if let Some(token) = token {
+        command.env("MLFLOW_TRACKING_TOKEN", token);
+    }
+    command.args(args).output().expect("run keel")
+}
+
+fn remote_ok(project: &Path, url: &str, args: &[&str]) -> String {
+    let output = remote(project, url, Some(TOKEN), args);
+    assert!(output.status.success(), "keel {args:?}:\n{}", text(&output));
+    util::lossy(&output.stdout)
+}
+
+#[test]
+fn a_project_that_knows_only_the_server_runs_registers_promotes_and_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_dir = dir.path().join("server");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(&server_dir).unwrap();
+    std::fs::create_dir_all(project.join("data")).unwrap();
+
+    let database = postgres_database();
+    let backend = match &database {
+        Some((url, _)) => url.clone(),
+        None => format!("sqlite:///{}", server_dir.join("keel.db").display()),
+    };
+    let artifacts = match util::s3_endpoint() {
+        Some(endpoint) => {
+            let bucket = format!("keel-frontdoor-{}", std::process::id());
+            let created = util::request("PUT", &format!("{endpoint}/{bucket}"), &[], None)
+                .expect("create the test bucket");
+            assert!(created.status < 300, "{}", created.body);
+            format!("s3://{bucket}/artifacts")
+        }
+        None => server_dir.join("artifacts").display().to_string(),
+    };
+    let server = start_server(&server_dir, &backend, &artifacts);
+
+    for (seed, file) in [("1", "data/train.csv"), ("2", "data/test.csv")] {
+        util::ok(
+            &project,
+            &[
+                "generate",
+                "portfolio",
+                "--rows",
+                "1500",
+                "--seed",
+                seed,
+                "--out",
+                file,
+            ],
+        );
+    }
+    std::fs::write(project.join("keel.yaml"), KEEL_YAML).unwrap();
+
+    // Without a credential the server refuses, and says what to set.
+    let refused = remote(&project, &server.url, None, &["run"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        text(&refused).contains("MLFLOW_TRACKING_TOKEN"),
+        "{}",
+        text(&refused)
+    );
+
+    // The pipeline runs locally and records everything through the server.
+    let first = remote_ok(&project, &server.url, &["run"]);
+    assert!(
+        first.contains("registered risk version 1, @production"),
+        "{first}"
+    );
+    assert!(
+        !project.join(".keel/keel.db").exists(),
+        "nothing may be written to a local database when a server is given"
+    );
+    // A second run on more data trains a new model: its gates compare with
+    // production through the server, and it becomes version 2.
+    util::ok(
+        &project,
+        &[
+            "generate",
+            "portfolio",
+            "--rows",
+            "3000",
+            "--seed",
+            "1",
+            "--out",
+            "data/train.csv",
+        ],
+    );
+    let second = remote_ok(&project, &server.url, &["run"]);
+    assert!(
+        second.contains("registered risk version 2, @production"),
+        "{second}"
+    );
+
+    // The server has the run, its artifacts and the version's files.
+    let shown = remote_ok(
+        &project,
+        &server.url,
+        &["models", "show", "models:/risk@production"],
+    );
+    let production: String = shown
+        .lines()
+        .find_map(|line| line.strip_prefix("version:"))
+        .map(|v| v.trim().to_string())
+        .unwrap();
+    assert!(shown.contains("gates:       passed"), "{shown}");
+    assert!(
+        shown.contains("mlflow-artifacts:/"),
+        "files travel through the proxy: {shown}"
+    );
+
+    // Promote v1 back by hand (gated on the server), roll back, read the history.
+    let promoted = remote_ok(&project, &server.url, &["models", "promote", "risk", "1"]);
+    assert!(promoted.contains("risk@production"), "{promoted}");
+    let rolled = remote_ok(
+        &project,
+        &server.url,
+        &[
+            "models",
+            "rollback",
+            "risk",
+            "--reason",
+            "back to the newer one",
+        ],
+    );
+    assert!(rolled.contains(&format!("to {production}")), "{rolled}");
+    // A version with no recorded gates is refused by the server's promotion rule.
+    remote_ok(
+        &project,
+        &server.url,
+        &[
+            "models",
+            "register",
+            "risk",
+            "mlflow-artifacts:/elsewhere/model",
+        ],
+    );
+    let ungated = remote(
+        &project,
+        &server.url,
+        Some(TOKEN),
+        &["models", "promote", "risk", "3"],
+    );
+    assert_ne!(ungated.status.code(), Some(0));
+    assert!(
+        text(&ungated).contains("no recorded gate results"),
+        "{}",
+        text(&ungated)
+    );
+
+    // The history names the user the server authenticated (the token's
+    // holder), never the $USER the client claimed.
+    let history = remote_ok(
+        &project,
+        &server.url,
+        &["models", "history", "risk", "--json"],
+    );
+    let entries: Vec<serde_json::Value> = history
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(entries.len() >= 5, "{history}");
+    assert!(
+        entries.iter().all(|e| e["user"] == "token"),
+        "audit rows name the authenticated caller: {history}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "rollback" && e["reason"] == "back to the newer one"),
+        "{history}"
+    );
+
+    // `keel gate` re-gates the newest run through the server.
+    let gated = remote_ok(&project, &server.url, &["gate"]);
+    assert!(gated.contains("accuracy >= 0.6"), "{gated}");
+
+    drop(server);
+    if let Some((_, name)) = database {
+        let admin = std::env::var("KEEL_TEST_POSTGRES_URL").unwrap();
+        let _ = Command::new("psql")
+            .arg(&admin)
+            .args(["-qc", &format!("DROP DATABASE IF EXISTS {name}")])
+            .output();
+    }
+}
