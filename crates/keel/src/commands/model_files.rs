@@ -50,3 +50,55 @@ pub async fn fetch(
         dir: into.to_path_buf(),
     }))
 }
+
+/// The files of the version `uri` names, downloaded once per version into
+/// `cache/NAME/vVERSION` (a folder renamed into place when complete, so a
+/// crash never leaves a half folder in use); `Ok(None)` when the alias or
+/// version does not exist. Followers that ask again after an alias moves
+/// get the new version's folder.
+pub async fn cached(
+    client: &Client,
+    uri: &str,
+    cache: &Path,
+) -> anyhow::Result<Option<FetchedModel>> {
+    let resolved = match client.resolve_model_uri(uri).await {
+        Ok(resolved) => resolved,
+        Err(error) if error.code == ErrorCode::ResourceDoesNotExist => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    let version = resolved.model_version;
+    let label = format!(
+        "{} v{}",
+        uri.trim_start_matches(keel_core::uri::MODELS_SCHEME),
+        version.version
+    );
+    let dir = cache
+        .join(&version.name)
+        .join(format!("v{}", version.version));
+    if dir.is_dir() {
+        return Ok(Some(FetchedModel { label, dir }));
+    }
+    let parent = dir.parent().unwrap_or(cache);
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let partial = tempfile::tempdir_in(parent).context("creating a download folder")?;
+    let files = client
+        .download(&resolved.artifact_uri, partial.path())
+        .await
+        .with_context(|| format!("downloading {}", version.source))?;
+    if files == 0 {
+        bail!(
+            "{uri} (version {}) has no files at {}",
+            version.version,
+            version.source
+        );
+    }
+    let partial = partial.keep();
+    if let Err(error) = std::fs::rename(&partial, &dir) {
+        let _ = std::fs::remove_dir_all(&partial);
+        // Another process may have put the same version in place first.
+        if !dir.is_dir() {
+            return Err(error).with_context(|| format!("moving the download to {}", dir.display()));
+        }
+    }
+    Ok(Some(FetchedModel { label, dir }))
+}

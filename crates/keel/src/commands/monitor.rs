@@ -3,6 +3,7 @@
 //! - `keel monitor profile DATA --output profile.json`
 //! - `keel monitor report --reference A --current B [--format table|json|html] [--output FILE]`
 //! - `keel monitor report --model NAME --log-dir DIR --window 1h --model-dir PATH`
+//! - `keel monitor report --model NAME@ALIAS --log-dir DIR` (files from the registry)
 //! - `keel monitor watch --model NAME --log-dir DIR --model-dir PATH --port 9464`
 //!
 //! Exit code 1 when the drift policy fires (for cron and CI).
@@ -92,6 +93,49 @@ pub struct LogArgs {
     /// Training-data profile to compare with (instead of --model-dir).
     #[arg(long)]
     pub reference_profile: Option<PathBuf>,
+    /// Where `--model NAME@ALIAS` is resolved when neither --model-dir nor
+    /// --reference-profile is given: the version's files (profile,
+    /// signature, metrics) are downloaded from the registry, again after
+    /// the alias moves.
+    #[command(flatten)]
+    pub client: super::client::ClientArgs,
+}
+
+impl LogArgs {
+    /// The model folder: --model-dir, else the files of `--model NAME@ALIAS`
+    /// from the registry (cached per version under the project's
+    /// .keel/state/models, or the temporary folder outside a project).
+    fn model_dir(&self, config: &MonitorConfig) -> anyhow::Result<Option<PathBuf>> {
+        if self.model_dir.is_some() || self.reference_profile.is_some() {
+            return Ok(self.model_dir.clone());
+        }
+        let Some(model) = self.model.clone().or_else(|| config.model.clone()) else {
+            return Ok(None);
+        };
+        if !model.contains('@') {
+            return Ok(None);
+        }
+        let uri = format!("{}{model}", keel_core::uri::MODELS_SCHEME);
+        let settings = self.client.settings(None);
+        let cache = match &settings.project_root {
+            Some(root) => root.join(".keel").join("state").join("models"),
+            None => std::env::temp_dir().join("keel-models"),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting runtime")?;
+        let fetched = runtime.block_on(async {
+            let client = self.client.open(None).await?;
+            let fetched = super::model_files::cached(&client, &uri, &cache).await;
+            client.close().await;
+            fetched
+        })?;
+        match fetched {
+            Some(fetched) => Ok(Some(fetched.dir)),
+            None => bail!("{uri} does not exist in the registry"),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -321,7 +365,8 @@ fn log_report(
     };
     let model = model.split('@').next().unwrap_or(&model).to_string();
     let window = window_of(log, config)?;
-    let (reference, signature, evaluation) = match (&log.reference_profile, &log.model_dir) {
+    let model_dir = log.model_dir(config)?;
+    let (reference, signature, evaluation) = match (&log.reference_profile, &model_dir) {
         (Some(path), _) => (Profile::read_json(path)?, None, None),
         (None, Some(dir)) => {
             let signature: Option<Signature> = dir
@@ -343,7 +388,8 @@ fn log_report(
             (profile, signature, evaluation)
         }
         (None, None) => bail!(
-            "--model needs --model-dir (a model folder with profile.json) or --reference-profile"
+            "--model NAME needs --model-dir (a model folder with profile.json) or --reference-profile; \
+             --model NAME@ALIAS takes the version's files from the registry"
         ),
     };
     let options = LogOptions {
@@ -450,11 +496,14 @@ fn retrain(
         )
     })?;
     let root = keel_yaml.parent().unwrap_or(Path::new("."));
-    let target = match &args.log.model_dir {
+    let config = load_config(&args.policy)?;
+    let target = match &args.log.model_dir(&config)? {
         Some(dir) if dir.join(SIGNATURE_FILE).exists() => {
             read_json_file::<Signature>(&dir.join(SIGNATURE_FILE))?.target
         }
-        _ => bail!("on_drift: retrain needs --model-dir (its signature names the target column)"),
+        _ => bail!(
+            "on_drift: retrain needs --model-dir or --model NAME@ALIAS (the signature names the target column)"
+        ),
     };
     let labelled =
         keel_monitor::labelled::labelled_table(&args.log.log_dir, model, &target, Some(since_ms))?;
@@ -484,7 +533,8 @@ fn retrain(
             labelled.n_rows()
         );
     }
-    let outcome = super::retrain::execute(root, policy, &labelled, &cause, quiet)?;
+    let tracking_uri = args.log.client.tracking_uri.as_deref();
+    let outcome = super::retrain::execute(root, policy, &labelled, &cause, tracking_uri, quiet)?;
     match (&outcome.skipped, outcome.pipeline_exit) {
         (Some(reason), _) => eprintln!("on_drift: retraining skipped: {reason}"),
         (None, Some(code)) if !quiet => eprintln!(

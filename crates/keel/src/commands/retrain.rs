@@ -32,6 +32,7 @@ pub fn execute(
     policy: &OnDrift,
     labelled: &Table,
     cause: &str,
+    tracking_uri: Option<&str>,
     quiet: bool,
 ) -> anyhow::Result<Outcome> {
     let rows = labelled.n_rows();
@@ -54,9 +55,13 @@ pub fn execute(
 
     let exe = std::env::current_exe().context("locating the keel binary")?;
     let keel = |args: &[&str]| -> anyhow::Result<i32> {
-        let status = Command::new(&exe)
-            .args(args)
-            .current_dir(root)
+        let mut command = Command::new(&exe);
+        command.args(args).current_dir(root);
+        // The pipeline records where the watcher was told the metadata is.
+        if let Some(uri) = tracking_uri {
+            command.env("KEEL_TRACKING_URI", uri);
+        }
+        let status = command
             .status()
             .with_context(|| format!("running keel {}", args.join(" ")))?;
         Ok(status.code().unwrap_or(-1))

@@ -228,11 +228,9 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "monitor".to_string(),
             "report".into(),
             "--model".into(),
-            "risk".into(),
+            "risk@production".into(),
             "--log-dir".into(),
             logs.clone(),
-            "--model-dir".into(),
-            "model".into(),
             "--format".into(),
             format.into(),
             "--output".into(),
@@ -293,11 +291,9 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             "watch",
             "--once",
             "--model",
-            "risk",
+            "risk@production",
             "--log-dir",
             &logs,
-            "--model-dir",
-            "model",
         ],
     )?;
     let production = production_version(&client, &server_url).await?;
@@ -421,7 +417,7 @@ async fn finish(
             "  keel models history risk        # the project's .keel/keel.db, what the server served"
         );
         println!(
-            "  keel monitor report --model risk --log-dir logs --model-dir model   # reports/monitor.html"
+            "  keel monitor report --model risk --log-dir logs --model-dir model   # reports/monitor.html (or --model risk@production with a server)"
         );
         println!(
             "  MLFLOW_TRACKING_URI={server_url} python -c 'import mlflow; print(mlflow.search_runs(search_all_experiments=True))'"
