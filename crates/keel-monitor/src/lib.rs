@@ -19,6 +19,7 @@ pub mod profile;
 pub mod quality;
 pub mod read;
 pub mod render;
+pub mod service;
 pub mod sketch;
 pub mod stats;
 pub mod validate;

@@ -3,4 +3,5 @@
 
 mod files;
 mod log;
+mod service;
 mod synthetic;

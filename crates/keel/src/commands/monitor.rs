@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -19,7 +19,7 @@ use keel_learn::metrics::Metrics;
 use keel_learn::model::{SIGNATURE_FILE, Signature};
 use keel_monitor::config::{AlertSink, DriftAction, MonitorConfig, OnDrift};
 use keel_monitor::profile::PROFILE_FILE;
-use keel_monitor::watch::{AlertEvent, AlertState, conditions, gauges};
+use keel_monitor::service::{Evaluation, Reference, WatchOptions, Watcher};
 use keel_monitor::window::{LogOptions, WindowedReport, windowed_report};
 use keel_monitor::{DriftConfig, DriftReport, Profile, compare, profile_file, render};
 use keel_pipeline::config::KeelYaml;
@@ -105,7 +105,7 @@ impl LogArgs {
     /// The model folder: --model-dir, else the files of `--model NAME@ALIAS`
     /// from the registry (cached per version under the project's
     /// .keel/state/models, or the temporary folder outside a project).
-    fn model_dir(&self, config: &MonitorConfig) -> anyhow::Result<Option<PathBuf>> {
+    async fn model_dir(&self, config: &MonitorConfig) -> anyhow::Result<Option<PathBuf>> {
         if self.model_dir.is_some() || self.reference_profile.is_some() {
             return Ok(self.model_dir.clone());
         }
@@ -121,16 +121,10 @@ impl LogArgs {
             Some(root) => root.join(".keel").join("state").join("models"),
             None => std::env::temp_dir().join("keel-models"),
         };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting runtime")?;
-        let fetched = runtime.block_on(async {
-            let client = self.client.open(None).await?;
-            let fetched = super::model_files::cached(&client, &uri, &cache).await;
-            client.close().await;
-            fetched
-        })?;
+        let client = self.client.open(None).await?;
+        let fetched = super::model_files::cached(&client, &uri, &cache).await;
+        client.close().await;
+        let fetched = fetched?;
         match fetched {
             Some(fetched) => Ok(Some(fetched.dir)),
             None => bail!("{uri} does not exist in the registry"),
@@ -268,7 +262,7 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             (compare(&reference, &current, &config.drift)?, None)
         }
         _ => {
-            let (report, windows) = log_report(&args.log, &config, None)?;
+            let (report, windows) = log_report(&args.log, &config)?;
             (report, Some(windows))
         }
     };
@@ -353,21 +347,16 @@ fn window_of(log: &LogArgs, config: &MonitorConfig) -> anyhow::Result<Duration> 
     Ok(window)
 }
 
-fn log_report(
-    log: &LogArgs,
-    config: &MonitorConfig,
-    since_ms: Option<i64>,
-) -> anyhow::Result<(DriftReport, WindowedReport)> {
-    let Some(model) = log.model.clone().or_else(|| config.model.clone()) else {
-        bail!(
-            "give --reference and --current, or --model (or monitor.model in keel.yaml) for a prediction log"
-        );
-    };
-    let model = model.split('@').next().unwrap_or(&model).to_string();
-    let window = window_of(log, config)?;
-    let model_dir = log.model_dir(config)?;
-    let (reference, signature, evaluation) = match (&log.reference_profile, &model_dir) {
-        (Some(path), _) => (Profile::read_json(path)?, None, None),
+/// What the log is compared with: --reference-profile, or the model folder
+/// (--model-dir, or the files of --model NAME@ALIAS from the registry).
+async fn reference_of(log: &LogArgs, config: &MonitorConfig) -> anyhow::Result<Reference> {
+    let model_dir = log.model_dir(config).await?;
+    match (&log.reference_profile, &model_dir) {
+        (Some(path), _) => Ok(Reference {
+            profile: Profile::read_json(path)?,
+            signature: None,
+            evaluation: None,
+        }),
         (None, Some(dir)) => {
             let signature: Option<Signature> = dir
                 .join(SIGNATURE_FILE)
@@ -385,92 +374,114 @@ fn log_report(
                     dir.display()
                 )
             })?;
-            (profile, signature, evaluation)
+            Ok(Reference {
+                profile,
+                signature,
+                evaluation,
+            })
         }
         (None, None) => bail!(
             "--model NAME needs --model-dir (a model folder with profile.json) or --reference-profile; \
              --model NAME@ALIAS takes the version's files from the registry"
         ),
+    }
+}
+
+fn log_report(
+    log: &LogArgs,
+    config: &MonitorConfig,
+) -> anyhow::Result<(DriftReport, WindowedReport)> {
+    let Some(model) = log.model.clone().or_else(|| config.model.clone()) else {
+        bail!(
+            "give --reference and --current, or --model (or monitor.model in keel.yaml) for a prediction log"
+        );
     };
+    let model = model.split('@').next().unwrap_or(&model).to_string();
+    let window = window_of(log, config)?;
+    let reference = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting runtime")?
+        .block_on(reference_of(log, config))?;
     let options = LogOptions {
         log_dir: log.log_dir.clone(),
         model,
         window_ms: window.as_millis() as i64,
         config: config.drift.clone(),
-        since_ms,
+        since_ms: None,
     };
     Ok(windowed_report(
         &options,
-        &reference,
-        signature.as_ref(),
-        evaluation.as_ref(),
+        &reference.profile,
+        reference.signature.as_ref(),
+        reference.evaluation.as_ref(),
     )?)
 }
 
 fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.policy)?;
+    let Some(model) = args.log.model.clone().or_else(|| config.model.clone()) else {
+        bail!("keel monitor watch needs --model (or monitor.model in keel.yaml)");
+    };
     let mut sinks = config.alerts.clone();
     sinks.extend(args.webhook.iter().map(|w| AlertSink::Webhook(w.clone())));
     if sinks.is_empty() {
         sinks.push(AlertSink::Log(true));
     }
-    let window_ms = window_of(&args.log, &config)?.as_millis() as i64;
-    let metrics = Arc::new(Mutex::new(String::new()));
-    if let Some(port) = args.port {
-        serve_metrics(port, Arc::clone(&metrics))?;
-        if !quiet {
-            eprintln!("gauges on http://127.0.0.1:{port}/metrics");
-        }
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let mut state = AlertState::default();
     let policy = config
         .on_drift
         .clone()
         .filter(|on_drift| on_drift.action == DriftAction::Retrain);
-    let cooldown_ms = policy.as_ref().map_or(0, |p| p.cooldown.as_millis() as i64);
-    let mut last_action_ms: Option<i64> = None;
-    loop {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64;
-        let since = now_ms - args.history.max(1) * window_ms;
-        let (report, windows) = log_report(&args.log, &config, Some(since))?;
-        let model = windows.model.clone();
-        *metrics
-            .lock()
-            .map_err(|_| anyhow::anyhow!("metrics lock poisoned"))? =
-            gauges(&model, &report, &windows);
-        let start = windows.windows.last().map(|w| w.start_ms);
-        let events = state.update(&model, conditions(&report), start);
-        for event in &events {
-            for sink in &sinks {
-                deliver(&runtime, &client, sink, event, quiet);
+    let options = WatchOptions {
+        log_dir: args.log.log_dir.clone(),
+        model: model.split('@').next().unwrap_or(&model).to_string(),
+        window: window_of(&args.log, &config)?,
+        history: args.history,
+        interval: args.interval,
+        drift: config.drift.clone(),
+        sinks,
+        action_cooldown: policy.as_ref().map(|p| p.cooldown),
+        once: args.once,
+        quiet,
+    };
+    let watcher = Watcher::new(options);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if let Some(port) = args.port {
+        let gauges = watcher.gauges.clone();
+        let bound = runtime.block_on(keel_monitor::service::serve_metrics(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            gauges,
+        ))?;
+        if !quiet {
+            eprintln!("gauges on http://{bound}/metrics");
+        }
+    }
+    let log = args.log.clone();
+    let reference = move || {
+        let log = log.clone();
+        let config = config.clone();
+        async move { reference_of(&log, &config).await }
+    };
+    let args = Arc::new(args);
+    let action = {
+        let args = Arc::clone(&args);
+        move |evaluation: &Evaluation, reference: &Reference| -> anyhow::Result<Option<i32>> {
+            match &policy {
+                Some(policy) => retrain(&args, policy, evaluation, reference, quiet),
+                None => Ok(None),
             }
         }
-        let mut action_exit = None;
-        if let Some(policy) = &policy
-            && report.dataset.drifted
-            && last_action_ms.is_none_or(|at| now_ms - at >= cooldown_ms)
-        {
-            last_action_ms = Some(now_ms);
-            action_exit = retrain(&args, policy, &model, &report, since, quiet)?;
-        }
-        if args.once {
-            // Drift that the policy acted on ends with the pipeline's verdict.
-            return Ok(match (report.dataset.drifted, action_exit) {
-                (true, Some(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-                (true, None) => ExitCode::from(1),
-                (false, _) => ExitCode::SUCCESS,
-            });
-        }
-        std::thread::sleep(args.interval.max(Duration::from_secs(1)));
-    }
+    };
+    let end = runtime.block_on(watcher.run(reference, action))?;
+    // Drift that the policy acted on ends with the pipeline's verdict.
+    Ok(match (end.drifted, end.action_exit) {
+        (true, Some(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        (true, None) => ExitCode::from(1),
+        (false, _) => ExitCode::SUCCESS,
+    })
 }
 
 /// Carries out `on_drift: retrain` for a drifted window: the verdict (the
@@ -479,11 +490,15 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 fn retrain(
     args: &WatchArgs,
     policy: &OnDrift,
-    model: &str,
-    report: &DriftReport,
-    since_ms: i64,
+    evaluation: &Evaluation,
+    reference: &Reference,
     quiet: bool,
 ) -> anyhow::Result<Option<i32>> {
+    let (model, report, since_ms) = (
+        evaluation.windows.model.as_str(),
+        &evaluation.report,
+        evaluation.since_ms,
+    );
     let keel_yaml = args
         .policy
         .config
@@ -496,14 +511,10 @@ fn retrain(
         )
     })?;
     let root = keel_yaml.parent().unwrap_or(Path::new("."));
-    let config = load_config(&args.policy)?;
-    let target = match &args.log.model_dir(&config)? {
-        Some(dir) if dir.join(SIGNATURE_FILE).exists() => {
-            read_json_file::<Signature>(&dir.join(SIGNATURE_FILE))?.target
-        }
-        _ => bail!(
+    let Some(target) = reference.signature.as_ref().map(|s| s.target.clone()) else {
+        bail!(
             "on_drift: retrain needs --model-dir or --model NAME@ALIAS (the signature names the target column)"
-        ),
+        );
     };
     let labelled =
         keel_monitor::labelled::labelled_table(&args.log.log_dir, model, &target, Some(since_ms))?;
@@ -551,70 +562,4 @@ fn round_sig(value: f64, digits: usize) -> f64 {
     format!("{value:.*e}", digits.saturating_sub(1))
         .parse()
         .unwrap_or(value)
-}
-
-fn deliver(
-    runtime: &tokio::runtime::Runtime,
-    client: &reqwest::Client,
-    sink: &AlertSink,
-    event: &AlertEvent,
-    quiet: bool,
-) {
-    match sink {
-        AlertSink::Log(false) => {}
-        AlertSink::Log(true) => {
-            if !quiet || event.status == "firing" {
-                eprintln!(
-                    "alert {} [{}] {}: {}",
-                    event.status, event.model, event.key, event.message
-                );
-            }
-        }
-        AlertSink::Webhook(webhook) => {
-            let sent = runtime.block_on(async {
-                client
-                    .post(webhook)
-                    .json(event)
-                    .send()
-                    .await?
-                    .error_for_status()
-            });
-            if let Err(error) = sent {
-                tracing::warn!("alert webhook {webhook} failed: {error}");
-            }
-        }
-    }
-}
-
-/// Answers every request on 127.0.0.1:PORT with the latest gauges (text
-/// exposition format); a plain thread, one connection at a time.
-fn serve_metrics(port: u16, metrics: Arc<Mutex<String>>) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
-        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut request = [0u8; 2048];
-            let read = stream.read(&mut request).unwrap_or(0);
-            let is_metrics = request[..read].starts_with(b"GET /metrics");
-            let body = if is_metrics {
-                metrics.lock().map(|m| m.clone()).unwrap_or_default()
-            } else {
-                "see /metrics\n".into()
-            };
-            let status = if is_metrics {
-                "200 OK"
-            } else {
-                "404 Not Found"
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    Ok(())
 }

@@ -1,0 +1,281 @@
+//! `keel monitor watch` as a service: the loop that, every interval,
+//! evaluates the recent windows of a prediction log against the training
+//! profile, publishes Prometheus gauges on an axum endpoint, delivers
+//! deduplicated alerts (with recovery notices) to their sinks, and decides
+//! when the `on_drift` action is due (drift, and the cool-down has passed).
+//! What the action does (the binary retrains through `keel run`) and where
+//! the reference comes from (a model folder or the registry) are given by
+//! the caller, so this crate stays free of pipelines and the registry.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel_learn::metrics::Metrics;
+use keel_learn::model::Signature;
+
+use crate::config::AlertSink;
+use crate::drift::{DriftConfig, DriftReport};
+use crate::profile::Profile;
+use crate::watch::{AlertEvent, AlertState, conditions, gauges};
+use crate::window::{LogOptions, WindowedReport, windowed_report};
+use crate::{MonitorError, Result};
+
+/// What the windows are compared with: the training profile, and the
+/// model's signature and evaluation metrics when known.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    pub profile: Profile,
+    pub signature: Option<Signature>,
+    pub evaluation: Option<Metrics>,
+}
+
+/// How the service watches one model's log.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// The prediction log (`keel serve --log-dir`): a folder or s3://….
+    pub log_dir: String,
+    /// The served model's name (the log's `model=` partition).
+    pub model: String,
+    pub window: Duration,
+    /// Windows of history read at each evaluation.
+    pub history: i64,
+    pub interval: Duration,
+    pub drift: DriftConfig,
+    pub sinks: Vec<AlertSink>,
+    /// The cool-down between `on_drift` actions; None: no action.
+    pub action_cooldown: Option<Duration>,
+    /// Evaluate once and stop.
+    pub once: bool,
+    pub quiet: bool,
+}
+
+/// The latest gauges in Prometheus' text format, shared with the endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges(Arc<Mutex<String>>);
+
+impl Gauges {
+    /// Replaces the published gauges (what each evaluation does).
+    pub fn set(&self, text: String) {
+        if let Ok(mut gauges) = self.0.lock() {
+            *gauges = text;
+        }
+    }
+
+    /// The text exposition of the latest evaluation (empty before the first).
+    pub fn text(&self) -> String {
+        self.0.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+}
+
+/// `GET /metrics` with the latest gauges; anything else is 404.
+pub fn metrics_router(gauges: Gauges) -> axum::Router {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let gauges = gauges.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        gauges.text(),
+                    )
+                }
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "see /metrics\n") })
+}
+
+/// Binds `addr` and serves [`metrics_router`] in the background; returns the bound address.
+pub async fn serve_metrics(addr: SocketAddr, gauges: Gauges) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| MonitorError::Io {
+            path: addr.to_string().into(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| MonitorError::Io {
+        path: addr.to_string().into(),
+        source,
+    })?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, metrics_router(gauges)).await {
+            tracing::warn!("metrics endpoint stopped: {error}");
+        }
+    });
+    Ok(bound)
+}
+
+/// One evaluation's outcome.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub report: DriftReport,
+    pub windows: WindowedReport,
+    /// Alerts that started or cleared with this evaluation.
+    pub events: Vec<AlertEvent>,
+    /// The first millisecond of the history read.
+    pub since_ms: i64,
+    /// Whether the `on_drift` action is due now.
+    pub act: bool,
+}
+
+/// The watcher's state between evaluations.
+#[derive(Debug)]
+pub struct Watcher {
+    pub options: WatchOptions,
+    pub gauges: Gauges,
+    alerts: AlertState,
+    last_action_ms: Option<i64>,
+    http: reqwest::Client,
+}
+
+impl Watcher {
+    pub fn new(options: WatchOptions) -> Watcher {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Watcher {
+            options,
+            gauges: Gauges::default(),
+            alerts: AlertState::default(),
+            last_action_ms: None,
+            http,
+        }
+    }
+
+    /// Evaluates the history up to `now_ms`: the report, the gauges, the
+    /// alert transitions, and whether the action is due (it then counts as
+    /// taken, starting the cool-down).
+    pub fn evaluate(&mut self, now_ms: i64, reference: &Reference) -> Result<Evaluation> {
+        let window_ms = (self.options.window.as_millis() as i64).max(1);
+        let since_ms = now_ms - self.options.history.max(1) * window_ms;
+        let log = LogOptions {
+            log_dir: self.options.log_dir.clone(),
+            model: self.options.model.clone(),
+            window_ms,
+            config: self.options.drift.clone(),
+            since_ms: Some(since_ms),
+        };
+        let (report, windows) = windowed_report(
+            &log,
+            &reference.profile,
+            reference.signature.as_ref(),
+            reference.evaluation.as_ref(),
+        )?;
+        self.gauges.set(gauges(&windows.model, &report, &windows));
+        let start = windows.windows.last().map(|w| w.start_ms);
+        let events = self
+            .alerts
+            .update(&windows.model, conditions(&report), start);
+        let act = match self.options.action_cooldown {
+            Some(cooldown) if report.dataset.drifted => {
+                let due = self
+                    .last_action_ms
+                    .is_none_or(|at| now_ms - at >= cooldown.as_millis() as i64);
+                if due {
+                    self.last_action_ms = Some(now_ms);
+                }
+                due
+            }
+            _ => false,
+        };
+        Ok(Evaluation {
+            report,
+            windows,
+            events,
+            since_ms,
+            act,
+        })
+    }
+
+    /// Sends `event` to every sink: the log (stderr), webhooks (POST JSON);
+    /// a failed webhook is logged, never fatal.
+    pub async fn deliver(&self, event: &AlertEvent) {
+        for sink in &self.options.sinks {
+            match sink {
+                AlertSink::Log(false) => {}
+                AlertSink::Log(true) => {
+                    if !self.options.quiet || event.status == "firing" {
+                        eprintln!(
+                            "alert {} [{}] {}: {}",
+                            event.status, event.model, event.key, event.message
+                        );
+                    }
+                }
+                AlertSink::Webhook(webhook) => {
+                    let sent = async {
+                        self.http
+                            .post(webhook)
+                            .json(event)
+                            .send()
+                            .await?
+                            .error_for_status()
+                    }
+                    .await;
+                    if let Err(error) = sent {
+                        tracing::warn!("alert webhook {webhook} failed: {error}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The loop: every interval, the reference from `reference` (asked each
+    /// time, so a registry alias that moved is followed), an evaluation,
+    /// alerts delivered, and `action` run (on a blocking thread, with the
+    /// evaluation and the reference it used) when due.
+    /// With `once`, returns after the first evaluation: `Some(exit code)`
+    /// of the action when one ran, else None; the caller turns drift into
+    /// its exit code.
+    /// Errors of `reference` and `action` (the caller's type `E`) end the loop.
+    pub async fn run<E, R, F, A>(mut self, mut reference: R, action: A) -> Result<WatchEnd, E>
+    where
+        E: From<MonitorError> + Send + 'static,
+        R: FnMut() -> F,
+        F: std::future::Future<Output = Result<Reference, E>>,
+        A: Fn(&Evaluation, &Reference) -> Result<Option<i32>, E> + Send + Sync + 'static,
+    {
+        let action = Arc::new(action);
+        loop {
+            let now_ms = keel_core::now_millis();
+            let reference = reference().await?;
+            let evaluation = self.evaluate(now_ms, &reference)?;
+            for event in &evaluation.events {
+                self.deliver(event).await;
+            }
+            let drifted = evaluation.report.dataset.drifted;
+            let mut action_exit = None;
+            if evaluation.act {
+                let action = Arc::clone(&action);
+                let (exit, evaluation) = tokio::task::spawn_blocking(move || {
+                    let exit = action(&evaluation, &reference);
+                    (exit, evaluation)
+                })
+                .await
+                .map_err(|error| {
+                    MonitorError::config("monitor.on_drift", format!("the action stopped: {error}"))
+                })?;
+                drop(evaluation);
+                action_exit = exit?;
+            }
+            if self.options.once {
+                return Ok(WatchEnd {
+                    drifted,
+                    action_exit,
+                });
+            }
+            tokio::time::sleep(self.options.interval.max(Duration::from_secs(1))).await;
+        }
+    }
+}
+
+/// How a `once` evaluation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchEnd {
+    pub drifted: bool,
+    /// The action's exit code, when it ran.
+    pub action_exit: Option<i32>,
+}
