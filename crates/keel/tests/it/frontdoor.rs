@@ -301,3 +301,65 @@ fn a_project_that_knows_only_the_server_runs_registers_promotes_and_rolls_back()
             .output();
     }
 }
+
+/// One settings order for every command: `keel run` honours
+/// `KEEL_BACKEND_STORE_URI` as `keel models` does (before, the pipeline
+/// recorded into `.keel/keel.db` while the registry commands read the
+/// variable's database).
+#[test]
+fn keel_run_and_keel_models_find_the_same_store_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    for (seed, file) in [("1", "data/train.csv"), ("2", "data/test.csv")] {
+        util::ok(
+            &project,
+            &[
+                "generate",
+                "portfolio",
+                "--rows",
+                "1000",
+                "--seed",
+                seed,
+                "--out",
+                file,
+            ],
+        );
+    }
+    std::fs::write(project.join("keel.yaml"), KEEL_YAML).unwrap();
+    let team = format!("sqlite:///{}", dir.path().join("team.db").display());
+    let with_env = |args: &[&str]| {
+        let output = util::command(&project)
+            .env("KEEL_BACKEND_STORE_URI", &team)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "keel {args:?}:\n{}", text(&output));
+        util::lossy(&output.stdout)
+    };
+    let run = with_env(&["run"]);
+    assert!(
+        run.contains("registered risk version 1, @production"),
+        "{run}"
+    );
+    assert!(
+        !project.join(".keel/keel.db").exists(),
+        "recorded in the project instead"
+    );
+    let shown = with_env(&["models", "show", "models:/risk@production"]);
+    assert!(shown.contains("version:     1"), "{shown}");
+    // The flag wins over the variable.
+    let local = format!("sqlite:///{}", dir.path().join("local.db").display());
+    let missing = util::command(&project)
+        .env("KEEL_BACKEND_STORE_URI", &team)
+        .args([
+            "models",
+            "show",
+            "models:/risk@production",
+            "--tracking-uri",
+            &local,
+        ])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success(), "{}", text(&missing));
+}
