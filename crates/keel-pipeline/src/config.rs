@@ -131,6 +131,12 @@ pub struct Register {
     pub path: PathRef,
     /// Alias to set when every gate passes.
     pub alias: Option<String>,
+    /// Annotated git tags in GTO's format for registrations and alias
+    /// moves (`git_tags: false` turns them off; default on in a repository).
+    pub git_tags: bool,
+    /// Only a run on this branch moves the alias (`on_branch: main`); on
+    /// other branches the version is registered without it.
+    pub on_branch: Option<String>,
 }
 
 /// keel.yaml's top-level sections.
@@ -281,7 +287,12 @@ impl Pipeline {
         let register = match yaml::get(top, "register") {
             Some(node) => {
                 let entries = node.as_map(file)?;
-                yaml::only_keys(entries, &["model", "path", "alias"], file, "register")?;
+                yaml::only_keys(
+                    entries,
+                    &["model", "path", "alias", "git_tags", "on_branch"],
+                    file,
+                    "register",
+                )?;
                 let model = yaml::get(entries, "model")
                     .ok_or_else(|| {
                         YamlError::new(
@@ -298,11 +309,20 @@ impl Pipeline {
                 let alias = yaml::get(entries, "alias")
                     .map(|n| n.as_string(file))
                     .transpose()?;
+                let git_tags = yaml::get(entries, "git_tags")
+                    .map(|n| n.as_bool(file))
+                    .transpose()?
+                    .unwrap_or(true);
+                let on_branch = yaml::get(entries, "on_branch")
+                    .map(|n| n.as_string(file))
+                    .transpose()?;
                 Some(Register {
                     pos: node.pos,
                     model,
                     path,
                     alias,
+                    git_tags,
+                    on_branch,
                 })
             }
             None => None,

@@ -52,6 +52,20 @@ pub struct Tracking {
     pub move_alias: bool,
 }
 
+/// A registered version, the alias it took (if any) and what happened to
+/// its release tags, for the user.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub version: ModelVersion,
+    pub alias: Option<String>,
+    pub notes: Vec<String>,
+}
+
+/// The first 12 characters of a commit.
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
 /// The git state of the project: commit and whether the tree has changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitState {
@@ -354,7 +368,7 @@ impl Tracking {
         run: &Run,
         gate_json: &serde_json::Value,
         tags: Vec<Tag>,
-    ) -> Result<Option<ModelVersion>> {
+    ) -> Result<Option<Registered>> {
         let Some(register) = &pipeline.register else {
             return Ok(None);
         };
@@ -435,24 +449,88 @@ impl Tracking {
                 ..api::CreateVersion::default()
             })
             .await?;
+        let mut notes = Vec::new();
+        // Release tags are decided before the alias moves: the commit the
+        // run came from, unless the tree is dirty or there is no git.
+        let release = if register.git_tags {
+            let lock = crate::runner::lock_path(pipeline);
+            match crate::release::release_commit(&pipeline.root, &[lock.as_path()]) {
+                Ok(release) => Some(release),
+                Err(why) => {
+                    notes.push(why);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let branch_allows = match (&register.on_branch, &release) {
+            (None, _) => true,
+            (Some(wanted), Some((_, head))) => head.branch.as_deref() == Some(wanted.as_str()),
+            (Some(wanted), None) => crate::release::Repo::discover(&pipeline.root)
+                .and_then(|repo| repo.head().ok())
+                .is_some_and(|head| head.branch.as_deref() == Some(wanted.as_str())),
+        };
+        let mut moved = None;
         if let Some(alias) = register.alias.as_ref().filter(|_| self.move_alias) {
-            // The store checks the recorded gates inside the alias move.
-            self.client
-                .promote(api::Promote {
-                    name: register.model.clone(),
-                    version: version.version.to_string(),
-                    alias: alias.clone(),
-                    force: false,
-                    reason,
-                    cause,
-                })
-                .await?;
+            if branch_allows {
+                // The store checks the recorded gates inside the alias move.
+                self.client
+                    .promote(api::Promote {
+                        name: register.model.clone(),
+                        version: version.version.to_string(),
+                        alias: alias.clone(),
+                        force: false,
+                        reason,
+                        cause,
+                    })
+                    .await?;
+                moved = Some(alias.clone());
+            } else {
+                notes.push(format!(
+                    "not on branch `{}` (register.on_branch): registered without moving @{alias}",
+                    register.on_branch.as_deref().unwrap_or_default()
+                ));
+            }
         }
-        Ok(Some(
-            self.client
+        if let Some((repo, head)) = release {
+            let datasets: Vec<serde_json::Value> = run
+                .dataset_inputs
+                .iter()
+                .map(|input| json!({"name": input.dataset.name, "digest": input.dataset.digest}))
+                .collect();
+            let annotation = json!({
+                "model": register.model,
+                "version": version.version,
+                "run_id": run.info.run_id,
+                "passed": gate_json["passed"],
+                "gates": gate_json["gates"],
+                "datasets": datasets,
+            });
+            let tag = crate::release::version_tag(&register.model, version.version);
+            repo.tag(&tag, &head.commit, &annotation.to_string())?;
+            notes.push(format!("git tag {tag} on {}", short(&head.commit)));
+            if let Some(alias) = &moved {
+                let tag = repo.next_alias_tag(&register.model, alias)?;
+                let annotation = json!({
+                    "model": register.model,
+                    "alias": alias,
+                    "version": version.version,
+                    "run_id": run.info.run_id,
+                    "user": self.user,
+                });
+                repo.tag(&tag, &head.commit, &annotation.to_string())?;
+                notes.push(format!("git tag {tag} on {}", short(&head.commit)));
+            }
+        }
+        Ok(Some(Registered {
+            version: self
+                .client
                 .get_model_version(&register.model, version.version)
                 .await?,
-        ))
+            alias: moved,
+            notes,
+        }))
     }
 
     /// The newest `keel run` run of the experiment.

@@ -2,6 +2,7 @@
 
 mod client;
 mod data;
+mod diff;
 mod evaluate;
 mod gate;
 mod generate;
@@ -66,6 +67,10 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Monitor data and models: profile, drift/quality report, watch a prediction log.
     Monitor(monitor::MonitorArgs),
+    /// Metrics of the pipeline runs of two commits: `keel metrics diff [A] [B]`.
+    Metrics(diff::DiffArgs),
+    /// Params of the pipeline runs of two commits: `keel params diff [A] [B]`.
+    Params(diff::DiffArgs),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -86,6 +91,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Monitor(args) => monitor::run(args, cli.quiet),
+        Command::Metrics(args) => diff::run(args, diff::Kind::Metrics),
+        Command::Params(args) => diff::run(args, diff::Kind::Params),
     }
 }
 

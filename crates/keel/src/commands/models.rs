@@ -11,6 +11,7 @@ use keel_client::{Client, api};
 use keel_core::Tag;
 use keel_core::promotion::{GateStatus, gate_status};
 use keel_learn::import::{ImportedSignature, SignatureHint, inspect_onnx};
+use keel_pipeline::release;
 
 use super::client::ClientArgs;
 
@@ -39,7 +40,8 @@ pub struct VersionArgs {
 pub enum ModelsCommand {
     /// List registered models with their aliases and newest version.
     List,
-    /// Show a model (NAME) or one version (models:/NAME/VERSION, models:/NAME@ALIAS).
+    /// Show a model (NAME) or one version (models:/NAME/VERSION, models:/NAME@ALIAS,
+    /// or NAME@vN: answered from the release tag when the registry is not reachable).
     Show { model: String },
     /// Register a new version of NAME from SOURCE (an artifact URI or path).
     Register {
@@ -148,6 +150,9 @@ async fn execute(
             }
         }
         ModelsCommand::Show { model } => {
+            if let Some((name, number)) = release_name(&model) {
+                return show_release(client, &name, number).await;
+            }
             if keel_core::uri::ModelUri::is_model_uri(&model) {
                 let version = client.resolve_model_uri(&model).await?.model_version;
                 println!("model:       {}", version.name);
@@ -281,6 +286,7 @@ async fn execute(
                 Some(from) => println!("{name}@{alias}: version {from} -> {number}"),
                 None => println!("{name}@{alias}: -> version {number}"),
             }
+            tag_alias_move(client, &entry).await;
         }
         ModelsCommand::Rollback {
             name,
@@ -306,6 +312,7 @@ async fn execute(
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "-".into())
             );
+            tag_alias_move(client, &entry).await;
         }
         ModelsCommand::History { name, limit, json } => {
             let entries = client.audit(Some(&name), limit).await?;
@@ -317,11 +324,12 @@ async fn execute(
                     println!("{}", serde_json::to_string(entry)?);
                 }
             } else {
+                let tags = release_tags(&name, &entries);
                 println!(
-                    "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} reason / cause",
-                    "when", "action", "alias/stage", "from", "to", "user"
+                    "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} {:<22} reason / cause",
+                    "when", "action", "alias/stage", "from", "to", "user", "git tag"
                 );
-                for entry in &entries {
+                for (entry, tag) in entries.iter().zip(&tags) {
                     let opt =
                         |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
                     let why = [entry.reason.as_str(), entry.cause.as_str()]
@@ -331,13 +339,14 @@ async fn execute(
                         .collect::<Vec<_>>()
                         .join(" / ");
                     println!(
-                        "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} {}",
+                        "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} {:<22} {}",
                         when(entry.timestamp),
                         entry.action,
                         entry.target,
                         opt(entry.from_version),
                         opt(entry.to_version),
                         entry.user,
+                        tag.as_deref().unwrap_or("-"),
                         why
                     );
                 }
@@ -345,6 +354,128 @@ async fn execute(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `NAME@vN` (a release tag's name), as `keel models show` takes it.
+fn release_name(text: &str) -> Option<(String, i64)> {
+    let (name, version) = text.rsplit_once("@v")?;
+    let number = version.parse().ok()?;
+    (!name.is_empty() && !name.contains('/')).then(|| (name.to_string(), number))
+}
+
+/// `keel models show NAME@vN`: the registry's version, or, when the registry
+/// cannot be reached, what the release tag in this checkout says.
+async fn show_release(client: &Client, name: &str, number: i64) -> anyhow::Result<ExitCode> {
+    let tag = release::version_tag(name, number);
+    let repo = release::Repo::discover(Path::new("."));
+    let tagged = repo.as_ref().and_then(|repo| repo.tag_commit(&tag));
+    match client.get_model_version(name, number).await {
+        Ok(version) => {
+            println!("model:       {}", version.name);
+            println!("version:     {}", version.version);
+            println!("aliases:     {}", version.aliases.join(", "));
+            println!("source:      {}", version.source);
+            println!("run:         {}", version.run_id.as_deref().unwrap_or("-"));
+            println!("gates:       {}", gates_label(&version));
+            println!(
+                "git tag:     {}",
+                tagged
+                    .as_deref()
+                    .map_or("-".to_string(), |commit| format!("{tag} -> {commit}"))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) if error.code == keel_core::ErrorCode::ResourceDoesNotExist => Err(error.into()),
+        Err(error) => {
+            let (Some(repo), Some(commit)) = (repo, tagged) else {
+                return Err(anyhow::Error::from(error).context(format!(
+                    "the registry is not reachable and no git tag {tag} is here"
+                )));
+            };
+            eprintln!("the registry is not reachable ({error}); from git tag {tag}:");
+            println!("model:       {name}");
+            println!("version:     {number}");
+            println!("commit:      {commit}");
+            if let Some(annotation) = repo.annotation(&tag) {
+                println!("annotation:  {annotation}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// After an alias move in a git checkout: the tag `NAME#ALIAS#K` on the
+/// commit the new holder was trained from (GTO's assignment tag). Says why
+/// when there is none; never fails the move, which is done.
+async fn tag_alias_move(client: &Client, entry: &keel_core::AuditEntry) {
+    let Some(repo) = release::Repo::discover(Path::new(".")) else {
+        return;
+    };
+    let Some(version) = entry.to_version else {
+        return;
+    };
+    let commit = async {
+        let version = client.get_model_version(&entry.name, version).await.ok()?;
+        let run = client.get_run(version.run_id.as_deref()?).await.ok()?;
+        run.git_commit().map(str::to_string)
+    }
+    .await;
+    let Some(commit) = commit.filter(|commit| repo.has_commit(commit)) else {
+        println!("  no git tag: the commit version {version} was trained from is not known here");
+        return;
+    };
+    let annotation = serde_json::json!({
+        "model": entry.name,
+        "alias": entry.target,
+        "version": version,
+        "from_version": entry.from_version,
+        "action": entry.action,
+        "user": entry.user,
+        "reason": entry.reason,
+    });
+    let tagged = repo
+        .next_alias_tag(&entry.name, &entry.target)
+        .and_then(|tag| {
+            repo.tag(&tag, &commit, &annotation.to_string())?;
+            Ok(tag)
+        });
+    match tagged {
+        Ok(tag) => println!("  git tag {tag} on {}", &commit[..commit.len().min(12)]),
+        Err(error) => println!("  no git tag: {error}"),
+    }
+}
+
+/// The release tag of each audit entry (newest first, as listed), where this
+/// checkout has one: `NAME@vN` for a registration, and for the k-th move of
+/// an alias the tag `NAME#ALIAS#k` whose annotation names the same version.
+fn release_tags(name: &str, entries: &[keel_core::AuditEntry]) -> Vec<Option<String>> {
+    let Some(repo) = release::Repo::discover(Path::new(".")) else {
+        return vec![None; entries.len()];
+    };
+    let mut moves: std::collections::HashMap<&str, usize> = Default::default();
+    let mut out: Vec<Option<String>> = entries
+        .iter()
+        .rev()
+        .map(|entry| match (entry.action.as_str(), entry.to_version) {
+            ("create_version", Some(version)) => {
+                let tag = release::version_tag(name, version);
+                repo.tag_commit(&tag).map(|_| tag)
+            }
+            ("set_alias" | "rollback", Some(version)) => {
+                let k = moves.entry(entry.target.as_str()).or_default();
+                *k += 1;
+                let tag = release::alias_tag(name, &entry.target, *k);
+                let annotated = repo
+                    .annotation(&tag)
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .is_some_and(|json| json["version"].as_i64() == Some(version));
+                annotated.then_some(tag)
+            }
+            _ => None,
+        })
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Registers a version (the one path `register` and `import` share): reads

@@ -251,10 +251,11 @@ async fn register_once(
         )));
     }
     let tags = vec![keel_core::Tag::new("keel.blake3", digest)];
-    let Some(version) = tracking.register(pipeline, run, json, tags).await? else {
+    let Some(registered) = tracking.register(pipeline, run, json, tags).await? else {
         return Ok(None);
     };
-    let alias = register
+    let version = &registered.version;
+    let alias = registered
         .alias
         .as_deref()
         .map(|alias| format!(", @{alias}"))
@@ -264,6 +265,9 @@ async fn register_once(
             "registered {} version {}{alias}",
             version.name, version.version
         );
+        for note in &registered.notes {
+            println!("  {note}");
+        }
     }
     Ok(Some(format!(
         "{} version {}{alias}",

@@ -11,5 +11,6 @@ mod missing;
 mod monitor;
 mod pipeline;
 mod quickstart;
+mod release;
 mod serve;
 mod util;

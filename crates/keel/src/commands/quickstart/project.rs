@@ -61,7 +61,7 @@ fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
 
 /// `git init` + a first commit when git is installed; returns whether it worked.
 pub fn git_init(dir: &Path) -> bool {
-    git(dir, &["init", "-q"])
+    git(dir, &["init", "-q", "-b", "main"])
 }
 
 /// `git add -A && git commit -m MESSAGE` (no-op without git).
