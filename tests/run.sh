@@ -5,7 +5,7 @@
 #   bash tests/run.sh -p keel-store   # extra arguments go to `cargo test`
 #
 # Prepares: the pinned Python venv with the official MLflow client (cached under
-# ~/.cache/keel), Debian's chromium and chromium-driver (installed with apt-get
+# ~/.cache/keel), a pinned GTO venv (release tags), Debian's chromium and chromium-driver (installed with apt-get
 # when missing) for the web UI's browser test, a PostgreSQL test database server (the machine's own on
 # 127.0.0.1:5432 unless KEEL_TEST_POSTGRES_URL says otherwise) and a local
 # S3-compatible server (moto) for the S3 artifact tests. With CI=true a missing
@@ -49,6 +49,9 @@ fi
 echo "tests/run.sh: preparing the Python venv (mlflow client, scikit-learn, moto)" >&2
 KEEL_PY_VENV="$(bash tests/python/ensure_venv.sh)"
 export KEEL_PY_VENV
+# GTO, in a venv of its own (its dependencies do not meet MLflow's pins).
+KEEL_GTO_VENV="$(env -u KEEL_PY_VENV bash tests/python/ensure_venv.sh tests/python/gto/requirements.txt)"
+export KEEL_GTO_VENV
 
 eval "$(bash tests/s3/moto.sh start)"
 trap 'bash tests/s3/moto.sh stop >/dev/null 2>&1 || true' EXIT

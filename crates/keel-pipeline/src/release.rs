@@ -1,6 +1,7 @@
 //! Git as the record of releases, in the tag format of GTO (DVC's git-native
-//! registry) so its tools read keel's tags: an annotated tag `NAME@vN` on
-//! the commit a registered version was trained from, and `NAME#ALIAS#K` for
+//! registry) so its tools read keel's tags: an annotated tag `NAME@vN.0.0`
+//! on the commit a registered version was trained from (GTO reads SemVer
+//! only, so registry version N is vN.0.0), and `NAME#ALIAS#K` for
 //! the K-th assignment of ALIAS to that model (on the assigned version's
 //! commit). The annotation is JSON: run id, gate results, data digests, or
 //! the move with its user and reason. Tags are created locally; pushing them
@@ -13,9 +14,20 @@ use std::process::Command;
 
 use crate::error::{PipelineError, Result};
 
-/// The tag of version `version` of `name`.
+/// The tag of version `version` of `name` (SemVer, as GTO requires).
 pub fn version_tag(name: &str, version: i64) -> String {
-    format!("{name}@v{version}")
+    format!("{name}@v{version}.0.0")
+}
+
+/// `NAME@vN` or `NAME@vN.0.0` (a release tag's name) as (NAME, N).
+pub fn parse_version_tag(text: &str) -> Option<(String, i64)> {
+    let (name, version) = text.rsplit_once("@v")?;
+    let number = version
+        .strip_suffix(".0.0")
+        .unwrap_or(version)
+        .parse()
+        .ok()?;
+    (!name.is_empty() && !name.contains('/')).then(|| (name.to_string(), number))
 }
 
 /// The tag of the `k`-th assignment of `alias` on `name`.
@@ -265,23 +277,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            repo.tag_commit("risk@v1").as_deref(),
+            repo.tag_commit("risk@v1.0.0").as_deref(),
             Some(head.commit.as_str())
         );
         assert_eq!(
-            repo.annotation("risk@v1").as_deref(),
+            repo.annotation("risk@v1.0.0").as_deref(),
             Some("{\"run_id\": \"r1\"}")
         );
         commit(dir.path(), "b");
         let error = repo
-            .tag("risk@v1", &repo.head().unwrap().commit, "again")
+            .tag("risk@v1.0.0", &repo.head().unwrap().commit, "again")
             .unwrap_err();
         assert!(
-            error.to_string().contains("`risk@v1` already exists"),
+            error.to_string().contains("`risk@v1.0.0` already exists"),
             "{error}"
         );
         assert_eq!(
-            repo.tag_commit("risk@v1").as_deref(),
+            repo.tag_commit("risk@v1.0.0").as_deref(),
             Some(head.commit.as_str())
         );
         assert_eq!(

@@ -41,7 +41,7 @@ pub enum ModelsCommand {
     /// List registered models with their aliases and newest version.
     List,
     /// Show a model (NAME) or one version (models:/NAME/VERSION, models:/NAME@ALIAS,
-    /// or NAME@vN: answered from the release tag when the registry is not reachable).
+    /// or NAME@vN / NAME@vN.0.0: answered from the release tag when the registry is not reachable).
     Show { model: String },
     /// Register a new version of NAME from SOURCE (an artifact URI or path).
     Register {
@@ -150,7 +150,7 @@ async fn execute(
             }
         }
         ModelsCommand::Show { model } => {
-            if let Some((name, number)) = release_name(&model) {
+            if let Some((name, number)) = release::parse_version_tag(&model) {
                 return show_release(client, &name, number).await;
             }
             if keel_core::uri::ModelUri::is_model_uri(&model) {
@@ -354,13 +354,6 @@ async fn execute(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `NAME@vN` (a release tag's name), as `keel models show` takes it.
-fn release_name(text: &str) -> Option<(String, i64)> {
-    let (name, version) = text.rsplit_once("@v")?;
-    let number = version.parse().ok()?;
-    (!name.is_empty() && !name.contains('/')).then(|| (name.to_string(), number))
 }
 
 /// `keel models show NAME@vN`: the registry's version, or, when the registry

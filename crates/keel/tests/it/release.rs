@@ -83,13 +83,13 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
     );
     let head = git(root, &["rev-parse", "HEAD"]).trim().to_string();
     assert!(
-        first.contains(&format!("git tag risk@v1 on {}", &head[..12])),
+        first.contains(&format!("git tag risk@v1.0.0 on {}", &head[..12])),
         "{first}"
     );
     assert!(first.contains("git tag risk#production#1"), "{first}");
-    let tagged = git(root, &["rev-list", "-n1", "risk@v1"]);
+    let tagged = git(root, &["rev-list", "-n1", "risk@v1.0.0"]);
     assert_eq!(tagged.trim(), head);
-    let annotation = git(root, &["tag", "-l", "--format=%(contents)", "risk@v1"]);
+    let annotation = git(root, &["tag", "-l", "--format=%(contents)", "risk@v1.0.0"]);
     let annotation: serde_json::Value = serde_json::from_str(annotation.trim()).unwrap();
     assert_eq!(annotation["version"], 1);
     assert_eq!(annotation["passed"], true);
@@ -148,7 +148,7 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
         feature.contains("registered without moving @production"),
         "{feature}"
     );
-    assert!(feature.contains("git tag risk@v3"), "{feature}");
+    assert!(feature.contains("git tag risk@v3.0.0"), "{feature}");
     assert!(!feature.contains("risk#production#3"), "{feature}");
 
     // Promote v3 by hand: the move is tagged on v3's commit; history shows tags.
@@ -156,8 +156,8 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
     assert!(promoted.contains("git tag risk#production#3"), "{promoted}");
     let history = util::ok(root, &["models", "history", "risk"]);
     for tag in [
-        "risk@v1",
-        "risk@v3",
+        "risk@v1.0.0",
+        "risk@v3.0.0",
         "risk#production#1",
         "risk#production#3",
     ] {
@@ -176,7 +176,7 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
         dirty.contains("uncommitted changes: registered without a release tag"),
         "{dirty}"
     );
-    assert!(git(root, &["tag", "-l", "risk@v4"]).trim().is_empty());
+    assert!(git(root, &["tag", "-l", "risk@v4*"]).trim().is_empty());
 
     // A checkout alone answers which commit is risk v1.
     let offline = util::keel(
@@ -192,4 +192,49 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
     assert!(offline.status.success(), "{}", text(&offline));
     let shown = util::lossy(&offline.stdout);
     assert!(shown.contains(&format!("commit:      {head}")), "{shown}");
+
+    // GTO itself reads keel's tags: v3 is the latest, and production is on
+    // v3 (its third assignment).
+    let Some(gto) = gto() else { return };
+    let output = Command::new(&gto)
+        .args(["show", "--json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "gto show: {}",
+        util::lossy(&output.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(shown["risk"]["version"], "v3.0.0", "{shown}");
+    assert_eq!(shown["risk"]["stage"]["production"], "v3.0.0", "{shown}");
+    let history = Command::new(&gto)
+        .args(["history", "risk", "--json"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let history = util::lossy(&history.stdout);
+    for version in ["v1.0.0", "v2.0.0", "v3.0.0"] {
+        assert!(
+            history.contains(version),
+            "{version} not in gto history:\n{history}"
+        );
+    }
+}
+
+/// GTO from its pinned venv (`tests/run.sh` prepares it as KEEL_GTO_VENV);
+/// under CI=true it must be there.
+fn gto() -> Option<std::path::PathBuf> {
+    match std::env::var("KEEL_GTO_VENV") {
+        Ok(venv) if !venv.is_empty() => Some(Path::new(&venv).join("bin/gto")),
+        _ => {
+            assert!(
+                !util::in_ci(),
+                "CI=true but KEEL_GTO_VENV is not set (tests/run.sh prepares it)"
+            );
+            eprintln!("KEEL_GTO_VENV unset: GTO's reading of the tags not checked");
+            None
+        }
+    }
 }
