@@ -113,6 +113,18 @@ impl Repo {
         .map_err(|_| PipelineError::Invalid(format!("`{rev}` names no commit here")))
     }
 
+    /// Up to `max` commits before HEAD, newest first, along first parents.
+    pub fn ancestors(&self, max: usize) -> Vec<String> {
+        self.git(&[
+            "rev-list",
+            "--first-parent",
+            &format!("--max-count={max}"),
+            "HEAD~1",
+        ])
+        .map(|text| text.lines().map(|l| l.trim().to_string()).collect())
+        .unwrap_or_default()
+    }
+
     /// Whether `commit` exists in this repository.
     pub fn has_commit(&self, commit: &str) -> bool {
         self.resolve(commit).is_ok()

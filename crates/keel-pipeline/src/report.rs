@@ -14,6 +14,16 @@ pub struct Extras<'a> {
     pub run_id: Option<&'a str>,
     /// `name version N` when a version was registered.
     pub registered: Option<String>,
+    /// The run of the previous commit, to show metric deltas against.
+    pub previous: Option<Previous>,
+}
+
+/// The metrics of the run recorded for the previous commit, beside this run's.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    pub commit: String,
+    /// (metric, previous value, this run's value).
+    pub metrics: Vec<(String, Option<f64>, Option<f64>)>,
 }
 
 fn cell(value: Option<f64>) -> String {
@@ -84,6 +94,25 @@ pub fn markdown(report: &RunReport, extras: &Extras<'_>) -> String {
     }
     if let Some(registered) = &extras.registered {
         let _ = writeln!(out, "\nRegistered: {registered}");
+    }
+    if let Some(previous) = extras.previous.as_ref().filter(|p| !p.metrics.is_empty()) {
+        let short = &previous.commit[..previous.commit.len().min(12)];
+        let _ = writeln!(
+            out,
+            "\n### Metrics vs the previous commit ({short})\n\n| metric | previous | this run | change |\n|---|---:|---:|---:|"
+        );
+        for (metric, old, new) in &previous.metrics {
+            let change = match (old, new) {
+                (Some(old), Some(new)) => format!("{:+.4}", new - old),
+                _ => "–".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "| {metric} | {} | {} | {change} |",
+                cell(*old),
+                cell(*new)
+            );
+        }
     }
     out
 }

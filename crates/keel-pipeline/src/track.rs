@@ -533,6 +533,27 @@ impl Tracking {
         }))
     }
 
+    /// The newest `keel run` run recorded for `commit` (its
+    /// `mlflow.source.git.commit`), if any.
+    pub async fn run_for_commit(&self, commit: &str) -> Result<Option<Run>> {
+        let Some(experiment_id) = self.client.find_experiment(&self.experiment).await? else {
+            return Ok(None);
+        };
+        let runs = self
+            .client
+            .search_runs(api::SearchRuns {
+                experiment_ids: vec![experiment_id],
+                filter: Some(format!(
+                    "tags.`{PIPELINE_TAG}` = 'true' AND tags.`mlflow.source.git.commit` = '{}'",
+                    commit.replace('\'', "")
+                )),
+                max_results: Some(1),
+                order_by: vec!["attributes.start_time DESC".to_string()],
+            })
+            .await?;
+        Ok(runs.into_iter().next())
+    }
+
     /// The newest `keel run` run of the experiment.
     pub async fn latest_run(&self) -> Result<Option<Run>> {
         let Some(experiment_id) = self.client.find_experiment(&self.experiment).await? else {
@@ -549,6 +570,16 @@ impl Tracking {
             .await?;
         Ok(runs.into_iter().next())
     }
+}
+
+/// A run's metrics that describe the model (not the pipeline's timings).
+pub fn model_metrics(run: &Run) -> BTreeMap<String, f64> {
+    run.data
+        .metrics
+        .iter()
+        .filter(|m| !m.key.starts_with("stage.") && m.key != "pipeline.seconds")
+        .map(|m| (m.key.clone(), m.value))
+        .collect()
 }
 
 /// The stages' metrics, flattened, and what could not be read.

@@ -8,11 +8,10 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use keel_client::api;
+use anyhow::Context;
 use keel_core::Run;
 use keel_pipeline::release::Repo;
-use keel_pipeline::track::{PIPELINE_TAG, Tracking};
+use keel_pipeline::track::Tracking;
 
 use super::run::TrackingArgs;
 
@@ -102,12 +101,9 @@ async fn compare(
     };
     let values = |run: &Run| -> BTreeMap<String, String> {
         match kind {
-            Kind::Metrics => run
-                .data
-                .metrics
-                .iter()
-                .filter(|m| !m.key.starts_with("stage.") && m.key != "pipeline.seconds")
-                .map(|m| (m.key.clone(), m.value.to_string()))
+            Kind::Metrics => keel_pipeline::track::model_metrics(run)
+                .into_iter()
+                .map(|(key, value)| (key, value.to_string()))
                 .collect(),
             Kind::Params => run
                 .data
@@ -196,31 +192,11 @@ async fn compare(
 /// The newest pipeline run recorded for the commit `rev` names.
 async fn run_for(tracking: &Tracking, repo: &Repo, rev: &str) -> anyhow::Result<Run> {
     let commit = repo.resolve(rev)?;
-    let Some(experiment_id) = tracking
-        .client
-        .find_experiment(&tracking.experiment)
-        .await?
-    else {
-        bail!(
-            "experiment {:?} does not exist: run `keel run` first",
-            tracking.experiment
-        );
-    };
-    let runs = tracking
-        .client
-        .search_runs(api::SearchRuns {
-            experiment_ids: vec![experiment_id],
-            filter: Some(format!(
-                "tags.`{PIPELINE_TAG}` = 'true' AND tags.`mlflow.source.git.commit` = '{commit}'"
-            )),
-            max_results: Some(1),
-            order_by: vec!["attributes.start_time DESC".into()],
-        })
-        .await?;
-    runs.into_iter().next().ok_or_else(|| {
+    tracking.run_for_commit(&commit).await?.ok_or_else(|| {
         anyhow::anyhow!(
-            "no pipeline run recorded for {rev} ({}): run `keel run` on that commit",
-            &commit[..commit.len().min(12)]
+            "no pipeline run recorded for {rev} ({}) in experiment {:?}: run `keel run` on that commit",
+            &commit[..commit.len().min(12)],
+            tracking.experiment
         )
     })
 }

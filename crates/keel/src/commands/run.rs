@@ -200,6 +200,7 @@ async fn track(
         }
     }
     tracking.finish(&run_id, passed).await?;
+    let previous = previous_commit(tracking, pipeline, &run).await;
     write_report(
         pipeline,
         report,
@@ -207,6 +208,7 @@ async fn track(
             gates: Some(&results),
             run_id: Some(&run_id),
             registered,
+            previous,
         },
     )?;
     Ok(exit(if passed { 0 } else { 1 }))
@@ -273,6 +275,35 @@ async fn register_once(
         "{} version {}{alias}",
         version.name, version.version
     )))
+}
+
+/// The metrics of the run recorded for the nearest earlier commit that has
+/// one (up to 20 back along first parents), beside this run's, for the
+/// report's "vs the previous commit" table; None outside git or when none has.
+async fn previous_commit(
+    tracking: &Tracking,
+    pipeline: &Pipeline,
+    run: &keel_core::Run,
+) -> Option<keel_pipeline::report::Previous> {
+    let repo = keel_pipeline::release::Repo::discover(&pipeline.root)?;
+    let mut found = None;
+    for commit in repo.ancestors(20) {
+        if let Ok(Some(run)) = tracking.run_for_commit(&commit).await {
+            found = Some((commit, run));
+            break;
+        }
+    }
+    let (commit, before) = found?;
+    let old = keel_pipeline::track::model_metrics(&before);
+    let new = keel_pipeline::track::model_metrics(run);
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    Some(keel_pipeline::report::Previous {
+        commit,
+        metrics: keys
+            .into_iter()
+            .map(|key| (key.clone(), old.get(key).copied(), new.get(key).copied()))
+            .collect(),
+    })
 }
 
 fn write_report(

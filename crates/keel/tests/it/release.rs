@@ -115,6 +115,16 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
         "{second}"
     );
     assert!(second.contains("git tag risk#production#2"), "{second}");
+    // The pull-request report shows the deltas vs the previous commit's run.
+    let report = std::fs::read_to_string(root.join(".keel/report.md")).unwrap();
+    assert!(
+        report.contains("### Metrics vs the previous commit"),
+        "{report}"
+    );
+    assert!(
+        report.lines().any(|l| l.starts_with("| roc_auc |")),
+        "{report}"
+    );
     let params = util::ok(root, &["params", "diff", "HEAD~2", "HEAD"]);
     assert!(
         params
