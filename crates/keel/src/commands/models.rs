@@ -326,8 +326,8 @@ async fn execute(
             } else {
                 let tags = release_tags(&name, &entries);
                 println!(
-                    "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} {:<22} reason / cause",
-                    "when", "action", "alias/stage", "from", "to", "user", "git tag"
+                    "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} {:<30} reason / cause",
+                    "when", "action", "alias/stage", "from", "to", "user", "git tag and commit"
                 );
                 for (entry, tag) in entries.iter().zip(&tags) {
                     let opt =
@@ -339,7 +339,7 @@ async fn execute(
                         .collect::<Vec<_>>()
                         .join(" / ");
                     println!(
-                        "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} {:<22} {}",
+                        "{:<21} {:<17} {:<22} {:>5} {:>5}  {:<10} {:<30} {}",
                         when(entry.timestamp),
                         entry.action,
                         entry.target,
@@ -438,7 +438,7 @@ async fn tag_alias_move(client: &Client, entry: &keel_core::AuditEntry) {
     }
 }
 
-/// The release tag of each audit entry (newest first, as listed), where this
+/// The release tag and its commit for each audit entry (newest first, as listed), where this
 /// checkout has one: `NAME@vN` for a registration, and for the k-th move of
 /// an alias the tag `NAME#ALIAS#k` whose annotation names the same version.
 fn release_tags(name: &str, entries: &[keel_core::AuditEntry]) -> Vec<Option<String>> {
@@ -452,7 +452,8 @@ fn release_tags(name: &str, entries: &[keel_core::AuditEntry]) -> Vec<Option<Str
         .map(|entry| match (entry.action.as_str(), entry.to_version) {
             ("create_version", Some(version)) => {
                 let tag = release::version_tag(name, version);
-                repo.tag_commit(&tag).map(|_| tag)
+                repo.tag_commit(&tag)
+                    .map(|commit| format!("{tag} {}", &commit[..commit.len().min(7)]))
             }
             ("set_alias" | "rollback", Some(version)) => {
                 let k = moves.entry(entry.target.as_str()).or_default();
@@ -462,7 +463,8 @@ fn release_tags(name: &str, entries: &[keel_core::AuditEntry]) -> Vec<Option<Str
                     .annotation(&tag)
                     .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
                     .is_some_and(|json| json["version"].as_i64() == Some(version));
-                annotated.then_some(tag)
+                let commit = repo.tag_commit(&tag).filter(|_| annotated)?;
+                Some(format!("{tag} {}", &commit[..commit.len().min(7)]))
             }
             _ => None,
         })
