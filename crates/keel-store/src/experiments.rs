@@ -6,8 +6,9 @@ use sqlx::any::AnyRow;
 
 use crate::Store;
 use crate::filter::{self, OrderBy};
+use crate::pairs::EXPERIMENT_TAGS;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
-use crate::sql::{Dialect, Sql, db, get};
+use crate::sql::{Sql, db, get};
 
 const COLUMNS: &str = "e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time";
 
@@ -143,7 +144,13 @@ impl Store {
             .await
             .map_err(db("setting artifact location"))?;
         for tag in tags {
-            upsert_experiment_tag(&mut tx, id, &tag.key, &tag.value).await?;
+            EXPERIMENT_TAGS
+                .upsert(
+                    &mut tx,
+                    &[id.into()],
+                    [(tag.key.as_str(), tag.value.as_str())],
+                )
+                .await?;
         }
         tx.commit().await.map_err(db("committing experiment"))?;
         Ok(id.to_string())
@@ -377,7 +384,9 @@ impl Store {
             .begin()
             .await
             .map_err(db("starting transaction"))?;
-        upsert_experiment_tag(&mut tx, id, key, value).await?;
+        EXPERIMENT_TAGS
+            .upsert(&mut tx, &[id.into()], [(key, value)])
+            .await?;
         tx.commit().await.map_err(db("committing"))?;
         Ok(())
     }
@@ -386,39 +395,14 @@ impl Store {
     pub async fn delete_experiment_tag(&self, experiment_id: &str, key: &str) -> Result<(), Error> {
         let id = parse_experiment_id(experiment_id)?;
         self.get_experiment(experiment_id).await?;
-        let mut sql = Sql::new("DELETE FROM experiment_tags WHERE experiment_id = ");
-        sql.bind(id).push(" AND key = ").bind(key);
-        let result = sql
-            .query(self.dialect)
-            .execute(&self.writer)
+        EXPERIMENT_TAGS
+            .delete(
+                &self.writer,
+                self.dialect,
+                &[id.into()],
+                key,
+                format!("No tag with name: {key} in experiment {experiment_id}"),
+            )
             .await
-            .map_err(db("deleting experiment tag"))?;
-        if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!(
-                "No tag with name: {key} in experiment {experiment_id}"
-            )));
-        }
-        Ok(())
     }
-}
-
-async fn upsert_experiment_tag(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    id: i64,
-    key: &str,
-    value: &str,
-) -> Result<(), Error> {
-    let dialect = Dialect::of(tx);
-    let mut sql = Sql::new("INSERT INTO experiment_tags (experiment_id, key, value) VALUES (");
-    sql.bind(id)
-        .push(", ")
-        .bind(key)
-        .push(", ")
-        .bind(value)
-        .push(") ON CONFLICT (experiment_id, key) DO UPDATE SET value = excluded.value");
-    sql.query(dialect)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("setting experiment tag"))?;
-    Ok(())
 }

@@ -14,6 +14,7 @@ mod experiments;
 pub mod filter;
 mod logged_models;
 mod migrate;
+mod pairs;
 mod registry;
 mod runs;
 mod search;

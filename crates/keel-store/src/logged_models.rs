@@ -11,6 +11,7 @@ use sqlx::any::AnyRow;
 use crate::Store;
 use crate::experiments::parse_experiment_id;
 use crate::filter::{self, EntityKind, Identifier, OrderBy};
+use crate::pairs::{LOGGED_MODEL_PARAMS, LOGGED_MODEL_TAGS};
 use crate::runs::{loaded_value, stored_value};
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
 use crate::sql::{Dialect, Sql, db, get};
@@ -161,20 +162,21 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(db("creating logged model"))?;
-        upsert_pairs(
-            &mut tx,
-            "logged_model_params",
-            &model_id,
-            params.iter().map(|p| (&p.key, &p.value)),
-        )
-        .await?;
-        upsert_pairs(
-            &mut tx,
-            "logged_model_tags",
-            &model_id,
-            tags.iter().map(|t| (&t.key, &t.value)),
-        )
-        .await?;
+        let owner = [model_id.as_str().into()];
+        LOGGED_MODEL_PARAMS
+            .upsert(
+                &mut tx,
+                &owner,
+                params.iter().map(|p| (p.key.as_str(), p.value.as_str())),
+            )
+            .await?;
+        LOGGED_MODEL_TAGS
+            .upsert(
+                &mut tx,
+                &owner,
+                tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
+            )
+            .await?;
         tx.commit().await.map_err(db("committing logged model"))?;
         self.get_logged_model(&model_id).await
     }
@@ -232,13 +234,13 @@ impl Store {
             .begin()
             .await
             .map_err(db("starting transaction"))?;
-        upsert_pairs(
-            &mut tx,
-            "logged_model_tags",
-            model_id,
-            tags.iter().map(|t| (&t.key, &t.value)),
-        )
-        .await?;
+        LOGGED_MODEL_TAGS
+            .upsert(
+                &mut tx,
+                &[model_id.into()],
+                tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
+            )
+            .await?;
         tx.commit().await.map_err(db("committing tags"))?;
         Ok(())
     }
@@ -246,19 +248,15 @@ impl Store {
     /// Deletes one tag of a logged model.
     pub async fn delete_logged_model_tag(&self, model_id: &str, key: &str) -> Result<(), Error> {
         self.get_logged_model(model_id).await?;
-        let mut sql = Sql::new("DELETE FROM logged_model_tags WHERE model_id = ");
-        sql.bind(model_id).push(" AND key = ").bind(key);
-        let result = sql
-            .query(self.dialect)
-            .execute(&self.writer)
+        LOGGED_MODEL_TAGS
+            .delete(
+                &self.writer,
+                self.dialect,
+                &[model_id.into()],
+                key,
+                format!("No tag with key '{key}' on logged model '{model_id}'"),
+            )
             .await
-            .map_err(db("deleting tag"))?;
-        if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!(
-                "No tag with key '{key}' on logged model '{model_id}'"
-            )));
-        }
-        Ok(())
     }
 
     /// Logs params on a logged model (immutable like run params).
@@ -288,13 +286,13 @@ impl Store {
             .begin()
             .await
             .map_err(db("starting transaction"))?;
-        upsert_pairs(
-            &mut tx,
-            "logged_model_params",
-            model_id,
-            params.iter().map(|p| (&p.key, &p.value)),
-        )
-        .await?;
+        LOGGED_MODEL_PARAMS
+            .upsert(
+                &mut tx,
+                &[model_id.into()],
+                params.iter().map(|p| (p.key.as_str(), p.value.as_str())),
+            )
+            .await?;
         tx.commit().await.map_err(db("committing params"))?;
         Ok(())
     }
@@ -546,39 +544,5 @@ pub(crate) async fn insert_model_metrics(
         .execute(&mut **tx)
         .await
         .map_err(db("logging model metrics"))?;
-    Ok(())
-}
-
-async fn upsert_pairs<'a>(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    table: &'static str,
-    model_id: &str,
-    pairs: impl Iterator<Item = (&'a String, &'a String)>,
-) -> Result<(), Error> {
-    let dialect = Dialect::of(tx);
-    let mut sql = Sql::new(&format!(
-        "INSERT INTO {table} (model_id, key, value) VALUES "
-    ));
-    let mut any = false;
-    for (i, (key, value)) in pairs.enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push("(")
-            .bind(model_id)
-            .push(", ")
-            .bind(key.as_str())
-            .push(", ")
-            .bind(value.as_str())
-            .push(")");
-        any = true;
-    }
-    if any {
-        sql.push(" ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value");
-        sql.query(dialect)
-            .execute(&mut **tx)
-            .await
-            .map_err(db("writing logged model data"))?;
-    }
     Ok(())
 }

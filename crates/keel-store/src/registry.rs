@@ -19,6 +19,7 @@ use sqlx::any::AnyRow;
 use crate::Store;
 use crate::experiments::is_unique_violation;
 use crate::filter;
+use crate::pairs::{MODEL_TAGS, VERSION_TAGS};
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
 use crate::sql::{Dialect, Sql, db, get};
 
@@ -288,7 +289,13 @@ impl Store {
             Err(e) => return Err(db("creating registered model")(e)),
         }
         for tag in tags {
-            upsert_model_tag(&mut tx, name, &tag.key, &tag.value).await?;
+            MODEL_TAGS
+                .upsert(
+                    &mut tx,
+                    &[name.into()],
+                    [(tag.key.as_str(), tag.value.as_str())],
+                )
+                .await?;
         }
         tx.commit()
             .await
@@ -589,7 +596,9 @@ impl Store {
             .begin()
             .await
             .map_err(db("starting transaction"))?;
-        upsert_model_tag(&mut tx, name, key, value).await?;
+        MODEL_TAGS
+            .upsert(&mut tx, &[name.into()], [(key, value)])
+            .await?;
         tx.commit().await.map_err(db("committing tag"))?;
         Ok(())
     }
@@ -597,19 +606,15 @@ impl Store {
     /// Deletes a registered model tag.
     pub async fn delete_registered_model_tag(&self, name: &str, key: &str) -> Result<(), Error> {
         self.registered_model_exists(name).await?;
-        let mut sql = Sql::new("DELETE FROM registered_model_tags WHERE name = ");
-        sql.bind(name).push(" AND key = ").bind(key);
-        let result = sql
-            .query(self.dialect)
-            .execute(&self.writer)
+        MODEL_TAGS
+            .delete(
+                &self.writer,
+                self.dialect,
+                &[name.into()],
+                key,
+                format!("No tag with key '{key}' on registered model '{name}'"),
+            )
             .await
-            .map_err(db("deleting tag"))?;
-        if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!(
-                "No tag with key '{key}' on registered model '{name}'"
-            )));
-        }
-        Ok(())
     }
 
     // ---------------------------------------------------------------- versions
@@ -702,7 +707,13 @@ impl Store {
             .await
             .map_err(db("creating model version"))?;
         for tag in &request.tags {
-            upsert_version_tag(&mut tx, &request.name, version, &tag.key, &tag.value).await?;
+            VERSION_TAGS
+                .upsert(
+                    &mut tx,
+                    &[request.name.as_str().into(), version.into()],
+                    [(tag.key.as_str(), tag.value.as_str())],
+                )
+                .await?;
         }
         let mut touch = Sql::new("UPDATE registered_models SET last_updated_timestamp = ");
         touch
@@ -1043,7 +1054,9 @@ impl Store {
             .begin()
             .await
             .map_err(db("starting transaction"))?;
-        upsert_version_tag(&mut tx, name, version, key, value).await?;
+        VERSION_TAGS
+            .upsert(&mut tx, &[name.into(), version.into()], [(key, value)])
+            .await?;
         tx.commit().await.map_err(db("committing tag"))?;
         Ok(())
     }
@@ -1056,23 +1069,15 @@ impl Store {
         key: &str,
     ) -> Result<(), Error> {
         self.get_model_version(name, version).await?;
-        let mut sql = Sql::new("DELETE FROM model_version_tags WHERE name = ");
-        sql.bind(name)
-            .push(" AND version = ")
-            .bind(version)
-            .push(" AND key = ")
-            .bind(key);
-        let result = sql
-            .query(self.dialect)
-            .execute(&self.writer)
+        VERSION_TAGS
+            .delete(
+                &self.writer,
+                self.dialect,
+                &[name.into(), version.into()],
+                key,
+                format!("No tag with key '{key}' on model '{name}' version {version}"),
+            )
             .await
-            .map_err(db("deleting version tag"))?;
-        if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!(
-                "No tag with key '{key}' on model '{name}' version {version}"
-            )));
-        }
-        Ok(())
     }
 
     // ----------------------------------------------------------------- aliases
@@ -1419,44 +1424,4 @@ fn model_from_row(row: &AnyRow) -> Result<RegisteredModel, Error> {
         aliases: Vec::new(),
         latest_versions: Vec::new(),
     })
-}
-
-async fn upsert_model_tag(tx: &mut Tx, name: &str, key: &str, value: &str) -> Result<(), Error> {
-    let dialect = Dialect::of(tx);
-    let mut sql = Sql::new("INSERT INTO registered_model_tags (name, key, value) VALUES (");
-    sql.bind(name)
-        .push(", ")
-        .bind(key)
-        .push(", ")
-        .bind(value)
-        .push(") ON CONFLICT (name, key) DO UPDATE SET value = excluded.value");
-    sql.query(dialect)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("setting model tag"))?;
-    Ok(())
-}
-
-async fn upsert_version_tag(
-    tx: &mut Tx,
-    name: &str,
-    version: i64,
-    key: &str,
-    value: &str,
-) -> Result<(), Error> {
-    let dialect = Dialect::of(tx);
-    let mut sql = Sql::new("INSERT INTO model_version_tags (name, version, key, value) VALUES (");
-    sql.bind(name)
-        .push(", ")
-        .bind(version)
-        .push(", ")
-        .bind(key)
-        .push(", ")
-        .bind(value)
-        .push(") ON CONFLICT (name, version, key) DO UPDATE SET value = excluded.value");
-    sql.query(dialect)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("setting version tag"))?;
-    Ok(())
 }

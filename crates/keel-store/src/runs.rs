@@ -17,6 +17,7 @@ use sqlx::any::AnyRow;
 use crate::Store;
 use crate::experiments::parse_experiment_id;
 use crate::filter;
+use crate::pairs::RUN_TAGS;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
 use crate::sql::{Dialect, Sql, db, get};
 
@@ -202,7 +203,13 @@ impl Store {
         let mut tags: BTreeMap<String, String> =
             request.tags.into_iter().map(|t| (t.key, t.value)).collect();
         tags.insert(RUN_NAME_TAG.to_string(), run_name);
-        upsert_tags(&mut tx, &run_id, tags.iter()).await?;
+        RUN_TAGS
+            .upsert(
+                &mut tx,
+                &[run_id.as_str().into()],
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .await?;
         tx.commit().await.map_err(db("committing run"))?;
         self.get_run(&run_id).await
     }
@@ -258,12 +265,9 @@ impl Store {
         }
         if let Some(name) = update.run_name.as_deref().filter(|n| !n.is_empty()) {
             sql.push(", name = ").bind(name);
-            upsert_tags(
-                &mut tx,
-                run_id,
-                [(&RUN_NAME_TAG.to_string(), &name.to_string())].into_iter(),
-            )
-            .await?;
+            RUN_TAGS
+                .upsert(&mut tx, &[run_id.into()], [(RUN_NAME_TAG, name)])
+                .await?;
         }
         sql.push(" WHERE run_uuid = ").bind(run_id);
         sql.query(self.dialect)
@@ -406,7 +410,13 @@ impl Store {
         if !tags.is_empty() {
             let tags: BTreeMap<String, String> =
                 tags.into_iter().map(|t| (t.key, t.value)).collect();
-            upsert_tags(&mut tx, run_id, tags.iter()).await?;
+            RUN_TAGS
+                .upsert(
+                    &mut tx,
+                    &[run_id.into()],
+                    tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+                .await?;
             if let Some(name) = tags.get(RUN_NAME_TAG) {
                 let mut rename = Sql::new("UPDATE runs SET name = ");
                 rename
@@ -442,19 +452,15 @@ impl Store {
     /// Deletes a run tag; a missing tag is RESOURCE_DOES_NOT_EXIST.
     pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<(), Error> {
         self.active_run(run_id).await?;
-        let mut sql = Sql::new("DELETE FROM tags WHERE run_uuid = ");
-        sql.bind(run_id).push(" AND key = ").bind(key);
-        let result = sql
-            .query(self.dialect)
-            .execute(&self.writer)
+        RUN_TAGS
+            .delete(
+                &self.writer,
+                self.dialect,
+                &[run_id.into()],
+                key,
+                format!("No tag with name: {key} in run with id {run_id}"),
+            )
             .await
-            .map_err(db("deleting tag"))?;
-        if result.rows_affected() == 0 {
-            return Err(Error::not_found(format!(
-                "No tag with name: {key} in run with id {run_id}"
-            )));
-        }
-        Ok(())
     }
 
     /// Records datasets (and models) used by a run. A dataset is identified by
@@ -975,38 +981,6 @@ fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<
             MAX_TAG_VAL_LENGTH,
         )?;
     }
-    Ok(())
-}
-
-async fn upsert_tags<'a>(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    run_id: &str,
-    tags: impl Iterator<Item = (&'a String, &'a String)>,
-) -> Result<(), Error> {
-    let dialect = Dialect::of(tx);
-    let mut sql = Sql::new("INSERT INTO tags (run_uuid, key, value) VALUES ");
-    let mut any = false;
-    for (i, (key, value)) in tags.enumerate() {
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push("(")
-            .bind(run_id)
-            .push(", ")
-            .bind(key.as_str())
-            .push(", ")
-            .bind(value.as_str())
-            .push(")");
-        any = true;
-    }
-    if !any {
-        return Ok(());
-    }
-    sql.push(" ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value");
-    sql.query(dialect)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("setting tags"))?;
     Ok(())
 }
 
