@@ -18,6 +18,7 @@ mod registry;
 mod runs;
 mod search;
 mod sql;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -32,6 +33,7 @@ pub use logged_models::ModelOrder;
 pub use registry::{Actor, CreateModelVersion};
 pub use runs::{CreateRun, UpdateRun};
 pub use sql::Dialect;
+pub use users::{AccessToken, Grant, User, UserCredential};
 
 /// Settings for opening a store.
 #[derive(Debug, Clone)]

@@ -23,6 +23,8 @@ impl Api {
             port: 0,
             auth_token: None,
             allow_unauthenticated: false,
+            basic_auth: None,
+            tls: None,
             protected_aliases: vec!["production".into()],
         };
         let state = AppState::open(&config).await.unwrap();
