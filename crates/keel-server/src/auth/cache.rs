@@ -111,16 +111,15 @@ impl Throttle {
         }
     }
 
-    fn keys(address: Option<IpAddr>, username: &str) -> [(ThrottleKey, u32); 2] {
-        let pair = (
+    fn keys(address: Option<IpAddr>, username: &str) -> Vec<(ThrottleKey, u32)> {
+        let mut keys = vec![(
             ThrottleKey::Pair(address, username.to_string()),
             FREE_FAILURES,
-        );
-        let address = match address {
-            Some(ip) => (ThrottleKey::Address(ip), FREE_ADDRESS_FAILURES),
-            None => pair.clone(),
-        };
-        [pair, address]
+        )];
+        if let Some(ip) = address {
+            keys.push((ThrottleKey::Address(ip), FREE_ADDRESS_FAILURES));
+        }
+        keys
     }
 
     /// How long this user from this address must still wait, if at all.
