@@ -66,16 +66,9 @@ trap cleanup EXIT
 app_args=()
 extra_path=""
 if [ "$auth" = 1 ]; then
-    # mlflow[auth] needs Flask-WTF (MLflow's auth client imports it too), which the pinned
-    # venv lacks: install the pins of requirements-auth.txt into a folder of their own
-    # (the shared venv and its hash stay as they are).
-    req_auth="$here/requirements-auth.txt"
-    extra_path="${HOME:-/root}/.cache/keel/py-auth-extra-$(sha256sum "$req_auth" | cut -c1-12)"
-    if [ ! -f "$extra_path/.complete" ]; then
-        "$py" -m pip install --disable-pip-version-check --no-input --no-deps \
-            --target "$extra_path" -r "$req_auth" >&2
-        : >"$extra_path/.complete"
-    fi
+    # mlflow[auth] needs Flask-WTF (MLflow's auth client imports it too), which the
+    # pinned venv lacks: installed beside it by ensure_auth_extra.sh.
+    extra_path="$("$here/ensure_auth_extra.sh" "$py")"
     export MLFLOW_FLASK_SERVER_SECRET_KEY="conformance-$port"
     # MLflow's basic_auth.ini, as a team moving from MLflow would have it.
     export ADMIN_PASSWORD="conformance-admin-$port"
