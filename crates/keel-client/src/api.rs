@@ -181,6 +181,48 @@ pub struct EntriesReply {
     pub entries: Vec<AuditWire>,
 }
 
+/// `POST tokens/create`: a token for `username` (default: the caller),
+/// valid for `expires_in` (a duration such as `90d`; none: until revoked).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateToken {
+    pub username: Option<String>,
+    pub name: String,
+    pub expires_in: Option<String>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub username: String,
+    pub name: String,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+/// The reply of `tokens/create`: the secret, shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenCreated {
+    pub token: String,
+    pub token_info: TokenInfo,
+}
+
+/// The reply of `tokens/list[?username=…]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokensReply {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// `POST tokens/revoke`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RevokeToken {
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+}
+
 /// A field MLflow's clients send as a string or a number (int64 in protobuf JSON).
 fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     match serde_json::Value::deserialize(deserializer)? {

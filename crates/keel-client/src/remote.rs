@@ -256,6 +256,28 @@ impl Remote {
         Ok(())
     }
 
+    /// Creates an access token through the server (`tokens/create`).
+    pub async fn create_token(&self, request: &api::CreateToken) -> Result<api::TokenCreated> {
+        self.post(&Self::keel("tokens/create"), request).await
+    }
+
+    /// Lists tokens without their secrets (`tokens/list`).
+    pub async fn list_tokens(&self, username: Option<&str>) -> Result<api::TokensReply> {
+        let query: Vec<(&str, &str)> = username.map(|u| ("username", u)).into_iter().collect();
+        self.get(&Self::keel("tokens/list"), &query).await
+    }
+
+    /// Revokes a token (`tokens/revoke`).
+    pub async fn revoke_token(&self, id: i64) -> Result<()> {
+        let _: Value = self
+            .post(
+                &Self::keel("tokens/revoke"),
+                &api::RevokeToken { id: id.to_string() },
+            )
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn get_run(&self, run_id: &str) -> Result<Run> {
         let reply: api::RunReply = self
             .get(&Self::keel("runs/get"), &[("run_id", run_id)])
@@ -480,13 +502,10 @@ fn decode_error(what: &str, status: u16, body: &str) -> Error {
         .and_then(|e| e["message"].as_str())
         .map(str::to_string)
         .unwrap_or_else(|| body.chars().take(300).collect());
-    let code = match code.as_deref() {
-        Some("RESOURCE_DOES_NOT_EXIST") => ErrorCode::ResourceDoesNotExist,
-        Some("RESOURCE_ALREADY_EXISTS") => ErrorCode::ResourceAlreadyExists,
-        Some("INVALID_STATE") => ErrorCode::InvalidState,
-        Some("BAD_REQUEST") => ErrorCode::BadRequest,
-        Some("NOT_IMPLEMENTED") => ErrorCode::NotImplemented,
-        Some("INVALID_PARAMETER_VALUE") => ErrorCode::InvalidParameterValue,
+    let code = match code.as_deref().and_then(ErrorCode::from_wire) {
+        Some(code) => code,
+        None if status == 401 => ErrorCode::Unauthenticated,
+        None if status == 403 => ErrorCode::PermissionDenied,
         _ if status == 404 => ErrorCode::ResourceDoesNotExist,
         _ if (400..500).contains(&status) => ErrorCode::InvalidParameterValue,
         _ => ErrorCode::InternalError,

@@ -18,6 +18,10 @@ pub enum ErrorCode {
     InvalidState,
     /// A feature keel does not provide.
     NotImplemented,
+    /// No valid credential was sent (HTTP 401).
+    Unauthenticated,
+    /// The caller is known but lacks the permission the operation needs (HTTP 403).
+    PermissionDenied,
     /// Anything the caller could not have caused: storage failures, bugs.
     InternalError,
 }
@@ -32,8 +36,26 @@ impl ErrorCode {
             ErrorCode::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
             ErrorCode::InvalidState => "INVALID_STATE",
             ErrorCode::NotImplemented => "NOT_IMPLEMENTED",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::InternalError => "INTERNAL_ERROR",
         }
+    }
+
+    /// The code named by MLflow's wire name, if keel knows it.
+    pub fn from_wire(name: &str) -> Option<ErrorCode> {
+        Some(match name {
+            "INVALID_PARAMETER_VALUE" => ErrorCode::InvalidParameterValue,
+            "BAD_REQUEST" => ErrorCode::BadRequest,
+            "RESOURCE_DOES_NOT_EXIST" => ErrorCode::ResourceDoesNotExist,
+            "RESOURCE_ALREADY_EXISTS" => ErrorCode::ResourceAlreadyExists,
+            "INVALID_STATE" => ErrorCode::InvalidState,
+            "NOT_IMPLEMENTED" => ErrorCode::NotImplemented,
+            "UNAUTHENTICATED" => ErrorCode::Unauthenticated,
+            "PERMISSION_DENIED" => ErrorCode::PermissionDenied,
+            "INTERNAL_ERROR" => ErrorCode::InternalError,
+            _ => return None,
+        })
     }
 
     /// HTTP status for this code: user errors are 4xx, internal ones 5xx.
@@ -45,6 +67,8 @@ impl ErrorCode {
             | ErrorCode::InvalidState
             | ErrorCode::ResourceAlreadyExists => 400,
             ErrorCode::ResourceDoesNotExist => 404,
+            ErrorCode::Unauthenticated => 401,
+            ErrorCode::PermissionDenied => 403,
             ErrorCode::NotImplemented => 501,
             ErrorCode::InternalError => 500,
         }
@@ -112,5 +136,11 @@ impl Error {
     }
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotImplemented, message)
+    }
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthenticated, message)
+    }
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, message)
     }
 }

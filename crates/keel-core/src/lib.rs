@@ -7,6 +7,7 @@
 //! ([`uri`]).
 //! This crate does no I/O: no database, no HTTP, no filesystem.
 
+pub mod access;
 pub mod civil;
 pub mod duration;
 pub mod entities;

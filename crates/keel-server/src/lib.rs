@@ -14,6 +14,7 @@ mod error;
 mod keel_api;
 mod registry;
 mod request;
+mod tls;
 mod tracking;
 
 use std::future::Future;
@@ -22,10 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware;
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, patch, post};
 use keel_artifacts::ArtifactStore;
 use keel_core::Error;
@@ -41,7 +41,8 @@ pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
 pub struct AppState {
     pub store: Store,
     pub artifacts: ArtifactStore,
-    auth_token: Option<String>,
+    /// Authentication and permissions (open, shared token or basic-auth).
+    pub auth: auth::SharedAuth,
     /// The registry change counter as last seen; long polls wait on it.
     registry: Arc<tokio::sync::watch::Sender<i64>>,
     /// Wakes the follower at once after a registry write through this server.
@@ -57,13 +58,34 @@ pub struct ServerConfig {
     pub artifacts_destination: String,
     pub host: String,
     pub port: u16,
-    /// Bearer token required on every request but `/health` when set.
+    /// Bearer token required on every request but `/health` when set
+    /// (an empty token counts as none); its holder is the admin `token`.
     pub auth_token: Option<String>,
+    /// MLflow's basic-auth app (`--app-name basic-auth`): users, grants, tokens.
+    pub basic_auth: Option<auth::BasicAuthConfig>,
     /// Allows a non-loopback bind without a token (explicit opt-out).
     pub allow_unauthenticated: bool,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
     /// Aliases that move only when the version's recorded gates passed
     /// (MLflow's set-alias included): [`DEFAULT_PROTECTED_ALIASES`] by default.
     pub protected_aliases: Vec<String>,
+}
+
+/// A certificate chain and its private key, PEM files (`--tls-cert`, `--tls-key`).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl ServerConfig {
+    fn auth_settings(&self) -> auth::AuthSettings {
+        auth::AuthSettings {
+            shared_token: self.auth_token.clone().filter(|t| !t.is_empty()),
+            basic_auth: self.basic_auth.clone(),
+        }
+    }
 }
 
 /// The aliases protected unless configured otherwise.
@@ -75,10 +97,12 @@ impl AppState {
         let store = Store::open(StoreConfig::new(&config.backend_store_uri)).await?;
         let artifacts = ArtifactStore::open(&config.artifacts_destination).map_err(Error::from)?;
         let (registry, _) = tokio::sync::watch::channel(store.registry_version().await?);
+        let auth = auth::Auth::new(&config.auth_settings())?;
+        auth.bootstrap(&store).await?;
         Ok(AppState {
             store,
             artifacts,
-            auth_token: config.auth_token.clone(),
+            auth: Arc::new(auth),
             registry: Arc::new(registry),
             registry_nudge: Arc::new(tokio::sync::Notify::new()),
             protected_aliases: Arc::new(config.protected_aliases.clone()),
@@ -260,6 +284,31 @@ fn mlflow_routes() -> Router<AppState> {
             "/model-versions/get-download-uri",
             get(registry::get_download_uri),
         )
+        .route("/users/create", post(auth::users::create_user))
+        .route("/users/get", get(auth::users::get_user))
+        .route("/users/current", get(auth::users::current_user))
+        .route("/users/list", get(auth::users::list_users))
+        .route(
+            "/users/update-password",
+            patch(auth::users::update_password),
+        )
+        .route("/users/update-admin", patch(auth::users::update_admin))
+        .route("/users/delete", delete(auth::users::delete_user))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+}
+
+/// MLflow's `/api/3.0/mlflow/…` routes keel serves: server-info and the
+/// basic-auth app's per-user grants.
+fn mlflow_v3_routes() -> Router<AppState> {
+    Router::new()
+        .route("/server-info", get(server_info))
+        .route("/users/permissions/grant", post(auth::users::grant))
+        .route("/users/permissions/revoke", post(auth::users::revoke))
+        .route("/users/permissions/get", get(auth::users::get_permission))
+        .route(
+            "/users/permissions/list",
+            get(auth::users::list_permissions),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }
 
@@ -289,6 +338,9 @@ fn keel_routes() -> Router<AppState> {
             get(keel_api::list_registered_models),
         )
         .route("/registry/changes", get(registry::changes))
+        .route("/tokens/create", post(auth::users::create_token))
+        .route("/tokens/list", get(auth::users::list_tokens))
+        .route("/tokens/revoke", post(auth::users::revoke_token))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }
 
@@ -323,35 +375,6 @@ async fn not_found(request: Request) -> ApiError {
     ))
 }
 
-async fn require_token(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let caller = match &state.auth_token {
-        Some(_) => auth::Caller::shared_token(),
-        None => auth::Caller::anonymous(),
-    };
-    request.extensions_mut().insert(caller);
-    if let Some(token) = &state.auth_token
-        && request.uri().path() != "/health"
-    {
-        let expected = format!("Bearer {token}");
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if given != Some(expected.as_str()) {
-            let body = serde_json::json!({
-                "error_code": "UNAUTHENTICATED",
-                "message": "This server requires 'Authorization: Bearer <token>' (MLFLOW_TRACKING_TOKEN)",
-            });
-            return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-        }
-    }
-    next.run(request).await
-}
-
 /// The whole HTTP application (the REST API only).
 pub fn router(state: AppState) -> Router {
     router_with_pages(state, Router::new())
@@ -369,17 +392,26 @@ pub fn router_with_pages(state: AppState, pages: Router<AppState>) -> Router {
         .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
         .nest("/api/2.0/keel", keel_routes())
-        .route("/api/3.0/mlflow/server-info", get(server_info))
-        .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+        .nest("/api/3.0/mlflow", mlflow_v3_routes())
+        .nest("/ajax-api/3.0/mlflow", mlflow_v3_routes())
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::middleware,
+        ))
         .with_state(state)
 }
 
+/// Whether `host` is a loopback address: `localhost`, or an IP address
+/// that is loopback once parsed (`127.0.0.1.nip.io` is a name, not loopback).
 fn is_loopback(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.starts_with("127.")
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A bound, not yet running server: its address is known before it serves.
@@ -387,6 +419,8 @@ pub struct BoundServer {
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
     app: Router,
+    /// Set when the server speaks HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl BoundServer {
@@ -395,9 +429,22 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        // Handlers see the peer address (the failed-login throttle keys on it).
+        let app = self
+            .app
+            .into_make_service_with_connect_info::<auth::PeerAddr>();
+        match self.tls {
+            Some(acceptor) => {
+                axum::serve(tls::TlsListener::new(self.listener, acceptor), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        }
     }
 }
 
@@ -411,13 +458,22 @@ pub async fn bind_with_pages(
     config: &ServerConfig,
     pages: Router<AppState>,
 ) -> Result<(BoundServer, AppState), Error> {
-    if !is_loopback(&config.host) && config.auth_token.is_none() && !config.allow_unauthenticated {
+    let loopback = is_loopback(&config.host);
+    if !loopback && !config.auth_settings().is_enabled() && !config.allow_unauthenticated {
         return Err(Error::invalid_parameter(format!(
             "Refusing to listen on non-loopback address '{}' without authentication: set --auth-token \
-             (or KEEL_AUTH_TOKEN), or pass --allow-unauthenticated",
+             (or KEEL_AUTH_TOKEN; an empty token counts as none) or --app-name basic-auth, or pass \
+             --allow-unauthenticated",
             config.host
         )));
     }
+    if !loopback && config.tls.is_none() && config.auth_settings().is_enabled() {
+        tracing::warn!(
+            host = %config.host,
+            "credentials travel in clear text: serve HTTPS with --tls-cert and --tls-key, or put a TLS proxy in front"
+        );
+    }
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let state = AppState::open(config).await?;
     state.spawn_registry_follower();
     let address = format!(
@@ -436,6 +492,7 @@ pub async fn bind_with_pages(
             addr,
             listener,
             app: router_with_pages(state.clone(), pages),
+            tls,
         },
         state,
     ))

@@ -4,7 +4,7 @@
 //! registry's change counter).
 //!
 //! Registry requests arrive as JSON bodies (POST, PATCH, DELETE) or query
-//! strings (GET); [`params`] merges both so every handler reads one struct.
+//! strings (GET); [`crate::request::params`] merges both so every handler reads one struct.
 
 use std::time::Duration;
 
@@ -14,40 +14,16 @@ use bytes::Bytes;
 use keel_core::{Error, Stage, Tag};
 use keel_store::{Actor, CreateModelVersion, parse_version};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Caller;
 use crate::dto;
 use crate::error::ApiResult;
-use crate::request::{QueryParams, lenient_i64, lenient_string, parse_json, required, string_list};
+use crate::request::{lenient_i64, lenient_string, params, required, string_list};
 
 type Reply = ApiResult<Json<Value>>;
-
-/// Merges query-string parameters under the JSON body (the body wins) and parses `T`.
-fn params<T: DeserializeOwned>(query: Option<String>, body: &Bytes) -> Result<T, Error> {
-    let mut object = match parse_json::<Value>(body)? {
-        Value::Object(map) => map,
-        _ => {
-            return Err(Error::invalid_parameter(
-                "The request body must be a JSON object",
-            ));
-        }
-    };
-    let query = QueryParams::parse(query.as_deref());
-    for (key, values) in query.entries() {
-        if !object.contains_key(key) {
-            let value = if values.len() == 1 {
-                json!(values[0])
-            } else {
-                json!(values)
-            };
-            object.insert(key.clone(), value);
-        }
-    }
-    parse_json(&Bytes::from(Value::Object(object).to_string()))
-}
 
 /// The audit actor of a request: the authenticated caller (never a name the
 /// client sends), with the reason and cause it gave.

@@ -35,6 +35,30 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
     })
 }
 
+/// Merges query-string parameters under the JSON body (the body wins) and parses `T`.
+pub fn params<T: DeserializeOwned>(query: Option<String>, body: &Bytes) -> Result<T, Error> {
+    let mut object = match parse_json::<serde_json::Value>(body)? {
+        serde_json::Value::Object(map) => map,
+        _ => {
+            return Err(Error::invalid_parameter(
+                "The request body must be a JSON object",
+            ));
+        }
+    };
+    let query = QueryParams::parse(query.as_deref());
+    for (key, values) in query.entries() {
+        if !object.contains_key(key) {
+            let value = if values.len() == 1 {
+                serde_json::json!(values[0])
+            } else {
+                serde_json::json!(values)
+            };
+            object.insert(key.clone(), value);
+        }
+    }
+    parse_json(&Bytes::from(serde_json::Value::Object(object).to_string()))
+}
+
 /// Python's `json.dumps` writes the non-standard tokens `NaN`, `Infinity` and
 /// `-Infinity`; this quotes them (outside strings) so they reach the lenient
 /// number fields as strings. Returns `None` when there is nothing to rewrite.

@@ -19,6 +19,7 @@ mod registry;
 mod runs;
 mod search;
 mod sql;
+mod users;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -33,6 +34,7 @@ pub use logged_models::ModelOrder;
 pub use registry::{Actor, CreateModelVersion};
 pub use runs::{CreateRun, UpdateRun};
 pub use sql::Dialect;
+pub use users::{AccessToken, Grant, User, UserCredential};
 
 /// Settings for opening a store.
 #[derive(Debug, Clone)]

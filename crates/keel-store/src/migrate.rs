@@ -13,7 +13,11 @@ use crate::Store;
 use crate::sql::{Dialect, Sql, db, get};
 
 /// (version, name, SQL). Append only; never edit a released entry.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tracking", TRACKING), (2, "registry", REGISTRY)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tracking", TRACKING),
+    (2, "registry", REGISTRY),
+    (3, "users", USERS),
+];
 
 const TRACKING: &str = r#"
 CREATE TABLE experiments (
@@ -213,6 +217,35 @@ CREATE TABLE registry_state (
     version {INT} NOT NULL
 );
 INSERT INTO registry_state (id, version) VALUES (1, 0)
+"#;
+
+/// Users, their grants and their access tokens (issue 13). Passwords and
+/// tokens are stored only as hashes; a user's grants and tokens go with it.
+const USERS: &str = r#"
+CREATE TABLE users (
+    id {SERIAL},
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    is_admin {INT} NOT NULL,
+    created_at {INT} NOT NULL
+);
+CREATE TABLE user_grants (
+    user_id {INT} NOT NULL REFERENCES users(id),
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    permission TEXT NOT NULL,
+    PRIMARY KEY (user_id, resource_type, resource_id)
+);
+CREATE INDEX user_grants_resource ON user_grants (resource_type, resource_id);
+CREATE TABLE access_tokens (
+    id {SERIAL},
+    user_id {INT} NOT NULL REFERENCES users(id),
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL UNIQUE,
+    created_at {INT} NOT NULL,
+    expires_at {INT}
+);
+CREATE INDEX access_tokens_user ON access_tokens (user_id)
 "#;
 
 fn render(dialect: Dialect, sql: &str) -> String {

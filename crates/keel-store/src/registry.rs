@@ -441,6 +441,17 @@ impl Store {
                 .await
                 .map_err(db("renaming registered model"))?;
         }
+        // Grants follow the model to its new name, as in MLflow.
+        let mut grants = Sql::new("UPDATE user_grants SET resource_id = ");
+        grants
+            .bind(new_name)
+            .push(" WHERE resource_type = 'registered_model' AND resource_id = ")
+            .bind(name);
+        grants
+            .query(self.dialect)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("renaming registered model"))?;
         let mut touch = Sql::new("UPDATE registered_models SET last_updated_timestamp = ");
         touch
             .bind(now_millis())

@@ -1,9 +1,9 @@
 //! What a caller may read: the one place every page asks.
 //!
-//! Today every authenticated caller may read everything (the server's only
-//! authentication is the shared token, or none on loopback). When users and
-//! permissions arrive (issue 13), these functions consult the permission
-//! table for `caller.user` and the pages follow without change.
+//! The answer is keel-server's `Auth::permission`, the same one the REST API's
+//! permission table uses: admins (and the open server's anonymous caller, and
+//! the shared token) read everything; a basic-auth user reads where a grant
+//! or `default_permission` gives at least READ.
 
 use keel_core::Error;
 use keel_server::AppState;
@@ -13,20 +13,19 @@ use crate::html::PageError;
 
 /// May `caller` read experiment `experiment_id`, its runs and their artifacts?
 pub async fn may_read_experiment(
-    _state: &AppState,
-    _caller: &Caller,
-    _experiment_id: &str,
+    state: &AppState,
+    caller: &Caller,
+    experiment_id: &str,
 ) -> Result<bool, Error> {
-    Ok(true)
+    state
+        .auth
+        .may_read_experiment(&state.store, caller, experiment_id)
+        .await
 }
 
 /// May `caller` read registered model `name` and its versions?
-pub async fn may_read_model(
-    _state: &AppState,
-    _caller: &Caller,
-    _name: &str,
-) -> Result<bool, Error> {
-    Ok(true)
+pub async fn may_read_model(state: &AppState, caller: &Caller, name: &str) -> Result<bool, Error> {
+    state.auth.may_read_model(&state.store, caller, name).await
 }
 
 /// Fails with "not allowed" unless `caller` may read the experiment.

@@ -100,6 +100,8 @@ async fn alias_moves_swap_models_under_load_without_failed_requests() {
         port: 0,
         auth_token: None,
         allow_unauthenticated: false,
+        basic_auth: None,
+        tls: None,
         protected_aliases: vec!["production".into()],
     };
     let (tracking_server, _) = keel_server::bind(&tracking_config).await.unwrap();

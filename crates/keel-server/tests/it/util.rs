@@ -13,23 +13,75 @@ pub struct Api {
     _dir: tempfile::TempDir,
 }
 
+/// The server settings `Api::new` uses, for tests that change some.
+pub fn config(dir: &std::path::Path) -> ServerConfig {
+    ServerConfig {
+        backend_store_uri: format!("sqlite:///{}", dir.join("keel.db").display()),
+        artifacts_destination: dir.join("artifacts").display().to_string(),
+        host: "127.0.0.1".into(),
+        port: 0,
+        auth_token: None,
+        allow_unauthenticated: false,
+        basic_auth: None,
+        tls: None,
+        protected_aliases: vec!["production".into()],
+    }
+}
+
 impl Api {
-    pub async fn new() -> Api {
+    /// A router over `config(dir)` changed by `change`.
+    pub async fn with(change: impl FnOnce(&mut ServerConfig)) -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            backend_store_uri: format!("sqlite:///{}", dir.path().join("keel.db").display()),
-            artifacts_destination: dir.path().join("artifacts").display().to_string(),
-            host: "127.0.0.1".into(),
-            port: 0,
-            auth_token: None,
-            allow_unauthenticated: false,
-            protected_aliases: vec!["production".into()],
-        };
+        let mut config = config(dir.path());
+        change(&mut config);
         let state = AppState::open(&config).await.unwrap();
         Api {
             app: keel_server::router(state),
             _dir: dir,
         }
+    }
+
+    /// Sends one request with an `Authorization` header; returns the status,
+    /// the `WWW-Authenticate` header and the JSON (or text) answer.
+    pub async fn call_as(
+        &self,
+        authorization: &str,
+        method: &str,
+        uri: &str,
+        body: Value,
+    ) -> (u16, Option<String>, Value) {
+        let mut request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(uri)
+            .header("content-type", "application/json");
+        if !authorization.is_empty() {
+            request = request.header("authorization", authorization);
+        }
+        let body = match body {
+            Value::Null => Body::empty(),
+            value => Body::from(value.to_string()),
+        };
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, challenge, value)
+    }
+
+    pub async fn new() -> Api {
+        Api::with(|_| {}).await
     }
 
     /// Sends one request; returns the status and the body.

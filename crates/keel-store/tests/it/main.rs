@@ -4,4 +4,5 @@
 
 mod registry;
 mod store;
+mod users;
 mod util;

@@ -28,6 +28,8 @@ pub async fn start_server() -> Server {
         port: 0,
         auth_token: None,
         allow_unauthenticated: false,
+        basic_auth: None,
+        tls: None,
         protected_aliases: vec!["production".into()],
     };
     let (server, state) = keel_server::bind_with_pages(&config, keel_ui::pages())

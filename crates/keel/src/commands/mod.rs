@@ -17,6 +17,7 @@ mod run;
 mod schema;
 mod serve;
 mod server;
+mod tokens;
 mod train;
 mod validate;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Server(server::ServerArgs),
     /// The model registry: list, show, register, promote (gated), rollback, history.
     Models(models::ModelsArgs),
+    /// Access tokens for machines on a `--app-name basic-auth` server: create, list, revoke.
+    Tokens(tokens::TokensArgs),
     /// Set up a keel project in this folder (.keel/: config, cache).
     Init(init::InitArgs),
     /// Version data and models next to git: add, status, checkout, push, pull, diff, gc.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Quickstart(args) => quickstart::run(args, cli.quiet),
         Command::Server(args) => server::run(args),
         Command::Models(args) => models::run(args),
+        Command::Tokens(args) => tokens::run(args),
         Command::Init(args) => init::run(args, cli.quiet),
         Command::Data(args) => data::run(args, cli.quiet),
         Command::Train(args) => train::run(args, cli.quiet),

@@ -21,7 +21,7 @@ pub struct ServerArgs {
         default_value = "./keel-artifacts"
     )]
     pub artifacts_destination: String,
-    /// Address to listen on; anything but loopback needs --auth-token.
+    /// Address to listen on; anything but loopback needs --auth-token or --app-name basic-auth.
     #[arg(long, short = 'H', default_value = "127.0.0.1")]
     pub host: String,
     #[arg(long, short, default_value_t = 5000)]
@@ -32,6 +32,17 @@ pub struct ServerArgs {
     /// Listen on a non-loopback address without a token (not recommended).
     #[arg(long)]
     pub allow_unauthenticated: bool,
+    /// `basic-auth`: MLflow's users and permissions (HTTP basic auth, grants,
+    /// access tokens), configured by MLflow's basic_auth.ini at
+    /// MLFLOW_AUTH_CONFIG_PATH and MLFLOW_AUTH_ADMIN_PASSWORD (docs/auth.md).
+    #[arg(long, value_parser = ["basic-auth"])]
+    pub app_name: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, requires = "tls_key", env = "KEEL_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", env = "KEEL_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// An alias that moves only when the version's recorded gates passed,
     /// on every API (MLflow's set-alias included); repeat for several.
     #[arg(long = "protected-alias", value_name = "ALIAS", default_values_t = keel_server::DEFAULT_PROTECTED_ALIASES.iter().map(|a| a.to_string()))]
@@ -47,13 +58,33 @@ pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    let basic_auth = match args.app_name.as_deref() {
+        Some("basic-auth") => {
+            let config = keel_server::auth::BasicAuthConfig::from_env()?;
+            if let Some(uri) = &config.database_uri {
+                tracing::info!(
+                    database_uri = %uri,
+                    "basic_auth.ini database_uri is not used: users and grants live in keel's backend store"
+                );
+            }
+            Some(config)
+        }
+        _ => None,
+    };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(keel_server::TlsFiles { cert, key }),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config = keel_server::ServerConfig {
         backend_store_uri: args.backend_store_uri,
         artifacts_destination: args.artifacts_destination,
         host: args.host,
         port: args.port,
         auth_token: args.auth_token,
+        basic_auth,
         allow_unauthenticated: args.allow_unauthenticated,
+        tls,
         protected_aliases: args.protected_aliases,
     };
     let (server, state) = keel_server::bind_with_pages(&config, keel_ui::pages()).await?;
@@ -65,7 +96,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         artifacts_destination = %config.artifacts_destination,
         "keel server listening"
     );
-    eprintln!("keel server listening on http://{}", server.addr);
+    eprintln!("keel server listening on {scheme}://{}", server.addr);
     server.serve(shutdown).await.context("serving HTTP")?;
     state.store.close().await;
     tracing::info!("keel server stopped");

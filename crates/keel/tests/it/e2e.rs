@@ -11,14 +11,25 @@ use std::time::{Duration, Instant};
 
 use crate::util::{self, in_ci, repo_root};
 
-/// Runs the MLflow-client conformance script against this build's `keel server`.
-fn run_conformance(backend: Option<String>) {
+/// Which conformance script: MLflow's tracking and registry client, or its
+/// basic-auth app client (users and permissions).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Suite {
+    Tracking,
+    Auth,
+}
+
+/// Runs a conformance script against this build's `keel server`.
+fn run_suite(suite: Suite, backend: Option<String>) {
     let script = repo_root().join("tests/python/run_conformance.sh");
     let mut command = Command::new("bash");
     command
         .arg(&script)
         .arg("--keel-bin")
         .arg(env!("CARGO_BIN_EXE_keel"));
+    if suite == Suite::Auth {
+        command.arg("--auth");
+    }
     if let Some(backend) = backend {
         command.env("KEEL_CONFORMANCE_BACKEND", backend);
     }
@@ -32,19 +43,35 @@ fn run_conformance(backend: Option<String>) {
         "MLflow client conformance failed ({}):\n{stdout}\n{stderr}",
         output.status
     );
-    assert!(
-        stdout.contains(" passed, 0 failed"),
-        "no summary line in:\n{stdout}"
-    );
+    let summary = match suite {
+        Suite::Tracking => " passed, 0 failed",
+        Suite::Auth => "auth conformance (keel): ",
+    };
+    assert!(stdout.contains(summary), "no summary line in:\n{stdout}");
 }
 
 #[test]
 fn mlflow_client_conformance_sqlite() {
-    run_conformance(None);
+    run_suite(Suite::Tracking, None);
+}
+
+#[test]
+fn mlflow_auth_client_conformance_sqlite() {
+    run_suite(Suite::Auth, None);
+}
+
+#[test]
+fn mlflow_auth_client_conformance_postgres() {
+    postgres_suite(Suite::Auth);
 }
 
 #[test]
 fn mlflow_client_conformance_postgres() {
+    postgres_suite(Suite::Tracking);
+}
+
+/// Runs a suite against a fresh PostgreSQL database.
+fn postgres_suite(suite: Suite) {
     let admin_url = match std::env::var("KEEL_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => url,
         _ if in_ci() => panic!("CI=true but KEEL_TEST_POSTGRES_URL is not set"),
@@ -53,7 +80,11 @@ fn mlflow_client_conformance_postgres() {
             return;
         }
     };
-    let database = format!("keel_conformance_{}", std::process::id());
+    let name = match suite {
+        Suite::Tracking => "tracking",
+        Suite::Auth => "auth",
+    };
+    let database = format!("keel_conformance_{name}_{}", std::process::id());
     let psql = |sql: &str| {
         Command::new("psql")
             .arg(&admin_url)
@@ -75,7 +106,7 @@ fn mlflow_client_conformance_postgres() {
         .rsplit_once('/')
         .map(|(base, _)| base)
         .unwrap_or(&admin_url);
-    run_conformance(Some(format!("{base}/{database}")));
+    run_suite(suite, Some(format!("{base}/{database}")));
     psql(&format!("DROP DATABASE IF EXISTS {database}"));
 }
 

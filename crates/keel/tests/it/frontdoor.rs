@@ -2,8 +2,9 @@
 //! keel server's URL and a credential runs its pipeline, registers, promotes,
 //! rolls back and reads the history through the server, with no database or
 //! S3 credentials of its own; the server (on PostgreSQL with S3 artifacts,
-//! when the test services are there) records the user it authenticated, not
-//! the name the client claims.
+//! when the test services are there) runs MLflow's basic-auth app, records
+//! the user it authenticated, not the name the client claims, and refuses a
+//! READ user's promotion naming the permission it needs.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -30,7 +31,20 @@ register:
   alias: production
 ";
 
+/// The shared `--auth-token`: its holder is the admin `token`.
 const TOKEN: &str = "team-ci-token-0123456789";
+/// The CI runner's user (creates the experiment and the model: MANAGE).
+const CI: (&str, &str) = ("carol", "carol-ci-password-1");
+/// A user with only basic_auth.ini's default READ.
+const READER: (&str, &str) = ("rita", "rita-reads-password");
+
+/// Who a command runs as.
+#[derive(Clone, Copy)]
+enum As {
+    Nobody,
+    Token,
+    User((&'static str, &'static str)),
+}
 
 /// A fresh PostgreSQL database for the server, or None (SQLite) outside CI
 /// when no PostgreSQL is configured.
@@ -81,7 +95,9 @@ fn start_server(dir: &Path, backend: &str, artifacts: &str) -> Server {
         .args(["server", "--port", &port.to_string()])
         .args(["--backend-store-uri", backend])
         .args(["--artifacts-destination", artifacts])
-        .args(["--auth-token", TOKEN])
+        .args(["--auth-token", TOKEN, "--app-name", "basic-auth"])
+        .env("MLFLOW_AUTH_ADMIN_PASSWORD", "frontdoor-admin-password")
+        .env_remove("MLFLOW_AUTH_CONFIG_PATH")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -97,13 +113,44 @@ fn start_server(dir: &Path, backend: &str, artifacts: &str) -> Server {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The admin (here the shared token's holder) creates the team's users.
+    for (user, password) in [CI, READER] {
+        let created = util::request(
+            "POST",
+            &format!("{url}/api/2.0/mlflow/users/create"),
+            &[
+                ("Authorization", &format!("Bearer {TOKEN}")),
+                ("Content-Type", "application/json"),
+            ],
+            Some(&serde_json::json!({"username": user, "password": password}).to_string()),
+        )
+        .expect("create a user");
+        assert_eq!(created.status, 200, "{}", created.body);
+    }
+    // The pipeline records into the Default experiment: the CI user may edit it
+    // (the model it registers is its own: its creator holds MANAGE).
+    let granted = util::request(
+        "POST",
+        &format!("{url}/api/3.0/mlflow/users/permissions/grant"),
+        &[
+            ("Authorization", &format!("Bearer {TOKEN}")),
+            ("Content-Type", "application/json"),
+        ],
+        Some(
+            &serde_json::json!({"username": CI.0, "resource_type": "experiment",
+                "resource_id": "0", "permission": "EDIT"})
+            .to_string(),
+        ),
+    )
+    .expect("grant");
+    assert_eq!(granted.status, 200, "{}", granted.body);
     Server { child, url }
 }
 
-/// `keel ARGS` in the project, knowing only the server URL and the token:
-/// no database URI, no AWS credentials, and a $USER that tries to claim
-/// someone else's name.
-fn remote(project: &Path, url: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
+/// `keel ARGS` in the project, knowing only the server URL and a user's
+/// credentials: no database URI, no AWS credentials, and a $USER that tries
+/// to claim someone else's name.
+fn remote(project: &Path, url: &str, who: As, args: &[&str]) -> std::process::Output {
     let mut command = util::command(project);
     command
         .env("MLFLOW_TRACKING_URI", url)
@@ -114,15 +161,27 @@ fn remote(project: &Path, url: &str, token: Option<&str>, args: &[&str]) -> std:
         .env_remove("AWS_ENDPOINT")
         .env_remove("AWS_REGION")
         .env_remove("AWS_DEFAULT_REGION")
-        .env_remove("AWS_ALLOW_HTTP");
-    if let Some(token) = token {
-        command.env("MLFLOW_TRACKING_TOKEN", token);
+        .env_remove("AWS_ALLOW_HTTP")
+        .env_remove("MLFLOW_TRACKING_TOKEN")
+        .env_remove("MLFLOW_TRACKING_USERNAME")
+        .env_remove("MLFLOW_TRACKING_PASSWORD");
+    match who {
+        As::Nobody => {}
+        As::Token => {
+            command.env("MLFLOW_TRACKING_TOKEN", TOKEN);
+        }
+        As::User((user, password)) => {
+            command
+                .env("MLFLOW_TRACKING_USERNAME", user)
+                .env("MLFLOW_TRACKING_PASSWORD", password);
+        }
     }
     command.args(args).output().expect("run keel")
 }
 
+/// `keel ARGS` as the CI runner's user, which must succeed.
 fn remote_ok(project: &Path, url: &str, args: &[&str]) -> String {
-    let output = remote(project, url, Some(TOKEN), args);
+    let output = remote(project, url, As::User(CI), args);
     assert!(output.status.success(), "keel {args:?}:\n{}", text(&output));
     util::lossy(&output.stdout)
 }
@@ -170,7 +229,7 @@ fn a_project_that_knows_only_the_server_runs_registers_promotes_and_rolls_back()
     std::fs::write(project.join("keel.yaml"), KEEL_YAML).unwrap();
 
     // Without a credential the server refuses, and says what to set.
-    let refused = remote(&project, &server.url, None, &["run"]);
+    let refused = remote(&project, &server.url, As::Nobody, &["run"]);
     assert_ne!(refused.status.code(), Some(0));
     assert!(
         text(&refused).contains("MLFLOW_TRACKING_TOKEN"),
@@ -255,7 +314,7 @@ fn a_project_that_knows_only_the_server_runs_registers_promotes_and_rolls_back()
     let ungated = remote(
         &project,
         &server.url,
-        Some(TOKEN),
+        As::User(CI),
         &["models", "promote", "risk", "3"],
     );
     assert_ne!(ungated.status.code(), Some(0));
@@ -265,20 +324,57 @@ fn a_project_that_knows_only_the_server_runs_registers_promotes_and_rolls_back()
         text(&ungated)
     );
 
-    // The history names the user the server authenticated (the token's
-    // holder), never the $USER the client claimed.
-    let history = remote_ok(
+    // A READ user may read the registry but not move @production: the
+    // server refuses, naming the permission, and records nothing.
+    let read = remote(
         &project,
         &server.url,
+        As::User(READER),
+        &["models", "show", "models:/risk@production"],
+    );
+    assert!(read.status.success(), "{}", text(&read));
+    let denied = remote(
+        &project,
+        &server.url,
+        As::User(READER),
+        &["models", "promote", "risk", "1"],
+    );
+    assert_ne!(denied.status.code(), Some(0));
+    assert!(
+        text(&denied).contains("PERMISSION_DENIED") || text(&denied).contains("403"),
+        "{}",
+        text(&denied)
+    );
+    assert!(
+        text(&denied).contains("needs MANAGE on registered model 'risk'"),
+        "the refusal names the permission: {}",
+        text(&denied)
+    );
+    let denied = remote(
+        &project,
+        &server.url,
+        As::User(READER),
+        &["models", "rollback", "risk"],
+    );
+    assert!(text(&denied).contains("needs MANAGE"), "{}", text(&denied));
+
+    // The history names the user the server authenticated, never the $USER
+    // the client claimed; the shared token still reads it (as the admin).
+    let history = remote(
+        &project,
+        &server.url,
+        As::Token,
         &["models", "history", "risk", "--json"],
     );
+    assert!(history.status.success(), "{}", text(&history));
+    let history = util::lossy(&history.stdout);
     let entries: Vec<serde_json::Value> = history
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     assert!(entries.len() >= 5, "{history}");
     assert!(
-        entries.iter().all(|e| e["user"] == "token"),
+        entries.iter().all(|e| e["user"] == CI.0),
         "audit rows name the authenticated caller: {history}"
     );
     assert!(
