@@ -5,7 +5,7 @@
 //! server parses these types and the HTTP client sends them: one owner for
 //! each body.
 
-use keel_core::{AuditEntry, ModelVersion, RegisteredModel, Run, Tag};
+use keel_core::{AuditEntry, ModelVersion, MonitorVerdict, RegisteredModel, Run, Tag};
 use serde::{Deserialize, Serialize};
 
 /// Where the keel API is mounted.
@@ -233,4 +233,70 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
             "expected a string or a number, got {other}"
         ))),
     }
+}
+
+/// `POST monitor/verdicts`: what a watcher decided for a window; the
+/// recording user is the caller.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RecordVerdict {
+    pub model: String,
+    pub window_start: Option<i64>,
+    pub rows: i64,
+    pub drifted: bool,
+    /// JSON text.
+    pub verdict: String,
+}
+
+/// `{"verdict": …}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerdictReply {
+    pub verdict: MonitorVerdict,
+}
+
+/// `GET monitor/verdicts?model=…&max_results=…` → `{"verdicts": […]}`, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerdictsReply {
+    pub verdicts: Vec<MonitorVerdict>,
+}
+
+/// `GET runs/lineage?run_id=…`: where a run came from and what came of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lineage {
+    pub run_id: String,
+    pub experiment_id: String,
+    pub status: String,
+    /// `mlflow.source.git.commit`, and whether the tree was dirty.
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    /// Pipeline stages: name, status (`keel.stage.NAME`), seconds (`stage.NAME.seconds`).
+    pub stages: Vec<StageLineage>,
+    /// Datasets the run read: name, digest, source type.
+    pub datasets: Vec<DatasetLineage>,
+    pub params: Vec<keel_core::Param>,
+    /// Recorded gate results (`keel.gates`), if any.
+    pub gates: Option<serde_json::Value>,
+    /// Versions registered from this run: (name, version, aliases).
+    pub registered: Vec<RegisteredLineage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageLineage {
+    pub name: String,
+    pub status: String,
+    pub seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatasetLineage {
+    pub name: String,
+    pub digest: String,
+    pub source_type: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisteredLineage {
+    pub name: String,
+    pub version: i64,
+    pub aliases: Vec<String>,
 }

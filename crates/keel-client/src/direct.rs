@@ -72,6 +72,50 @@ impl Direct {
         Ok(format!("{}/{path}", store.uri().trim_end_matches('/')))
     }
 
+    pub async fn record_verdict(
+        &self,
+        request: api::RecordVerdict,
+    ) -> Result<keel_core::MonitorVerdict> {
+        self.store
+            .record_verdict(
+                &keel_store::NewVerdict {
+                    model: request.model,
+                    window_start: request.window_start,
+                    rows: request.rows,
+                    drifted: request.drifted,
+                    verdict: request.verdict,
+                },
+                &self.user,
+            )
+            .await
+    }
+
+    pub async fn verdicts(
+        &self,
+        model: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<keel_core::MonitorVerdict>> {
+        self.store.monitor_verdicts(model, limit).await
+    }
+
+    /// A run's lineage: git state, stages, datasets, params, gates and the
+    /// versions registered from it.
+    pub async fn lineage(&self, run_id: &str) -> Result<api::Lineage> {
+        let run = self.store.get_run(run_id).await?;
+        let registered = self
+            .search_model_versions(&format!("run_id = '{}'", run_id.replace('\'', "")), 1000)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| api::RegisteredLineage {
+                name: v.name,
+                version: v.version,
+                aliases: v.aliases,
+            })
+            .collect();
+        Ok(crate::lineage_of(&run, registered))
+    }
+
     pub async fn find_experiment(&self, name: &str) -> Result<Option<String>> {
         match self.store.get_experiment_by_name(name).await {
             Ok(experiment) => Ok(Some(experiment.experiment_id)),

@@ -198,6 +198,28 @@ impl Client {
         dispatch!(self, c => c.list_registered_models(max_results).await)
     }
 
+    /// Records a monitoring verdict (the recording user is the caller).
+    pub async fn record_verdict(
+        &self,
+        request: api::RecordVerdict,
+    ) -> Result<keel_core::MonitorVerdict> {
+        dispatch!(self, c => c.record_verdict(request).await)
+    }
+
+    /// Monitoring verdicts, newest first.
+    pub async fn verdicts(
+        &self,
+        model: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<keel_core::MonitorVerdict>> {
+        dispatch!(self, c => c.verdicts(model, limit).await)
+    }
+
+    /// A run's lineage.
+    pub async fn lineage(&self, run_id: &str) -> Result<api::Lineage> {
+        dispatch!(self, c => c.lineage(run_id).await)
+    }
+
     /// Writes `bytes` at `relative` under the artifact URI `root`.
     pub async fn put_bytes(&self, root: &str, relative: &str, bytes: Bytes) -> Result<()> {
         dispatch!(self, c => c.put_bytes(root, relative, bytes).await)
@@ -227,6 +249,57 @@ impl Client {
     /// returns how many.
     pub async fn download(&self, root: &str, into: &Path) -> Result<usize> {
         dispatch!(self, c => c.download(root, into).await)
+    }
+}
+
+/// The lineage of `run` (from its tags, metrics and inputs) and the
+/// versions registered from it; one reading for both clients.
+pub(crate) fn lineage_of(run: &Run, registered: Vec<api::RegisteredLineage>) -> api::Lineage {
+    let tag = |key: &str| {
+        run.data
+            .tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.clone())
+    };
+    let stages = run
+        .data
+        .tags
+        .iter()
+        .filter_map(|t| {
+            let name = t.key.strip_prefix("keel.stage.")?;
+            let seconds = run
+                .data
+                .metrics
+                .iter()
+                .find(|m| m.key == format!("stage.{name}.seconds"))
+                .map(|m| m.value);
+            Some(api::StageLineage {
+                name: name.to_string(),
+                status: t.value.clone(),
+                seconds,
+            })
+        })
+        .collect();
+    api::Lineage {
+        run_id: run.info.run_id.clone(),
+        experiment_id: run.info.experiment_id.clone(),
+        status: run.info.status.as_str().to_string(),
+        git_commit: tag("mlflow.source.git.commit"),
+        git_dirty: tag("keel.git.dirty").map(|d| d == "true"),
+        stages,
+        datasets: run
+            .dataset_inputs
+            .iter()
+            .map(|input| api::DatasetLineage {
+                name: input.dataset.name.clone(),
+                digest: input.dataset.digest.clone(),
+                source_type: input.dataset.source_type.clone(),
+            })
+            .collect(),
+        params: run.data.params.clone(),
+        gates: tag("keel.gates").and_then(|text| serde_json::from_str(&text).ok()),
+        registered,
     }
 }
 

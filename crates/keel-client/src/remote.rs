@@ -353,6 +353,33 @@ impl Remote {
         Ok(reply.entries.into_iter().map(AuditEntry::from).collect())
     }
 
+    pub(crate) async fn record_verdict(
+        &self,
+        request: api::RecordVerdict,
+    ) -> Result<keel_core::MonitorVerdict> {
+        let reply: api::VerdictReply = self.post(&Self::keel("monitor/verdicts"), &request).await?;
+        Ok(reply.verdict)
+    }
+
+    pub(crate) async fn verdicts(
+        &self,
+        model: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<keel_core::MonitorVerdict>> {
+        let limit = limit.to_string();
+        let mut query = vec![("max_results", limit.as_str())];
+        if let Some(model) = model {
+            query.push(("model", model));
+        }
+        let reply: api::VerdictsReply = self.get(&Self::keel("monitor/verdicts"), &query).await?;
+        Ok(reply.verdicts)
+    }
+
+    pub(crate) async fn lineage(&self, run_id: &str) -> Result<api::Lineage> {
+        self.get(&Self::keel("runs/lineage"), &[("run_id", run_id)])
+            .await
+    }
+
     pub(crate) async fn get_registered_model(&self, name: &str) -> Result<RegisteredModel> {
         let reply: api::RegisteredModelReply = self
             .get(&Self::keel("registered-models/get"), &[("name", name)])

@@ -393,3 +393,21 @@ pub struct AuditEntry {
     /// The registry change number this action produced.
     pub registry_version: i64,
 }
+
+/// One verdict of `keel monitor watch`: a window of a served model's
+/// prediction log, whether it drifted, and the report's summary as JSON text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorVerdict {
+    pub id: i64,
+    pub model: String,
+    /// Start of the newest window evaluated (Unix ms), if any.
+    pub window_start: Option<i64>,
+    /// Rows in that window.
+    pub rows: i64,
+    pub drifted: bool,
+    /// The verdict as JSON text: dataset rule, drifted columns with their effects.
+    pub verdict: String,
+    pub created_at: i64,
+    /// Who recorded it (the authenticated caller through a server).
+    pub user: String,
+}

@@ -121,6 +121,45 @@ pub struct Evaluation {
     pub act: bool,
 }
 
+/// What an evaluation decided, in a form to record (the metadata store's
+/// monitor verdicts): the newest window, whether the dataset drifted, and
+/// the drifted columns with their effect sizes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub model: String,
+    pub window_start: Option<i64>,
+    pub rows: i64,
+    pub drifted: bool,
+    pub summary: serde_json::Value,
+}
+
+impl Evaluation {
+    /// The verdict to record.
+    pub fn verdict(&self) -> Verdict {
+        let newest = self.windows.windows.last();
+        let drifted: Vec<serde_json::Value> = self
+            .report
+            .columns
+            .iter()
+            .filter(|c| c.drifted)
+            .map(|c| serde_json::json!({"column": c.column, "effect_size": c.effect_size}))
+            .collect();
+        Verdict {
+            model: self.windows.model.clone(),
+            window_start: newest.map(|w| w.start_ms),
+            rows: newest.map_or(0, |w| w.rows as i64),
+            drifted: self.report.dataset.drifted,
+            summary: serde_json::json!({
+                "rule": self.report.dataset.rule,
+                "drifted_columns": drifted,
+                "current_rows": self.report.current_rows,
+                "alerts": self.events.iter().map(|e| &e.key).collect::<Vec<_>>(),
+                "action_due": self.act,
+            }),
+        }
+    }
+}
+
 /// The watcher's state between evaluations.
 #[derive(Debug)]
 pub struct Watcher {
@@ -230,12 +269,21 @@ impl Watcher {
     /// With `once`, returns after the first evaluation: `Some(exit code)`
     /// of the action when one ran, else None; the caller turns drift into
     /// its exit code.
-    /// Errors of `reference` and `action` (the caller's type `E`) end the loop.
-    pub async fn run<E, R, F, A>(mut self, mut reference: R, action: A) -> Result<WatchEnd, E>
+    /// Each evaluation's [`Verdict`] goes to `record` (the caller stores it).
+    /// Errors of `reference` and `action` (the caller's type `E`) end the
+    /// loop; a failed `record` is logged and the loop goes on.
+    pub async fn run<E, R, F, V, G, A>(
+        mut self,
+        mut reference: R,
+        mut record: V,
+        action: A,
+    ) -> Result<WatchEnd, E>
     where
-        E: From<MonitorError> + Send + 'static,
+        E: From<MonitorError> + std::fmt::Display + Send + 'static,
         R: FnMut() -> F,
         F: std::future::Future<Output = Result<Reference, E>>,
+        V: FnMut(Verdict) -> G,
+        G: std::future::Future<Output = Result<(), E>>,
         A: Fn(&Evaluation, &Reference) -> Result<Option<i32>, E> + Send + Sync + 'static,
     {
         let action = Arc::new(action);
@@ -245,6 +293,9 @@ impl Watcher {
             let evaluation = self.evaluate(now_ms, &reference)?;
             for event in &evaluation.events {
                 self.deliver(event).await;
+            }
+            if let Err(error) = record(evaluation.verdict()).await {
+                tracing::warn!("recording the monitor verdict failed: {error}");
             }
             let drifted = evaluation.report.dataset.drifted;
             let mut action_exit = None;

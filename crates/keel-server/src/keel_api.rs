@@ -169,3 +169,48 @@ pub async fn rollback(
         entry: (&entry).into(),
     })
 }
+
+/// `GET runs/lineage?run_id=…`: git state, stages, datasets, params, gates,
+/// and the versions registered from the run.
+pub async fn lineage(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<api::Lineage>> {
+    let query = QueryParams::parse(q.as_deref());
+    reply(
+        direct(&state, &caller)
+            .lineage(query.required("run_id")?)
+            .await?,
+    )
+}
+
+/// `POST monitor/verdicts {model, window_start, rows, drifted, verdict}`.
+pub async fn record_verdict(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<Json<api::VerdictReply>> {
+    let request: api::RecordVerdict = parse_json(&body)?;
+    let verdict = direct(&state, &caller).record_verdict(request).await?;
+    reply(api::VerdictReply { verdict })
+}
+
+/// `GET monitor/verdicts?model=…&max_results=…`, newest first.
+pub async fn verdicts(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<api::VerdictsReply>> {
+    let query = QueryParams::parse(q.as_deref());
+    let max = match query.get("max_results") {
+        Some(v) => v.parse::<i64>().map_err(|_| {
+            Error::invalid_parameter(format!("Invalid value {v:?} for 'max_results'"))
+        })?,
+        None => 100,
+    };
+    let verdicts = direct(&state, &caller)
+        .verdicts(query.get("model"), max)
+        .await?;
+    reply(api::VerdictsReply { verdicts })
+}

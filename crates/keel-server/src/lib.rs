@@ -319,6 +319,11 @@ fn keel_routes() -> Router<AppState> {
         .route("/registry/gates", post(registry::record_gates))
         .route("/registry/rollback", post(keel_api::rollback))
         .route("/runs/get", get(keel_api::get_run))
+        .route("/runs/lineage", get(keel_api::lineage))
+        .route(
+            "/monitor/verdicts",
+            get(keel_api::verdicts).post(keel_api::record_verdict),
+        )
         .route("/runs/search", post(keel_api::search_runs))
         .route("/model-versions/get", get(keel_api::get_model_version))
         .route(

@@ -14,6 +14,7 @@ mod experiments;
 pub mod filter;
 mod logged_models;
 mod migrate;
+mod monitor;
 mod pairs;
 mod registry;
 mod runs;
@@ -31,6 +32,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use keel_core::validation::{parse_version, validate_alias, validate_model_name};
 pub use logged_models::ModelOrder;
+pub use monitor::NewVerdict;
 pub use registry::{Actor, CreateModelVersion};
 pub use runs::{CreateRun, UpdateRun};
 pub use sql::Dialect;

@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tracking", TRACKING),
     (2, "registry", REGISTRY),
     (3, "users", USERS),
+    (4, "monitor_verdicts", MONITOR_VERDICTS),
 ];
 
 const TRACKING: &str = r#"
@@ -217,6 +218,22 @@ CREATE TABLE registry_state (
     version {INT} NOT NULL
 );
 INSERT INTO registry_state (id, version) VALUES (1, 0)
+"#;
+
+/// The verdicts of `keel monitor watch`, one row per evaluated window, so
+/// the team (and the UI) can read what monitoring decided and when.
+const MONITOR_VERDICTS: &str = r#"
+CREATE TABLE monitor_verdicts (
+    id {SERIAL},
+    model TEXT NOT NULL,
+    window_start {INT},
+    row_count {INT} NOT NULL,
+    drifted {INT} NOT NULL,
+    verdict TEXT NOT NULL,
+    created_at {INT} NOT NULL,
+    user_id TEXT NOT NULL
+);
+CREATE INDEX monitor_verdicts_model ON monitor_verdicts (model, id)
 "#;
 
 /// Users, their grants and their access tokens (issue 13). Passwords and

@@ -224,7 +224,10 @@ pub(crate) fn rule(method: &Method, path: &str) -> Rule {
             ("registry/rollback", _, true) => Model(Manage),
             ("registry/gates", _, true) => Gates,
             ("registry/changes", true, _) => Authenticated,
-            ("runs/get", true, _) => Experiment(Run, Read),
+            ("runs/get", true, _) | ("runs/lineage", true, _) => Experiment(Run, Read),
+            // A served model need not be registered: any authenticated
+            // watcher may record, any authenticated user may read.
+            ("monitor/verdicts", ..) => Authenticated,
             ("runs/search", _, true) => Experiment(Ids, Read),
             ("model-versions/get", true, _) | ("registered-models/get", true, _) => Model(Read),
             ("model-versions/search", _, true) | ("registered-models/list", true, _) => Listing,

@@ -188,6 +188,28 @@ async fn runs_metrics_params_tags_and_inputs() {
     let body = json!({"experiment_ids": [experiment_id], "filter": "metrics.acc > 0.5"});
     let found = api.ok("POST", &mlflow("runs/search"), body).await;
     assert_eq!(count(&found, "runs"), 1, "{found}");
+    // keel's lineage of the run: params, datasets, stages from keel.stage.* tags.
+    let tags = json!({"run_id": id, "tags": [{"key": "keel.stage.train", "value": "ran"},
+        {"key": "mlflow.source.git.commit", "value": "abc123"}],
+        "metrics": [{"key": "stage.train.seconds", "value": 1.5, "timestamp": 12, "step": 0}]});
+    api.ok("POST", &mlflow("runs/log-batch"), tags).await;
+    let lineage = api
+        .ok(
+            "GET",
+            &format!("/api/2.0/keel/runs/lineage?run_id={id}"),
+            NONE,
+        )
+        .await;
+    assert_eq!(lineage["git_commit"], "abc123", "{lineage}");
+    assert_eq!(lineage["stages"][0]["name"], "train", "{lineage}");
+    assert_eq!(lineage["stages"][0]["seconds"], 1.5, "{lineage}");
+    assert!(lineage["params"].to_string().contains("\"lr\""), "{lineage}");
+    assert!(
+        lineage["datasets"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty()),
+        "{lineage}"
+    );
     // The run's artifacts through the tracking API (an empty root lists nothing).
     let uri = mlflow(&format!("artifacts/list?run_id={id}"));
     let listed = api.ok("GET", &uri, NONE).await;
@@ -410,6 +432,26 @@ async fn registry() {
     let rolled = api.ok("POST", &keel("rollback"), body).await;
     assert!(rolled.to_string().contains("\"to_version\""), "{rolled}");
     let audit = api.ok("GET", &keel("audit?name=risk"), NONE).await;
+    // Monitor verdicts: recorded, read back newest first; bad JSON refused.
+    let verdict = json!({"model": "risk", "window_start": 1000, "rows": 50, "drifted": true,
+        "verdict": "{\"rule\": \"any column\", \"drifted_columns\": [\"income\"]}"});
+    let recorded = api
+        .ok("POST", "/api/2.0/keel/monitor/verdicts", verdict)
+        .await;
+    assert_eq!(recorded["verdict"]["drifted"], true, "{recorded}");
+    let listed = api
+        .ok("GET", "/api/2.0/keel/monitor/verdicts?model=risk", NONE)
+        .await;
+    assert_eq!(listed["verdicts"][0]["rows"], 50, "{listed}");
+    let not_json = json!({"model": "risk", "rows": 1, "drifted": false, "verdict": "{"});
+    api.refuses(&[(
+        "POST",
+        "/api/2.0/keel/monitor/verdicts".to_string(),
+        not_json,
+        400,
+        "INVALID_PARAMETER_VALUE",
+    )])
+    .await;
     assert!(audit.to_string().contains("set_alias"), "{audit}");
     let changes = api
         .ok("GET", &keel("changes?since=0&timeout_ms=0"), NONE)

@@ -49,6 +49,20 @@ impl ClientArgs {
         }
     }
 
+    /// Whether a store is configured for this command (the flag or one of
+    /// the tracking variables) or the command runs in a project: what
+    /// optional records (monitor verdicts) need before they are written.
+    pub fn records(&self) -> bool {
+        let configured = [
+            "KEEL_TRACKING_URI",
+            "KEEL_BACKEND_STORE_URI",
+            "MLFLOW_TRACKING_URI",
+        ]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty()));
+        self.tracking_uri.is_some() || configured || self.settings(None).project_root.is_some()
+    }
+
     /// Opens the client the settings name.
     pub async fn open(&self, root: Option<&Path>) -> anyhow::Result<Client> {
         let settings = self.settings(root);

@@ -475,7 +475,31 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let end = runtime.block_on(watcher.run(reference, action))?;
+    // Each evaluation's verdict goes to the metadata store (a keel server,
+    // or the database) when one is configured or the watcher runs in a project.
+    let client = if args.log.client.records() {
+        Some(runtime.block_on(args.log.client.open(None))?)
+    } else {
+        None
+    };
+    let record = move |verdict: keel_monitor::service::Verdict| {
+        let client = client.clone();
+        async move {
+            if let Some(client) = client {
+                client
+                    .record_verdict(keel_client::api::RecordVerdict {
+                        model: verdict.model,
+                        window_start: verdict.window_start,
+                        rows: verdict.rows,
+                        drifted: verdict.drifted,
+                        verdict: verdict.summary.to_string(),
+                    })
+                    .await?;
+            }
+            Ok::<(), anyhow::Error>(())
+        }
+    };
+    let end = runtime.block_on(watcher.run(reference, record, action))?;
     // Drift that the policy acted on ends with the pipeline's verdict.
     Ok(match (end.drifted, end.action_exit) {
         (true, Some(code)) => ExitCode::from(u8::try_from(code).unwrap_or(1)),

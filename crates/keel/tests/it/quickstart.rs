@@ -77,6 +77,19 @@ fn quickstart_closes_the_level_2_loop() {
             .filter_map(|c| c["column"].as_str())
             .collect();
         assert!(named.contains(&"credit_score"), "{named:?}");
+        // The watcher recorded its verdict through the server.
+        let verdicts = store.monitor_verdicts(Some("risk"), 10).await.unwrap();
+        let verdict = verdicts.first().expect("a monitor verdict recorded");
+        assert!(verdict.drifted && verdict.rows > 0, "{verdict:?}");
+        assert!(
+            verdict.verdict.contains("credit_score"),
+            "{}",
+            verdict.verdict
+        );
+        // The pipeline run behind v2 has its lineage: git commit, stages, datasets.
+        let run_id = second.run_id.clone().unwrap();
+        let run = store.get_run(&run_id).await.unwrap();
+        assert!(run.git_commit().is_some_and(|c| c.len() == 40), "{run:?}");
         store.close().await;
     });
 
