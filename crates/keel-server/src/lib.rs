@@ -32,6 +32,8 @@ use keel_core::Error;
 use keel_store::{Store, StoreConfig};
 
 pub use error::ApiError;
+pub use keel_http::Limits;
+use keel_http::{BodyBudget, Envelope};
 
 /// Largest JSON request body accepted (a full log-batch is far smaller).
 pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
@@ -127,7 +129,7 @@ impl AppState {
     }
 }
 
-fn mlflow_routes() -> Router<AppState> {
+fn mlflow_routes(budget: &BodyBudget) -> Router<AppState> {
     use tracking::*;
     Router::new()
         .route("/experiments/create", post(create_experiment))
@@ -261,9 +263,13 @@ fn mlflow_routes() -> Router<AppState> {
             get(registry::get_download_uri),
         )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(
+            (budget.clone(), MAX_JSON_BODY),
+            keel_http::buffer_body,
+        ))
 }
 
-fn keel_routes() -> Router<AppState> {
+fn keel_routes(budget: &BodyBudget) -> Router<AppState> {
     Router::new()
         .route("/registry/audit", get(registry::audit))
         .route("/registry/promote", post(keel_api::promote))
@@ -290,6 +296,10 @@ fn keel_routes() -> Router<AppState> {
         )
         .route("/registry/changes", get(registry::changes))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(
+            (budget.clone(), MAX_JSON_BODY),
+            keel_http::buffer_body,
+        ))
 }
 
 fn artifact_routes() -> Router<AppState> {
@@ -361,20 +371,31 @@ pub fn router(state: AppState) -> Router {
 /// the same authentication middleware, so page handlers find the
 /// [`auth::Caller`] in their request's extensions like every API handler.
 pub fn router_with_pages(state: AppState, pages: Router<AppState>) -> Router {
-    let mlflow = mlflow_routes();
+    router_with_limits(state, pages, &Limits::default())
+}
+
+/// [`router_with_pages`] within `limits`: the JSON routes share one body
+/// budget; every error answers in MLflow's envelope with a request id.
+pub fn router_with_limits(state: AppState, pages: Router<AppState>, limits: &Limits) -> Router {
+    let budget = BodyBudget::new(limits, Envelope::MLFLOW);
+    let mlflow = mlflow_routes(&budget);
     let artifacts = artifact_routes();
     pages
         .nest("/api/2.0/mlflow", mlflow.clone())
         .nest("/ajax-api/2.0/mlflow", mlflow)
         .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
-        .nest("/api/2.0/keel", keel_routes())
+        .nest("/api/2.0/keel", keel_routes(&budget))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(middleware::from_fn_with_state(
+            Envelope::MLFLOW,
+            keel_http::envelope,
+        ))
         .with_state(state)
 }
 
@@ -387,6 +408,7 @@ pub struct BoundServer {
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
     app: Router,
+    limits: Limits,
 }
 
 impl BoundServer {
@@ -395,9 +417,7 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        keel_http::serve(self.listener, self.app, self.limits, shutdown).await
     }
 }
 
@@ -410,6 +430,15 @@ pub async fn bind(config: &ServerConfig) -> Result<(BoundServer, AppState), Erro
 pub async fn bind_with_pages(
     config: &ServerConfig,
     pages: Router<AppState>,
+) -> Result<(BoundServer, AppState), Error> {
+    bind_with_limits(config, pages, Limits::default()).await
+}
+
+/// [`bind_with_pages`] within `limits` (timeouts, connection cap, body budget).
+pub async fn bind_with_limits(
+    config: &ServerConfig,
+    pages: Router<AppState>,
+    limits: Limits,
 ) -> Result<(BoundServer, AppState), Error> {
     if !is_loopback(&config.host) && config.auth_token.is_none() && !config.allow_unauthenticated {
         return Err(Error::invalid_parameter(format!(
@@ -435,7 +464,8 @@ pub async fn bind_with_pages(
         BoundServer {
             addr,
             listener,
-            app: router_with_pages(state.clone(), pages),
+            app: router_with_limits(state.clone(), pages, &limits),
+            limits,
         },
         state,
     ))
