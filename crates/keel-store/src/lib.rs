@@ -18,6 +18,8 @@ mod registry;
 mod runs;
 mod search;
 mod sql;
+#[doc(hidden)]
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -3,5 +3,6 @@
 //! and artifact folder), every route with one success and one error in
 //! MLflow's envelope.
 
+mod bad_input;
 mod routes;
 mod util;

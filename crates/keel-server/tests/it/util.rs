@@ -15,9 +15,15 @@ pub struct Api {
 
 impl Api {
     pub async fn new() -> Api {
+        Api::open(None).await
+    }
+
+    /// A server on `backend_store_uri` (default: a temporary SQLite file).
+    pub async fn open(backend_store_uri: Option<String>) -> Api {
         let dir = tempfile::tempdir().unwrap();
         let config = ServerConfig {
-            backend_store_uri: format!("sqlite:///{}", dir.path().join("keel.db").display()),
+            backend_store_uri: backend_store_uri
+                .unwrap_or_else(|| format!("sqlite:///{}", dir.path().join("keel.db").display())),
             artifacts_destination: dir.path().join("artifacts").display().to_string(),
             host: "127.0.0.1".into(),
             port: 0,
