@@ -23,7 +23,12 @@ pub fn decode(token: Option<&str>) -> Result<u64, Error> {
     };
     let bytes = STANDARD.decode(token).map_err(|_| bad())?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    value.get("offset").and_then(|v| v.as_u64()).ok_or_else(bad)
+    // SQL's OFFSET is a signed 64-bit integer: a larger offset would wrap.
+    value
+        .get("offset")
+        .and_then(|v| v.as_u64())
+        .filter(|offset| i64::try_from(*offset).is_ok())
+        .ok_or_else(bad)
 }
 
 /// Cuts a page fetched with `LIMIT max_results + 1` back to `max_results` items
@@ -50,6 +55,12 @@ mod tests {
         // MLflow's own token for offset 2.
         assert_eq!(decode(Some("eyJvZmZzZXQiOiAyfQ==")).unwrap(), 2);
         assert!(decode(Some("not base64!")).is_err());
+        // 2^63 would wrap to a negative OFFSET.
+        assert!(decode(Some(&STANDARD.encode(r#"{"offset": 9223372036854775808}"#))).is_err());
+        assert_eq!(
+            decode(Some(&encode(i64::MAX as u64))).unwrap(),
+            i64::MAX as u64
+        );
         let mut items = vec![1, 2, 3];
         assert_eq!(
             decode(truncate_page(&mut items, 2, 10).as_deref()).unwrap(),

@@ -16,6 +16,42 @@ pub const MAX_EXPERIMENT_TAG_VAL_LENGTH: usize = 5000;
 pub const SEARCH_MAX_RESULTS_THRESHOLD: i64 = 50_000;
 /// Page size for metric history (MLflow's default).
 pub const GET_METRIC_HISTORY_MAX_RESULTS: i64 = 25_000;
+/// Most experiments one search names (each is a bound SQL parameter; SQLite
+/// and PostgreSQL cap those at 32,766 and 65,535 per statement).
+pub const MAX_SEARCH_EXPERIMENT_IDS: usize = 1000;
+/// Most comparisons in one search filter (each is a sub-query: PostgreSQL's
+/// planner takes minutes over 500 of them joined by AND).
+pub const MAX_FILTER_COMPARISONS: usize = 100;
+/// Most `IN` list values in one search filter, all lists together (each is
+/// a bound SQL parameter).
+pub const MAX_FILTER_LIST_VALUES: usize = 1000;
+/// Longest search filter, in bytes.
+pub const MAX_FILTER_BYTES: usize = 64 * 1024;
+
+/// Most `order_by` clauses in one search.
+pub const MAX_ORDER_BY_CLAUSES: usize = 20;
+
+/// Refuses more than [`MAX_ORDER_BY_CLAUSES`] `order_by` clauses.
+pub fn check_order_by_count(count: usize) -> Result<(), Error> {
+    if count > MAX_ORDER_BY_CLAUSES {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid value for parameter 'order_by': {count} clauses given, at most \
+             {MAX_ORDER_BY_CLAUSES} are accepted"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a search over more than [`MAX_SEARCH_EXPERIMENT_IDS`] experiments.
+pub fn check_search_experiment_ids(count: usize) -> Result<(), Error> {
+    if count > MAX_SEARCH_EXPERIMENT_IDS {
+        return Err(Error::invalid_parameter(format!(
+            "Invalid value for parameter 'experiment_ids': {count} experiments given, at most \
+             {MAX_SEARCH_EXPERIMENT_IDS} may be searched at once"
+        )));
+    }
+    Ok(())
+}
 
 /// What kind of key is being validated; used in messages ("Invalid metric name: ...").
 #[derive(Debug, Clone, Copy)]

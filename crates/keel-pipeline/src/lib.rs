@@ -24,6 +24,7 @@ pub mod dag;
 pub mod error;
 pub mod gates;
 pub mod lock;
+pub mod project_lock;
 pub mod release;
 pub mod report;
 pub mod runner;

@@ -388,6 +388,32 @@ impl Tracking {
                 register.path.path
             )));
         }
+        // What is registered is exactly what keel.lock describes: the folder's
+        // digest before and after the upload must be the one its stage recorded.
+        let recorded = crate::lock::Lock::read(&pipeline.root.join(crate::lock::LOCK_FILE))?
+            .stages
+            .values()
+            .find_map(|stage| stage.outs.get(&register.path.path).copied());
+        let unchanged = |when: &str| -> Result<()> {
+            let Some(recorded) = recorded else {
+                return Ok(());
+            };
+            let now = crate::runner::digest(&pipeline.root, &register.path.path)?;
+            if now.map(|entry| entry.digest) != Some(recorded.digest) {
+                return Err(PipelineError::Invalid(format!(
+                    "register: `{}` changed {when} (keel.lock records digest {}, the folder now \
+                     has {}); refusing to register files the lock does not describe",
+                    register.path.path,
+                    recorded.digest.to_hex(),
+                    now.map_or("nothing".to_string(), |entry| entry
+                        .digest
+                        .to_hex()
+                        .to_string())
+                )));
+            }
+            Ok(())
+        };
+        unchanged("after its stage ran")?;
         for (relative, path) in &files {
             let target = if relative.is_empty() {
                 name.clone()
@@ -396,6 +422,7 @@ impl Tracking {
             };
             self.client.put_file(root, &target, path).await?;
         }
+        unchanged("while it was uploaded")?;
         // The training profile travels with the version (what the next run's
         // feature check compares with): the model's own, or the profile of the
         // data the pipeline's feature check examined.

@@ -12,7 +12,8 @@
 //! - Every answered row is in the prediction log (keel-predlog) before the
 //!   answer leaves: group-committed to a local spool segment, compacted into
 //!   Parquet under `--log-dir` (a folder or `s3://`) by a background thread.
-//! - Bounded everything: body size, rows per request, requests in flight (503
+//! - Bounded everything: header, body and idle time and connections
+//!   (keel-http's serve loop), bodies in memory at once (503 beyond), body size, rows per request, requests in flight (503
 //!   beyond), request time (504), log queue (503 when full), shadow work.
 
 pub mod contract;
@@ -120,6 +121,8 @@ pub struct ServeConfig {
     pub max_shadow_inflight: usize,
     /// How long one change-feed long poll waits.
     pub follow_timeout: Duration,
+    /// Header, body and idle timeouts, the connection cap and the body budget.
+    pub limits: keel_http::Limits,
 }
 
 impl ServeConfig {
@@ -151,6 +154,7 @@ impl ServeConfig {
             request_timeout: Duration::from_secs(30),
             max_shadow_inflight: 64,
             follow_timeout: Duration::from_secs(30),
+            limits: keel_http::Limits::default(),
         }
     }
 }
@@ -230,9 +234,8 @@ impl BoundServer {
         let state = self.state.clone();
         let follower = deploy::spawn_follower(&state);
         let app = http::router(state.clone());
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let limits = state.config.limits;
+        let result = keel_http::serve(self.listener, app, limits, None, shutdown).await;
         if let Some(follower) = follower {
             follower.abort();
         }

@@ -363,12 +363,13 @@ impl Registry {
             }
             return Ok(());
         }
-        let local = uri.strip_prefix("file://").unwrap_or(uri);
-        if Path::new(local).is_absolute() && Path::new(local).exists() {
-            return copy_local(Path::new(local), folder).await;
-        }
+        // A path or any other URI named by the registry is never read from
+        // this host's disk: the registry would choose which of this host's
+        // files keel serve copies (`/etc/passwd`).
         Err(ServeError::Registry(format!(
-            "artifact URI {uri:?} is neither served by the tracking server's artifact proxy (mlflow-artifacts:/...) nor a local folder"
+            "artifact URI {uri:?} is not served by the tracking server's artifact proxy \
+             (mlflow-artifacts:/...); keel serve downloads registered models only through it \
+             (serve a local folder by its path instead)"
         )))
     }
 
@@ -422,38 +423,6 @@ fn version_field(reply: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-async fn copy_local(source: &Path, folder: &Path) -> Result<(), ServeError> {
-    let source = source.to_path_buf();
-    let folder = folder.to_path_buf();
-    tokio::task::spawn_blocking(move || copy_tree(&source, &folder, 0))
-        .await
-        .map_err(|e| ServeError::Registry(format!("copy task: {e}")))?
-}
-
-fn copy_tree(source: &Path, folder: &Path, depth: usize) -> Result<(), ServeError> {
-    std::fs::create_dir_all(folder).map_err(|e| ServeError::io(folder, e))?;
-    if source.is_file() {
-        let name = source.file_name().unwrap_or_default();
-        std::fs::copy(source, folder.join(name)).map_err(|e| ServeError::io(source, e))?;
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(source)
-        .map_err(|e| ServeError::io(source, e))?
-        .flatten()
-    {
-        let path = entry.path();
-        if path.is_dir() {
-            if depth + 1 < MAX_DEPTH {
-                copy_tree(&path, &folder.join(entry.file_name()), depth + 1)?;
-            }
-        } else {
-            std::fs::copy(&path, folder.join(entry.file_name()))
-                .map_err(|e| ServeError::io(&path, e))?;
-        }
-    }
-    Ok(())
 }
 
 /// The folder (at most two levels down) holding `model.json` or a `.onnx` file.

@@ -1,5 +1,7 @@
 //! Turning `keel_core::Error` into MLflow's error envelope:
 //! `{"error_code": "...", "message": "...", "sqlstate": "...", "error_class": "..."}`.
+//! An internal error's message never reaches the client: it is logged with
+//! the request id (keel-http's), and the client gets that id instead.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -29,12 +31,21 @@ impl IntoResponse for ApiError {
         let code: ErrorCode = self.0.code;
         let status =
             StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!(error_code = code.as_str(), message = %self.0.message, "request failed");
-        }
+        let message = if code == ErrorCode::InternalError {
+            // The cause (a database's or a storage's error text) stays in the
+            // log; the client gets the request id to quote.
+            let request_id = keel_http::current_request_id();
+            let request_id = request_id.as_deref().unwrap_or("none");
+            tracing::error!(request_id, error_code = code.as_str(), message = %self.0.message, "request failed");
+            format!(
+                "Internal error (request id {request_id}); the server's log has the cause under this id"
+            )
+        } else {
+            self.0.message
+        };
         let body = serde_json::json!({
             "error_code": code.as_str(),
-            "message": self.0.message,
+            "message": message,
             "sqlstate": code.sqlstate(),
             "error_class": code.error_class(),
         });

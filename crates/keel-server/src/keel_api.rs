@@ -95,6 +95,7 @@ pub async fn create_model_version(
     if request.name.is_empty() || request.source.is_empty() {
         return Err(Error::invalid_parameter("'name' and 'source' are required").into());
     }
+    crate::registry::check_source(&state, &request.source)?;
     let model_version = direct(&state, &caller)
         .create_model_version(request)
         .await?;

@@ -32,6 +32,8 @@ use keel_core::Error;
 use keel_store::{Store, StoreConfig};
 
 pub use error::ApiError;
+pub use keel_http::Limits;
+use keel_http::{BodyBudget, Envelope};
 
 /// Largest JSON request body accepted (a full log-batch is far smaller).
 pub const MAX_JSON_BODY: usize = 32 * 1024 * 1024;
@@ -151,7 +153,7 @@ impl AppState {
     }
 }
 
-fn mlflow_routes() -> Router<AppState> {
+fn mlflow_routes(budget: &BodyBudget) -> Router<AppState> {
     use tracking::*;
     Router::new()
         .route("/experiments/create", post(create_experiment))
@@ -295,11 +297,15 @@ fn mlflow_routes() -> Router<AppState> {
         .route("/users/update-admin", patch(auth::users::update_admin))
         .route("/users/delete", delete(auth::users::delete_user))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(
+            (budget.clone(), MAX_JSON_BODY),
+            keel_http::buffer_body,
+        ))
 }
 
 /// MLflow's `/api/3.0/mlflow/…` routes keel serves: server-info and the
 /// basic-auth app's per-user grants.
-fn mlflow_v3_routes() -> Router<AppState> {
+fn mlflow_v3_routes(budget: &BodyBudget) -> Router<AppState> {
     Router::new()
         .route("/server-info", get(server_info))
         .route("/users/permissions/grant", post(auth::users::grant))
@@ -310,9 +316,13 @@ fn mlflow_v3_routes() -> Router<AppState> {
             get(auth::users::list_permissions),
         )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(
+            (budget.clone(), MAX_JSON_BODY),
+            keel_http::buffer_body,
+        ))
 }
 
-fn keel_routes() -> Router<AppState> {
+fn keel_routes(budget: &BodyBudget) -> Router<AppState> {
     Router::new()
         .route("/registry/audit", get(registry::audit))
         .route("/registry/promote", post(keel_api::promote))
@@ -347,6 +357,10 @@ fn keel_routes() -> Router<AppState> {
         .route("/tokens/list", get(auth::users::list_tokens))
         .route("/tokens/revoke", post(auth::users::revoke_token))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
+        .layer(middleware::from_fn_with_state(
+            (budget.clone(), MAX_JSON_BODY),
+            keel_http::buffer_body,
+        ))
 }
 
 fn artifact_routes() -> Router<AppState> {
@@ -389,22 +403,33 @@ pub fn router(state: AppState) -> Router {
 /// the same authentication middleware, so page handlers find the
 /// [`auth::Caller`] in their request's extensions like every API handler.
 pub fn router_with_pages(state: AppState, pages: Router<AppState>) -> Router {
-    let mlflow = mlflow_routes();
+    router_with_limits(state, pages, &Limits::default())
+}
+
+/// [`router_with_pages`] within `limits`: the JSON routes share one body
+/// budget; every error answers in MLflow's envelope with a request id.
+pub fn router_with_limits(state: AppState, pages: Router<AppState>, limits: &Limits) -> Router {
+    let budget = BodyBudget::new(limits, Envelope::MLFLOW);
+    let mlflow = mlflow_routes(&budget);
     let artifacts = artifact_routes();
     pages
         .nest("/api/2.0/mlflow", mlflow.clone())
         .nest("/ajax-api/2.0/mlflow", mlflow)
         .nest("/api/2.0/mlflow-artifacts", artifacts.clone())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifacts)
-        .nest("/api/2.0/keel", keel_routes())
-        .nest("/api/3.0/mlflow", mlflow_v3_routes())
-        .nest("/ajax-api/3.0/mlflow", mlflow_v3_routes())
+        .nest("/api/2.0/keel", keel_routes(&budget))
+        .nest("/api/3.0/mlflow", mlflow_v3_routes(&budget))
+        .nest("/ajax-api/3.0/mlflow", mlflow_v3_routes(&budget))
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::middleware,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Envelope::MLFLOW,
+            keel_http::envelope,
         ))
         .with_state(state)
 }
@@ -424,8 +449,9 @@ pub struct BoundServer {
     pub addr: SocketAddr,
     listener: tokio::net::TcpListener,
     app: Router,
+    limits: Limits,
     /// Set when the server speaks HTTPS.
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<keel_http::TlsAcceptor>,
 }
 
 impl BoundServer {
@@ -434,22 +460,9 @@ impl BoundServer {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // Handlers see the peer address (the failed-login throttle keys on it).
-        let app = self
-            .app
-            .into_make_service_with_connect_info::<auth::PeerAddr>();
-        match self.tls {
-            Some(acceptor) => {
-                axum::serve(tls::TlsListener::new(self.listener, acceptor), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-            None => {
-                axum::serve(self.listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
-        }
+        // keel-http's loop: the limits, the TLS handshake, and the peer
+        // address in every request (the failed-login throttle keys on it).
+        keel_http::serve(self.listener, self.app, self.limits, self.tls, shutdown).await
     }
 }
 
@@ -462,6 +475,15 @@ pub async fn bind(config: &ServerConfig) -> Result<(BoundServer, AppState), Erro
 pub async fn bind_with_pages(
     config: &ServerConfig,
     pages: Router<AppState>,
+) -> Result<(BoundServer, AppState), Error> {
+    bind_with_limits(config, pages, Limits::default()).await
+}
+
+/// [`bind_with_pages`] within `limits` (timeouts, connection cap, body budget).
+pub async fn bind_with_limits(
+    config: &ServerConfig,
+    pages: Router<AppState>,
+    limits: Limits,
 ) -> Result<(BoundServer, AppState), Error> {
     let loopback = is_loopback(&config.host);
     if !loopback && !config.auth_settings().is_enabled() && !config.allow_unauthenticated {
@@ -496,7 +518,8 @@ pub async fn bind_with_pages(
         BoundServer {
             addr,
             listener,
-            app: router_with_pages(state.clone(), pages),
+            app: router_with_limits(state.clone(), pages, &limits),
+            limits,
             tls,
         },
         state,

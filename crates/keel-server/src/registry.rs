@@ -255,7 +255,10 @@ pub async fn set_alias(
         state
             .store
             .promote(&name, &alias, version, false, &actor)
-            .await?;
+            .await
+            .map_err(|e| {
+                protected_refusal(e, &format!("alias '{alias}'"), &alias, &name, version)
+            })?;
     } else {
         state
             .store
@@ -264,6 +267,21 @@ pub async fn set_alias(
     }
     state.registry_changed();
     Ok(Json(json!({})))
+}
+
+/// The promotion rule's refusal, told to an MLflow client: which rule, and
+/// the keel command that forces the move with an audited reason.
+fn protected_refusal(error: Error, what: &str, alias: &str, name: &str, version: i64) -> Error {
+    if error.code != keel_core::ErrorCode::InvalidState {
+        return error;
+    }
+    Error::invalid_state(format!(
+        "{what} of model '{name}' is protected on this server (keel server --protected-alias {alias}): \
+         a version moves there only when its recorded gates passed. {} To move it anyway, with a \
+         reason kept in the audit log: keel models promote {name} {version} --alias {alias} --force \
+         --reason \"...\"",
+        error.message
+    ))
 }
 
 pub async fn delete_alias(
@@ -322,6 +340,10 @@ pub async fn create_model_version(
 ) -> Reply {
     let body: CreateVersionBody = params(q, &body)?;
     let name = required(body.name, "name")?;
+    let source = required(body.source, "source")?;
+    check_source(&state, &source)?;
+    // MLflow's create-version needs the registered model (keel's own API creates it).
+    state.store.get_registered_model(&name).await?;
     let mut run_id = body.run_id.filter(|r| !r.is_empty());
     let model_id = body.model_id.filter(|m| !m.is_empty());
     if run_id.is_none()
@@ -334,7 +356,7 @@ pub async fn create_model_version(
         .create_model_version(
             CreateModelVersion {
                 name,
-                source: required(body.source, "source")?,
+                source,
                 run_id,
                 run_link: body.run_link,
                 model_id,
@@ -352,6 +374,40 @@ pub async fn create_model_version(
     Ok(Json(
         json!({"model_version": dto::model_version(&version, true)}),
     ))
+}
+
+/// A version's files must be in this server's artifact store: `runs:/…`,
+/// `models:/…`, `mlflow-artifacts:/…`, or a location under the store's root.
+/// Anything else (`/etc/passwd`, another bucket, `http://…`) would make
+/// whoever downloads the version read from a place this server never wrote.
+pub(crate) fn check_source(state: &AppState, source: &str) -> Result<(), Error> {
+    use keel_core::uri::{ModelUri, ProxiedUri, RunUri};
+    if let Some(run) = RunUri::parse(source) {
+        return run.map(|_| ());
+    }
+    if let Some(proxied) = ProxiedUri::parse(source) {
+        return proxied.map(|_| ());
+    }
+    if source.starts_with("models:") {
+        return ModelUri::parse(source).map(|_| ());
+    }
+    let local = |uri: &str| uri.strip_prefix("file://").unwrap_or(uri).to_string();
+    let root = local(state.artifacts.uri());
+    let root = root.trim_end_matches('/');
+    let candidate = local(source);
+    let inside = candidate
+        .strip_prefix(root)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        && !candidate.split('/').any(|segment| segment == "..");
+    if inside {
+        return Ok(());
+    }
+    Err(Error::invalid_parameter(format!(
+        "Invalid value '{source}' for parameter 'source': a model version's files must be in this \
+         server's artifact store (runs:/RUN_ID/PATH, models:/..., mlflow-artifacts:/PATH, or a \
+         location under {})",
+        state.artifacts.uri()
+    )))
 }
 
 pub async fn get_model_version(
@@ -467,16 +523,30 @@ pub async fn transition_stage(
     let stage = Stage::parse(&stage_text).ok_or_else(|| {
         Error::invalid_parameter(format!("Invalid Model Version stage: {stage_text}"))
     })?;
+    // A stage named like a protected alias (Production ~ `production`) moves
+    // by the same promotion rule as the alias.
+    let alias = stage.as_str().to_ascii_lowercase();
+    let gated = state.is_protected(&alias);
     let version = state
         .store
-        .transition_model_version_stage(
+        .transition_stage_checked(
             &name,
             version,
             stage,
             body.archive_existing_versions.unwrap_or(false),
+            gated,
             &actor(&caller, None, None),
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            protected_refusal(
+                e,
+                &format!("stage '{}'", stage.as_str()),
+                &alias,
+                &name,
+                version,
+            )
+        })?;
     state.registry_changed();
     Ok(Json(
         json!({"model_version": dto::model_version(&version, true)}),

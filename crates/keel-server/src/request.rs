@@ -21,8 +21,13 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
     } else {
         body
     };
+    if has_nul_escape(body) {
+        return Err(Error::invalid_parameter(
+            "NUL characters (\\u0000) are not allowed in strings",
+        ));
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+    let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if inner.is_syntax() || inner.is_eof() {
@@ -32,7 +37,34 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
         } else {
             Error::invalid_parameter(format!("Invalid value for parameter '{path}': {inner}"))
         }
-    })
+    })?;
+    // One JSON value, nothing after it but whitespace.
+    deserializer.end().map_err(|error| {
+        Error::invalid_parameter(format!("Malformed JSON request body: {error}"))
+    })?;
+    Ok(value)
+}
+
+/// Whether a JSON text holds the escape `\u0000` inside a string (a raw NUL
+/// byte is already a syntax error). PostgreSQL cannot store NUL in text, and
+/// no name, key or value of keel's needs one, so both backends refuse it.
+fn has_nul_escape(body: &[u8]) -> bool {
+    let (mut in_string, mut i) = (false, 0);
+    while i < body.len() {
+        match (in_string, body[i]) {
+            (false, b'"') => in_string = true,
+            (true, b'"') => in_string = false,
+            (true, b'\\') => {
+                if body[i + 1..].starts_with(b"u0000") {
+                    return true;
+                }
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Merges query-string parameters under the JSON body (the body wins) and parses `T`.
@@ -282,6 +314,15 @@ mod tests {
             br#"{"a":"x NaN \" Infinity","b":"NaN","c":["-Infinity"]}"#.to_vec()
         );
         assert!(quote_non_finite(b"{\"a\": 1}").is_none());
+        let error = parse_json::<Point>(&Bytes::from_static(br#"{"value": 1} x"#)).unwrap_err();
+        assert!(
+            error.message.contains("Malformed JSON"),
+            "{}",
+            error.message
+        );
+        assert!(has_nul_escape(br#"{"a": "x\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a": "x\\u0000"}"#));
+        assert!(!has_nul_escape(br#"{"a\"": 1}"#));
         let error = parse_json::<Point>(&Bytes::from_static(b"{not json")).unwrap_err();
         assert!(
             error.message.contains("Malformed JSON"),

@@ -254,6 +254,7 @@ impl Store {
             search::push_filter(&EXPERIMENT_SEARCH, self.dialect, &expr, &mut sql)?;
         }
         sql.push(" ORDER BY ");
+        validation::check_order_by_count(order_by.len())?;
         for clause in order_by {
             let order: OrderBy = filter::parse_order_by(clause)?;
             search::push_order_by(&EXPERIMENT_SEARCH, &order, &mut sql)?;

@@ -249,8 +249,18 @@ pub fn parse_filter(input: &str) -> Result<Option<Expr>, Error> {
 /// [`parse_filter`], also giving the character position of a syntax error
 /// (what a form shows under the text the user typed).
 pub fn parse_filter_located(input: &str) -> Result<Option<Expr>, (Error, Option<usize>)> {
+    use keel_core::validation::{MAX_FILTER_BYTES, MAX_FILTER_COMPARISONS, MAX_FILTER_LIST_VALUES};
     if input.trim().is_empty() {
         return Ok(None);
+    }
+    if input.len() > MAX_FILTER_BYTES {
+        return Err((
+            Error::invalid_parameter(format!(
+                "Invalid filter: it is {} bytes long; at most {MAX_FILTER_BYTES} are accepted",
+                input.len()
+            )),
+            None,
+        ));
     }
     let mut p = Parser::new(input, "filter");
     let parsed = p.parse_expr().and_then(|expr| {
@@ -261,7 +271,33 @@ pub fn parse_filter_located(input: &str) -> Result<Option<Expr>, (Error, Option<
             Err(p.expected(p.pos, "AND, OR or the end of the filter"))
         }
     });
-    parsed.map(Some).map_err(|error| (error, p.failed_at.get()))
+    let expr = parsed.map_err(|error| (error, p.failed_at.get()))?;
+    let comparisons = expr.comparisons();
+    let values: usize = comparisons
+        .iter()
+        .map(|c| match &c.value {
+            Value::List(items) => items.len(),
+            _ => 0,
+        })
+        .sum();
+    let refuse = |what: String| {
+        Err((
+            Error::invalid_parameter(format!("Invalid filter: {what}")),
+            None,
+        ))
+    };
+    if comparisons.len() > MAX_FILTER_COMPARISONS {
+        return refuse(format!(
+            "it has {} comparisons; at most {MAX_FILTER_COMPARISONS} are accepted",
+            comparisons.len()
+        ));
+    }
+    if values > MAX_FILTER_LIST_VALUES {
+        return refuse(format!(
+            "its IN lists hold {values} values; at most {MAX_FILTER_LIST_VALUES} are accepted"
+        ));
+    }
+    Ok(Some(expr))
 }
 
 /// Parses one `order_by` clause: `identifier [ASC|DESC]`, ascending by default.
@@ -1174,7 +1210,12 @@ mod tests {
             ")".repeat(MAX_DEPTH + 1)
         );
         assert!(err(&deep).contains("parentheses nest deeper than 100 levels"));
-        assert!(err(&"(".repeat(100_000)).contains("nest deeper"));
+        assert!(err(&"(".repeat(60_000)).contains("nest deeper"));
+        assert!(err(&"(".repeat(100_000)).contains("bytes long"));
+        let many = vec!["metrics.a = 1"; 101].join(" OR ");
+        assert!(err(&many).contains("101 comparisons"), "{}", err(&many));
+        let list = format!("params.p IN ({})", vec!["'v'"; 1001].join(","));
+        assert!(err(&list).contains("1001 values"), "{}", err(&list));
     }
 
     #[test]
@@ -1523,6 +1564,10 @@ mod tests {
             let mut text = String::new();
             let mut leaves = Vec::new();
             gen_expr(&mut rng, 3, &mut text, &mut leaves);
+            if leaves.len() > keel_core::validation::MAX_FILTER_COMPARISONS {
+                assert!(err(&text).contains("comparisons"), "{text:?}");
+                continue;
+            }
             let expr = ok(&text);
             let got: Vec<Comparison> = expr.comparisons().into_iter().cloned().collect();
             assert_eq!(got, leaves, "{text:?}");

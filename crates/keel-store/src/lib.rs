@@ -20,6 +20,8 @@ mod registry;
 mod runs;
 mod search;
 mod sql;
+#[doc(hidden)]
+pub mod testing;
 mod users;
 
 use std::path::{Path, PathBuf};

@@ -328,6 +328,8 @@ impl Store {
             )));
         }
         let offset = page_token::decode(page_token)?;
+        validation::check_search_experiment_ids(experiment_ids.len())?;
+        validation::check_order_by_count(order_by.len())?;
         let ids: Vec<i64> = experiment_ids
             .iter()
             .filter_map(|id| id.trim().parse().ok())

@@ -551,6 +551,7 @@ impl Store {
             search::push_filter(&MODEL_SEARCH, self.dialect, &expr, &mut sql)?;
         }
         sql.push(" ORDER BY ");
+        validation::check_order_by_count(order_by.len())?;
         for clause in order_by {
             search::push_order_by(&MODEL_SEARCH, &filter::parse_order_by(clause)?, &mut sql)?;
             sql.push(", ");
@@ -946,6 +947,7 @@ impl Store {
             search::push_filter(&VERSION_SEARCH, self.dialect, &expr, &mut sql)?;
         }
         sql.push(" ORDER BY ");
+        validation::check_order_by_count(order_by.len())?;
         for clause in order_by {
             search::push_order_by(&VERSION_SEARCH, &filter::parse_order_by(clause)?, &mut sql)?;
             sql.push(", ");
@@ -980,8 +982,48 @@ impl Store {
         archive_existing_versions: bool,
         actor: &Actor,
     ) -> Result<ModelVersion, Error> {
+        self.transition_stage_checked(
+            name,
+            version,
+            stage,
+            archive_existing_versions,
+            false,
+            actor,
+        )
+        .await
+    }
+
+    /// [`Store::transition_model_version_stage`]; with `gated`, the stage is
+    /// protected like an alias: the version's recorded gates must have
+    /// passed, re-read inside the transaction that moves it (the promotion
+    /// rule, never forced here).
+    pub async fn transition_stage_checked(
+        &self,
+        name: &str,
+        version: i64,
+        stage: Stage,
+        archive_existing_versions: bool,
+        gated: bool,
+        actor: &Actor,
+    ) -> Result<ModelVersion, Error> {
         let current = self.get_model_version(name, version).await?;
         let (mut tx, registry_version) = self.begin_registry_write().await?;
+        if gated {
+            let mut gates = Sql::new("SELECT gate_results FROM model_versions WHERE name = ");
+            gates.bind(name).push(" AND version = ").bind(version);
+            let row = gates
+                .query(self.dialect)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("reading gate results"))?
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "Model Version (name={name}, version={version}) not found"
+                    ))
+                })?;
+            let gates: Option<String> = get(&row, "gate_results")?;
+            keel_core::promotion::check_gate_text(name, version, gates.as_deref(), false, "")?;
+        }
         let now = now_millis();
         if archive_existing_versions && matches!(stage, Stage::Staging | Stage::Production) {
             let mut others = Sql::new("SELECT version FROM model_versions WHERE name = ");

@@ -599,6 +599,8 @@ impl Store {
                 "Invalid value {limit} for parameter 'max_results'"
             )));
         }
+        // A page holds at most MLflow's default page size; the token continues.
+        let limit = limit.min(validation::GET_METRIC_HISTORY_MAX_RESULTS);
         let offset = page_token::decode(page_token)?;
         let mut sql =
             Sql::new("SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = ");
@@ -719,6 +721,7 @@ impl Store {
             )));
         }
         let offset = page_token::decode(page_token)?;
+        validation::check_search_experiment_ids(experiment_ids.len())?;
         let mut experiment_numbers = Vec::with_capacity(experiment_ids.len());
         for id in experiment_ids {
             match id.trim().parse::<i64>() {
@@ -752,6 +755,7 @@ impl Store {
             search::push_filter(&RUN_SEARCH, self.dialect, &expr, &mut sql)?;
         }
         sql.push(" ORDER BY ");
+        validation::check_order_by_count(order_by.len())?;
         for clause in order_by {
             let order = filter::parse_order_by(clause)?;
             search::push_order_by(&RUN_SEARCH, &order, &mut sql)?;

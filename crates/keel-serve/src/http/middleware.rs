@@ -45,6 +45,25 @@ pub(super) async fn bound(State(state): State<AppState>, request: Request, next:
     }
 }
 
+/// Counts what keel-http's body buffering refused (413, 503, 408, 400) in
+/// `/metrics`, as the routes count their own errors.
+pub(super) async fn count_refusals(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    if let Some(refusal) = response.extensions().get::<keel_http::Refusal>() {
+        state.metrics.error(match refusal {
+            keel_http::Refusal::TooLarge => ErrorKind::TooLarge,
+            keel_http::Refusal::Busy => ErrorKind::Overloaded,
+            keel_http::Refusal::TimedOut => ErrorKind::Timeout,
+            keel_http::Refusal::Unreadable => ErrorKind::BadRequest,
+        });
+    }
+    response
+}
+
 pub(super) async fn authenticate(
     State(state): State<AppState>,
     request: Request,

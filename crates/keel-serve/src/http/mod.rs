@@ -28,11 +28,17 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use keel_http::{BodyBudget, Envelope};
 use serde::Serialize;
 
 use crate::deploy::{State as AppState, now_ms};
 use crate::metrics::ModelInfo;
 use predict::Outcome;
+
+/// MLflow's `{"error_code", "message"}` and the Open Inference Protocol's `{"error"}` at once.
+const ENVELOPE: Envelope = Envelope {
+    with_error_field: true,
+};
 
 pub fn router(state: AppState) -> Router {
     let limited = Router::new()
@@ -47,7 +53,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             middleware::bound,
         ))
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            (
+                BodyBudget::new(&state.config.limits, ENVELOPE),
+                state.config.max_body_bytes,
+            ),
+            keel_http::buffer_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::count_refusals,
+        ));
     Router::new()
         .merge(limited)
         .route("/ping", get(mlflow::ping))
@@ -72,19 +89,17 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             middleware::authenticate,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            ENVELOPE,
+            keel_http::envelope,
+        ))
         .with_state(state)
 }
 
 /// The request's id: the client's `x-request-id` when it is a sane token,
 /// else `<server prefix>-<counter>`.
 fn request_id(state: &AppState, headers: &HeaderMap) -> Arc<str> {
-    if let Some(given) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
-        && !given.is_empty()
-        && given.len() <= 128
-        && given
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-    {
+    if let Some(given) = keel_http::client_request_id(headers) {
         return Arc::from(given);
     }
     let n = state.counter.fetch_add(1, Ordering::Relaxed);

@@ -450,8 +450,8 @@ pub(crate) async fn middleware(
     }
     let address = request
         .extensions()
-        .get::<ConnectInfo<PeerAddr>>()
-        .map(|info| info.0.0.ip());
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
     let authorization = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -491,29 +491,6 @@ pub(crate) async fn middleware(
     match after {
         Some(after) => rules::after_success(&state, &caller, after, response).await,
         None => response,
-    }
-}
-
-/// The peer address of a connection, for the failed-login throttle (plain
-/// TCP and TLS listeners alike).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
     }
 }
 

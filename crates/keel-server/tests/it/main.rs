@@ -4,5 +4,6 @@
 //! MLflow's envelope.
 
 mod auth;
+mod bad_input;
 mod routes;
 mod util;

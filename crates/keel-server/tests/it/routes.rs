@@ -203,7 +203,10 @@ async fn runs_metrics_params_tags_and_inputs() {
     assert_eq!(lineage["git_commit"], "abc123", "{lineage}");
     assert_eq!(lineage["stages"][0]["name"], "train", "{lineage}");
     assert_eq!(lineage["stages"][0]["seconds"], 1.5, "{lineage}");
-    assert!(lineage["params"].to_string().contains("\"lr\""), "{lineage}");
+    assert!(
+        lineage["params"].to_string().contains("\"lr\""),
+        "{lineage}"
+    );
     assert!(
         lineage["datasets"]
             .as_array()
@@ -426,6 +429,28 @@ async fn registry() {
         .ok("GET", &models("alias?name=risk&alias=production"), NONE)
         .await;
     assert_eq!(held["model_version"]["version"], "1", "{held}");
+    // The refusal names the rule and the keel command that forces the move;
+    // transition-stage to Production obeys the same rule.
+    let side_door = json!({"name": "risk", "alias": "production", "version": "2"});
+    let (_, refused) = api.call("POST", &models("alias"), side_door).await;
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("protected"), "{refused}");
+    assert!(
+        message.contains("keel models promote risk 2 --alias production --force --reason"),
+        "{refused}"
+    );
+    let transition = |version: &str| json!({"name": "risk", "version": version, "stage": "Production", "archive_existing_versions": false});
+    let uri = "/api/2.0/mlflow/model-versions/transition-stage";
+    let (status, refused) = api.call("POST", uri, transition("2")).await;
+    assert_eq!(status, 400, "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("stage 'Production'"), "{refused}");
+    assert!(message.contains("keel models promote risk 2"), "{refused}");
+    let moved = api.ok("POST", uri, transition("1")).await;
+    assert_eq!(
+        moved["model_version"]["current_stage"], "Production",
+        "{moved}"
+    );
     let forced = json!({"name": "risk", "version": "2", "alias": "production", "force": true, "reason": "approved"});
     api.ok("POST", &keel("promote"), forced).await;
     let body = json!({"name": "risk", "alias": "production"});

@@ -29,6 +29,21 @@ pub fn config(dir: &std::path::Path) -> ServerConfig {
 }
 
 impl Api {
+    /// A server over `config(dir)` (a temporary SQLite file).
+    pub async fn new() -> Api {
+        Api::with(|_| {}).await
+    }
+
+    /// A server on `backend_store_uri` (default: a temporary SQLite file).
+    pub async fn open(backend_store_uri: Option<String>) -> Api {
+        Api::with(|config| {
+            if let Some(uri) = backend_store_uri {
+                config.backend_store_uri = uri;
+            }
+        })
+        .await
+    }
+
     /// A router over `config(dir)` changed by `change`.
     pub async fn with(change: impl FnOnce(&mut ServerConfig)) -> Api {
         let dir = tempfile::tempdir().unwrap();
@@ -78,10 +93,6 @@ impl Api {
         let value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (status, challenge, value)
-    }
-
-    pub async fn new() -> Api {
-        Api::with(|_| {}).await
     }
 
     /// Sends one request; returns the status and the body.

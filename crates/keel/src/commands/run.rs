@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use keel_pipeline::project_lock::{ProjectLock, WhenHeld};
 use keel_pipeline::report::{self, Extras};
 use keel_pipeline::track::Tracking;
 use keel_pipeline::{Pipeline, RunOptions, gates};
@@ -47,6 +48,10 @@ pub struct RunArgs {
     /// then waits for `keel models promote`).
     #[arg(long)]
     pub no_alias: bool,
+    /// Fail at once when another `keel run` is running in this project
+    /// (default: wait for it).
+    #[arg(long)]
+    pub no_wait: bool,
     #[command(flatten)]
     pub tracking: TrackingArgs,
 }
@@ -73,6 +78,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn run(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::load(&args.file)?;
+    // Held until this function returns: stages, tracking and registration.
+    let when_held = if args.no_wait {
+        WhenHeld::Fail
+    } else {
+        WhenHeld::Wait
+    };
+    let _lock = ProjectLock::acquire(&pipeline.root, when_held, |holder| {
+        eprintln!(
+            "keel run: another keel run ({holder}) is running in this project; waiting for it to finish"
+        );
+    })?;
     let options = RunOptions {
         targets: args.stage.clone(),
         force: args.force,

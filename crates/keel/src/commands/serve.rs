@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use keel_serve::{EnginePreference, FsyncPolicy, Policy, ServeConfig};
 
-use super::server::shutdown_signal;
+use super::server::{HttpLimitArgs, shutdown_signal};
 
 /// Flags follow `mlflow models serve` where it has them.
 #[derive(Debug, clap::Args)]
@@ -111,6 +111,8 @@ pub struct ServeArgs {
     /// Longest time for one request (504 beyond).
     #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "30s")]
     pub timeout: Duration,
+    #[command(flatten)]
+    pub limits: HttpLimitArgs,
 }
 
 const POLICIES: [&str; 3] = ["reject", "flag", "ignore"];
@@ -173,6 +175,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_rows = args.max_rows;
     config.max_concurrency = args.max_concurrency;
     config.request_timeout = args.timeout.max(Duration::from_millis(1));
+    config.limits = args.limits.limits();
     let server = keel_serve::bind(config).await?;
     let (name, version) = server.primary();
     // Before the address is announced: a caller may signal at once.

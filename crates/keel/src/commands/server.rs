@@ -1,6 +1,7 @@
 //! `keel server`: the tracking server (MLflow-compatible REST API and artifact proxy).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -47,6 +48,45 @@ pub struct ServerArgs {
     /// on every API (MLflow's set-alias included); repeat for several.
     #[arg(long = "protected-alias", value_name = "ALIAS", default_values_t = keel_server::DEFAULT_PROTECTED_ALIASES.iter().map(|a| a.to_string()))]
     pub protected_aliases: Vec<String>,
+    #[command(flatten)]
+    pub limits: HttpLimitArgs,
+}
+
+/// The bounds of an HTTP server (`keel server` and `keel serve` alike).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpLimitArgs {
+    /// A request's head must arrive within this once its first byte has
+    /// (slow clients are disconnected).
+    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "10s")]
+    pub header_timeout: Duration,
+    /// A request body read into memory must arrive whole within this; a
+    /// streamed upload's next chunk must arrive within this.
+    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "60s")]
+    pub body_timeout: Duration,
+    /// A keep-alive connection waiting for its next request is closed after this.
+    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "75s")]
+    pub idle_timeout: Duration,
+    /// Connections open at once; more wait in the listen backlog (keep it
+    /// below the process's open-file limit, `ulimit -n`).
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// MiB of request bodies held in memory at once by all requests
+    /// together; a request beyond it gets 503 with Retry-After.
+    #[arg(long, value_name = "MIB", default_value_t = 128)]
+    pub body_budget_mib: usize,
+}
+
+impl HttpLimitArgs {
+    pub fn limits(&self) -> keel_server::Limits {
+        let at_least = |d: Duration| d.max(Duration::from_millis(1));
+        keel_server::Limits {
+            header_timeout: at_least(self.header_timeout),
+            body_timeout: at_least(self.body_timeout),
+            idle_timeout: at_least(self.idle_timeout),
+            max_connections: self.max_connections.max(1),
+            body_budget_bytes: self.body_budget_mib.max(1).saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
@@ -87,7 +127,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<ExitCode> {
         tls,
         protected_aliases: args.protected_aliases,
     };
-    let (server, state) = keel_server::bind_with_pages(&config, keel_ui::pages()).await?;
+    let (server, state) =
+        keel_server::bind_with_limits(&config, keel_ui::pages(), args.limits.limits()).await?;
     // Before the address is announced: a caller may signal at once.
     let shutdown = shutdown_signal();
     tracing::info!(

@@ -5,6 +5,7 @@
 mod data;
 mod e2e;
 mod frontdoor;
+mod harden;
 mod learn;
 mod loadtest;
 mod missing;

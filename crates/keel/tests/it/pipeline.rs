@@ -399,3 +399,63 @@ register: {model: risk, path: model, alias: production}
         text(&shifted)
     );
 }
+
+/// Polls `what` every 20 ms for at most 30 s (the bound of this test).
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1500 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("gave up waiting for {what}");
+}
+
+#[test]
+fn a_second_keel_run_in_a_project_waits_or_fails_with_no_wait() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    // The stage holds the run until the test creates `release` (at most 30 s).
+    std::fs::write(
+        root.join("keel.yaml"),
+        "stages:\n  slow:\n    cmd: touch started; i=0; while [ ! -e release ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; echo done > out.txt\n    outs: [out.txt]\n",
+    )
+    .unwrap();
+    let first = crate::util::command(root)
+        .args(["run", "--no-track"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the first run");
+    wait_for("the first run's stage", || root.join("started").exists());
+
+    let refused = keel(root, &["run", "--no-track", "--no-wait"]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains(&format!("another keel run (pid {})", first.id())),
+        "{message}"
+    );
+
+    let waiting_log = root.join("waiting.log");
+    let log = std::fs::File::create(&waiting_log).unwrap();
+    let mut waiting = crate::util::command(root)
+        .args(["run", "--no-track"])
+        .stderr(log)
+        .spawn()
+        .expect("start the second run");
+    wait_for("the second run's message", || {
+        std::fs::read_to_string(&waiting_log)
+            .is_ok_and(|text| text.contains("waiting for it to finish"))
+    });
+    std::fs::write(root.join("release"), "").unwrap();
+    let first = first.wait_with_output().expect("first run");
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(waiting.wait().expect("second run").success());
+    assert_eq!(
+        std::fs::read_to_string(root.join("out.txt"))
+            .unwrap()
+            .trim(),
+        "done"
+    );
+}

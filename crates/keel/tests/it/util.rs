@@ -111,12 +111,18 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(model: &Path, args: &[&str]) -> Serve {
+        let model = model.display().to_string();
+        let mut all = vec!["serve", model.as_str()];
+        all.extend_from_slice(args);
+        Serve::spawn(&all)
+    }
+
+    /// `keel ARGS --port 0`: any keel server that says `on http://ADDRESS` once listening.
+    pub fn spawn(args: &[&str]) -> Serve {
         let mut child = command(Path::new("."))
             .env("RUST_LOG", "warn")
-            .arg("serve")
-            .arg(model)
-            .args(["--port", "0"])
             .args(args)
+            .args(["--port", "0"])
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
