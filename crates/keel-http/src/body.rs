@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -97,6 +98,23 @@ impl BodyBudget {
     }
 }
 
+/// How long a refused body is read and thrown away, at most.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// Reads a refused body and throws it away (for at most [`LINGER`], and no
+/// longer than the body timeout allows between chunks), so a client still
+/// sending it reads the refusal instead of a connection reset. Costs
+/// bandwidth, not memory; the connection stays counted against the cap.
+fn drain(body: Body) {
+    tokio::spawn(async move {
+        let mut body = body;
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Some(Ok(_)) = body.frame().await {}
+        })
+        .await;
+    });
+}
+
 fn units(bytes: usize) -> usize {
     bytes.div_ceil(UNIT)
 }
@@ -126,6 +144,10 @@ pub async fn buffer_body(
     request: Request,
     next: Next,
 ) -> Response {
+    if request.body().size_hint().exact() == Some(0) {
+        // No body (a GET, a long poll): nothing to hold.
+        return next.run(request).await;
+    }
     let (parts, body) = request.into_parts();
     let declared = content_length(&parts.headers);
     let too_large = |size: Option<usize>| {
@@ -140,10 +162,12 @@ pub async fn buffer_body(
         )
     };
     if declared.is_some_and(|size| size > max) {
+        drain(body);
         return refused(too_large(declared), Refusal::TooLarge);
     }
     let Some(mut permit) = budget.reserve(declared.unwrap_or(FIRST_RESERVATION.min(max)).max(1))
     else {
+        drain(body);
         return refused(budget.busy(), Refusal::Busy);
     };
     let mut reserved = permit.num_permits() * UNIT;

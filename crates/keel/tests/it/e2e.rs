@@ -391,10 +391,18 @@ fn models_cli_promotion_is_gated_audited_and_rolls_back() {
 fn registry_change_feed_wakes_followers() {
     let server = Server::start(&[]);
     let api = |path: &str| format!("{}{path}", server.url);
+    let (status, _) = reqwest::request(
+        "POST",
+        &api("/api/2.0/mlflow/registered-models/create"),
+        Some(r#"{"name": "risk"}"#),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200);
     let (_, body) = reqwest::request(
         "POST",
         &api("/api/2.0/mlflow/model-versions/create"),
-        Some(r#"{"name": "risk", "source": "s3://bucket/model"}"#),
+        Some(r#"{"name": "risk", "source": "mlflow-artifacts:/models/risk"}"#),
         None,
     )
     .unwrap();
