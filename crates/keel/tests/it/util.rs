@@ -107,6 +107,9 @@ pub struct Serve {
     pub child: std::process::Child,
     /// `127.0.0.1:PORT`.
     pub address: String,
+    /// The process's working folder, so nothing it writes by default
+    /// (`keel-logs/`, spools) lands in the source tree.
+    _cwd: tempfile::TempDir,
 }
 
 impl Serve {
@@ -119,7 +122,8 @@ impl Serve {
 
     /// `keel ARGS --port 0`: any keel server that says `on http://ADDRESS` once listening.
     pub fn spawn(args: &[&str]) -> Serve {
-        let mut child = command(Path::new("."))
+        let cwd = tempfile::tempdir().unwrap();
+        let mut child = command(cwd.path())
             .env("RUST_LOG", "warn")
             .args(args)
             .args(["--port", "0"])
@@ -143,7 +147,11 @@ impl Serve {
         let address = address_rx
             .recv_timeout(std::time::Duration::from_secs(120))
             .expect("keel serve did not report its address");
-        Serve { child, address }
+        Serve {
+            child,
+            address,
+            _cwd: cwd,
+        }
     }
 
     pub fn signal(&self, signal: &str) {
