@@ -209,8 +209,8 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
 
 /// What a registration may tag, decided before anything is written: the
 /// commit to tag, or why there is none (said to the user; keel goes on).
-/// `outputs` are files the run itself wrote (its `keel.lock`), whose changes
-/// do not make the tree dirty.
+/// `outputs` are files or folders the run itself wrote (its `keel.lock`,
+/// keel's `.keel/`), whose changes do not make the tree dirty.
 pub fn release_commit(root: &Path, outputs: &[&Path]) -> std::result::Result<(Repo, Head), String> {
     let Some(repo) = Repo::discover(root) else {
         return Err("not a git repository: no release tags".into());

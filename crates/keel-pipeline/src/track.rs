@@ -480,8 +480,13 @@ impl Tracking {
         // Release tags are decided before the alias moves: the commit the
         // run came from, unless the tree is dirty or there is no git.
         let release = if register.git_tags {
+            // The run's own outputs: its lock file and keel's folder.
             let lock = crate::runner::lock_path(pipeline);
-            match crate::release::release_commit(&pipeline.root, &[lock.as_path()]) {
+            let keel_dir = pipeline.root.join(".keel");
+            match crate::release::release_commit(
+                &pipeline.root,
+                &[lock.as_path(), keel_dir.as_path()],
+            ) {
                 Ok(release) => Some(release),
                 Err(why) => {
                     notes.push(why);
