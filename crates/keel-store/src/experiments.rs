@@ -5,7 +5,6 @@ use keel_core::{Error, Experiment, LifecycleStage, Page, Tag, ViewType, now_mill
 use sqlx::any::AnyRow;
 
 use crate::Store;
-use crate::filter::{self, OrderBy};
 use crate::pairs::EXPERIMENT_TAGS;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
 use crate::sql::{Sql, db, get};
@@ -245,25 +244,16 @@ impl Store {
             "SELECT {COLUMNS} FROM experiments e WHERE e.lifecycle_stage IN "
         ));
         sql.bind_list(view_type.stages().iter().map(|s| s.as_str()));
-        if let Some(expr) = filter_string
-            .map(filter::parse_filter)
-            .transpose()?
-            .flatten()
-        {
-            sql.push(" AND ");
-            search::push_filter(&EXPERIMENT_SEARCH, self.dialect, &expr, &mut sql)?;
-        }
-        sql.push(" ORDER BY ");
-        validation::check_order_by_count(order_by.len())?;
-        for clause in order_by {
-            let order: OrderBy = filter::parse_order_by(clause)?;
-            search::push_order_by(&EXPERIMENT_SEARCH, &order, &mut sql)?;
-            sql.push(", ");
-        }
-        sql.push("e.creation_time DESC, e.experiment_id ASC LIMIT ")
-            .bind(max_results + 1)
-            .push(" OFFSET ")
-            .bind(offset as i64);
+        search::push_search(
+            &EXPERIMENT_SEARCH,
+            self.dialect,
+            filter_string,
+            order_by,
+            "e.creation_time DESC, e.experiment_id ASC",
+            max_results,
+            offset,
+            &mut sql,
+        )?;
         let rows = sql
             .query(self.dialect)
             .fetch_all(&self.pool)

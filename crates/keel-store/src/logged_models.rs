@@ -10,7 +10,7 @@ use sqlx::any::AnyRow;
 
 use crate::Store;
 use crate::experiments::parse_experiment_id;
-use crate::filter::{self, EntityKind, Identifier, OrderBy};
+use crate::filter::{EntityKind, Identifier, OrderBy};
 use crate::pairs::{LOGGED_MODEL_PARAMS, LOGGED_MODEL_TAGS};
 use crate::runs::{loaded_value, stored_value};
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
@@ -344,14 +344,7 @@ impl Store {
             "SELECT {COLUMNS} FROM logged_models m WHERE m.lifecycle_stage = 'active' AND m.experiment_id IN "
         ));
         sql.bind_list(ids);
-        if let Some(expr) = filter_string
-            .map(filter::parse_filter)
-            .transpose()?
-            .flatten()
-        {
-            sql.push(" AND ");
-            search::push_filter(&MODEL_SEARCH, self.dialect, &expr, &mut sql)?;
-        }
+        search::push_filter_string(&MODEL_SEARCH, self.dialect, filter_string, &mut sql)?;
         sql.push(" ORDER BY ");
         for order in order_by {
             let ident = match order.field_name.split_once('.') {

@@ -16,7 +16,6 @@ use sqlx::any::AnyRow;
 
 use crate::Store;
 use crate::experiments::parse_experiment_id;
-use crate::filter;
 use crate::pairs::RUN_TAGS;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
 use crate::sql::{Dialect, Sql, db, get};
@@ -746,25 +745,16 @@ impl Store {
         sql.bind_list(experiment_numbers)
             .push(" AND r.lifecycle_stage IN ");
         sql.bind_list(view_type.stages().iter().map(|s| s.as_str()));
-        if let Some(expr) = filter_string
-            .map(filter::parse_filter)
-            .transpose()?
-            .flatten()
-        {
-            sql.push(" AND ");
-            search::push_filter(&RUN_SEARCH, self.dialect, &expr, &mut sql)?;
-        }
-        sql.push(" ORDER BY ");
-        validation::check_order_by_count(order_by.len())?;
-        for clause in order_by {
-            let order = filter::parse_order_by(clause)?;
-            search::push_order_by(&RUN_SEARCH, &order, &mut sql)?;
-            sql.push(", ");
-        }
-        sql.push("r.start_time DESC, r.run_uuid ASC LIMIT ")
-            .bind(max_results + 1)
-            .push(" OFFSET ")
-            .bind(offset as i64);
+        search::push_search(
+            &RUN_SEARCH,
+            self.dialect,
+            filter_string,
+            order_by,
+            "r.start_time DESC, r.run_uuid ASC",
+            max_results,
+            offset,
+            &mut sql,
+        )?;
         let rows = sql
             .query(self.dialect)
             .fetch_all(&self.pool)

@@ -321,6 +321,55 @@ fn text_list(value: &Value, what: &str) -> Result<Vec<String>, Error> {
     }
 }
 
+/// Appends ` AND <filter>` when `filter_string` holds a filter (the
+/// entity's own conditions come before it in `sql`).
+pub(crate) fn push_filter_string(
+    spec: &SearchSpec,
+    dialect: Dialect,
+    filter_string: Option<&str>,
+    sql: &mut Sql,
+) -> Result<(), Error> {
+    if let Some(expr) = filter_string
+        .map(crate::filter::parse_filter)
+        .transpose()?
+        .flatten()
+    {
+        sql.push(" AND ");
+        push_filter(spec, dialect, &expr, sql)?;
+    }
+    Ok(())
+}
+
+/// The tail every MLflow search shares: the filter, then ` ORDER BY` the
+/// caller's clauses and `tie_break` (the entity's stable default order),
+/// then one row more than a page (to know whether another follows) from
+/// `offset`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push_search(
+    spec: &SearchSpec,
+    dialect: Dialect,
+    filter_string: Option<&str>,
+    order_by: &[String],
+    tie_break: &str,
+    max_results: i64,
+    offset: u64,
+    sql: &mut Sql,
+) -> Result<(), Error> {
+    push_filter_string(spec, dialect, filter_string, sql)?;
+    sql.push(" ORDER BY ");
+    keel_core::validation::check_order_by_count(order_by.len())?;
+    for clause in order_by {
+        push_order_by(spec, &crate::filter::parse_order_by(clause)?, sql)?;
+        sql.push(", ");
+    }
+    sql.push(tie_break)
+        .push(" LIMIT ")
+        .bind(max_results + 1)
+        .push(" OFFSET ")
+        .bind(offset as i64);
+    Ok(())
+}
+
 /// Appends one ORDER BY term (without the `ORDER BY` keyword). Entities missing
 /// the sort key come last in either direction, as in MLflow.
 pub(crate) fn push_order_by(

@@ -23,7 +23,6 @@ use sqlx::any::AnyRow;
 
 use crate::Store;
 use crate::experiments::is_unique_violation;
-use crate::filter;
 use crate::pairs::{MODEL_TAGS, VERSION_TAGS};
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
 use crate::sql::{Dialect, Sql, db, get};

@@ -301,24 +301,16 @@ impl Store {
             "SELECT rm.name, rm.creation_timestamp, rm.last_updated_timestamp, rm.description FROM \
              registered_models rm WHERE 1 = 1",
         );
-        if let Some(expr) = filter_string
-            .map(filter::parse_filter)
-            .transpose()?
-            .flatten()
-        {
-            sql.push(" AND ");
-            search::push_filter(&MODEL_SEARCH, self.dialect, &expr, &mut sql)?;
-        }
-        sql.push(" ORDER BY ");
-        validation::check_order_by_count(order_by.len())?;
-        for clause in order_by {
-            search::push_order_by(&MODEL_SEARCH, &filter::parse_order_by(clause)?, &mut sql)?;
-            sql.push(", ");
-        }
-        sql.push("rm.name ASC LIMIT ")
-            .bind(max_results + 1)
-            .push(" OFFSET ")
-            .bind(offset as i64);
+        search::push_search(
+            &MODEL_SEARCH,
+            self.dialect,
+            filter_string,
+            order_by,
+            "rm.name ASC",
+            max_results,
+            offset,
+            &mut sql,
+        )?;
         let rows = sql
             .query(self.dialect)
             .fetch_all(&self.pool)

@@ -312,24 +312,16 @@ impl Store {
         let mut sql = Sql::new(&format!(
             "SELECT {VERSION_COLUMNS} FROM model_versions mv WHERE 1 = 1"
         ));
-        if let Some(expr) = filter_string
-            .map(filter::parse_filter)
-            .transpose()?
-            .flatten()
-        {
-            sql.push(" AND ");
-            search::push_filter(&VERSION_SEARCH, self.dialect, &expr, &mut sql)?;
-        }
-        sql.push(" ORDER BY ");
-        validation::check_order_by_count(order_by.len())?;
-        for clause in order_by {
-            search::push_order_by(&VERSION_SEARCH, &filter::parse_order_by(clause)?, &mut sql)?;
-            sql.push(", ");
-        }
-        sql.push("mv.name ASC, mv.version DESC LIMIT ")
-            .bind(max_results + 1)
-            .push(" OFFSET ")
-            .bind(offset as i64);
+        search::push_search(
+            &VERSION_SEARCH,
+            self.dialect,
+            filter_string,
+            order_by,
+            "mv.name ASC, mv.version DESC",
+            max_results,
+            offset,
+            &mut sql,
+        )?;
         let rows = sql
             .query(self.dialect)
             .fetch_all(&self.pool)
