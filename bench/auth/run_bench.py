@@ -1,155 +1,365 @@
-"""Cost of authentication per request: keel server with no auth, an access
-token and HTTP basic auth (credential cache on), beside `mlflow server
---app-name basic-auth` (and without auth) in the same run, on log_batch
-(100 metrics per call) and runs/search. The authenticated caller is a
-non-admin user holding EDIT on the experiment, so every request pays the
-whole check: credential, then the permission table's grant lookup.
+"""What authentication and the HTTP bounds cost per request, keel beside
+`mlflow server --app-name basic-auth`, measured like for like.
 
-    bench/auth/run.sh [--keel-bin target/release/keel] [--requests 300] [--servers keel,mlflow]
+Cases (every server of one tool shares one SQLite store, so every case sees
+the same data at every moment):
 
-Prints a Markdown table: median and mean milliseconds per request per case,
-and each authenticated case's cost over the same server without auth.
+- keel `none`: `keel server` with its default HTTP bounds (timeouts,
+  connection cap, body budget) and no authentication;
+- keel `no-limits`: the same without the bounds (`--no-http-limits`, hyper
+  alone): `none` against it is what the bounds cost (issue 16);
+- keel `token` and `basic`: `keel server --app-name basic-auth`, the caller a
+  non-admin user holding EDIT on the experiment (a token of that user, then
+  HTTP basic auth with keel's credential cache), so every request pays the
+  credential check and the grant lookup: against `none`, what authentication
+  costs (issue 13);
+- mlflow `none` and `basic`: `mlflow server` without and with
+  `--app-name basic-auth`, one worker each, the same user and grant.
+
+Requests: log_batch of 100 metrics into the case's own run, and runs/search
+over an experiment of `--seed-runs` runs (5 params, 5 metrics each) returning
+up to 100. Rounds interleave the cases (the order rotates every round) so that
+background load and the store's growth hit them alike. Each block of
+`--requests` requests is timed per request on the client (wall) and on the
+server (CPU time of the server's processes from /proc/PID/task/*/schedstat,
+nanosecond resolution); a case's figure is the median over rounds of its
+blocks' per-request means. Costs are relative to the same tool's `none` case.
+
+Checks (the run fails when one does not hold): every request answered 2xx;
+the authenticating servers refuse a request without credentials (401) and a
+write by a READ-only user (403), so the authenticated cases really were
+authenticated; keel `no-limits` really runs without the bounds (a head slower
+than `--header-timeout` is answered there and cut off by `none`).
+
+    bench/auth/run.sh [--keel-bin target/release/keel] [--rounds 15] [--requests 40]
+        [--mlflow-rounds 5] [--mlflow-requests 10] [--servers keel,mlflow]
+
+Writes bench/results/auth-<UTC stamp>.json (machine, load, every block) and
+prints Markdown tables.
 """
 
 import argparse
+import datetime as dt
+import json
 import os
+import platform
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import requests
 
+REPO = Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "bench-admin-password"
 USER, PASSWORD = "bencher", "bench-user-password"
+READER, READER_PASSWORD = "reader", "bench-reader-password"
+
+
+def log(message):
+    print(f"[auth] {message}", file=sys.stderr, flush=True)
+
+
+def loadavg():
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def start(kind, auth, keel_bin, work, extra_path):
-    port = free_port()
-    env = dict(os.environ)
+def tree(pid):
+    """pid and every descendant (MLflow's server runs its app in child processes)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_ns(pids):
+    """CPU time used so far by every thread of `pids`, in nanoseconds."""
+    total = 0
+    for pid in pids:
+        for sched in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(sched.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
+class Server:
+    def __init__(self, tool, name, cmd, env, work):
+        self.tool, self.name = tool, name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = cmd + ["--port", str(self.port)]
+        self.cmd = cmd
+        self.log = open(os.path.join(work, f"{tool}-{name}.log"), "w")
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + 180
+        while True:
+            try:
+                if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise SystemExit(f"{' '.join(cmd)} did not start; see {self.log.name}")
+            time.sleep(0.1)
+        self.pids = tree(self.proc.pid)
+
+    def cpu(self):
+        return cpu_ns(self.pids)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def servers_for(tool, keel_bin, work, extra_path):
+    """The servers of one tool, sharing one store."""
     ini = os.path.join(work, "basic_auth.ini")
     with open(ini, "w") as f:
         f.write(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{work}/auth.db\n"
                 "admin_username = admin\n")
-    env.update(MLFLOW_AUTH_CONFIG_PATH=ini, MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
+    env = dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=ini, MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
                MLFLOW_FLASK_SERVER_SECRET_KEY="bench", PYTHONPATH=extra_path,
-               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    app = ["--app-name", "basic-auth"] if auth else []
-    if kind == "keel":
-        cmd = [keel_bin, "server", "--backend-store-uri", f"sqlite:///{work}/keel.db",
-               "--artifacts-destination", f"{work}/artifacts", "--port", str(port)] + app
-    else:
-        cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--host",
-               "127.0.0.1", "--port", str(port), "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
-               "--artifacts-destination", f"{work}/artifacts", "--workers", "1"] + app
-    log = open(os.path.join(work, f"{kind}.log"), "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit(f"{kind} did not start; see {work}/{kind}.log")
+               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", RUST_LOG="warn")
+    auth = ["--app-name", "basic-auth"]
+    if tool == "keel":
+        base = [keel_bin, "server", "--host", "127.0.0.1", "--backend-store-uri",
+                f"sqlite:///{work}/keel.db", "--artifacts-destination", f"{work}/artifacts"]
+        # The authenticating server first: it creates the store and its admin.
+        authed = Server(tool, "auth", base + auth, env, work)
+        return {"auth": authed, "none": Server(tool, "none", base, env, work),
+                "no-limits": Server(tool, "no-limits", base + ["--no-http-limits"], env, work)}
+    base = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--host", "127.0.0.1",
+            "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
+            "--artifacts-destination", f"{work}/artifacts", "--workers", "1"]
+    authed = Server(tool, "auth", base + auth, env, work)
+    return {"auth": authed, "none": Server(tool, "none", base, env, work)}
 
 
-def setup(url, auth):
-    """A user with EDIT on a fresh experiment and one run; returns the session kwargs."""
+def setup(tool, servers, seed_runs):
+    """Users, grants, the experiment with its seeded runs, and one run per case.
+    Returns (experiment id, {case: (server, session, run id)})."""
+    url = servers["auth"].url
     admin = requests.Session()
-    if auth:
-        admin.auth = ("admin", ADMIN_PASSWORD)
-        r = admin.post(f"{url}/api/2.0/mlflow/users/create",
-                       json={"username": USER, "password": PASSWORD}, timeout=60)
-        r.raise_for_status()
+    admin.auth = ("admin", ADMIN_PASSWORD)
+    for user, password in ((USER, PASSWORD), (READER, READER_PASSWORD)):
+        admin.post(f"{url}/api/2.0/mlflow/users/create",
+                   json={"username": user, "password": password}, timeout=60).raise_for_status()
     exp = admin.post(f"{url}/api/2.0/mlflow/experiments/create",
-                     json={"name": f"bench-{time.time()}"}, timeout=60).json()["experiment_id"]
-    if auth:
-        admin.post(f"{url}/api/3.0/mlflow/users/permissions/grant",
-                   json={"username": USER, "resource_type": "experiment", "resource_id": exp,
-                         "permission": "EDIT"}, timeout=60).raise_for_status()
-    run = admin.post(f"{url}/api/2.0/mlflow/runs/create",
-                     json={"experiment_id": exp}, timeout=60).json()["run"]["info"]["run_id"]
-    return exp, run
-
-
-def measure(session, url, exp, run, n):
-    batch = [{"key": f"m{i}", "value": i * 0.5, "timestamp": 0, "step": 0} for i in range(100)]
+                     json={"name": f"bench-auth-{time.time()}"}, timeout=60)
+    exp.raise_for_status()
+    exp = exp.json()["experiment_id"]
+    admin.post(f"{url}/api/3.0/mlflow/users/permissions/grant",
+               json={"username": USER, "resource_type": "experiment", "resource_id": exp,
+                     "permission": "EDIT"}, timeout=60).raise_for_status()
+    for i in range(seed_runs):
+        run = admin.post(f"{url}/api/2.0/mlflow/runs/create", json={"experiment_id": exp},
+                         timeout=60).json()["run"]["info"]["run_id"]
+        admin.post(f"{url}/api/2.0/mlflow/runs/log-batch", json={
+            "run_id": run,
+            "params": [{"key": f"p{j}", "value": str(i * j)} for j in range(5)],
+            "metrics": [{"key": f"m{j}", "value": i * 0.1 + j, "timestamp": 0, "step": 0} for j in range(5)],
+        }, timeout=60).raise_for_status()
+    cases = {"none": servers["none"], "basic": servers["auth"]}
+    if tool == "keel":
+        cases["no-limits"] = servers["no-limits"]
+        cases["token"] = servers["auth"]
     out = {}
-    for name, call in [
-        ("log_batch", lambda step: session.post(
-            f"{url}/api/2.0/mlflow/runs/log-batch",
-            json={"run_id": run, "metrics": [dict(m, step=step) for m in batch]}, timeout=60)),
-        ("runs/search", lambda step: session.post(
-            f"{url}/api/2.0/mlflow/runs/search",
-            json={"experiment_ids": [exp], "max_results": 100}, timeout=60)),
-    ]:
-        for step in range(10):  # warm-up (connections, caches)
-            call(step).raise_for_status()
-        times = []
-        for step in range(10, 10 + n):
-            start = time.perf_counter()
-            r = call(step)
-            times.append((time.perf_counter() - start) * 1000)
-            r.raise_for_status()
-        out[name] = (statistics.median(times), statistics.mean(times))
-    return out
+    for case, server in cases.items():
+        session = requests.Session()
+        if case == "basic":
+            session.auth = (USER, PASSWORD)
+        elif case == "token":
+            token = admin.post(f"{url}/api/2.0/keel/tokens/create", json={"username": USER}, timeout=60)
+            token.raise_for_status()
+            session.headers["Authorization"] = f"Bearer {token.json()['token']}"
+        run = session.post(f"{server.url}/api/2.0/mlflow/runs/create", json={"experiment_id": exp},
+                           timeout=60)
+        run.raise_for_status()
+        out[case] = (server, session, run.json()["run"]["info"]["run_id"])
+    return exp, out
+
+
+def sanity(tool, servers, exp, case_runs):
+    """The authenticated cases are authenticated; keel's no-limits case has no bounds."""
+    problems = []
+    url = servers["auth"].url
+    r = requests.post(f"{url}/api/2.0/mlflow/runs/search", json={"experiment_ids": [exp]}, timeout=60)
+    if r.status_code != 401:
+        problems.append(f"{tool}: a request without credentials got {r.status_code}, not 401")
+    run = case_runs["basic"][2]
+    r = requests.post(f"{url}/api/2.0/mlflow/runs/log-batch", auth=(READER, READER_PASSWORD), timeout=60,
+                      json={"run_id": run, "metrics": [{"key": "x", "value": 1, "timestamp": 0, "step": 0}]})
+    if r.status_code != 403:
+        problems.append(f"{tool}: a READ user's log_batch got {r.status_code}, not 403")
+    if tool == "keel":
+        # A head that takes longer than the header timeout: cut off with the
+        # bounds (--header-timeout 10s by default), answered without them.
+        for case, want_answer in (("no-limits", True), ("none", False)):
+            port = servers[case].port
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                time.sleep(11)
+                try:
+                    s.sendall(b"\r\n")
+                    answered = s.recv(64).startswith(b"HTTP/1.1 200")
+                except OSError:
+                    answered = False
+            if answered != want_answer:
+                problems.append(f"keel {case}: a head sent over 11 s was "
+                                f"{'answered' if answered else 'cut off'}")
+    return problems
+
+
+def calls(exp, run, step):
+    batch = [{"key": f"m{i}", "value": i * 0.5, "timestamp": 0, "step": step} for i in range(100)]
+    return {
+        "log_batch": ("runs/log-batch", {"run_id": run, "metrics": batch}),
+        "runs/search": ("runs/search", {"experiment_ids": [exp], "max_results": 100}),
+    }
+
+
+def block(server, session, exp, run, op, n, step0):
+    """n requests of op; returns per-request wall ms (list) and server CPU ns per request."""
+    walls = []
+    before = server.cpu()
+    for step in range(step0, step0 + n):
+        path, body = calls(exp, run, step)[op]
+        start = time.perf_counter()
+        r = session.post(f"{server.url}/api/2.0/mlflow/{path}", json=body, timeout=120)
+        walls.append((time.perf_counter() - start) * 1000)
+        if r.status_code != 200:
+            raise SystemExit(f"{server.tool} {op}: HTTP {r.status_code}: {r.text[:300]}")
+    return walls, (server.cpu() - before) / n
+
+
+def measure(tool, exp, case_runs, rounds, n):
+    names = list(case_runs)
+    blocks = []
+    step = 1_000
+    for _, (server, session, run) in case_runs.items():  # warm-up
+        for op in ("log_batch", "runs/search"):
+            block(server, session, exp, run, op, 5, step)
+            step += 5
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for op in ("log_batch", "runs/search"):
+            for case in order:
+                server, session, run = case_runs[case]
+                walls, cpu = block(server, session, exp, run, op, n, step)
+                step += n
+                blocks.append({"tool": tool, "case": case, "op": op, "round": r + 1,
+                               "wall_ms": walls, "server_cpu_us_per_request": cpu / 1000})
+        log(f"{tool} round {r + 1}/{rounds} done (load {loadavg()[0]:.1f})")
+    return blocks
+
+
+def summarize(blocks):
+    out = {}
+    for b in blocks:
+        key = (b["tool"], b["case"], b["op"])
+        s = out.setdefault(key, {"cpu": [], "wall_mean": [], "wall": []})
+        s["cpu"].append(b["server_cpu_us_per_request"])
+        s["wall_mean"].append(statistics.mean(b["wall_ms"]))
+        s["wall"].extend(b["wall_ms"])
+    return {k: {"cpu_us": statistics.median(v["cpu"]), "wall_ms_block_median": statistics.median(v["wall_mean"]),
+                "wall_ms_median": statistics.median(v["wall"]), "blocks": len(v["cpu"])}
+            for k, v in out.items()}
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--keel-bin", default="target/release/keel")
-    p.add_argument("--requests", type=int, default=300)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--keel-bin", default=str(REPO / "target" / "release" / "keel"))
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--requests", type=int, default=40, help="requests per block (keel)")
+    p.add_argument("--mlflow-rounds", type=int, default=5)
+    p.add_argument("--mlflow-requests", type=int, default=10)
+    p.add_argument("--seed-runs", type=int, default=100)
     p.add_argument("--servers", default="keel,mlflow")
     p.add_argument("--extra-path", default="")
+    p.add_argument("--out", default=str(REPO / "bench" / "results"))
     a = p.parse_args()
-    rows = []
-    for kind in a.servers.split(","):
-        for auth in (False, True):
-            with tempfile.TemporaryDirectory(prefix=f"keel-bench-auth-{kind}-") as work:
-                proc, url = start(kind, auth, a.keel_bin, work, a.extra_path)
-                try:
-                    exp, run = setup(url, auth)
-                    cases = [("none", None)]
-                    if auth:
-                        cases = [("basic", (USER, PASSWORD))]
-                        if kind == "keel":
-                            token = requests.post(
-                                f"{url}/api/2.0/keel/tokens/create", json={"username": USER},
-                                auth=("admin", ADMIN_PASSWORD), timeout=60).json()["token"]
-                            cases.append(("token", token))
-                    for case, cred in cases:
-                        s = requests.Session()
-                        if isinstance(cred, tuple):
-                            s.auth = cred
-                        elif cred:
-                            s.headers["Authorization"] = f"Bearer {cred}"
-                        for op, (median, mean) in measure(s, url, exp, run, a.requests).items():
-                            rows.append((kind, case, op, median, mean))
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=30)
-    base = {(k, op): med for k, c, op, med, _ in rows if c == "none"}
-    print(f"\n{a.requests} requests per case, one keep-alive connection, 127.0.0.1\n")
-    print("| server | auth | request | median ms | mean ms | vs no auth |")
-    print("|---|---|---|---:|---:|---:|")
-    for kind, case, op, median, mean in rows:
-        ratio = median / base[(kind, op)] if (kind, op) in base else float("nan")
-        print(f"| {kind} | {case} | {op} | {median:.2f} | {mean:.2f} | {(ratio - 1) * 100:+.1f} % |")
+    blocks, problems, commands, versions = [], [], {}, {}
+    load_start = loadavg()
+    for tool in a.servers.split(","):
+        with tempfile.TemporaryDirectory(prefix=f"keel-bench-auth-{tool}-") as work:
+            servers = servers_for(tool, a.keel_bin, work, a.extra_path)
+            try:
+                commands[tool] = {name: " ".join(s.cmd) for name, s in servers.items()}
+                versions[tool] = requests.get(f"{servers['none'].url}/version", timeout=10).text.strip()
+                exp, case_runs = setup(tool, servers, a.seed_runs)
+                problems += sanity(tool, servers, exp, case_runs)
+                rounds, n = (a.rounds, a.requests) if tool == "keel" else (a.mlflow_rounds, a.mlflow_requests)
+                blocks += measure(tool, exp, case_runs, rounds, n)
+            finally:
+                for s in servers.values():
+                    s.stop()
+    summary = summarize(blocks)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    raw = Path(a.out) / f"auth-{stamp}.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps({
+        "bench": "auth", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
+                    "loadavg_start": load_start, "loadavg_end": loadavg()},
+        "args": vars(a), "commands": commands, "versions": versions,
+        "summary": [{"tool": t, "case": c, "op": o, **v} for (t, c, o), v in summary.items()],
+        "checks_failed": problems, "blocks": blocks,
+    }, indent=1) + "\n")
+    print(f"\n{os.cpu_count()} cores, load average {load_start[0]:.1f} at start, {loadavg()[0]:.1f} at end; "
+          f"keel {a.rounds} rounds x {a.requests} requests per case and request, mlflow "
+          f"{a.mlflow_rounds} x {a.mlflow_requests}; cases interleaved, one keep-alive connection each\n")
+    print("| server | case | request | server CPU us/request | vs none (CPU) | wall ms (median) | vs none (wall) |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for (tool, case, op), v in summary.items():
+        base = summary.get((tool, "none", op))
+        cpu = f"{(v['cpu_us'] / base['cpu_us'] - 1) * 100:+.1f} %" if base and case != "none" else ""
+        wall = f"{(v['wall_ms_median'] / base['wall_ms_median'] - 1) * 100:+.1f} %" if base and case != "none" else ""
+        print(f"| {tool} {versions.get(tool, '')} | {case} | {op} | {v['cpu_us']:.0f} | {cpu} | "
+              f"{v['wall_ms_median']:.2f} | {wall} |")
+    if "keel" in versions and "mlflow" in versions:
+        print()
+        for op in ("log_batch", "runs/search"):
+            k, m = summary[("keel", "basic", op)], summary[("mlflow", "basic", op)]
+            print(f"- {op} with basic auth: keel {k['wall_ms_median']:.2f} ms vs mlflow "
+                  f"{m['wall_ms_median']:.2f} ms wall ({m['wall_ms_median'] / k['wall_ms_median']:.0f}x), "
+                  f"server CPU {m['cpu_us'] / k['cpu_us']:.0f}x")
+    print(f"\nraw: {raw.relative_to(REPO) if raw.is_relative_to(REPO) else raw}")
+    if problems:
+        for problem in problems:
+            log(f"CHECK FAILED: {problem}")
+        return 1
+    print("checks: unauthenticated 401 and READ-user write 403 on the auth servers"
+          + ("; keel's no-limits server has no header timeout, the default one does" if "keel" in versions else ""))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """keel serve throughput with the prediction log off, and on under each
 `--log-fsync` policy (issue 7: logging costs < 10 %; issue 16: the crash-safe
-log costs < 5 %), optionally against an older keel binary (the log before the
+log costs < 5 %), or with the HTTP bounds off (variant `nolimits`: issue 16,
+the bounds cost < 5 %: `--variants nolimits,off --base nolimits`), optionally against an older keel binary (the log before the
 spool: rows queued in memory, a kill -9 lost up to a second of them).
 
 1-row MLflow `dataframe_records` requests to a keel GBDT credit-risk model
@@ -17,7 +18,7 @@ failed; the run fails when a check does not hold.
 
     python3 bench/serve-logging/serve_logging.py [--keel-bin target/release/keel]
         [--baseline-bin OLD_KEEL] [--seconds 10] [--rounds 3] [--connections 32]
-        [--variants off,never,interval,always] [--generator keel|wrk] [--out bench/results]
+        [--variants off,never,interval,always] [--base off] [--generator keel|wrk] [--out bench/results]
 
 Writes <out>/serve-logging-<UTC timestamp>.json (machine, load averages,
 commands, every round) and prints a Markdown table.
@@ -79,6 +80,9 @@ def metric(values: dict[str, float], prefix: str) -> float:
 def variant_args(variant: str, work: Path) -> list[str]:
     if variant == "off":
         return ["--no-log"]
+    if variant == "nolimits":
+        # The HTTP bounds off too (issue 16: what they cost), the log off.
+        return ["--no-log", "--no-http-limits"]
     logs = ["--log-dir", str(work / f"logs-{variant}")]
     if variant == "baseline":
         return logs
@@ -106,7 +110,7 @@ def run_round(variant: str, server_bin: str, keel_bin: str, model: Path, work: P
         before = loadavg()
         load_cmd, result = generate_load(args, keel_bin, url, work, env)
         after = metrics(url)
-        if variant != "off":
+        if variant not in ("off", "nolimits"):
             # Every answered row reaches Parquet within --log-flush-interval (1s) plus compaction.
             settle = time.time() + 15
             while metric(after, "keel_serve_prediction_log_queue_rows") > 0 and time.time() < settle:
@@ -124,7 +128,7 @@ def run_round(variant: str, server_bin: str, keel_bin: str, model: Path, work: P
             "requests": result["requests"],
             "errors": result["errors"],
         }
-        if variant != "off":
+        if variant not in ("off", "nolimits"):
             answered = metric(after, "keel_serve_requests_total")
             written = metric(after, "keel_serve_prediction_log_rows_written_total")
             queued = metric(after, "keel_serve_prediction_log_queue_rows")
@@ -190,7 +194,7 @@ def check(row: dict) -> list[str]:
     problems = []
     if row["errors"]:
         problems.append(f"{row['variant']}: {row['errors']} failed requests")
-    if row["variant"] != "off":
+    if row["variant"] not in ("off", "nolimits"):
         if row["refused"] or row["failed"]:
             problems.append(f"{row['variant']}: {row['refused']} refused, {row['failed']} failed log rows")
         if row["rows_in_parquet"] != row["answered"]:
@@ -207,6 +211,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--variants", default="off,never,interval,always")
+    ap.add_argument("--base", default="off", help="the variant costs are relative to")
     ap.add_argument("--generator", choices=["keel", "wrk"], default="keel")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args()
@@ -240,8 +245,9 @@ def main() -> int:
                 log(f"round {r + 1} {variant:9s} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
                     f"p99 {row['p99_ms']:.2f} ms  load {row['loadavg_before'][0]:.1f}")
         medians = {v: statistics.median(x["rps"] for x in rounds if x["variant"] == v) for v in variants}
-        off = medians.get("off")
-        summary = {v: {"median_rps": m, "cost_vs_off": (1 - m / off) if off else None} for v, m in medians.items()}
+        base = medians.get(args.base)
+        summary = {v: {"median_rps": m, f"cost_vs_{args.base}": (1 - m / base) if base else None}
+                   for v, m in medians.items()}
         problems = [p for row in rounds for p in check(row)]
         out = {
             "bench": "serve-logging",
@@ -261,10 +267,10 @@ def main() -> int:
               f"{args.rounds} rounds, {os.cpu_count()} cores; load average "
               f"{rounds[0]['loadavg_before'][0]:.1f} at start, {out['machine']['loadavg_end'][0]:.1f} at end")
         print()
-        print("| log | median req/s | cost vs --no-log | rounds (req/s) |")
+        print(f"| variant | median req/s | cost vs {args.base} | rounds (req/s) |")
         print("|---|---|---|---|")
         for v in variants:
-            cost = summary[v]["cost_vs_off"]
+            cost = summary[v][f"cost_vs_{args.base}"]
             each = ", ".join(f"{x['rps']:,.0f}" for x in rounds if x["variant"] == v)
             print(f"| {v} | {medians[v]:,.0f} | {'' if cost is None else f'{cost * 100:+.1f} %'} | {each} |")
         spool = [x["requests_per_spool_write"] for x in rounds
@@ -276,7 +282,9 @@ def main() -> int:
             for p in problems:
                 log(f"CHECK FAILED: {p}")
             return 1
-        print("every answered request reached Parquet (rows written = requests answered), none refused or failed")
+        if any(v not in ("off", "nolimits") for v in variants):
+            print("every answered request reached Parquet (rows written = requests answered), none refused or failed")
+        print("no request failed")
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -49,6 +49,9 @@ pub struct BodyBudget {
     total: usize,
     timeout: Duration,
     envelope: Envelope,
+    /// `false` with [`crate::Limits::off`]: bodies are read whole with no
+    /// budget and no timeout (only the route's maximum applies).
+    enforced: bool,
 }
 
 impl std::fmt::Debug for BodyBudget {
@@ -69,6 +72,7 @@ impl BodyBudget {
             total: units * UNIT,
             timeout: limits.body_timeout,
             envelope,
+            enforced: limits.enforced,
         }
     }
 
@@ -164,6 +168,15 @@ pub async fn buffer_body(
     if declared.is_some_and(|size| size > max) {
         drain(body);
         return refused(too_large(declared), Refusal::TooLarge);
+    }
+    if !budget.enforced {
+        return match axum::body::to_bytes(body, max).await {
+            Ok(bytes) => {
+                next.run(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
+            Err(_) => refused(too_large(None), Refusal::TooLarge),
+        };
     }
     let Some(mut permit) = budget.reserve(declared.unwrap_or(FIRST_RESERVATION.min(max)).max(1))
     else {

@@ -40,6 +40,12 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    if !limits.enforced && !listener.local_addr()?.ip().is_loopback() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "serving without HTTP limits is for measuring their cost, on a loopback address only",
+        ));
+    }
     let max_connections = limits.max_connections.clamp(1, u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max_connections));
     let (stop, stopped) = watch::channel(false);
@@ -72,6 +78,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             match tls {
+                None if !limits.enforced => unbounded(stream, peer, app, stopped).await,
                 None => connection(stream, peer, app, limits, stopped).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
@@ -165,6 +172,46 @@ async fn connection<S>(
                 }
             }
             () = clock.changed.notified() => {}
+            changed = stopped.changed(), if !draining => {
+                if changed.is_err() || *stopped.borrow() {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// A connection served by hyper alone: no clock, no body deadline
+/// ([`Limits::off`]), to measure what [`connection`]'s bounds cost.
+async fn unbounded<S>(stream: S, peer: SocketAddr, app: Router, mut stopped: watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request = request.map(Body::new);
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        app.clone().oneshot(request)
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut draining = *stopped.borrow();
+    if draining {
+        connection.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended");
+                }
+                return;
+            }
             changed = stopped.changed(), if !draining => {
                 if changed.is_err() || *stopped.borrow() {
                     draining = true;
@@ -429,5 +476,54 @@ impl hyper::body::Body for EndOfResponse {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    fn app() -> Router {
+        Router::new().route("/", axum::routing::get(|| async { "ok" }))
+    }
+
+    #[tokio::test]
+    async fn serving_without_limits_is_refused_off_loopback() {
+        let listener = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+        let error = serve(listener, app(), Limits::off(), None, std::future::pending())
+            .await
+            .expect_err("an unbounded server on a public address");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serving_without_limits_answers_a_head_slower_than_the_default_header_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let limits = Limits {
+            header_timeout: Duration::from_millis(200),
+            ..Limits::off()
+        };
+        let server = tokio::spawn(serve(listener, app(), limits, None, std::future::pending()));
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                .expect("write");
+            std::thread::sleep(Duration::from_millis(600));
+            stream
+                .write_all(b"Connection: close\r\n\r\n")
+                .expect("write");
+            let mut out = String::new();
+            let _ = stream.read_to_string(&mut out);
+            out
+        })
+        .await
+        .expect("client");
+        server.abort();
+        // With the bounds on (enforced), the same head would be cut off after 200 ms.
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 }

@@ -49,6 +49,8 @@ pub struct Limits {
     /// Bytes of request bodies held in memory at once by all buffering routes
     /// together; a request that would exceed it gets 503 + `Retry-After`.
     pub body_budget_bytes: usize,
+    /// `false` only to measure what the bounds cost ([`Limits::off`]).
+    pub enforced: bool,
 }
 
 impl Default for Limits {
@@ -59,14 +61,17 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(75),
             max_connections: 512,
             body_budget_bytes: 128 * 1024 * 1024,
+            enforced: true,
         }
     }
 }
 
 impl Limits {
-    /// Limits with every timeout and cap pushed so far out that none binds:
-    /// what a benchmark compares the defaults against.
-    pub fn unbounded() -> Self {
+    /// No bounds at all: connections served by hyper alone (no header, idle
+    /// or body clock), bodies read without the budget (a route's own maximum
+    /// still applies). What a benchmark compares the defaults against, to
+    /// measure their cost; [`serve`] accepts it on a loopback address only.
+    pub fn off() -> Self {
         let far = Duration::from_secs(24 * 3600);
         Limits {
             header_timeout: far,
@@ -74,6 +79,19 @@ impl Limits {
             idle_timeout: far,
             max_connections: 1 << 20,
             body_budget_bytes: 1 << 40,
+            enforced: false,
         }
     }
+}
+
+/// Whether `host` (a `--host` value) is a loopback address: `localhost`, or
+/// an IP address that is loopback once parsed (`127.0.0.1.nip.io` is a
+/// name, not loopback). The one rule for both servers' "refuse to start
+/// off loopback without authentication".
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -182,7 +182,10 @@ pub struct BoundServer {
 /// the host name and the bound port) and loads the models (downloading them
 /// if needed). Nothing is answered before [`BoundServer::serve`].
 pub async fn bind(config: ServeConfig) -> Result<BoundServer, ServeError> {
-    if !is_loopback(&config.host) && config.auth_token.is_none() && !config.allow_unauthenticated {
+    if !keel_http::is_loopback(&config.host)
+        && config.auth_token.is_none()
+        && !config.allow_unauthenticated
+    {
         return Err(ServeError::Config(format!(
             "Refusing to listen on non-loopback address '{}' without authentication: set --auth-token \
              (or KEEL_AUTH_TOKEN), or pass --allow-unauthenticated",
@@ -242,8 +245,4 @@ impl BoundServer {
         deploy::drain(&state).await;
         result
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") || host.starts_with("127.")
 }

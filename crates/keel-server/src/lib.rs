@@ -434,16 +434,6 @@ pub fn router_with_limits(state: AppState, pages: Router<AppState>, limits: &Lim
         .with_state(state)
 }
 
-/// Whether `host` is a loopback address: `localhost`, or an IP address
-/// that is loopback once parsed (`127.0.0.1.nip.io` is a name, not loopback).
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// A bound, not yet running server: its address is known before it serves.
 pub struct BoundServer {
     pub addr: SocketAddr,
@@ -485,7 +475,7 @@ pub async fn bind_with_limits(
     pages: Router<AppState>,
     limits: Limits,
 ) -> Result<(BoundServer, AppState), Error> {
-    let loopback = is_loopback(&config.host);
+    let loopback = keel_http::is_loopback(&config.host);
     if !loopback && !config.auth_settings().is_enabled() && !config.allow_unauthenticated {
         return Err(Error::invalid_parameter(format!(
             "Refusing to listen on non-loopback address '{}' without authentication: set --auth-token \

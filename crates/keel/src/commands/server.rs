@@ -74,10 +74,17 @@ pub struct HttpLimitArgs {
     /// together; a request beyond it gets 503 with Retry-After.
     #[arg(long, value_name = "MIB", default_value_t = 128)]
     pub body_budget_mib: usize,
+    /// Benchmarks only: serve with none of the bounds above (hyper alone, no
+    /// body budget), to measure what they cost. Loopback addresses only.
+    #[arg(long, hide = true)]
+    pub no_http_limits: bool,
 }
 
 impl HttpLimitArgs {
     pub fn limits(&self) -> keel_server::Limits {
+        if self.no_http_limits {
+            return keel_server::Limits::off();
+        }
         let at_least = |d: Duration| d.max(Duration::from_millis(1));
         keel_server::Limits {
             header_timeout: at_least(self.header_timeout),
@@ -85,6 +92,7 @@ impl HttpLimitArgs {
             idle_timeout: at_least(self.idle_timeout),
             max_connections: self.max_connections.max(1),
             body_budget_bytes: self.body_budget_mib.max(1).saturating_mul(1024 * 1024),
+            enforced: true,
         }
     }
 }
