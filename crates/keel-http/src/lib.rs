@@ -95,3 +95,32 @@ pub fn is_loopback(host: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_is_an_address_not_a_name_that_starts_like_one() {
+        for host in [
+            "127.0.0.1",
+            "127.3.2.1",
+            "::1",
+            "[::1]",
+            "localhost",
+            "LocalHost",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "127.0.0.1.nip.io",
+            "0.0.0.0",
+            "::",
+            "10.0.0.1",
+            "example.com",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+}
