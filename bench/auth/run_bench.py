@@ -33,6 +33,13 @@ than `--header-timeout` is answered there and cut off by `none`).
 
     bench/auth/run.sh [--keel-bin target/release/keel] [--rounds 15] [--requests 40]
         [--mlflow-rounds 5] [--mlflow-requests 10] [--servers keel,mlflow]
+    bench/auth/run.sh --instructions --rounds 2 --requests 20   # keel under callgrind
+
+With `--instructions` keel's servers run under `valgrind --tool=callgrind`
+and each block's cost is the instructions every server thread executed
+(callgrind_control zeroes the counters before a block and dumps them after):
+exact and repeatable whatever else the machine runs, which CPU time on a
+shared 2-core machine is not (its spread between rounds is about ±10 %).
 
 Writes bench/results/auth-<UTC stamp>.json (machine, load, every block) and
 prints Markdown tables.
@@ -104,12 +111,19 @@ def cpu_ns(pids):
 
 
 class Server:
-    def __init__(self, tool, name, cmd, env, work):
+    def __init__(self, tool, name, cmd, env, work, instructions=False):
         self.tool, self.name = tool, name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = cmd + ["--port", str(self.port)]
         self.cmd = cmd
+        self.instructions = instructions
+        self.dumps = Path(work) / f"callgrind-{tool}-{name}"
+        if instructions:
+            # Counted, not timed: instructions executed by every thread,
+            # zeroed before and dumped after each block (callgrind_control).
+            cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={self.dumps}.%p",
+                   "--dump-line=no"] + cmd
         self.log = open(os.path.join(work, f"{tool}-{name}.log"), "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -129,6 +143,25 @@ class Server:
     def cpu(self):
         return cpu_ns(self.pids)
 
+    def zero(self):
+        subprocess.run(["callgrind_control", "-z", str(self.proc.pid)], check=True,
+                       capture_output=True, timeout=120)
+
+    def dumped_instructions(self):
+        """Instructions since the last zero (dumps them; callgrind zeroes on dump)."""
+        before = set(self.dumps.parent.glob(f"{self.dumps.name}.*"))
+        subprocess.run(["callgrind_control", "-d", str(self.proc.pid)], check=True,
+                       capture_output=True, timeout=120)
+        new = sorted(set(self.dumps.parent.glob(f"{self.dumps.name}.*")) - before)
+        if not new:
+            raise SystemExit(f"callgrind wrote no dump for {self.name}")
+        total = 0
+        for dump in new:
+            for line in dump.read_text().splitlines():
+                if line.startswith(("totals:", "summary:")):
+                    total = max(total, int(line.split()[1]))
+        return total
+
     def stop(self):
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -139,12 +172,16 @@ class Server:
                 self.proc.wait()
 
 
-def servers_for(tool, keel_bin, work, extra_path):
+def servers_for(tool, keel_bin, work, extra_path, instructions=False):
     """The servers of one tool, sharing one store."""
     ini = os.path.join(work, "basic_auth.ini")
     with open(ini, "w") as f:
         f.write(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = sqlite:///{work}/auth.db\n"
                 "admin_username = admin\n")
+        if instructions:
+            # valgrind runs keel ~50x slower: the credential cache's 60 s
+            # would expire between blocks that take a few real seconds.
+            f.write("auth_cache_ttl_seconds = 3000\n")
     env = dict(os.environ, MLFLOW_AUTH_CONFIG_PATH=ini, MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
                MLFLOW_FLASK_SERVER_SECRET_KEY="bench", PYTHONPATH=extra_path,
                MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", RUST_LOG="warn")
@@ -153,9 +190,9 @@ def servers_for(tool, keel_bin, work, extra_path):
         base = [keel_bin, "server", "--host", "127.0.0.1", "--backend-store-uri",
                 f"sqlite:///{work}/keel.db", "--artifacts-destination", f"{work}/artifacts"]
         # The authenticating server first: it creates the store and its admin.
-        authed = Server(tool, "auth", base + auth, env, work)
-        return {"auth": authed, "none": Server(tool, "none", base, env, work),
-                "no-limits": Server(tool, "no-limits", base + ["--no-http-limits"], env, work)}
+        authed = Server(tool, "auth", base + auth, env, work, instructions)
+        return {"auth": authed, "none": Server(tool, "none", base, env, work, instructions),
+                "no-limits": Server(tool, "no-limits", base + ["--no-http-limits"], env, work, instructions)}
     base = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--host", "127.0.0.1",
             "--backend-store-uri", f"sqlite:///{work}/mlflow.db",
             "--artifacts-destination", f"{work}/artifacts", "--workers", "1"]
@@ -238,6 +275,22 @@ def sanity(tool, servers, exp, case_runs):
     return problems
 
 
+def verification(servers, exp):
+    """Instructions of one runs/search whose basic credential is not cached
+    (a user's first request: one PBKDF2 verification), next to the same
+    request with the credential cached."""
+    url = servers["auth"].url
+    requests.post(f"{url}/api/2.0/mlflow/users/create", auth=("admin", ADMIN_PASSWORD), timeout=120,
+                  json={"username": "cold", "password": "bench-cold-password"}).raise_for_status()
+    out = []
+    for _ in range(2):
+        servers["auth"].zero()
+        requests.post(f"{url}/api/2.0/mlflow/runs/search", auth=("cold", "bench-cold-password"), timeout=600,
+                      json={"experiment_ids": [exp], "max_results": 1}).raise_for_status()
+        out.append(servers["auth"].dumped_instructions())
+    return {"first_request": out[0], "cached": out[1], "verification": out[0] - out[1]}
+
+
 def calls(exp, run, step):
     batch = [{"key": f"m{i}", "value": i * 0.5, "timestamp": 0, "step": step} for i in range(100)]
     return {
@@ -247,8 +300,11 @@ def calls(exp, run, step):
 
 
 def block(server, session, exp, run, op, n, step0):
-    """n requests of op; returns per-request wall ms (list) and server CPU ns per request."""
+    """n requests of op; returns per-request wall ms (list) and server CPU ns
+    (or, under callgrind, instructions) per request."""
     walls = []
+    if server.instructions:
+        server.zero()
     before = server.cpu()
     for step in range(step0, step0 + n):
         path, body = calls(exp, run, step)[op]
@@ -257,6 +313,8 @@ def block(server, session, exp, run, op, n, step0):
         walls.append((time.perf_counter() - start) * 1000)
         if r.status_code != 200:
             raise SystemExit(f"{server.tool} {op}: HTTP {r.status_code}: {r.text[:300]}")
+    if server.instructions:
+        return walls, server.dumped_instructions() / n
     return walls, (server.cpu() - before) / n
 
 
@@ -276,7 +334,7 @@ def measure(tool, exp, case_runs, rounds, n):
                 walls, cpu = block(server, session, exp, run, op, n, step)
                 step += n
                 blocks.append({"tool": tool, "case": case, "op": op, "round": r + 1,
-                               "wall_ms": walls, "server_cpu_us_per_request": cpu / 1000})
+                               "wall_ms": walls, "server_cost_per_request": cpu})
         log(f"{tool} round {r + 1}/{rounds} done (load {loadavg()[0]:.1f})")
     return blocks
 
@@ -286,10 +344,10 @@ def summarize(blocks):
     for b in blocks:
         key = (b["tool"], b["case"], b["op"])
         s = out.setdefault(key, {"cpu": [], "wall_mean": [], "wall": []})
-        s["cpu"].append(b["server_cpu_us_per_request"])
+        s["cpu"].append(b["server_cost_per_request"])
         s["wall_mean"].append(statistics.mean(b["wall_ms"]))
         s["wall"].extend(b["wall_ms"])
-    return {k: {"cpu_us": statistics.median(v["cpu"]), "wall_ms_block_median": statistics.median(v["wall_mean"]),
+    return {k: {"cost": statistics.median(v["cpu"]), "wall_ms_block_median": statistics.median(v["wall_mean"]),
                 "wall_ms_median": statistics.median(v["wall"]), "blocks": len(v["cpu"])}
             for k, v in out.items()}
 
@@ -305,12 +363,19 @@ def main():
     p.add_argument("--servers", default="keel,mlflow")
     p.add_argument("--extra-path", default="")
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
+    p.add_argument("--instructions", action="store_true",
+                   help="run keel's servers under callgrind and count instructions per request "
+                        "instead of CPU time (exact whatever the machine's load; keel only)")
     a = p.parse_args()
-    blocks, problems, commands, versions = [], [], {}, {}
+    if a.instructions:
+        a.servers = "keel"
+    unit = "instructions/request" if a.instructions else "server CPU us/request"
+    scale = 1 if a.instructions else 1e-3
+    blocks, problems, commands, versions, verify = [], [], {}, {}, None
     load_start = loadavg()
     for tool in a.servers.split(","):
         with tempfile.TemporaryDirectory(prefix=f"keel-bench-auth-{tool}-") as work:
-            servers = servers_for(tool, a.keel_bin, work, a.extra_path)
+            servers = servers_for(tool, a.keel_bin, work, a.extra_path, a.instructions)
             try:
                 commands[tool] = {name: " ".join(s.cmd) for name, s in servers.items()}
                 versions[tool] = requests.get(f"{servers['none'].url}/version", timeout=10).text.strip()
@@ -318,31 +383,37 @@ def main():
                 problems += sanity(tool, servers, exp, case_runs)
                 rounds, n = (a.rounds, a.requests) if tool == "keel" else (a.mlflow_rounds, a.mlflow_requests)
                 blocks += measure(tool, exp, case_runs, rounds, n)
+                if a.instructions:
+                    verify = verification(servers, exp)
             finally:
                 for s in servers.values():
                     s.stop()
     summary = summarize(blocks)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    raw = Path(a.out) / f"auth-{stamp}.json"
+    raw = Path(a.out) / f"auth-{'instructions-' if a.instructions else ''}{stamp}.json"
     raw.parent.mkdir(parents=True, exist_ok=True)
     raw.write_text(json.dumps({
         "bench": "auth", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(),
                     "loadavg_start": load_start, "loadavg_end": loadavg()},
         "args": vars(a), "commands": commands, "versions": versions,
+        "server_cost_unit": "instructions" if a.instructions else "CPU ns",
         "summary": [{"tool": t, "case": c, "op": o, **v} for (t, c, o), v in summary.items()],
+        "password_verification_instructions": verify,
         "checks_failed": problems, "blocks": blocks,
     }, indent=1) + "\n")
     print(f"\n{os.cpu_count()} cores, load average {load_start[0]:.1f} at start, {loadavg()[0]:.1f} at end; "
           f"keel {a.rounds} rounds x {a.requests} requests per case and request, mlflow "
           f"{a.mlflow_rounds} x {a.mlflow_requests}; cases interleaved, one keep-alive connection each\n")
-    print("| server | case | request | server CPU us/request | vs none (CPU) | wall ms (median) | vs none (wall) |")
+    if a.instructions:
+        print("keel's servers under valgrind --tool=callgrind: wall times are valgrind's, not keel's\n")
+    print(f"| server | case | request | {unit} | vs none | wall ms (median) | vs none (wall) |")
     print("|---|---|---|---:|---:|---:|---:|")
     for (tool, case, op), v in summary.items():
         base = summary.get((tool, "none", op))
-        cpu = f"{(v['cpu_us'] / base['cpu_us'] - 1) * 100:+.1f} %" if base and case != "none" else ""
+        cost = f"{(v['cost'] / base['cost'] - 1) * 100:+.1f} %" if base and case != "none" else ""
         wall = f"{(v['wall_ms_median'] / base['wall_ms_median'] - 1) * 100:+.1f} %" if base and case != "none" else ""
-        print(f"| {tool} {versions.get(tool, '')} | {case} | {op} | {v['cpu_us']:.0f} | {cpu} | "
+        print(f"| {tool} {versions.get(tool, '')} | {case} | {op} | {v['cost'] * scale:,.0f} | {cost} | "
               f"{v['wall_ms_median']:.2f} | {wall} |")
     if "keel" in versions and "mlflow" in versions:
         print()
@@ -350,7 +421,11 @@ def main():
             k, m = summary[("keel", "basic", op)], summary[("mlflow", "basic", op)]
             print(f"- {op} with basic auth: keel {k['wall_ms_median']:.2f} ms vs mlflow "
                   f"{m['wall_ms_median']:.2f} ms wall ({m['wall_ms_median'] / k['wall_ms_median']:.0f}x), "
-                  f"server CPU {m['cpu_us'] / k['cpu_us']:.0f}x")
+                  f"server CPU {m['cost'] / k['cost']:.0f}x")
+    if verify:
+        print(f"\nbasic auth, first request of a credential (PBKDF2, then cached for the TTL): "
+              f"{verify['first_request']:,} instructions vs {verify['cached']:,} cached "
+              f"(the verification: {verify['verification']:,})")
     print(f"\nraw: {raw.relative_to(REPO) if raw.is_relative_to(REPO) else raw}")
     if problems:
         for problem in problems:

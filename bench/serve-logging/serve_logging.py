@@ -94,10 +94,15 @@ def run_round(variant: str, server_bin: str, keel_bin: str, model: Path, work: P
     url = f"http://127.0.0.1:{port}"
     cmd = [server_bin, "serve", str(model), "--port", str(port)] + variant_args(variant, work)
     env = dict(os.environ, RUST_BACKTRACE="0", RUST_LOG="warn")
+    dumps = work / f"callgrind-{variant}"
+    if args.instructions:
+        # Counted, not timed: every server thread's instructions over the
+        # load (zeroed once started, dumped after), per answered request.
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dumps}.%p", "--dump-line=no"] + cmd
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                               start_new_session=True)
     try:
-        deadline = time.time() + 60
+        deadline = time.time() + (300 if args.instructions else 60)
         while True:
             try:
                 urllib.request.urlopen(f"{url}/ping", timeout=2).read()
@@ -108,7 +113,17 @@ def run_round(variant: str, server_bin: str, keel_bin: str, model: Path, work: P
                                        f"{server.stderr.read().decode()[-500:] if server.stderr else ''}")
                 time.sleep(0.1)
         before = loadavg()
+        if args.instructions:
+            subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True, capture_output=True)
         load_cmd, result = generate_load(args, keel_bin, url, work, env)
+        instructions = None
+        if args.instructions:
+            old = set(work.glob(f"{dumps.name}.*"))
+            subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True)
+            totals = [int(line.split()[1]) for dump in set(work.glob(f"{dumps.name}.*")) - old
+                      for line in dump.read_text().splitlines() if line.startswith(("totals:", "summary:"))]
+            answered = metric(metrics(url), "keel_serve_requests_total")
+            instructions = max(totals) / answered if totals and answered else None
         after = metrics(url)
         if variant not in ("off", "nolimits"):
             # Every answered row reaches Parquet within --log-flush-interval (1s) plus compaction.
@@ -127,6 +142,7 @@ def run_round(variant: str, server_bin: str, keel_bin: str, model: Path, work: P
             "p99_ms": result["p99_ms"],
             "requests": result["requests"],
             "errors": result["errors"],
+            "instructions_per_request": instructions,
         }
         if variant not in ("off", "nolimits"):
             answered = metric(after, "keel_serve_requests_total")
@@ -212,6 +228,9 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--variants", default="off,never,interval,always")
     ap.add_argument("--base", default="off", help="the variant costs are relative to")
+    ap.add_argument("--instructions", action="store_true",
+                    help="run keel serve under callgrind: instructions per answered request "
+                         "(exact whatever the machine's load) instead of throughput")
     ap.add_argument("--generator", choices=["keel", "wrk"], default="keel")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args()
@@ -244,10 +263,13 @@ def main() -> int:
                 rounds.append(row)
                 log(f"round {r + 1} {variant:9s} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']:.2f} ms  "
                     f"p99 {row['p99_ms']:.2f} ms  load {row['loadavg_before'][0]:.1f}")
-        medians = {v: statistics.median(x["rps"] for x in rounds if x["variant"] == v) for v in variants}
+        figure = "instructions_per_request" if args.instructions else "rps"
+        medians = {v: statistics.median(x[figure] for x in rounds if x["variant"] == v) for v in variants}
         base = medians.get(args.base)
-        summary = {v: {"median_rps": m, f"cost_vs_{args.base}": (1 - m / base) if base else None}
-                   for v, m in medians.items()}
+        # Throughput: fewer requests per second is a cost; instructions: more per request is.
+        summary = {v: {f"median_{figure}": m, f"cost_vs_{args.base}": (
+            None if not base else (m / base - 1) if args.instructions else (1 - m / base))}
+            for v, m in medians.items()}
         problems = [p for row in rounds for p in check(row)]
         out = {
             "bench": "serve-logging",
@@ -267,11 +289,12 @@ def main() -> int:
               f"{args.rounds} rounds, {os.cpu_count()} cores; load average "
               f"{rounds[0]['loadavg_before'][0]:.1f} at start, {out['machine']['loadavg_end'][0]:.1f} at end")
         print()
-        print(f"| variant | median req/s | cost vs {args.base} | rounds (req/s) |")
+        unit = "instructions/request (under callgrind)" if args.instructions else "req/s"
+        print(f"| variant | median {unit} | cost vs {args.base} | rounds |")
         print("|---|---|---|---|")
         for v in variants:
             cost = summary[v][f"cost_vs_{args.base}"]
-            each = ", ".join(f"{x['rps']:,.0f}" for x in rounds if x["variant"] == v)
+            each = ", ".join(f"{x[figure]:,.0f}" for x in rounds if x["variant"] == v)
             print(f"| {v} | {medians[v]:,.0f} | {'' if cost is None else f'{cost * 100:+.1f} %'} | {each} |")
         spool = [x["requests_per_spool_write"] for x in rounds
                  if x["variant"] in ("never", "interval", "always") and x.get("requests_per_spool_write")]

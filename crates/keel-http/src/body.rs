@@ -2,7 +2,9 @@
 //! take it through [`buffer_body`], which holds a share of one global budget
 //! for as long as the request is being answered.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -214,7 +216,17 @@ pub async fn buffer_body(
             &format!("{what} (the body timeout is {})", humanize(budget.timeout)),
         )
     };
-    let buffer = match tokio::time::timeout(budget.timeout, collect).await {
+    // A body that has arrived whole by now (most API calls: it came with its
+    // head) is read without arming the body timeout's timer.
+    let collected = {
+        let mut collect = std::pin::pin!(collect);
+        let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+        match first {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => tokio::time::timeout(budget.timeout, collect).await,
+        }
+    };
+    let buffer = match collected {
         Ok(Ok(buffer)) => buffer,
         Err(_) => {
             return refused(

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -156,8 +156,12 @@ async fn connection<S>(
     if draining {
         connection.as_mut().graceful_shutdown();
     }
+    // One timer per connection, re-armed only when it fires: requests never
+    // touch it (see `Clock::next_check`), so the bounds cost a request a few
+    // uncontended lock operations, not a timer registration or a wake-up.
+    let check = tokio::time::sleep(limits.header_timeout);
+    tokio::pin!(check);
     loop {
-        let deadline = clock.deadline(&limits);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -165,13 +169,13 @@ async fn connection<S>(
                 }
                 return;
             }
-            () = sleep_until(deadline) => {
+            () = check.as_mut() => {
                 if let Some(why) = clock.expired(&limits) {
                     tracing::debug!(why, "closing connection");
                     return;
                 }
+                check.as_mut().reset(clock.next_check(&limits));
             }
-            () = clock.changed.notified() => {}
             changed = stopped.changed(), if !draining => {
                 if changed.is_err() || *stopped.borrow() {
                     draining = true;
@@ -222,13 +226,6 @@ where
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Where a connection is in its request cycle, and since when.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -242,8 +239,6 @@ enum Phase {
 
 struct Clock {
     phase: Mutex<Phase>,
-    /// Wakes the connection's watchdog when the phase's deadline changes.
-    changed: Notify,
 }
 
 impl Clock {
@@ -251,7 +246,6 @@ impl Clock {
     fn new() -> Self {
         Clock {
             phase: Mutex::new(Phase::Head(Instant::now())),
-            changed: Notify::new(),
         }
     }
 
@@ -265,16 +259,11 @@ impl Clock {
 
     /// Bytes arrived from the client.
     fn bytes(&self) {
-        let started = self.with(|phase| match *phase {
-            Phase::Idle(_) => {
+        self.with(|phase| {
+            if let Phase::Idle(_) = *phase {
                 *phase = Phase::Head(Instant::now());
-                true
             }
-            _ => false,
         });
-        if started {
-            self.changed.notify_one();
-        }
     }
 
     /// A request head was parsed.
@@ -289,26 +278,25 @@ impl Clock {
 
     /// A response was written (or abandoned).
     fn end(&self) {
-        let idle = self.with(|phase| match *phase {
-            Phase::Busy(n) if n > 1 => {
-                *phase = Phase::Busy(n - 1);
-                false
-            }
-            _ => {
-                *phase = Phase::Idle(Instant::now());
-                true
+        self.with(|phase| {
+            *phase = match *phase {
+                Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+                _ => Phase::Idle(Instant::now()),
             }
         });
-        if idle {
-            self.changed.notify_one();
-        }
     }
 
-    fn deadline(&self, limits: &Limits) -> Option<Instant> {
+    /// When the watchdog looks next. A head's deadline is exact; otherwise
+    /// it looks at least every header timeout, so a head that starts
+    /// arriving between two looks (the phase changes without telling the
+    /// watchdog) is seen before its own deadline: the look before it came
+    /// less than a header timeout earlier.
+    fn next_check(&self, limits: &Limits) -> Instant {
+        let soon = Instant::now() + limits.header_timeout;
         self.with(|phase| match *phase {
-            Phase::Idle(since) => Some(since + limits.idle_timeout),
-            Phase::Head(since) => Some(since + limits.header_timeout),
-            Phase::Busy(_) => None,
+            Phase::Idle(since) => (since + limits.idle_timeout).min(soon),
+            Phase::Head(since) => since + limits.header_timeout,
+            Phase::Busy(_) => soon,
         })
     }
 
@@ -376,10 +364,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 }
 
 /// A request body whose next chunk must arrive within the body timeout.
+/// The timer is made and armed only when the body has to wait for its
+/// client: a body that arrived with its head (most API calls) never
+/// touches one.
 struct ChunkDeadline {
     body: Incoming,
     timeout: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// Armed while waiting for the next chunk; disarmed (`waiting` false)
+    /// when one arrives.
+    sleep: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
 }
 
 impl ChunkDeadline {
@@ -387,7 +381,8 @@ impl ChunkDeadline {
         ChunkDeadline {
             body,
             timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
+            sleep: None,
+            waiting: false,
         }
     }
 }
@@ -427,14 +422,23 @@ impl hyper::body::Body for ChunkDeadline {
         let this = &mut *self;
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = Instant::now() + this.timeout;
-                this.sleep.as_mut().reset(deadline);
+                this.waiting = false;
                 Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.timeout))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = Instant::now() + this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if !this.waiting {
+                    this.waiting = true;
+                    sleep.as_mut().reset(deadline);
+                }
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
