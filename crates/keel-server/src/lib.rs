@@ -90,6 +90,10 @@ impl ServerConfig {
     }
 }
 
+/// How old an upload in progress must be before a starting server removes
+/// it as left by a killed process.
+pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(3600);
+
 /// The aliases protected unless configured otherwise.
 pub const DEFAULT_PROTECTED_ALIASES: &[&str] = &["production"];
 
@@ -114,6 +118,26 @@ impl AppState {
     /// Whether `alias` moves only by the promotion rule.
     pub fn is_protected(&self, alias: &str) -> bool {
         self.protected_aliases.iter().any(|a| a == alias)
+    }
+
+    /// Removes, in the background, the uploads in progress that killed
+    /// servers left in a local artifact root (older than
+    /// [`STALE_UPLOAD_AGE`], so uploads of other live servers sharing the
+    /// root are spared); logged, never fatal.
+    pub fn spawn_stale_upload_sweep(&self) {
+        let artifacts = self.artifacts.clone();
+        tokio::spawn(async move {
+            match artifacts.remove_stale_uploads(STALE_UPLOAD_AGE).await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(
+                        removed,
+                        "removed uploads that killed processes left in the artifact root"
+                    )
+                }
+                Err(error) => tracing::warn!(%error, "sweeping stale artifact uploads failed"),
+            }
+        });
     }
 
     /// Tells the registry follower that this server just changed the registry.
@@ -434,16 +458,6 @@ pub fn router_with_limits(state: AppState, pages: Router<AppState>, limits: &Lim
         .with_state(state)
 }
 
-/// Whether `host` is a loopback address: `localhost`, or an IP address
-/// that is loopback once parsed (`127.0.0.1.nip.io` is a name, not loopback).
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// A bound, not yet running server: its address is known before it serves.
 pub struct BoundServer {
     pub addr: SocketAddr,
@@ -485,7 +499,7 @@ pub async fn bind_with_limits(
     pages: Router<AppState>,
     limits: Limits,
 ) -> Result<(BoundServer, AppState), Error> {
-    let loopback = is_loopback(&config.host);
+    let loopback = keel_http::is_loopback(&config.host);
     if !loopback && !config.auth_settings().is_enabled() && !config.allow_unauthenticated {
         return Err(Error::invalid_parameter(format!(
             "Refusing to listen on non-loopback address '{}' without authentication: set --auth-token \
@@ -503,6 +517,7 @@ pub async fn bind_with_limits(
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let state = AppState::open(config).await?;
     state.spawn_registry_follower();
+    state.spawn_stale_upload_sweep();
     let address = format!(
         "{}:{}",
         config.host.trim_start_matches('[').trim_end_matches(']'),

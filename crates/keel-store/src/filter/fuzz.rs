@@ -40,8 +40,10 @@ fn text() -> impl Strategy<Value = String> {
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-zA-Z_][a-zA-Z0-9_./:-]{0,12}",
-        text().prop_filter("quotable", |k| !k.is_empty()
-            && !(k.contains('`') && k.contains('"'))),
+        text().prop_filter("quotable", |k| {
+            let both_quotes = k.contains('`') && k.contains('"');
+            !k.is_empty() && !both_quotes
+        }),
     ]
 }
 

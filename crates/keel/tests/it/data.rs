@@ -263,6 +263,108 @@ fn corrupt_cache_object_is_named_and_not_placed() {
 }
 
 #[test]
+fn status_notices_a_corrupt_cache_object_and_add_repairs_it() {
+    let repo = Repo::new();
+    repo.with_data();
+    let object = repo.object_of("data", "b.txt");
+    let quarantined = || count_files(&repo.root.join(".keel/quarantine"));
+    // Bit rot of the same size behind keel's back; the workspace copy is fine.
+    remove_file(&object);
+    std::fs::write(&object, b"bravX\n").unwrap();
+    let status = repo.ok(&["data", "status"]);
+    assert!(
+        status.contains("corrupt cache object for data/b.txt"),
+        "{status}"
+    );
+    assert!(status.contains("keel data add data"), "{status}");
+    assert!(!object.exists(), "the bad copy is moved aside");
+    assert_eq!(quarantined(), 1);
+    let added = repo.ok(&["data", "add", "data"]);
+    assert!(added.contains("1 new object(s)"), "{added}");
+    assert_eq!(std::fs::read(&object).unwrap(), b"bravo\n");
+    assert!(repo.ok(&["data", "status"]).contains("up to date"));
+
+    // Without a status first, add finds the corrupt object itself.
+    remove_file(&object);
+    std::fs::write(&object, b"bravY\n").unwrap();
+    let added = repo.ok(&["data", "add", "data"]);
+    assert!(
+        added.contains("repaired 1 corrupt cache object(s) of data"),
+        "{added}"
+    );
+    assert_eq!(std::fs::read(&object).unwrap(), b"bravo\n");
+    // The bad copy is kept aside under its digest (replacing the earlier one).
+    let digest = object
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string()
+        + &object.file_name().unwrap().to_string_lossy();
+    let aside = repo.root.join(".keel/quarantine").join(digest);
+    assert_eq!(std::fs::read(aside).unwrap(), b"bravY\n");
+    assert!(repo.ok(&["data", "status"]).contains("up to date"));
+    // And the repaired object is what checkout places.
+    std::fs::remove_dir_all(repo.root.join("data")).unwrap();
+    repo.ok(&["data", "checkout"]);
+    assert_eq!(repo.read("data/b.txt"), b"bravo\n");
+}
+
+#[test]
+fn remote_gc_removes_what_killed_pushes_left() {
+    let repo = Repo::new();
+    let remote = repo.root.parent().unwrap().join("remote");
+    repo.ok(&["data", "remote", "add", "origin", remote.to_str().unwrap()]);
+    repo.with_data();
+    repo.ok(&["data", "push"]);
+    let whole = count_files(&remote);
+    // What kill -9 of a push leaves: a pack whose index never came (the
+    // index is written after the pack), and object_store's upload
+    // temporaries (`NAME#N`, renamed into place once complete).
+    let packs = remote.join("packs");
+    let orphan_pack = packs.join(format!("{}.pack", "ab".repeat(32)));
+    let staged_object = remote.join(format!("blake3/cd/{}#1", "ef".repeat(31)));
+    let staged_pack = packs.join(format!("{}.pack#2", "12".repeat(32)));
+    std::fs::create_dir_all(staged_object.parent().unwrap()).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for (path, bytes) in [
+        (&orphan_pack, &b"pack bytes"[..]),
+        (&staged_object, b"half an object"),
+        (&staged_pack, b"half a pack"),
+    ] {
+        std::fs::write(path, bytes).unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(two_hours_ago).unwrap();
+    }
+    // A push running right now: its temporary is young and is spared.
+    let running = remote.join(format!("blake3/cd/{}#1", "99".repeat(31)));
+    std::fs::write(&running, b"in flight").unwrap();
+
+    let dry = repo.ok(&["data", "gc", "--remote"]);
+    assert!(
+        dry.contains("dry run: remote `origin` holds 3 partial upload(s)"),
+        "{dry}"
+    );
+    assert!(dry.contains(&format!("{}.pack", "ab".repeat(32))), "{dry}");
+    assert_eq!(count_files(&remote), whole + 4);
+    let real = repo.ok(&["data", "gc", "--remote", "origin", "--force"]);
+    assert!(real.contains("removed 3 partial upload(s)"), "{real}");
+    assert_eq!(count_files(&remote), whole + 1);
+    assert!(running.exists());
+    // With no age limit the last one goes too; whole objects stay.
+    let all = repo.ok(&["data", "gc", "--remote", "--force", "--older-than", "0s"]);
+    assert!(all.contains("removed 1 partial upload(s)"), "{all}");
+    assert_eq!(count_files(&remote), whole);
+    // The remote still serves everything.
+    std::fs::remove_dir_all(repo.root.join(".keel/cache")).unwrap();
+    std::fs::remove_dir_all(repo.root.join("data")).unwrap();
+    let pulled = repo.ok(&["data", "pull"]);
+    assert!(pulled.contains("fetched 5 object(s)"), "{pulled}");
+    assert_eq!(repo.read("data/nested/c.txt"), b"charlie\n");
+}
+
+#[test]
 fn gc_is_a_dry_run_unless_forced() {
     let repo = Repo::new();
     repo.write("f.txt", b"version one");
