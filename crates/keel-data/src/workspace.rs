@@ -229,8 +229,13 @@ impl Workspace {
 
     /// Records objects this process has just verified (fetched and hashed),
     /// so checkout does not hash them again.
+    /// They are recorded in the stat cache too, so that a later `status`
+    /// trusts them without hashing them again.
     pub fn mark_verified(&mut self, digests: impl IntoIterator<Item = Digest>) {
-        self.verified.extend(digests);
+        for digest in digests {
+            self.record_object(&digest);
+            self.verified.insert(digest);
+        }
     }
 
     /// The link order in force.
