@@ -364,6 +364,74 @@ fn remote_gc_removes_what_killed_pushes_left() {
     assert_eq!(repo.read("data/nested/c.txt"), b"charlie\n");
 }
 
+/// Files under `dir` whose name holds `#`: object_store's upload temporaries.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(path);
+            } else if entry.file_name().to_string_lossy().contains('#') {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_push_killed_midway_leaves_no_partial_object_and_gc_remote_cleans_up() {
+    let repo = Repo::new();
+    let remote = repo.root.parent().unwrap().join("remote");
+    repo.ok(&["data", "remote", "add", "origin", remote.to_str().unwrap()]);
+    // 96 MiB: a loose object uploaded in 8 MiB parts to a temporary.
+    let big: Vec<u8> = (0..96u32 << 20).map(|i| (i % 251) as u8).collect();
+    repo.write("big.bin", &big);
+    repo.ok(&["data", "add", "big.bin"]);
+    let mut push = util::command(&repo.root)
+        .args(["data", "push", "--jobs", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // kill -9 as soon as the upload's temporary exists (bounded: 60 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if !temporaries(&remote).is_empty() {
+            break;
+        }
+        assert!(
+            push.try_wait().unwrap().is_none(),
+            "the push ended before its upload was caught in flight"
+        );
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    push.kill().unwrap();
+    push.wait().unwrap();
+    // Nothing under a final name: the remote does not have the object.
+    let status = repo.ok(&["data", "status", "--remote"]);
+    assert!(status.contains("not pushed:   big.bin"), "{status}");
+    assert_eq!(temporaries(&remote).len(), 1);
+    // The temporary is young (a push could still be running): kept by default...
+    let kept = repo.ok(&["data", "gc", "--remote", "--force"]);
+    assert!(kept.contains("removed 0 partial upload(s)"), "{kept}");
+    // ...and removed once the operator says no push is running.
+    let removed = repo.ok(&["data", "gc", "--remote", "--force", "--older-than", "0s"]);
+    assert!(removed.contains("removed 1 partial upload(s)"), "{removed}");
+    assert!(temporaries(&remote).is_empty());
+    // A new push sends it whole; a fresh cache gets it back, verified.
+    let pushed = repo.ok(&["data", "push"]);
+    assert!(pushed.contains("pushed 1 object(s)"), "{pushed}");
+    std::fs::remove_dir_all(repo.root.join(".keel/cache")).unwrap();
+    remove_file(&repo.root.join("big.bin"));
+    let pulled = repo.ok(&["data", "pull"]);
+    assert!(pulled.contains("fetched 1 object(s)"), "{pulled}");
+    assert!(repo.read("big.bin") == big, "the pulled file differs");
+}
+
 #[test]
 fn gc_is_a_dry_run_unless_forced() {
     let repo = Repo::new();

@@ -9,7 +9,12 @@
 //!   from /proc under a documented bound);
 //! - two `keel run`s in one project: the second waits (or fails at once
 //!   with `--no-wait`), never races the first;
-//! - MLflow's set-alias cannot move a protected alias past the gates.
+//! - MLflow's set-alias cannot move a protected alias past the gates;
+//! - a client that stops reading is disconnected (write timeout), and over-long
+//!   request heads get keel's 414/431 in the envelope.
+//!
+//! `kill -9` of `keel data push` in the middle of an upload is in `data`
+//! (`a_push_killed_midway_…`), next to the other data tests.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
