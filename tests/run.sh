@@ -56,4 +56,8 @@ export KEEL_GTO_VENV
 eval "$(bash tests/s3/moto.sh start)"
 trap 'bash tests/s3/moto.sh stop >/dev/null 2>&1 || true' EXIT
 
+# The fuzz targets (proptest properties) run this many cases each: bounded
+# in CI, raise it locally for a longer search.
+export PROPTEST_CASES="${PROPTEST_CASES:-256}"
+
 cargo test --workspace --locked "$@"

@@ -9,8 +9,12 @@
 //! backend) a symbolic link pointing outside. Writes are atomic: a reader sees
 //! the old object or the complete new one, never a partial one (the local
 //! backend writes `name#N` beside the target and renames it into place, with
-//! fsync; S3 publishes a multipart upload only on completion). This crate
-//! knows nothing about HTTP or the metadata store.
+//! fsync; S3 publishes a multipart upload only on completion). What a killed
+//! process leaves (`name#N` on a local root) is removable: deleting a path
+//! removes its uploads in progress too, and [`ArtifactStore::remove_stale_uploads`]
+//! sweeps the root (`keel server` runs it at start-up; on S3 the bucket's
+//! `AbortIncompleteMultipartUpload` lifecycle rule plays that part). This
+//! crate knows nothing about HTTP or the metadata store.
 
 mod error;
 mod local;
@@ -32,6 +36,8 @@ use object_store::path::Path;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 pub use error::ArtifactError;
+pub use local::find_staged_uploads;
+pub use path::is_staged_upload;
 
 use error::from_object_store;
 use local::{Intent, Kind};
@@ -513,13 +519,59 @@ impl ArtifactStore {
         if let Backend::Local { root } = &self.inner.backend {
             let root = root.clone();
             let dir = local::absolute(&root, path);
-            tokio::task::spawn_blocking(move || local::remove_empty_dirs(&root, &dir))
-                .await
-                .map_err(|error| {
-                    ArtifactError::Backend(format!("artifact cleanup task failed: {error}"))
-                })?;
+            tokio::task::spawn_blocking(move || {
+                // Uploads a killed process left at this path or under it:
+                // listings never show them, so only this removes them.
+                let now = std::time::SystemTime::now();
+                if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
+                    let prefix = format!("{}#", name.to_string_lossy());
+                    if let Ok(entries) = std::fs::read_dir(parent) {
+                        for entry in entries.flatten() {
+                            let entry_name = entry.file_name().to_string_lossy().into_owned();
+                            if entry_name.starts_with(&prefix)
+                                && is_staged_upload(&entry_name)
+                                && entry.file_type().is_ok_and(|t| t.is_file())
+                            {
+                                let _ = std::fs::remove_file(entry.path());
+                            }
+                        }
+                    }
+                }
+                if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                    local::remove_staged_uploads(&dir, now);
+                }
+                local::remove_empty_dirs(&root, &dir)
+            })
+            .await
+            .map_err(|error| {
+                ArtifactError::Backend(format!("artifact cleanup task failed: {error}"))
+            })?;
         }
         Ok(deleted)
+    }
+
+    /// Removes uploads in progress (`name#N` files on a local root) last
+    /// written more than `older_than` ago: what a process killed in the
+    /// middle of an upload leaves. Returns how many were removed. The age
+    /// spares uploads running now in this or another process. On S3 it
+    /// does nothing (an incomplete multipart upload is never visible; the
+    /// bucket's `AbortIncompleteMultipartUpload` lifecycle rule expires it).
+    pub async fn remove_stale_uploads(
+        &self,
+        older_than: std::time::Duration,
+    ) -> Result<u64, ArtifactError> {
+        let Backend::Local { root } = &self.inner.backend else {
+            return Ok(0);
+        };
+        let root = root.clone();
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        tokio::task::spawn_blocking(move || local::remove_staged_uploads(&root, cutoff))
+            .await
+            .map_err(|error| {
+                ArtifactError::Backend(format!("artifact cleanup task failed: {error}"))
+            })
     }
 
     /// Every file under `prefix` as unfiltered, unsorted entries.

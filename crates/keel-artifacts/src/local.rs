@@ -224,6 +224,46 @@ pub(crate) fn file_stream(
     .boxed()
 }
 
+/// Uploads in progress (`NAME#N` files, see [`crate::is_staged_upload`])
+/// under `dir` last written at or before `cutoff`, with their sizes, sorted.
+/// A process killed while writing leaves one behind: listings never show it
+/// and no artifact path can name it, so only this sweep finds it. Symbolic
+/// links are not followed.
+pub fn find_staged_uploads(dir: &Path, cutoff: std::time::SystemTime) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            if file_type.is_dir() {
+                pending.push(entry.path());
+            } else if file_type.is_file()
+                && crate::is_staged_upload(&entry.file_name().to_string_lossy())
+                && let Ok(metadata) = entry.metadata()
+                && metadata.modified().is_ok_and(|modified| modified <= cutoff)
+            {
+                found.push((entry.path(), metadata.len()));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Removes the uploads in progress [`find_staged_uploads`] finds; returns
+/// how many were removed.
+pub(crate) fn remove_staged_uploads(dir: &Path, cutoff: std::time::SystemTime) -> u64 {
+    find_staged_uploads(dir, cutoff)
+        .into_iter()
+        .filter(|(path, _)| std::fs::remove_file(path).is_ok())
+        .count() as u64
+}
+
 /// Absolute on-disk location of a validated relative path.
 pub(crate) fn absolute(root: &Path, rel: &str) -> PathBuf {
     let mut path = root.to_path_buf();

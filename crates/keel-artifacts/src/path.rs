@@ -57,6 +57,15 @@ pub(crate) fn validate_path(path: &str) -> Result<(), ArtifactError> {
     Ok(())
 }
 
+/// Whether a file name is that of an upload in progress: `NAME#N`, where
+/// the local backend (object_store's `LocalFileSystem`) writes a file
+/// before renaming it into place.
+pub fn is_staged_upload(file_name: &str) -> bool {
+    file_name
+        .rsplit_once('#')
+        .is_some_and(|(_, suffix)| !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Validates a path that must name a file: non-empty, no trailing `/`, and a
 /// last segment that does not end in `#` followed by digits (the local
 /// backend reserves `name#N` for uploads in progress).
@@ -68,10 +77,7 @@ pub(crate) fn file_location(path: &str) -> Result<Path, ArtifactError> {
         )));
     }
     let file_name = path.rsplit('/').next().unwrap_or(path);
-    if let Some((_, suffix)) = file_name.rsplit_once('#')
-        && !suffix.is_empty()
-        && suffix.bytes().all(|b| b.is_ascii_digit())
-    {
+    if is_staged_upload(file_name) {
         return Err(ArtifactError::InvalidPath(format!(
             "invalid artifact path '{path}': a file name ending in '#' and digits is reserved for uploads in progress"
         )));

@@ -67,6 +67,8 @@ pub struct Remote {
     store: Arc<dyn ObjectStore>,
     /// The same store for large objects: a local directory fsyncs them.
     large_store: Arc<dyn ObjectStore>,
+    /// The folder of a local-directory remote.
+    local_root: Option<PathBuf>,
 }
 
 /// Opens the named (or default) remote. A local directory is created when
@@ -78,6 +80,7 @@ pub fn open_remote(workspace: &Workspace, name: Option<&str>, create: bool) -> R
         reason: reason.into(),
     };
     let mut large_store = None;
+    let mut local_root = None;
     let store: Arc<dyn ObjectStore> = if url.starts_with("s3://") {
         // The same S3 set-up as the artifact store (endpoint, path-style
         // requests, plain HTTP for an http:// endpoint), from `AWS_*`.
@@ -116,6 +119,7 @@ pub fn open_remote(workspace: &Workspace, name: Option<&str>, create: bool) -> R
             })?
             .with_fsync(true);
         large_store = Some(Arc::new(durable) as Arc<dyn ObjectStore>);
+        local_root = Some(path);
         Arc::new(local)
     };
     let large_store = large_store.unwrap_or_else(|| store.clone());
@@ -124,6 +128,7 @@ pub fn open_remote(workspace: &Workspace, name: Option<&str>, create: bool) -> R
         url,
         store,
         large_store,
+        local_root,
     })
 }
 
@@ -271,27 +276,14 @@ async fn inventory(remote: &Remote, list_loose: bool) -> Result<Inventory> {
             })
             .collect();
     }
-    let metas: Vec<object_store::ObjectMeta> = remote
-        .store
-        .list(Some(&StorePath::from(PACK_DIR)))
-        .try_collect()
-        .await
-        .map_err(remote_error(remote))?;
-    let mut packs = HashSet::new();
-    let mut indexes = Vec::new();
-    for meta in &metas {
-        let Some(file) = meta.location.filename() else {
-            continue;
-        };
-        if let Some(name) = file.strip_suffix(".pack") {
-            packs.insert(name.to_string());
-        } else if let Some(name) = file.strip_suffix(".idx") {
-            indexes.push(name.to_string());
-        }
-    }
+    let listing = list_packs(remote).await?;
+    let (packs, indexes) = split_packs(&listing);
     // An index without its pack is a pack that was deleted behind our back:
     // its objects are not there.
-    indexes.retain(|name| packs.contains(name));
+    let mut indexes: Vec<String> = indexes
+        .into_keys()
+        .filter(|name| packs.contains_key(name))
+        .collect();
     indexes.sort();
     let texts: Vec<(String, Result<Bytes>)> = futures::stream::iter(indexes)
         .map(|name| async move {
@@ -326,6 +318,35 @@ async fn inventory(remote: &Remote, list_loose: bool) -> Result<Inventory> {
         inventory.packs.push(name);
     }
     Ok(inventory)
+}
+
+/// Everything under the remote's pack folder.
+async fn list_packs(remote: &Remote) -> Result<Vec<object_store::ObjectMeta>> {
+    remote
+        .store
+        .list(Some(&StorePath::from(PACK_DIR)))
+        .try_collect()
+        .await
+        .map_err(remote_error(remote))
+}
+
+/// Packs and indexes of a pack-folder listing, by pack name.
+type PackFiles<'a> = HashMap<String, &'a object_store::ObjectMeta>;
+
+fn split_packs(metas: &[object_store::ObjectMeta]) -> (PackFiles<'_>, PackFiles<'_>) {
+    let mut packs = HashMap::new();
+    let mut indexes = HashMap::new();
+    for meta in metas {
+        let Some(file) = meta.location.filename() else {
+            continue;
+        };
+        if let Some(name) = file.strip_suffix(".pack") {
+            packs.insert(name.to_string(), meta);
+        } else if let Some(name) = file.strip_suffix(".idx") {
+            indexes.insert(name.to_string(), meta);
+        }
+    }
+    (packs, indexes)
 }
 
 /// One line of a pack index: digest, offset, size.
@@ -926,6 +947,111 @@ pub async fn status(
     status.lost.sort();
     status.not_fetched.sort();
     Ok(status)
+}
+
+/// What killed pushes left on a remote (see [`partial_uploads`]).
+#[derive(Debug, Clone, Default)]
+pub struct PartialUploads {
+    /// Remote paths with their sizes.
+    pub found: Vec<(String, u64)>,
+    /// Whether they were deleted.
+    pub removed: bool,
+}
+
+impl PartialUploads {
+    /// Bytes they hold.
+    pub fn bytes(&self) -> u64 {
+        self.found.iter().map(|(_, size)| size).sum()
+    }
+}
+
+/// `keel data gc --remote`: finds (and with `force` deletes) what pushes
+/// killed midway left on the remote, last written more than `older_than`
+/// ago (pushes running now are spared):
+/// - a pack without its index (the index is written after the pack, so a
+///   push killed in between leaves a pack no reader counts; its objects
+///   are pushed again next time), and an index whose pack is gone;
+/// - on a local-directory remote, `NAME#N` files: object_store writes each
+///   object there, then renames it into place, so a killed push leaves one
+///   that no listing shows.
+///
+/// Objects under their final names are always whole (an S3 PUT or a
+/// completed multipart upload is atomic; locally, the rename), so nothing
+/// else needs cleaning. On S3 an incomplete multipart upload is never
+/// listed: the bucket's `AbortIncompleteMultipartUpload` lifecycle rule
+/// removes those (docs). Unreferenced whole objects are kept: a remote is
+/// shared by every clone and branch.
+pub async fn partial_uploads(
+    remote: &Remote,
+    older_than: std::time::Duration,
+    force: bool,
+) -> Result<PartialUploads> {
+    let now = std::time::SystemTime::now();
+    let cutoff = now.checked_sub(older_than).unwrap_or(std::time::UNIX_EPOCH);
+    let cutoff_ms = cutoff
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64);
+    let listing = list_packs(remote).await?;
+    let (packs, indexes) = split_packs(&listing);
+    let mut stale: Vec<&object_store::ObjectMeta> = packs
+        .iter()
+        .filter(|(name, _)| !indexes.contains_key(*name))
+        .chain(
+            indexes
+                .iter()
+                .filter(|(name, _)| !packs.contains_key(*name)),
+        )
+        .map(|(_, meta)| *meta)
+        .filter(|meta| meta.last_modified.timestamp_millis() <= cutoff_ms)
+        .collect();
+    stale.sort_by(|a, b| a.location.cmp(&b.location));
+    let mut report = PartialUploads::default();
+    for meta in &stale {
+        report.found.push((meta.location.to_string(), meta.size));
+    }
+    let staged = match &remote.local_root {
+        Some(root) => {
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || {
+                keel_artifacts::find_staged_uploads(&root, cutoff)
+                    .into_iter()
+                    .map(|(path, size)| {
+                        let relative = path
+                            .strip_prefix(&root)
+                            .unwrap_or(&path)
+                            .to_string_lossy()
+                            .into_owned();
+                        (path, relative, size)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|error| DataError::Invalid(format!("remote sweep failed: {error}")))?
+        }
+        None => Vec::new(),
+    };
+    report.found.extend(
+        staged
+            .iter()
+            .map(|(_, relative, size)| (relative.clone(), *size)),
+    );
+    if force {
+        for meta in &stale {
+            match remote.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(remote_error(remote)(source)),
+            }
+        }
+        for (path, _, _) in &staged {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(DataError::io(path, error)),
+            }
+        }
+        report.removed = true;
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

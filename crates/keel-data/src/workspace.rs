@@ -100,7 +100,8 @@ pub struct TargetStatus {
     pub kind: Kind,
     /// Changed files (project-relative), sorted.
     pub changes: Vec<(String, Change)>,
-    /// Something that prevents a comparison (e.g. a manifest not in the cache).
+    /// Something that prevents a comparison (e.g. a manifest not in the
+    /// cache), or a cache object found corrupt.
     pub problem: Option<String>,
 }
 
@@ -122,6 +123,9 @@ pub struct AddOutcome {
     pub hashed_bytes: u64,
     /// Objects newly stored in the cache.
     pub new_objects: u64,
+    /// Cache objects found corrupt (content not matching their digest),
+    /// quarantined and stored again from the workspace file.
+    pub repaired_objects: u64,
     /// How new objects entered the cache.
     pub link: Option<LinkKind>,
 }
@@ -225,8 +229,13 @@ impl Workspace {
 
     /// Records objects this process has just verified (fetched and hashed),
     /// so checkout does not hash them again.
+    /// They are recorded in the stat cache too, so that a later `status`
+    /// trusts them without hashing them again.
     pub fn mark_verified(&mut self, digests: impl IntoIterator<Item = Digest>) {
-        self.verified.extend(digests);
+        for digest in digests {
+            self.record_object(&digest);
+            self.verified.insert(digest);
+        }
     }
 
     /// The link order in force.
@@ -420,6 +429,10 @@ impl Workspace {
                 first_of.entry(*digest).or_insert(index);
             }
         }
+        // An object already in the cache may have been corrupted behind
+        // keel's back: check it (the stat cache vouches for unchanged ones),
+        // quarantine a bad one, and store it again from this file below.
+        let repaired = self.corrupt_objects(first_of.keys().copied())?;
         let used_link = Mutex::new(None);
         let link = self.link.clone();
         let cache = &self.cache;
@@ -437,10 +450,18 @@ impl Workspace {
         let mut new_objects = 0u64;
         // Files hardlinked into the cache share its inode, already read-only.
         let mut protected = vec![false; files.len()];
+        let digest_of: HashMap<usize, Digest> = first_of
+            .iter()
+            .map(|(digest, index)| (*index, *digest))
+            .collect();
         for (index, result) in inserted {
             match result {
                 Ok(Some(kind)) => {
                     new_objects += 1;
+                    // keel just stored these bytes under their digest.
+                    if let Some(digest) = digest_of.get(&index) {
+                        self.record_object(digest);
+                    }
                     protected[index] = kind == LinkKind::Hardlink;
                     if let Ok(mut used) = used_link.lock() {
                         used.get_or_insert(kind);
@@ -523,8 +544,71 @@ impl Workspace {
             hashed_files,
             hashed_bytes,
             new_objects,
+            repaired_objects: repaired.len() as u64,
             link,
         })
+    }
+
+    /// The stat-cache key of a cache object (project-relative, under `.keel/`).
+    fn object_key(&self, digest: &Digest) -> String {
+        let path = self.cache.object_path(digest);
+        path.strip_prefix(self.project.root())
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Records a cache object keel has just written as good in the stat cache.
+    fn record_object(&mut self, digest: &Digest) {
+        let key = self.object_key(digest);
+        if let Ok(metadata) = std::fs::symlink_metadata(self.cache.object_path(digest)) {
+            self.stat
+                .record(&key, FileStat::of(&metadata), *digest, true);
+        }
+    }
+
+    /// Checks the cache objects of `digests` against their names, as dvc
+    /// checks its cache through its state database: an object unchanged
+    /// (size, mtime, inode) since it was last found good is trusted, any
+    /// other is hashed (in parallel). Corrupt objects are moved to
+    /// `.keel/quarantine/` and returned; missing ones are not corruption.
+    fn corrupt_objects(
+        &mut self,
+        digests: impl IntoIterator<Item = Digest>,
+    ) -> Result<Vec<Digest>> {
+        let mut unknown = Vec::new();
+        let mut seen = HashSet::new();
+        for digest in digests {
+            if !seen.insert(digest) || self.verified.contains(&digest) {
+                continue;
+            }
+            let Ok(metadata) = std::fs::symlink_metadata(self.cache.object_path(&digest)) else {
+                continue;
+            };
+            let stat = FileStat::of(&metadata);
+            let key = self.object_key(&digest);
+            if self.stat.lookup(&key, &stat) != Some(digest) {
+                unknown.push((digest, key, stat));
+            }
+        }
+        let cache = &self.cache;
+        let verdicts: Vec<Result<Verified>> = unknown
+            .par_iter()
+            .map(|(digest, _, _)| cache.verify(digest))
+            .collect();
+        let mut corrupt = Vec::new();
+        for ((digest, key, stat), verdict) in unknown.into_iter().zip(verdicts) {
+            match verdict? {
+                Verified::Good => self.stat.record(&key, stat, digest, false),
+                Verified::Corrupt => {
+                    self.stat.forget(&key);
+                    corrupt.push(digest);
+                }
+                Verified::Missing => {}
+            }
+        }
+        corrupt.sort();
+        Ok(corrupt)
     }
 
     /// `keel data status`: how the workspace differs from the metafiles.
@@ -570,6 +654,20 @@ impl Workspace {
             status.changes.push((join(&tracked.path, &rel), change));
         }
         status.changes.sort();
+        let corrupt = self.corrupt_objects(expected.iter().map(|entry| entry.digest))?;
+        if !corrupt.is_empty() {
+            let paths: Vec<String> = expected
+                .iter()
+                .filter(|entry| corrupt.binary_search(&entry.digest).is_ok())
+                .map(|entry| join(&tracked.path, &entry.path))
+                .collect();
+            status.problem = Some(format!(
+                "corrupt cache object for {} (its content does not match its digest; moved to .keel/quarantine): \
+                 `keel data add {}` stores the workspace copy again, `keel data fetch` brings the remote's",
+                paths.join(", "),
+                tracked.path
+            ));
+        }
         Ok(status)
     }
 

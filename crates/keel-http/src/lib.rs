@@ -6,8 +6,9 @@
 //!   kernel's backlog), a header-read timeout (the head of a request must
 //!   arrive within it once its first byte has), an idle keep-alive timeout (a
 //!   connection waiting for its next request is closed after it), and a body
-//!   timeout (each chunk of a request body must arrive within it); a
-//!   connection that breaks one is closed. Graceful shutdown finishes the
+//!   timeout (each chunk of a request body must arrive within it, and a
+//!   response must keep being read: no write progress for as long closes
+//!   the connection); a connection that breaks one is closed. Graceful shutdown finishes the
 //!   requests in flight and closes idle connections.
 //! - [`buffer_body`] (a middleware on routes that read their whole body into
 //!   memory): the body's size against the route's maximum (413), the whole
@@ -20,13 +21,18 @@
 //!   [`MAX_URI_BYTES`] and `%00` refused; every error response that is not
 //!   already JSON or HTML (axum's rejections, 405, 413, ...) rewritten into
 //!   the server's JSON error envelope.
+//! - [`is_loopback`] and [`bearer_matches`]: which hosts are loopback (a
+//!   non-loopback bind needs authentication) and a bearer token compared in
+//!   constant time, decided once for both servers.
 
+mod access;
 mod body;
 mod conn;
 mod envelope;
 
 use std::time::Duration;
 
+pub use access::{bearer_matches, is_loopback, token_matches};
 pub use body::{BodyBudget, Refusal, buffer_body};
 pub use conn::serve;
 pub use envelope::{
@@ -40,7 +46,8 @@ pub struct Limits {
     /// The head of a request must arrive within this once its first byte has.
     pub header_timeout: Duration,
     /// A buffered body must arrive whole within this; a streamed body's next
-    /// chunk must arrive within this.
+    /// chunk must arrive within this; a response the client stops reading
+    /// (no write progress) for this long closes the connection.
     pub body_timeout: Duration,
     /// A keep-alive connection waiting for its next request is closed after this.
     pub idle_timeout: Duration,
@@ -80,47 +87,6 @@ impl Limits {
             max_connections: 1 << 20,
             body_budget_bytes: 1 << 40,
             enforced: false,
-        }
-    }
-}
-
-/// Whether `host` (a `--host` value) is a loopback address: `localhost`, or
-/// an IP address that is loopback once parsed (`127.0.0.1.nip.io` is a
-/// name, not loopback). The one rule for both servers' "refuse to start
-/// off loopback without authentication".
-pub fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_loopback;
-
-    #[test]
-    fn loopback_is_an_address_not_a_name_that_starts_like_one() {
-        for host in [
-            "127.0.0.1",
-            "127.3.2.1",
-            "::1",
-            "[::1]",
-            "localhost",
-            "LocalHost",
-        ] {
-            assert!(is_loopback(host), "{host}");
-        }
-        for host in [
-            "127.0.0.1.nip.io",
-            "0.0.0.0",
-            "::",
-            "10.0.0.1",
-            "example.com",
-            "",
-        ] {
-            assert!(!is_loopback(host), "{host}");
         }
     }
 }

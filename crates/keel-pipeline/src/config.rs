@@ -646,6 +646,9 @@ pub fn interpolate(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -65,6 +65,12 @@ pub struct Expr {
     pub right: Term,
 }
 
+/// Most tokens in one gate: a side is a tree as deep as its longest chain,
+/// and evaluating or dropping it recurses once per level.
+pub const MAX_TOKENS: usize = 512;
+/// Deepest nesting of parentheses and unary minus.
+pub const MAX_NESTING: usize = 64;
+
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Number(f64),
@@ -140,6 +146,8 @@ fn tokenize(text: &str) -> std::result::Result<Vec<Token>, String> {
 struct Parser {
     tokens: Vec<Token>,
     at: usize,
+    /// Parentheses and unary minus open around the cursor.
+    depth: usize,
 }
 
 impl Parser {
@@ -168,6 +176,23 @@ impl Parser {
     fn factor(&mut self) -> std::result::Result<Term, String> {
         let token = self.peek().cloned();
         self.at += 1;
+        let nests = matches!(token, Some(Token::Op('-') | Token::Open));
+        if nests {
+            if self.depth >= MAX_NESTING {
+                return Err(format!(
+                    "parentheses and minus signs nest deeper than {MAX_NESTING} levels"
+                ));
+            }
+            self.depth += 1;
+        }
+        let term = self.factor_of(token);
+        if nests {
+            self.depth -= 1;
+        }
+        term
+    }
+
+    fn factor_of(&mut self, token: Option<Token>) -> std::result::Result<Term, String> {
         match token {
             Some(Token::Number(number)) => Ok(Term::Number(number)),
             Some(Token::Name(name)) => Ok(Term::Metric(name)),
@@ -202,9 +227,17 @@ fn describe(token: &Token) -> String {
 impl Expr {
     /// Parses `left cmp right`.
     pub fn parse(text: &str) -> std::result::Result<Expr, String> {
+        let tokens = tokenize(text)?;
+        if tokens.len() > MAX_TOKENS {
+            return Err(format!(
+                "the expression has {} tokens; at most {MAX_TOKENS} are accepted",
+                tokens.len()
+            ));
+        }
         let mut parser = Parser {
-            tokens: tokenize(text)?,
+            tokens,
             at: 0,
+            depth: 0,
         };
         let left = parser.sum()?;
         let cmp = match parser.peek() {

@@ -327,7 +327,8 @@ pub fn parse_v2(
                 )));
             }
             let values = data(only, &name)?;
-            if values.len() as i64 != rows * width {
+            // A negative or overflowing row count is refused, not wrapped.
+            if rows < 0 || rows.checked_mul(width) != i64::try_from(values.len()).ok() {
                 return Err(ContractError::malformed(format!(
                     "input {name:?}: shape [{rows}, {width}] but {} values",
                     values.len()
@@ -877,11 +878,15 @@ fn build(
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use keel_engine::{InputSpec, OutputKind, SignatureSource};
 
-    fn signature() -> ServingSignature {
+    /// `income` (numeric, trained on 0..100) and `region` (north, south).
+    pub(super) fn signature() -> ServingSignature {
         ServingSignature {
             inputs: vec![
                 InputSpec {

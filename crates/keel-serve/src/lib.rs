@@ -84,8 +84,13 @@ pub struct ServeConfig {
     pub host: String,
     /// Port (0 = any free port).
     pub port: u16,
-    /// Bearer token required on every request but health checks.
+    /// Bearer token required on every request but health checks (an empty
+    /// token counts as none).
     pub auth_token: Option<String>,
+    /// Bearer token of `POST /feedback` (labels that drive retraining), so
+    /// prediction clients cannot write labels; without it `/feedback` takes
+    /// `auth_token`.
+    pub feedback_token: Option<String>,
     /// Allow a non-loopback bind without a token.
     pub allow_unauthenticated: bool,
     /// Which engine serves keel folders.
@@ -137,6 +142,7 @@ impl ServeConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             auth_token: None,
+            feedback_token: None,
             allow_unauthenticated: false,
             engine: EnginePreference::Auto,
             policies: Policies::default(),
@@ -181,7 +187,9 @@ pub struct BoundServer {
 /// Binds the socket, starts the prediction log (its replica id defaults to
 /// the host name and the bound port) and loads the models (downloading them
 /// if needed). Nothing is answered before [`BoundServer::serve`].
-pub async fn bind(config: ServeConfig) -> Result<BoundServer, ServeError> {
+pub async fn bind(mut config: ServeConfig) -> Result<BoundServer, ServeError> {
+    config.auth_token = config.auth_token.filter(|token| !token.is_empty());
+    config.feedback_token = config.feedback_token.filter(|token| !token.is_empty());
     if !keel_http::is_loopback(&config.host)
         && config.auth_token.is_none()
         && !config.allow_unauthenticated
@@ -198,6 +206,12 @@ pub async fn bind(config: ServeConfig) -> Result<BoundServer, ServeError> {
         return Err(ServeError::Config(format!(
             "--canary-share must be between 0 and 1, got {share}"
         )));
+    }
+    if config.auth_token.is_some() && config.feedback_token.is_none() {
+        tracing::warn!(
+            "/feedback accepts the prediction token: set --feedback-token (KEEL_FEEDBACK_TOKEN) \
+             so that prediction clients cannot write the labels retraining learns from"
+        );
     }
     let address = format!(
         "{}:{}",

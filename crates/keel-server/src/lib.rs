@@ -90,6 +90,10 @@ impl ServerConfig {
     }
 }
 
+/// How old an upload in progress must be before a starting server removes
+/// it as left by a killed process.
+pub const STALE_UPLOAD_AGE: Duration = Duration::from_secs(3600);
+
 /// The aliases protected unless configured otherwise.
 pub const DEFAULT_PROTECTED_ALIASES: &[&str] = &["production"];
 
@@ -114,6 +118,26 @@ impl AppState {
     /// Whether `alias` moves only by the promotion rule.
     pub fn is_protected(&self, alias: &str) -> bool {
         self.protected_aliases.iter().any(|a| a == alias)
+    }
+
+    /// Removes, in the background, the uploads in progress that killed
+    /// servers left in a local artifact root (older than
+    /// [`STALE_UPLOAD_AGE`], so uploads of other live servers sharing the
+    /// root are spared); logged, never fatal.
+    pub fn spawn_stale_upload_sweep(&self) {
+        let artifacts = self.artifacts.clone();
+        tokio::spawn(async move {
+            match artifacts.remove_stale_uploads(STALE_UPLOAD_AGE).await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(
+                        removed,
+                        "removed uploads that killed processes left in the artifact root"
+                    )
+                }
+                Err(error) => tracing::warn!(%error, "sweeping stale artifact uploads failed"),
+            }
+        });
     }
 
     /// Tells the registry follower that this server just changed the registry.
@@ -493,6 +517,7 @@ pub async fn bind_with_limits(
     let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let state = AppState::open(config).await?;
     state.spawn_registry_follower();
+    state.spawn_stale_upload_sweep();
     let address = format!(
         "{}:{}",
         config.host.trim_start_matches('[').trim_end_matches(']'),

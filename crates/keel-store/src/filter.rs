@@ -851,6 +851,9 @@ impl<'a> Parser<'a> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::Comparator::*;
     use super::EntityKind::*;

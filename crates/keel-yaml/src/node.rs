@@ -66,57 +66,132 @@ impl YamlError {
     }
 }
 
+/// Deepest nesting of lists and mappings accepted. keel's files nest a
+/// few levels; saphyr's loader (and the conversion below) recurse once
+/// per level, so a hostile `- - - - …` line must be refused before loading
+/// or it would overflow the stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses one YAML document (an empty file is `Null` at 1:1).
 pub fn parse(text: &str, file: &Path) -> Result<Node, YamlError> {
-    let documents = MarkedYaml::load_from_str(text).map_err(|error| {
-        let marker = error.marker();
-        YamlError::new(
-            file,
-            Pos {
-                line: marker.line(),
-                column: marker.col() + 1,
-            },
-            error.info().to_string(),
-        )
-    })?;
+    let lines = Lines::of(text);
+    check_depth(text, file).map_err(|error| lines.within(error))?;
+    let documents =
+        MarkedYaml::load_from_str(text).map_err(|error| lines.within(scan_error(&error, file)))?;
     match documents.len() {
         0 => Ok(Node {
             pos: Pos { line: 1, column: 1 },
             value: Value::Null,
         }),
-        1 => convert(&documents[0], file),
+        1 => convert(&documents[0], file, &lines),
         _ => Err(YamlError::new(
             file,
-            pos_of(&documents[1]),
+            pos_of(&documents[1], &lines),
             "expected one YAML document, found several",
         )),
     }
 }
 
-fn pos_of(node: &MarkedYaml<'_>) -> Pos {
-    Pos {
-        line: node.span.start.line(),
-        column: node.span.start.col() + 1,
+fn scan_error(error: &saphyr::ScanError, file: &Path) -> YamlError {
+    let marker = error.marker();
+    YamlError::new(
+        file,
+        Pos {
+            line: marker.line(),
+            column: marker.col() + 1,
+        },
+        error.info().to_string(),
+    )
+}
+
+/// The widths (in characters) of `text`'s lines, as YAML breaks them, to
+/// keep every position inside the text: saphyr puts an error at the end of
+/// the input on the line after the last one, and a tagged empty node on
+/// line 0, which no editor can show.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn of(text: &str) -> Self {
+        Lines(
+            text.split("\r\n")
+                .flat_map(|line| line.split(['\r', '\n']))
+                .map(|line| line.chars().count())
+                .collect(),
+        )
+    }
+
+    /// `line` (1-based) and `column` (0-based, as saphyr counts), inside the text.
+    fn pos(&self, line: usize, column: usize) -> Pos {
+        let last = self.0.len().max(1);
+        let (line, column) = match line {
+            0 => (1, 0),
+            line if line > last => (last, usize::MAX),
+            line => (line, column),
+        };
+        let width = self.0.get(line - 1).copied().unwrap_or(0);
+        Pos {
+            line,
+            column: column.min(width) + 1,
+        }
+    }
+
+    fn within(&self, mut error: YamlError) -> YamlError {
+        error.pos = self.pos(error.pos.line, error.pos.column.saturating_sub(1));
+        error
     }
 }
 
-fn convert(node: &MarkedYaml<'_>, file: &Path) -> Result<Node, YamlError> {
-    let pos = pos_of(node);
+/// Walks the parser's events (an iterative state machine, no recursion)
+/// and refuses nesting deeper than [`MAX_DEPTH`] at the list or mapping
+/// that goes too deep. A syntax error is reported here as the loader would
+/// report it, so the loader never recurses past the depth seen here.
+fn check_depth(text: &str, file: &Path) -> Result<(), YamlError> {
+    use saphyr_parser::{Event, Parser};
+    let mut depth = 0usize;
+    for event in Parser::new_from_str(text) {
+        let (event, span) = event.map_err(|error| scan_error(&error, file))?;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(YamlError::new(
+                        file,
+                        Pos {
+                            line: span.start.line(),
+                            column: span.start.col() + 1,
+                        },
+                        format!("lists and mappings nest deeper than {MAX_DEPTH} levels"),
+                    ));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn pos_of(node: &MarkedYaml<'_>, lines: &Lines) -> Pos {
+    lines.pos(node.span.start.line(), node.span.start.col())
+}
+
+fn convert(node: &MarkedYaml<'_>, file: &Path, lines: &Lines) -> Result<Node, YamlError> {
+    let pos = pos_of(node, lines);
     let value = match &node.data {
         YamlData::Value(scalar) => scalar_value(scalar),
         YamlData::Representation(text, _, _) => Value::Str(text.to_string()),
-        YamlData::Tagged(_, inner) => return convert(inner, file),
+        YamlData::Tagged(_, inner) => return convert(inner, file, lines),
         YamlData::Sequence(items) => Value::Seq(
             items
                 .iter()
-                .map(|item| convert(item, file))
+                .map(|item| convert(item, file, lines))
                 .collect::<Result<_, _>>()?,
         ),
         YamlData::Mapping(entries) => {
             let mut out: Vec<(Key, Node)> = Vec::with_capacity(entries.len());
             for (key, value) in entries {
-                let key_pos = pos_of(key);
-                let name = match convert(key, file)?.value {
+                let key_pos = pos_of(key, lines);
+                let name = match convert(key, file, lines)?.value {
                     Value::Str(text) => text,
                     Value::Int(number) => number.to_string(),
                     Value::Float(number) => number.to_string(),
@@ -129,7 +204,7 @@ fn convert(node: &MarkedYaml<'_>, file: &Path) -> Result<Node, YamlError> {
                         ));
                     }
                 };
-                out.push((Key { pos: key_pos, name }, convert(value, file)?));
+                out.push((Key { pos: key_pos, name }, convert(value, file, lines)?));
             }
             Value::Map(out)
         }
@@ -274,7 +349,10 @@ pub fn get<'a>(entries: &'a [(Key, Node)], name: &str) -> Option<&'a Node> {
         .map(|(_, node)| node)
 }
 
-/// A YAML double-quoted scalar for `text` (JSON string escapes are valid YAML).
+/// A YAML double-quoted scalar for `text` (JSON string escapes are valid
+/// YAML). Characters outside YAML's printable set (C0 and C1 controls, DEL,
+/// U+FFFE/U+FFFF), the byte-order mark and the Unicode line and paragraph
+/// separators are written as `\uXXXX`, so any text reads back unchanged.
 pub fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -285,7 +363,13 @@ pub fn quote(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+            c if (c as u32) < 0x20
+                || ('\u{7f}'..='\u{9f}').contains(&c)
+                || matches!(
+                    c,
+                    '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+                ) =>
+            {
                 out.push_str(&format!("\\u{:04x}", c as u32))
             }
             c => out.push(c),
@@ -326,6 +410,29 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let file = Path::new("deep.yaml");
+        for text in [
+            "- ".repeat(200_000) + "x\n",
+            "[".repeat(250) + &"]".repeat(250),
+            "a: ".to_string() + &"{b: ".repeat(240) + &"}".repeat(240),
+        ] {
+            let error = parse(&text, file).unwrap_err();
+            assert_eq!(error.pos.line, 1, "{error}");
+            assert!(error.pos.column > MAX_DEPTH, "{error}");
+        }
+        let ok = "- ".repeat(MAX_DEPTH) + "x\n";
+        assert!(parse(&ok, file).is_ok());
+        let too_deep = "- ".repeat(MAX_DEPTH + 1) + "x\n";
+        assert!(
+            parse(&too_deep, file)
+                .unwrap_err()
+                .message
+                .contains("nest deeper")
+        );
+    }
+
+    #[test]
     fn quoting_round_trips() {
         let file = Path::new("q.yaml");
         for text in [
@@ -334,6 +441,7 @@ mod tests {
             "tab\tnew\nline",
             "ünï €",
             "#: {x}",
+            "nel\u{85} c1\u{9b} bom\u{feff} ls\u{2028} \u{fffe}\u{ffff}",
         ] {
             let node = parse(&format!("k: {}\n", quote(text)), file).unwrap();
             let map = node.as_map(file).unwrap();

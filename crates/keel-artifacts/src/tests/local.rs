@@ -162,6 +162,75 @@ async fn streamed_put_is_invisible_until_complete_and_replaces_atomically() {
     assert_eq!(files_on_disk(&root_of(&store)), vec!["m/model.bin"]);
 }
 
+/// A process killed in the middle of an upload (simulated by forgetting the
+/// upload's future, so no destructor runs) leaves `name#N`: never listed,
+/// spared by the start-up sweep while young, removed by deleting the path,
+/// and by the sweep once stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_left_by_a_killed_process_are_deletable_and_swept() {
+    let (_temp, store) = store();
+    let root = root_of(&store);
+    // Two parts, then a client that never sends the rest.
+    let stream = body(5, 2 * PART_BYTES as u64, 1024 * 1024).chain(futures::stream::pending());
+    let mut upload = Box::pin(store.put_stream("runs/r1/model.bin", stream));
+    let mut waited = 0;
+    while !files_on_disk(&root).iter().any(|f| f.contains('#')) {
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), &mut upload).await;
+        assert!(
+            pending.is_err(),
+            "the upload cannot finish: its stream never ends"
+        );
+        waited += 1;
+        assert!(waited < 1200, "no upload in progress appeared in 60 s");
+    }
+    std::mem::forget(upload);
+    let left = files_on_disk(&root);
+    assert_eq!(left, vec!["runs/r1/model.bin#1"], "{left:?}");
+    assert_eq!(ok("list", store.list("runs/r1").await), vec![]);
+    assert_eq!(ok("head", store.head("runs/r1/model.bin").await), None);
+    // A young upload may belong to a live process: the sweep spares it.
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(ok("sweep", store.remove_stale_uploads(hour).await), 0);
+    assert_eq!(files_on_disk(&root).len(), 1);
+    // Deleting the run's folder removes what the killed upload left.
+    ok("delete", store.delete("runs/r1").await);
+    assert_eq!(files_on_disk(&root), Vec::<String>::new());
+
+    // Deleting the file's own path removes its uploads too.
+    ok(
+        "put",
+        store.put_bytes("a/b.txt", Bytes::from_static(b"b")).await,
+    );
+    ok_io("write", std::fs::write(root.join("a/b.txt#3"), b"partial"));
+    ok("delete file", store.delete("a/b.txt").await);
+    assert_eq!(files_on_disk(&root), Vec::<String>::new());
+
+    // A stale one anywhere under the root goes at the next sweep; a young
+    // one and real objects stay.
+    ok(
+        "put",
+        store
+            .put_bytes("x/keep.txt", Bytes::from_static(b"k"))
+            .await,
+    );
+    ok_io("mkdir", std::fs::create_dir_all(root.join("x/y")));
+    let stale = root.join("x/y/old.bin#1");
+    ok_io("write", std::fs::write(&stale, b"partial"));
+    let two_hours_ago = std::time::SystemTime::now() - 2 * hour;
+    let file = ok_io("open", std::fs::File::options().write(true).open(&stale));
+    ok_io("set_modified", file.set_modified(two_hours_ago));
+    ok_io(
+        "write",
+        std::fs::write(root.join("x/young.bin#2"), b"partial"),
+    );
+    assert_eq!(ok("sweep", store.remove_stale_uploads(hour).await), 1);
+    assert_eq!(files_on_disk(&root), vec!["x/keep.txt", "x/young.bin#2"]);
+    assert_eq!(
+        crate::find_staged_uploads(&root, std::time::SystemTime::now()).len(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn symlinks_leading_outside_the_root_are_refused() {
     let (temp, store) = store();

@@ -1,5 +1,5 @@
-//! What runs around every request: the bearer token (health checks are
-//! open), the bounds on work (requests in flight → 503 with `Retry-After`,
+//! What runs around every request: the bearer tokens (health checks are
+//! open; `/feedback` may have its own), the bounds on work (requests in flight → 503 with `Retry-After`,
 //! request time → 504), and the answer for unknown routes.
 
 use axum::extract::{Request, State};
@@ -64,32 +64,38 @@ pub(super) async fn count_refusals(
     response
 }
 
+/// The bearer tokens: `/feedback` takes the feedback token when one is set
+/// (the prediction token is then refused there), every other route but the
+/// health checks the prediction token. Tokens are compared in constant time.
 pub(super) async fn authenticate(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(token) = &state.config.auth_token {
-        let path = request.uri().path();
-        let open = matches!(
-            path,
-            "/ping" | "/health" | "/v2/health/live" | "/v2/health/ready"
-        );
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !open && given != Some(token.as_str()) {
-            let message = "This server requires 'Authorization: Bearer <token>'";
-            return (
-                StatusCode::UNAUTHORIZED,
-                axum::Json(
-                    json!({"error_code": "UNAUTHENTICATED", "message": message, "error": message}),
-                ),
-            )
-                .into_response();
-        }
+    let path = request.uri().path();
+    let open = matches!(
+        path,
+        "/ping" | "/health" | "/v2/health/live" | "/v2/health/ready"
+    );
+    let config = &state.config;
+    let (expected, which) = if path == "/feedback" && config.feedback_token.is_some() {
+        (config.feedback_token.as_deref(), "the feedback token")
+    } else {
+        (config.auth_token.as_deref(), "the server's token")
+    };
+    if let Some(expected) = expected
+        && !open
+        && !keel_http::bearer_matches(request.headers(), expected)
+    {
+        let message =
+            format!("This endpoint requires 'Authorization: Bearer <token>' with {which}");
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(
+                json!({"error_code": "UNAUTHENTICATED", "message": message, "error": message}),
+            ),
+        )
+            .into_response();
     }
     next.run(request).await
 }

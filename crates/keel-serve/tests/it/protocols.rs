@@ -755,3 +755,78 @@ async fn saturation_and_slow_requests_get_503_and_504() {
     assert_eq!(response.status(), 504);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_has_its_own_token_and_empty_tokens_count_as_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (folder, _) = train(dir.path(), "risk", Algorithm::Logistic, 5);
+    let model = folder.to_str().unwrap();
+    let mut tokens = config(model, &dir.path().join("logs"));
+    tokens.auth_token = Some("predict-secret".into());
+    tokens.feedback_token = Some("label-secret".into());
+    let server = Running::start(tokens).await;
+    let client = reqwest::Client::new();
+    let body = json!({"dataframe_records": records(&portfolio(3, 1), 0..1)});
+    let feedback = json!({"feedback": [{"request_id": "r-1", "row": 0, "label": "1"}]});
+    let call = |path: &str, token: Option<&str>, body: &Value| {
+        let mut request = client.post(format!("{}{path}", server.base)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    // Predictions take the prediction token only.
+    assert_eq!(
+        call("/invocations", Some("predict-secret"), &body)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for token in [Some("label-secret"), Some("predict-secre"), None] {
+        let response = call("/invocations", token, &body).await.unwrap();
+        assert_eq!(response.status(), 401, "{token:?}");
+    }
+    // Labels take the feedback token only: a prediction client cannot write them.
+    let refused = call("/feedback", Some("predict-secret"), &feedback)
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error_code"], "UNAUTHENTICATED");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("feedback token"),
+        "{error}"
+    );
+    let written = call("/feedback", Some("label-secret"), &feedback)
+        .await
+        .unwrap();
+    assert_eq!(written.status(), 200);
+    assert_eq!(written.json::<Value>().await.unwrap()["written"], 1);
+    // Health checks stay open.
+    let health = client
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    server.stop().await;
+
+    // An empty token is no token: a non-loopback bind without one is refused,
+    // and a name that merely starts like a loopback address is not loopback.
+    for (host, token) in [("0.0.0.0", Some("")), ("127.0.0.1.nip.io", None)] {
+        let mut open = config(model, &dir.path().join("logs-open"));
+        open.host = host.into();
+        open.auth_token = token.map(str::to_string);
+        match keel_serve::bind(open).await {
+            Err(error) => assert!(
+                error.to_string().contains("without authentication"),
+                "{error}"
+            ),
+            Ok(_) => panic!("{host} with {token:?} must be refused"),
+        }
+    }
+}

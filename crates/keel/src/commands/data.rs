@@ -86,7 +86,8 @@ pub enum DataCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove cache objects no metafile references (dry run unless --force).
+    /// Remove cache objects no metafile references (dry run unless --force);
+    /// with --remote, also what pushes killed midway left on the remote.
     Gc {
         /// Also keep what this git revision references (repeatable).
         #[arg(long = "rev")]
@@ -97,6 +98,14 @@ pub enum DataCommand {
         /// Actually delete.
         #[arg(long, short)]
         force: bool,
+        /// Also remove partial uploads of killed pushes from the remote (the
+        /// default one when no NAME): packs without their index and, on a
+        /// local-directory remote, upload temporaries. Whole objects stay.
+        #[arg(long, short, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+        remote: Option<String>,
+        /// Only partial uploads older than this count (pushes running now are spared).
+        #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "1h")]
+        older_than: std::time::Duration,
     },
     /// Manage remotes.
     Remote {
@@ -235,6 +244,12 @@ pub fn run(args: DataArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                             .map(|kind| format!(" by {}", kind.as_str()))
                             .unwrap_or_default()
                     );
+                    if outcome.repaired_objects > 0 {
+                        println!(
+                            "repaired {} corrupt cache object(s) of {} from the workspace (the bad copies are in .keel/quarantine)",
+                            outcome.repaired_objects, outcome.tracked.path
+                        );
+                    }
                 }
                 let metafiles: Vec<&str> = outcomes
                     .iter()
@@ -510,9 +525,33 @@ pub fn run(args: DataArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             revs,
             all_commits,
             force,
+            remote,
+            older_than,
         } => {
             let session = Session::new(quiet, None)?;
             let workspace = session.workspace()?;
+            if let Some(name) = remote {
+                let name = (!name.is_empty()).then_some(name);
+                let remote = remote::open_remote(&workspace, name.as_deref(), false)?;
+                let partial =
+                    runtime()?.block_on(remote::partial_uploads(&remote, older_than, force))?;
+                let count = partial.found.len();
+                let bytes = human(partial.bytes());
+                if partial.removed {
+                    println!(
+                        "remote `{}`: removed {count} partial upload(s) of killed pushes, {bytes}",
+                        remote.name
+                    );
+                } else {
+                    for (path, size) in &partial.found {
+                        println!("would remove {path}  {}", human(*size));
+                    }
+                    println!(
+                        "dry run: remote `{}` holds {count} partial upload(s) of killed pushes, {bytes}. Run with --force to delete.",
+                        remote.name
+                    );
+                }
+            }
             let report = keel_data::gc::gc(&workspace, &revs, all_commits, force)?;
             for note in &report.notes {
                 eprintln!("note: {note}");

@@ -34,6 +34,11 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` on every request but health checks.
     #[arg(long, env = "KEEL_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` with this token on `/feedback`
+    /// (labels that drive retraining) instead of --auth-token, so prediction
+    /// clients cannot write labels.
+    #[arg(long, env = "KEEL_FEEDBACK_TOKEN", hide_env_values = true)]
+    pub feedback_token: Option<String>,
     /// Listen on a non-loopback address without a token (not recommended).
     #[arg(long)]
     pub allow_unauthenticated: bool,
@@ -146,6 +151,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.tracking_token = args.tracking_token;
     config.model_name = args.name;
     config.auth_token = args.auth_token;
+    config.feedback_token = args.feedback_token;
     config.allow_unauthenticated = args.allow_unauthenticated;
     config.engine = match args.engine.as_str() {
         "onnx" => EnginePreference::Onnx,

@@ -263,6 +263,176 @@ fn corrupt_cache_object_is_named_and_not_placed() {
 }
 
 #[test]
+fn status_notices_a_corrupt_cache_object_and_add_repairs_it() {
+    let repo = Repo::new();
+    repo.with_data();
+    let object = repo.object_of("data", "b.txt");
+    let quarantined = || count_files(&repo.root.join(".keel/quarantine"));
+    // Bit rot of the same size behind keel's back; the workspace copy is fine.
+    remove_file(&object);
+    std::fs::write(&object, b"bravX\n").unwrap();
+    let status = repo.ok(&["data", "status"]);
+    assert!(
+        status.contains("corrupt cache object for data/b.txt"),
+        "{status}"
+    );
+    assert!(status.contains("keel data add data"), "{status}");
+    assert!(!object.exists(), "the bad copy is moved aside");
+    assert_eq!(quarantined(), 1);
+    let added = repo.ok(&["data", "add", "data"]);
+    assert!(added.contains("1 new object(s)"), "{added}");
+    assert_eq!(std::fs::read(&object).unwrap(), b"bravo\n");
+    assert!(repo.ok(&["data", "status"]).contains("up to date"));
+
+    // Without a status first, add finds the corrupt object itself.
+    remove_file(&object);
+    std::fs::write(&object, b"bravY\n").unwrap();
+    let added = repo.ok(&["data", "add", "data"]);
+    assert!(
+        added.contains("repaired 1 corrupt cache object(s) of data"),
+        "{added}"
+    );
+    assert_eq!(std::fs::read(&object).unwrap(), b"bravo\n");
+    // The bad copy is kept aside under its digest (replacing the earlier one).
+    let digest = object
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string()
+        + &object.file_name().unwrap().to_string_lossy();
+    let aside = repo.root.join(".keel/quarantine").join(digest);
+    assert_eq!(std::fs::read(aside).unwrap(), b"bravY\n");
+    assert!(repo.ok(&["data", "status"]).contains("up to date"));
+    // And the repaired object is what checkout places.
+    std::fs::remove_dir_all(repo.root.join("data")).unwrap();
+    repo.ok(&["data", "checkout"]);
+    assert_eq!(repo.read("data/b.txt"), b"bravo\n");
+}
+
+#[test]
+fn remote_gc_removes_what_killed_pushes_left() {
+    let repo = Repo::new();
+    let remote = repo.root.parent().unwrap().join("remote");
+    repo.ok(&["data", "remote", "add", "origin", remote.to_str().unwrap()]);
+    repo.with_data();
+    repo.ok(&["data", "push"]);
+    let whole = count_files(&remote);
+    // What kill -9 of a push leaves: a pack whose index never came (the
+    // index is written after the pack), and object_store's upload
+    // temporaries (`NAME#N`, renamed into place once complete).
+    let packs = remote.join("packs");
+    let orphan_pack = packs.join(format!("{}.pack", "ab".repeat(32)));
+    let staged_object = remote.join(format!("blake3/cd/{}#1", "ef".repeat(31)));
+    let staged_pack = packs.join(format!("{}.pack#2", "12".repeat(32)));
+    std::fs::create_dir_all(staged_object.parent().unwrap()).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    for (path, bytes) in [
+        (&orphan_pack, &b"pack bytes"[..]),
+        (&staged_object, b"half an object"),
+        (&staged_pack, b"half a pack"),
+    ] {
+        std::fs::write(path, bytes).unwrap();
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(two_hours_ago).unwrap();
+    }
+    // A push running right now: its temporary is young and is spared.
+    let running = remote.join(format!("blake3/cd/{}#1", "99".repeat(31)));
+    std::fs::write(&running, b"in flight").unwrap();
+
+    let dry = repo.ok(&["data", "gc", "--remote"]);
+    assert!(
+        dry.contains("dry run: remote `origin` holds 3 partial upload(s)"),
+        "{dry}"
+    );
+    assert!(dry.contains(&format!("{}.pack", "ab".repeat(32))), "{dry}");
+    assert_eq!(count_files(&remote), whole + 4);
+    let real = repo.ok(&["data", "gc", "--remote", "origin", "--force"]);
+    assert!(real.contains("removed 3 partial upload(s)"), "{real}");
+    assert_eq!(count_files(&remote), whole + 1);
+    assert!(running.exists());
+    // With no age limit the last one goes too; whole objects stay.
+    let all = repo.ok(&["data", "gc", "--remote", "--force", "--older-than", "0s"]);
+    assert!(all.contains("removed 1 partial upload(s)"), "{all}");
+    assert_eq!(count_files(&remote), whole);
+    // The remote still serves everything.
+    std::fs::remove_dir_all(repo.root.join(".keel/cache")).unwrap();
+    std::fs::remove_dir_all(repo.root.join("data")).unwrap();
+    let pulled = repo.ok(&["data", "pull"]);
+    assert!(pulled.contains("fetched 5 object(s)"), "{pulled}");
+    assert_eq!(repo.read("data/nested/c.txt"), b"charlie\n");
+}
+
+/// Files under `dir` whose name holds `#`: object_store's upload temporaries.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(path);
+            } else if entry.file_name().to_string_lossy().contains('#') {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_push_killed_midway_leaves_no_partial_object_and_gc_remote_cleans_up() {
+    let repo = Repo::new();
+    let remote = repo.root.parent().unwrap().join("remote");
+    repo.ok(&["data", "remote", "add", "origin", remote.to_str().unwrap()]);
+    // 96 MiB: a loose object uploaded in 8 MiB parts to a temporary.
+    let big: Vec<u8> = (0..96u32 << 20).map(|i| (i % 251) as u8).collect();
+    repo.write("big.bin", &big);
+    repo.ok(&["data", "add", "big.bin"]);
+    let mut push = util::command(&repo.root)
+        .args(["data", "push", "--jobs", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // kill -9 as soon as the upload's temporary exists (bounded: 60 s).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if !temporaries(&remote).is_empty() {
+            break;
+        }
+        assert!(
+            push.try_wait().unwrap().is_none(),
+            "the push ended before its upload was caught in flight"
+        );
+        assert!(std::time::Instant::now() < deadline, "no upload started");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    push.kill().unwrap();
+    push.wait().unwrap();
+    // Nothing under a final name: the remote does not have the object.
+    let status = repo.ok(&["data", "status", "--remote"]);
+    assert!(status.contains("not pushed:   big.bin"), "{status}");
+    assert_eq!(temporaries(&remote).len(), 1);
+    // The temporary is young (a push could still be running): kept by default...
+    let kept = repo.ok(&["data", "gc", "--remote", "--force"]);
+    assert!(kept.contains("removed 0 partial upload(s)"), "{kept}");
+    // ...and removed once the operator says no push is running.
+    let removed = repo.ok(&["data", "gc", "--remote", "--force", "--older-than", "0s"]);
+    assert!(removed.contains("removed 1 partial upload(s)"), "{removed}");
+    assert!(temporaries(&remote).is_empty());
+    // A new push sends it whole; a fresh cache gets it back, verified.
+    let pushed = repo.ok(&["data", "push"]);
+    assert!(pushed.contains("pushed 1 object(s)"), "{pushed}");
+    std::fs::remove_dir_all(repo.root.join(".keel/cache")).unwrap();
+    remove_file(&repo.root.join("big.bin"));
+    let pulled = repo.ok(&["data", "pull"]);
+    assert!(pulled.contains("fetched 1 object(s)"), "{pulled}");
+    assert!(repo.read("big.bin") == big, "the pulled file differs");
+}
+
+#[test]
 fn gc_is_a_dry_run_unless_forced() {
     let repo = Repo::new();
     repo.write("f.txt", b"version one");

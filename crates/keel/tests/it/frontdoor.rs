@@ -7,10 +7,10 @@
 //! READ user's promotion naming the permission it needs.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{self, in_ci, text};
+use crate::util::{self, text};
 
 const KEEL_YAML: &str = "\
 stages:
@@ -49,27 +49,11 @@ enum As {
 /// A fresh PostgreSQL database for the server, or None (SQLite) outside CI
 /// when no PostgreSQL is configured.
 fn postgres_database() -> Option<(String, String)> {
-    let admin = match std::env::var("KEEL_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ if in_ci() => panic!("CI=true but KEEL_TEST_POSTGRES_URL is not set"),
-        _ => {
-            eprintln!("KEEL_TEST_POSTGRES_URL unset: the front-door test runs on SQLite");
-            return None;
-        }
-    };
-    let database = format!("keel_test_frontdoor_{}", std::process::id());
-    let psql = |sql: &str| {
-        Command::new("psql")
-            .arg(&admin)
-            .args(["-v", "ON_ERROR_STOP=1", "-qc", sql])
-            .output()
-            .expect("psql")
-    };
-    psql(&format!("DROP DATABASE IF EXISTS {database}"));
-    let created = psql(&format!("CREATE DATABASE {database}"));
-    assert!(created.status.success(), "{}", util::lossy(&created.stderr));
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    Some((format!("{base}/{database}"), database))
+    let database = util::postgres_database("frontdoor");
+    if database.is_none() {
+        eprintln!("KEEL_TEST_POSTGRES_URL unset: the front-door test runs on SQLite");
+    }
+    database
 }
 
 struct Server {
@@ -390,11 +374,7 @@ fn a_project_that_knows_only_the_server_runs_registers_promotes_and_rolls_back()
 
     drop(server);
     if let Some((_, name)) = database {
-        let admin = std::env::var("KEEL_TEST_POSTGRES_URL").unwrap();
-        let _ = Command::new("psql")
-            .arg(&admin)
-            .args(["-qc", &format!("DROP DATABASE IF EXISTS {name}")])
-            .output();
+        util::drop_postgres_database(&name);
     }
 }
 

@@ -249,3 +249,42 @@ pub fn s3_endpoint() -> Option<String> {
         }
     }
 }
+
+/// A fresh PostgreSQL database `keel_test_<prefix>_<pid>`: (its URL, its
+/// name), or None outside CI when `KEEL_TEST_POSTGRES_URL` is unset (the
+/// caller says what it skips); under `CI=true` a missing URL fails.
+pub fn postgres_database(prefix: &str) -> Option<(String, String)> {
+    let admin = match std::env::var("KEEL_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ if in_ci() => panic!("CI=true but KEEL_TEST_POSTGRES_URL is not set"),
+        _ => return None,
+    };
+    let database = format!("keel_test_{prefix}_{}", std::process::id());
+    drop_postgres_database(&database);
+    let created = Command::new("psql")
+        .arg(&admin)
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            &format!("CREATE DATABASE {database}"),
+        ])
+        .output()
+        .expect("psql");
+    assert!(created.status.success(), "{}", lossy(&created.stderr));
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some((format!("{base}/{database}"), database))
+}
+
+/// Drops a database made by [`postgres_database`] (best effort).
+pub fn drop_postgres_database(database: &str) {
+    if let Ok(admin) = std::env::var("KEEL_TEST_POSTGRES_URL") {
+        let _ = Command::new("psql")
+            .arg(&admin)
+            .args([
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"),
+            ])
+            .output();
+    }
+}
