@@ -262,3 +262,148 @@ async fn status_codes_bounds_and_the_api() {
     );
     assert!(body.contains("No endpoint GET /no/such/page"));
 }
+
+/// The value of the first hidden `csrf` field on a page.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a csrf field")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_sessions_and_csrf_over_http() {
+    let server = util::start_server_with_users().await;
+    let url = &server.url;
+    let store = &server.state.store;
+    let hash = keel_server::auth::secret::hash_password_with("bob-password-12", 1_000).unwrap();
+    store.create_user("bob", &hash, false).await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let html = "text/html,application/xhtml+xml";
+
+    // A browser is sent to the login form; an API client gets the JSON 401.
+    let answer = client
+        .get(format!("{url}/models?x=1"))
+        .header("accept", html)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert_eq!(
+        answer.headers()["location"],
+        "/login?next=%2Fmodels%3Fx%3D1"
+    );
+    let answer = client.get(format!("{url}/models")).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    let (status, _, form) = get(&format!("{url}/login?next=/models")).await;
+    assert_eq!(status, 200);
+    assert!(form.contains("name=\"password\"") && form.contains("value=\"/models\""));
+
+    let login = |user: &str, password: &str, next: &str| {
+        client
+            .post(format!("{url}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username={user}&password={password}&next={next}"))
+            .send()
+    };
+    let answer = login("bob", "wrong-password-1", "/").await.unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    assert!(answer.headers().get("set-cookie").is_none());
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("Wrong user name or password")
+    );
+
+    // Another site's address is never where a login leads.
+    let answer = login("bob", "bob-password-12", "%2F%2Fevil.example%2F")
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert_eq!(answer.headers()["location"], "/");
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["keel_session=", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure flag");
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    // The session reads pages, shows who is logged in, and carries a CSRF token.
+    let page = client
+        .get(format!("{url}/models"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("id=\"user\">bob<"), "{page}");
+    let csrf = csrf_of(&page);
+    // …but never the REST API: that takes a credential of its own.
+    let answer = client
+        .get(format!("{url}/api/2.0/mlflow/registered-models/search"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+
+    // State-changing requests: without the token, with a wrong one, from another origin.
+    let post = |path: &str, body: String, origin: Option<&str>| {
+        let mut request = client
+            .post(format!("{url}{path}"))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    for (body, origin) in [
+        ("alias=a&version=1".to_string(), None),
+        ("alias=a&version=1&csrf=forged".to_string(), None),
+        (
+            format!("alias=a&version=1&csrf={csrf}"),
+            Some("http://evil.example"),
+        ),
+    ] {
+        let answer = post("/models/none/promote", body.clone(), origin)
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 403, "{body} {origin:?}");
+    }
+    // The right token from this origin reaches the handler (a missing model: 404).
+    let answer = post(
+        "/models/none/promote",
+        format!("alias=a&version=1&csrf={csrf}"),
+        Some(url.as_str()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status().as_u16(), 404);
+
+    // Logout clears the cookie and ends the session on the server.
+    let answer = post("/logout", format!("csrf={csrf}"), None).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert!(
+        answer.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let answer = client
+        .get(format!("{url}/models"))
+        .header("cookie", &session)
+        .header("accept", html)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303, "the old cookie is worthless");
+}
