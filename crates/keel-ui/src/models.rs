@@ -12,7 +12,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use bytes::Bytes;
-use keel_core::access::{Permission, ResourceType};
+use keel_core::access::Permission;
 use keel_core::promotion::{GateStatus, gate_status, parse_gate_results};
 use keel_core::{AuditEntry, Error, ModelVersion, RegisteredModel};
 use keel_server::AppState;
@@ -111,17 +111,11 @@ pub async fn model(
     };
     let outcome = Outcome {
         done,
+        // The version page's "Promote this version" link preselects it.
+        version: query.get("version").unwrap_or_default().to_string(),
         ..Outcome::default()
     };
     model_page(&state, &caller, &name, outcome).await
-}
-
-/// What `caller` holds on model `name`.
-async fn held(state: &AppState, caller: &Caller, name: &str) -> Result<Permission, Error> {
-    state
-        .auth
-        .permission(&state.store, caller, ResourceType::RegisteredModel, name)
-        .await
 }
 
 /// `POST /models/{name}/promote` (form: version, alias, reason, force, csrf).
@@ -141,7 +135,7 @@ pub async fn promote(
     };
     access::check_model(&state, &caller, &name).await?;
     let needed = state.alias_permission(&outcome.alias);
-    let holds = held(&state, &caller, &name).await?;
+    let holds = access::model_permission(&state, &caller, &name).await?;
     let result = if !holds.allows(needed) {
         Err(Error::permission_denied(format!(
             "Permission denied: moving @{} of model '{name}' needs {needed} ({} has {holds})",
@@ -180,7 +174,7 @@ pub async fn rollback(
         ..Outcome::default()
     };
     access::check_model(&state, &caller, &name).await?;
-    let holds = held(&state, &caller, &name).await?;
+    let holds = access::model_permission(&state, &caller, &name).await?;
     let result = if !holds.allows(Permission::Manage) {
         Err(Error::permission_denied(format!(
             "Permission denied: rolling back @{} of model '{name}' needs MANAGE ({} has {holds})",
@@ -304,7 +298,7 @@ fn gate_word(version: &ModelVersion) -> &'static str {
 async fn model_page(state: &AppState, caller: &Caller, name: &str, outcome: Outcome) -> PageResult {
     let model = state.store.get_registered_model(name).await?;
     access::check_model(state, caller, &model.name).await?;
-    let holds = held(state, caller, &model.name).await?;
+    let holds = access::model_permission(state, caller, &model.name).await?;
     let monitored = !state
         .store
         .monitor_verdicts(Some(&model.name), 1)
@@ -447,6 +441,9 @@ pub async fn version(
             .to_string()
     };
     let gates = v.gate_results.as_deref().and_then(parse_gate_results);
+    let may_promote = access::model_permission(&state, &caller, &v.name)
+        .await?
+        .allows(Permission::Edit);
     let body = html! {
         h1 { (v.name) " version " (v.version) " " @for alias in &v.aliases { span.alias { "@" (alias) } " " } }
         dl.overview {
@@ -459,7 +456,10 @@ pub async fn version(
         }
         section #version-gates {
             h2 { "Gates" }
-            @if let Some(gates) = &gates { (run::gate_table(gates)) } @else { p.muted { "No gate results recorded for this version: promoting it needs --force and a reason." } }
+            @if let Some(gates) = &gates { (run::gate_table(gates)) } @else { p.muted { "No gate results recorded for this version: promoting it needs force and a reason." } }
+            @if may_promote {
+                p { a.button #promote-version-link href=(format!("{}?version={}#promote", html::model_url(&v.name), v.version)) { "Promote this version…" } }
+            }
         }
         section #version-lineage {
             h2 { "Lineage" }

@@ -510,11 +510,29 @@ async fn registry_buttons(visit: &mut Visit<'_>, url: &str) {
     let browser = visit.browser;
     visit
         .page(
-            "14-model-forms",
-            &format!("{url}/models/ui-model"),
-            "/models/ui-model",
+            "14-version-2",
+            &format!("{url}/models/ui-model/versions/2"),
+            "/models/ui-model/versions/2",
         )
         .await;
+    browser.click("#promote-version-link").await;
+    wait_loaded(
+        browser,
+        "the model page from the version's promote link",
+        "location.pathname === '/models/ui-model'",
+    )
+    .await;
+    assert_eq!(
+        browser
+            .run(
+                "return document.getElementById('promote-version').value;",
+                json!([])
+            )
+            .await,
+        json!("2"),
+        "the version page's link preselects its version"
+    );
+    visit.console("14-model-forms").await;
     assert_eq!(
         visit.count("#promote-form").await,
         1,

@@ -407,3 +407,41 @@ async fn login_sessions_and_csrf_over_http() {
         .unwrap();
     assert_eq!(answer.status().as_u16(), 303, "the old cookie is worthless");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_token_logs_in_too() {
+    let server = util::start_server_with_token("shared-token-123").await;
+    let url = &server.url;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (_, _, form) = get(&format!("{url}/login")).await;
+    assert!(form.contains("Access token") && !form.contains("id=\"username\""));
+    let login = |password: &str| {
+        client
+            .post(format!("{url}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username=token&password={password}&next=%2Fmodels"))
+            .send()
+    };
+    assert_eq!(login("wrong").await.unwrap().status().as_u16(), 401);
+    let answer = login("shared-token-123").await.unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert_eq!(answer.headers()["location"], "/models");
+    let session = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = client
+        .get(format!("{url}/models"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("id=\"user\">token<"));
+}

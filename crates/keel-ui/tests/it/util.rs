@@ -20,7 +20,12 @@ pub struct Server {
 }
 
 pub async fn start_server() -> Server {
-    start_server_with(None).await
+    start_server_with(None, None).await
+}
+
+/// A server protected by the shared token `token` only.
+pub async fn start_server_with_token(token: &str) -> Server {
+    start_server_with(None, Some(token.to_string())).await
 }
 
 /// The password of the admin `admin` of [`start_server_with_users`].
@@ -29,21 +34,27 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 /// A server running MLflow's basic-auth app (`--app-name basic-auth`):
 /// admin `admin`, everyone else READ by default.
 pub async fn start_server_with_users() -> Server {
-    start_server_with(Some(keel_server::auth::BasicAuthConfig {
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        ..Default::default()
-    }))
+    start_server_with(
+        Some(keel_server::auth::BasicAuthConfig {
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            ..Default::default()
+        }),
+        None,
+    )
     .await
 }
 
-async fn start_server_with(basic_auth: Option<keel_server::auth::BasicAuthConfig>) -> Server {
+async fn start_server_with(
+    basic_auth: Option<keel_server::auth::BasicAuthConfig>,
+    auth_token: Option<String>,
+) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = keel_server::ServerConfig {
         backend_store_uri: format!("sqlite:///{}", dir.path().join("keel.db").display()),
         artifacts_destination: dir.path().join("artifacts").display().to_string(),
         host: "127.0.0.1".into(),
         port: 0,
-        auth_token: None,
+        auth_token,
         allow_unauthenticated: false,
         basic_auth,
         tls: None,
