@@ -714,17 +714,9 @@ async fn login_permissions_and_logout_in_chromium() {
         "location.pathname === '/login' && new URLSearchParams(location.search).get('next') === '/models/ui-model'",
     )
     .await;
+    let href = browser.run("return location.href;", json!([])).await;
     visit
-        .page(
-            "21-login",
-            &browser
-                .run("return location.href;", json!([]))
-                .await
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            "/login",
-        )
+        .page("21-login", href.as_str().unwrap_or_default(), "/login")
         .await;
     assert_eq!(visit.count("header.top #user").await, 0);
 
