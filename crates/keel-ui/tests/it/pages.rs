@@ -320,6 +320,26 @@ async fn login_sessions_and_csrf_over_http() {
             .unwrap()
             .contains("Wrong user name or password")
     );
+    // The API's failed-login throttle guards the form too: after a few
+    // failures for a user, the form answers 429 with Retry-After.
+    let mut throttled = None;
+    for _ in 0..10 {
+        let answer = login("carol", "wrong-password-1", "/").await.unwrap();
+        if answer.status().as_u16() == 429 {
+            throttled = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status().as_u16(), 401);
+    }
+    let throttled = throttled.expect("the form is throttled after repeated failures");
+    assert!(throttled.headers().contains_key("retry-after"));
+    assert!(
+        throttled
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many failed logins")
+    );
 
     // Another site's address is never where a login leads.
     let answer = login("bob", "bob-password-12", "%2F%2Fevil.example%2F")
