@@ -465,3 +465,88 @@ async fn the_shared_token_logs_in_too() {
     assert_eq!(page.status().as_u16(), 200);
     assert!(page.text().await.unwrap().contains("id=\"user\">token<"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_hide_what_a_user_may_not_read() {
+    let server = util::start_server_with_users().await;
+    let url = &server.url;
+    let store = &server.state.store;
+    let hash = keel_server::auth::secret::hash_password_with("dave-password-12", 1_000).unwrap();
+    store.create_user("dave", &hash, false).await.unwrap();
+    let experiment = store.create_experiment("shared", None, &[]).await.unwrap();
+    let run_id = run(&server, &experiment, "trained", 1_000).await;
+    for name in ["visible-model", "hidden-model"] {
+        store
+            .create_registered_model(name, None, &[])
+            .await
+            .unwrap();
+        store
+            .create_model_version(
+                keel_store::CreateModelVersion {
+                    name: name.into(),
+                    source: "mlflow-artifacts:/x".into(),
+                    run_id: Some(run_id.clone()),
+                    user_id: "admin".into(),
+                    ..Default::default()
+                },
+                &keel_store::Actor {
+                    user: "admin".into(),
+                    reason: String::new(),
+                    cause: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .grant(
+            "dave",
+            keel_core::access::ResourceType::RegisteredModel,
+            "hidden-model",
+            keel_core::access::Permission::NoPermissions,
+        )
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = client
+        .post(format!("{url}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=dave&password=dave-password-12&next=%2F")
+        .send()
+        .await
+        .unwrap();
+    let session = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = |path: String| {
+        let client = &client;
+        let session = &session;
+        async move {
+            let answer = client
+                .get(format!("{url}{path}"))
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        }
+    };
+    let (status, body) = page(format!("/experiments/{experiment}/runs/{run_id}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("visible-model") && !body.contains("hidden-model"));
+    let (_, body) = page("/models".into()).await;
+    assert!(body.contains("visible-model") && !body.contains("hidden-model"));
+    for path in ["/models/hidden-model", "/models/hidden-model/versions/1"] {
+        assert_eq!(page(path.into()).await.0, 403, "{path}");
+    }
+    // READ (the default) shows no registry buttons.
+    let (_, body) = page("/models/visible-model".into()).await;
+    assert!(!body.contains("promote-form") && body.contains("You hold READ"));
+}
