@@ -43,13 +43,21 @@ pub async fn list(
             models.push(model);
         }
     }
+    // The newest monitoring verdict of each monitored model (one query).
+    let monitored: std::collections::HashMap<String, bool> = state
+        .store
+        .monitored_models(10_000)
+        .await?
+        .into_iter()
+        .map(|m| (m.model, m.drifted))
+        .collect();
     let body = html! {
         h1 { "Registered models" }
         @if models.is_empty() {
             p { "No registered models yet. " code { "keel run" } " registers one when its gates pass; the MLflow client's " code { "mlflow.register_model" } " works too." }
         } @else {
             table.list #models-table {
-                thead { tr { th { "Model" } th { "Aliases" } th { "Latest version" } th { "Last change" } th { "Description" } } }
+                thead { tr { th { "Model" } th { "Aliases" } th { "Latest version" } th { "Last change" } th { "Monitoring" } th { "Description" } } }
                 tbody {
                     @for m in &models {
                         @let latest = m.latest_versions.iter().map(|v| v.version).max();
@@ -58,6 +66,11 @@ pub async fn list(
                             td { @for (alias, version) in &m.aliases { (alias_link(&m.name, alias, *version)) " " } }
                             td { @if let Some(v) = latest { a href=(html::version_url(&m.name, v)) { "version " (v) } } @else { "–" } }
                             td { (html::time_cell(m.last_updated_timestamp)) }
+                            td.monitoring {
+                                @if let Some(drifted) = monitored.get(&m.name) {
+                                    a href=(html::monitoring_url(&m.name)) { (crate::monitoring::drift_badge(*drifted)) }
+                                } @else { span.missing { "–" } }
+                            }
                             td { (html::short(&m.description, 120)) }
                         }
                     }

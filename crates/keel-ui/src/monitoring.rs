@@ -82,7 +82,7 @@ pub async fn list(
     Ok(html::page("Monitoring", &crumbs, body).into_response())
 }
 
-fn drift_badge(drifted: bool) -> Markup {
+pub(crate) fn drift_badge(drifted: bool) -> Markup {
     if drifted {
         html! { span.badge.status-failed { "drifted" } }
     } else {

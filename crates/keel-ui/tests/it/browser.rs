@@ -658,6 +658,14 @@ async fn monitoring_pages(visit: &mut Visit<'_>, url: &str) {
         )
         .await;
     assert_eq!(visit.count("a#monitoring-link").await, 1);
+    visit
+        .page("20b-models-monitoring", &format!("{url}/models"), "/models")
+        .await;
+    assert_eq!(
+        visit.texts("#models-table td.monitoring a").await,
+        vec!["drifted"],
+        "the models list shows the newest verdict"
+    );
 }
 
 /// A server with users: a browser is sent to the login form (and back to
