@@ -106,8 +106,8 @@ struct Outcome {
     force: bool,
     /// A refusal: its status and message.
     refused: Option<(StatusCode, String)>,
-    /// A success message (after the redirect).
-    done: Option<String>,
+    /// A success (after the redirect): the action and the alias it moved.
+    done: Option<(String, String)>,
 }
 
 pub async fn model(
@@ -118,8 +118,9 @@ pub async fn model(
 ) -> PageResult {
     let query = Query::parse(raw.as_deref());
     let done = match (query.get("done"), query.get("alias")) {
-        (Some("promote"), Some(alias)) => Some(format!("Promoted: @{alias} moved.")),
-        (Some("rollback"), Some(alias)) => Some(format!("Rolled back: @{alias} moved back.")),
+        (Some(action @ ("promote" | "rollback")), Some(alias)) => {
+            Some((action.to_string(), alias.to_string()))
+        }
         _ => None,
     };
     let outcome = Outcome {
@@ -262,7 +263,16 @@ fn registry_forms(
                     @if message.contains("--force") { br; "Here: tick " em { "force" } " and give a reason." }
                 }
             }
-            @if let Some(done) = &outcome.done { p.done #registry-done { (done) } }
+            @if let Some((action, alias)) = &outcome.done {
+                p.done #registry-done {
+                    @if action == "rollback" { "Rolled back: " } @else { "Promoted: " }
+                    "@" (alias)
+                    @match model.aliases.iter().find(|(a, _)| a == alias) {
+                        Some((_, version)) => { " now points at v" (version) "." },
+                        None => { " moved." },
+                    }
+                }
+            }
             @if !holds.allows(Permission::Edit) {
                 p.muted { "You hold " (holds) " on this model: promoting needs EDIT (MANAGE for a protected alias such as @production)." }
             } @else {

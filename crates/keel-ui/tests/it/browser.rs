@@ -587,6 +587,10 @@ async fn registry_buttons(visit: &mut Visit<'_>, url: &str) {
     )
     .await;
     assert_eq!(visit.texts("#aliases li").await, vec!["@champion → v2"]);
+    assert_eq!(
+        visit.texts("#registry-done").await,
+        vec!["Promoted: @champion now points at v2."]
+    );
     let newest = visit.texts("#audit-table tbody tr:first-child td").await;
     assert!(
         newest.iter().any(|c| c == "set alias")
