@@ -2,9 +2,11 @@
 //! store (keel-store's monitor verdicts, the same rows `GET
 //! /api/2.0/keel/monitor/verdicts` answers), per served model: the newest
 //! verdict's headline, the rows per window and each feature's drift effect
-//! over time, which features drifted in which evaluation, the alert events,
-//! and every verdict in a table. A verdict's JSON is read leniently: fields
-//! this page does not know (a newer watcher's) are listed as they are.
+//! over time, which features drifted in which evaluation, the joint
+//! (multivariate) drift and its change over time, the alert events and the
+//! alerts active after the evaluation (the watcher's recorded `state`), and
+//! every verdict in a table. A verdict's JSON is read leniently: fields this
+//! page does not know, or knows in another shape, are listed as they are.
 //!
 //! Who may read: a model that is also a registered model needs READ on it;
 //! a served model that is not registered is readable by any authenticated
@@ -98,8 +100,22 @@ struct Summary {
     drifted: Vec<(String, Option<f64>)>,
     alerts: Vec<String>,
     action_due: bool,
+    /// The joint (multivariate) drift test, when the watcher ran one.
+    joint: Option<Joint>,
+    /// Alerts active after the evaluation (key, message), when recorded.
+    active: Option<Vec<(String, String)>>,
     /// Fields this page does not know, as JSON text.
     other: Vec<(String, String)>,
+}
+
+/// The joint (multivariate) drift of a verdict.
+#[derive(Debug, Default, PartialEq)]
+struct Joint {
+    drifted: bool,
+    error_change: Option<f64>,
+    p_value: Option<f64>,
+    /// The features that drive it most.
+    drivers: Vec<String>,
 }
 
 const KNOWN: [&str; 5] = [
@@ -109,6 +125,40 @@ const KNOWN: [&str; 5] = [
     "alerts",
     "action_due",
 ];
+
+fn joint(value: &Json) -> Option<Joint> {
+    let map = value.as_object()?;
+    Some(Joint {
+        drifted: map.get("drifted")?.as_bool()?,
+        error_change: map.get("error_change").and_then(Json::as_f64),
+        p_value: map.get("p_value").and_then(Json::as_f64),
+        drivers: map
+            .get("drivers")
+            .and_then(Json::as_array)
+            .map(|d| {
+                d.iter()
+                    .filter_map(Json::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn active_alerts(value: &Json) -> Option<Vec<(String, String)>> {
+    let alerts = value.get("active_alerts")?.as_object()?;
+    Some(
+        alerts
+            .iter()
+            .map(|(key, message)| {
+                (
+                    key.clone(),
+                    message.as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+    )
+}
 
 fn summary(verdict: &MonitorVerdict) -> Summary {
     let Ok(Json::Object(map)) = serde_json::from_str::<Json>(&verdict.verdict) else {
@@ -145,9 +195,16 @@ fn summary(verdict: &MonitorVerdict) -> Summary {
             .get("action_due")
             .and_then(Json::as_bool)
             .unwrap_or(false),
+        joint: map.get("multivariate").and_then(joint),
+        active: map.get("state").and_then(active_alerts),
         other: map
             .iter()
-            .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
+            .filter(|(k, v)| match k.as_str() {
+                // Shown in their own rows when they have the shape this page reads.
+                "multivariate" => !v.is_null() && joint(v).is_none(),
+                "state" => active_alerts(v).is_none(),
+                key => !KNOWN.contains(&key),
+            })
             .map(|(k, v)| (k.clone(), html::short(&text(v), 300)))
             .collect(),
     }
@@ -225,7 +282,21 @@ pub async fn model(
                 .collect(),
         })
         .collect();
+    let joint_series = [keel_chart::Series {
+        name: "joint drift: reconstruction error change".into(),
+        points: verdicts
+            .iter()
+            .zip(&summaries)
+            .rev()
+            .filter_map(|(v, s)| s.joint.as_ref()?.error_change.map(|e| (x(v), e)))
+            .collect(),
+    }];
     let labels = |ms: f64| tick(ms);
+    let joint_chart = keel_chart::LineChart {
+        x_title: "window start (UTC)",
+        x_ticks: keel_chart::XTicks::Labels(&labels),
+        ..keel_chart::LineChart::new(&joint_series)
+    };
     let rows_chart = keel_chart::LineChart {
         x_title: "window start (UTC)",
         x_ticks: keel_chart::XTicks::Labels(&labels),
@@ -260,9 +331,23 @@ pub async fn model(
                         span.tag { (feature) @if let Some(e) = effect { " · " (html::number(*e)) } }
                     }
                 }
+                @if let Some(joint) = &newest_summary.joint {
+                    dt { "Joint drift" } dd #newest-joint {
+                        (drift_badge(joint.drifted))
+                        @if let Some(e) = joint.error_change { " reconstruction error change " (html::number(e)) }
+                        @if let Some(p) = joint.p_value { ", p = " (html::number(p)) }
+                        @if !joint.drivers.is_empty() { ", driven by " @for d in &joint.drivers { span.tag { (d) } } }
+                    }
+                }
                 dt { "Alert events" } dd #newest-alerts {
                     @if newest_summary.alerts.is_empty() { span.muted { "none" } }
                     @for alert in &newest_summary.alerts { span.tag.alert { (alert) } }
+                }
+                @if let Some(active) = &newest_summary.active {
+                    dt { "Active alerts" } dd #active-alerts {
+                        @if active.is_empty() { span.muted { "none" } }
+                        ul.plain { @for (key, message) in active { li { span.tag.alert { (key) } " " (message) } } }
+                    }
                 }
                 dt { "Action due" } dd { @if newest_summary.action_due { "yes (on_drift)" } @else { "no" } }
                 dt { "Recorded by" } dd { (newest.user) }
@@ -276,6 +361,9 @@ pub async fn model(
                 figure.chart-box #effects {
                     figcaption { "Drift effect per feature" }
                     @if effects.is_empty() { p.muted { "No feature has drifted in these verdicts." } } @else { (html::svg(effects_chart.to_svg())) }
+                }
+                @if !joint_series[0].points.is_empty() {
+                    figure.chart-box #joint { figcaption { "Joint (multivariate) drift" } (html::svg(joint_chart.to_svg())) }
                 }
             }
         }
@@ -305,7 +393,7 @@ pub async fn model(
         section #verdicts {
             h2 { "Verdicts" }
             table.list #verdicts-table {
-                thead { tr { th { "Recorded" } th { "Window start" } th.num { "Rows" } th { "Drift" } th { "Rule" } th { "Drifted features" } th { "Alert events" } } }
+                thead { tr { th { "Recorded" } th { "Window start" } th.num { "Rows" } th { "Drift" } th { "Joint" } th { "Rule" } th { "Drifted features" } th { "Alert events" } } }
                 tbody {
                     @for (v, s) in verdicts.iter().zip(&summaries).take(200) {
                         tr {
@@ -313,6 +401,7 @@ pub async fn model(
                             td { @if let Some(start) = v.window_start { (html::time_cell(start)) } @else { span.missing { "–" } } }
                             td.num { (v.rows) }
                             td { (drift_badge(v.drifted)) }
+                            td { @if let Some(j) = &s.joint { (drift_badge(j.drifted)) } @else { span.missing { "–" } } }
                             td { (html::short(&s.rule, 160)) }
                             td { @for (f, _) in &s.drifted { span.tag { (f) } } }
                             td { @for a in &s.alerts { span.tag.alert { (a) } } }
@@ -364,6 +453,30 @@ mod tests {
             s.other,
             vec![("multivariate".to_string(), r#"{"score":0.8}"#.to_string())]
         );
+        assert_eq!(s.joint, None);
+        assert_eq!(s.active, None);
+        let newer = summary(&verdict(
+            r#"{"rule":"r","drifted_columns":[],"alerts":[],"action_due":false,
+                "multivariate":{"drifted":true,"error_change":0.4,"p_value":0.001,"drivers":["a","b"],"pairs":[]},
+                "state":{"active_alerts":{"drift:a":"a drifted"},"last_action_ms":null}}"#,
+        ));
+        assert_eq!(
+            newer.joint,
+            Some(Joint {
+                drifted: true,
+                error_change: Some(0.4),
+                p_value: Some(0.001),
+                drivers: vec!["a".into(), "b".into()],
+            })
+        );
+        assert_eq!(
+            newer.active,
+            Some(vec![("drift:a".to_string(), "a drifted".to_string())])
+        );
+        assert!(newer.other.is_empty(), "{:?}", newer.other);
+        // Another shape is listed as it is, not dropped.
+        let other_shape = summary(&verdict(r#"{"multivariate":"yes","state":[1]}"#));
+        assert_eq!(other_shape.other.len(), 2);
         let odd = summary(&verdict("[1,2]"));
         assert_eq!(odd.other.len(), 1);
         assert!(odd.drifted.is_empty());

@@ -446,7 +446,8 @@ async fn mlflow_links_open_the_right_pages_in_chromium() {
 }
 
 /// Six evaluations of `keel monitor watch` for ui-model, an hour apart, in
-/// the shape the watcher records: the third, fourth and sixth drifted.
+/// the shape the watcher records: the third, fourth and sixth drifted; each
+/// with a joint (multivariate) test and the watcher's state (active alerts).
 async fn record_verdicts(server: &util::Server) {
     for i in 0..6_i64 {
         let drifted = [2, 3, 5].contains(&i);
@@ -461,6 +462,17 @@ async fn record_verdicts(server: &util::Server) {
             "current_rows": 400 + 40 * i,
             "alerts": if drifted { json!(["drift:age"]) } else { json!([]) },
             "action_due": false,
+            "multivariate": {
+                "drifted": i >= 4,
+                "error_change": 0.05 * i as f64,
+                "p_value": if i >= 4 { 0.001 } else { 0.4 },
+                "drivers": ["age", "income"],
+                "pairs": [],
+            },
+            "state": {
+                "active_alerts": if drifted { json!({"drift:age": "age drifted (effect 0.45)"}) } else { json!({}) },
+                "last_action_ms": null,
+            },
         });
         server
             .state
@@ -478,6 +490,16 @@ async fn record_verdicts(server: &util::Server) {
             .await
             .expect("record verdict");
     }
+}
+
+/// The number of points of each polyline matching `selector`.
+async fn browser_points(browser: &Browser, selector: &str) -> serde_json::Value {
+    browser
+        .run(
+            "return [...document.querySelectorAll(arguments[0])].map(p => p.getAttribute('points').split(' ').length);",
+            json!([selector]),
+        )
+        .await
 }
 
 /// Fills the promote form (version, alias, reason, force) and presses it.
@@ -644,6 +666,20 @@ async fn monitoring_pages(visit: &mut Visit<'_>, url: &str) {
     assert_eq!(visit.count("#verdicts-table tbody tr").await, 6);
     assert_eq!(visit.texts("#newest-drifted .tag").await.len(), 2);
     assert_eq!(visit.texts("#newest-alerts .tag").await, vec!["drift:age"]);
+    let joint = visit.texts("#newest-joint").await.join(" ");
+    assert!(
+        joint.contains("drifted") && joint.contains("0.25") && joint.contains("income"),
+        "{joint}"
+    );
+    assert_eq!(
+        visit.texts("#active-alerts li").await,
+        vec!["drift:age age drifted (effect 0.45)"]
+    );
+    assert_eq!(
+        browser_points(visit.browser, "#joint svg.chart polyline.series").await,
+        json!([6]),
+        "the joint drift over the six windows"
+    );
     assert_eq!(
         visit.count("#effects svg.chart polyline.series").await,
         2,
