@@ -206,6 +206,14 @@ pub fn artifact_url(experiment_id: &str, run_id: &str, path: &str) -> String {
     }
 }
 
+pub fn logged_model_url(experiment_id: &str, model_id: &str) -> String {
+    format!(
+        "/experiments/{}/models/{}",
+        seg(experiment_id),
+        seg(model_id)
+    )
+}
+
 pub fn model_url(name: &str) -> String {
     format!("/models/{}", seg(name))
 }

@@ -24,6 +24,7 @@ mod charts;
 mod compare;
 mod experiments;
 mod html;
+mod logged_model;
 mod login;
 mod models;
 mod monitoring;
@@ -67,6 +68,10 @@ pub fn pages() -> Router<AppState> {
         .route(
             "/experiments/{experiment_id}/runs/{run_id}/raw/{*path}",
             get(artifacts::raw),
+        )
+        .route(
+            "/experiments/{experiment_id}/models/{model_id}",
+            get(logged_model::page),
         )
         .route("/runs/{run_id}", get(run::direct))
         .route("/compare-runs", get(compare::page))

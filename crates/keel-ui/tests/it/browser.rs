@@ -434,6 +434,7 @@ async fn mlflow_links_open_the_right_pages_in_chromium() {
         .cdp("Emulation.setEmulatedMedia", json!({"media": ""}))
         .await;
 
+    logged_model(&mut visit, url, exp, r1).await;
     registry_buttons(&mut visit, url).await;
     monitoring_pages(&mut visit, url).await;
 
@@ -490,6 +491,45 @@ async fn record_verdicts(server: &util::Server) {
             .await
             .expect("record verdict");
     }
+}
+
+/// MLflow 3's "View Logged Model at …/#/experiments/1/models/m-…" link.
+async fn logged_model(visit: &mut Visit<'_>, url: &str, exp: &str, run_id: &str) {
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("{url}/api/2.0/mlflow/logged-models"))
+        .json(
+            &json!({"experiment_id": exp, "name": "clf", "source_run_id": run_id,
+                      "params": [{"key": "C", "value": "0.5"}]}),
+        )
+        .send()
+        .await
+        .expect("create logged model")
+        .json()
+        .await
+        .expect("logged model answer");
+    let model_id = created["model"]["info"]["model_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no model id in {created}"))
+        .to_string();
+    visit
+        .page(
+            "13b-logged-model",
+            &format!("{url}/#/experiments/{exp}/models/{model_id}"),
+            &format!("/experiments/{exp}/models/{model_id}"),
+        )
+        .await;
+    assert_eq!(
+        visit.texts("h1").await[0].split_whitespace().next(),
+        Some("clf")
+    );
+    assert!(
+        visit.texts("dl.overview").await.join(" ").contains(run_id),
+        "the source run is linked"
+    );
+    assert_eq!(
+        visit.texts("#logged-model-params td").await,
+        vec!["C", "0.5"]
+    );
 }
 
 /// The number of points of each polyline matching `selector`.
