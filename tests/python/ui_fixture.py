@@ -5,7 +5,10 @@
 Two runs in experiment "ui-browser" with params, step metrics, a CSV, a PNG
 and an HTML artifact, user input carrying <script> (run name, tag value,
 param value), and a registered model "ui-model" whose version 1 has gate
-results and the alias "champion". Prints one JSON line with the ids.
+results that passed and the alias "champion", and whose version 2 has gate
+results that failed (the browser presses promote on it). Prints one JSON
+line with the ids. MLFLOW_TRACKING_USERNAME/PASSWORD, when set, are sent on
+keel's own API calls too.
 """
 
 import json
@@ -71,13 +74,33 @@ def main():
             {"expression": "loss <= production.loss", "metric": "loss", "value": 0.09, "threshold": None, "production": None, "passed": True, "note": "no production model yet"},
         ],
     }
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    auth = (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", "")) if user else None
     answer = requests.post(
         f"{uri}/api/2.0/keel/registry/gates",
         json={"name": "ui-model", "version": version.version, "gate_results": gates},
+        auth=auth,
         timeout=30,
     )
     answer.raise_for_status()
     client.set_registered_model_alias("ui-model", "champion", version.version)
+    failed = client.create_model_version("ui-model", f"runs:/{runs[0]}/model", run_id=runs[0])
+    answer = requests.post(
+        f"{uri}/api/2.0/keel/registry/gates",
+        json={
+            "name": "ui-model",
+            "version": failed.version,
+            "gate_results": {
+                "passed": False,
+                "gates": [
+                    {"expression": "val_accuracy >= 0.8", "metric": "val_accuracy", "value": 0.71, "threshold": 0.8, "passed": False, "note": ""},
+                ],
+            },
+        },
+        auth=auth,
+        timeout=30,
+    )
+    answer.raise_for_status()
     print(json.dumps({"experiment_id": experiment_id, "runs": runs, "model": "ui-model", "version": version.version}))
 
 

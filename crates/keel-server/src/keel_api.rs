@@ -136,6 +136,39 @@ pub async fn list_registered_models(
     reply(api::RegisteredModelsReply { registered_models })
 }
 
+/// Promotes as `caller` (the REST API and the web UI's button): the gate
+/// check and the alias move in one transaction, the caller in the audit row.
+/// The permission (see [`AppState::alias_permission`]) is the caller's to check first.
+pub async fn promote_as(
+    state: &AppState,
+    caller: &Caller,
+    request: api::Promote,
+) -> Result<keel_core::AuditEntry, Error> {
+    if request.name.is_empty() || request.alias.is_empty() || request.version.is_empty() {
+        return Err(Error::invalid_parameter(
+            "'name', 'version' and 'alias' are required",
+        ));
+    }
+    let entry = direct(state, caller).promote(request).await?;
+    state.registry_changed();
+    Ok(entry)
+}
+
+/// Rolls an alias back as `caller` (the REST API and the web UI's button);
+/// needs MANAGE on the model, the caller's to check first.
+pub async fn rollback_as(
+    state: &AppState,
+    caller: &Caller,
+    request: api::Rollback,
+) -> Result<keel_core::AuditEntry, Error> {
+    if request.name.is_empty() || request.alias.is_empty() {
+        return Err(Error::invalid_parameter("'name' and 'alias' are required"));
+    }
+    let entry = direct(state, caller).rollback(request).await?;
+    state.registry_changed();
+    Ok(entry)
+}
+
 /// `POST registry/promote {name, version, alias, force?, reason?, cause?}`:
 /// the gate check and the alias move in one transaction.
 pub async fn promote(
@@ -144,11 +177,7 @@ pub async fn promote(
     body: Bytes,
 ) -> ApiResult<Json<api::EntryReply>> {
     let request: api::Promote = parse_json(&body)?;
-    if request.name.is_empty() || request.alias.is_empty() || request.version.is_empty() {
-        return Err(Error::invalid_parameter("'name', 'version' and 'alias' are required").into());
-    }
-    let entry = direct(&state, &caller).promote(request).await?;
-    state.registry_changed();
+    let entry = promote_as(&state, &caller, request).await?;
     reply(api::EntryReply {
         entry: (&entry).into(),
     })
@@ -161,11 +190,7 @@ pub async fn rollback(
     body: Bytes,
 ) -> ApiResult<Json<api::EntryReply>> {
     let request: api::Rollback = parse_json(&body)?;
-    if request.name.is_empty() || request.alias.is_empty() {
-        return Err(Error::invalid_parameter("'name' and 'alias' are required").into());
-    }
-    let entry = direct(&state, &caller).rollback(request).await?;
-    state.registry_changed();
+    let entry = rollback_as(&state, &caller, request).await?;
     reply(api::EntryReply {
         entry: (&entry).into(),
     })

@@ -32,6 +32,7 @@ use keel_core::Error;
 use keel_store::{Store, StoreConfig};
 
 pub use error::ApiError;
+pub use keel_api::{promote_as, rollback_as};
 pub use keel_http::Limits;
 use keel_http::{BodyBudget, Envelope};
 
@@ -86,6 +87,7 @@ impl ServerConfig {
         auth::AuthSettings {
             shared_token: self.auth_token.clone().filter(|t| !t.is_empty()),
             basic_auth: self.basic_auth.clone(),
+            secure_cookies: self.tls.is_some(),
         }
     }
 }
@@ -138,6 +140,16 @@ impl AppState {
                 Err(error) => tracing::warn!(%error, "sweeping stale artifact uploads failed"),
             }
         });
+    }
+
+    /// What moving `alias` (promote, set, delete) needs on its model: MANAGE
+    /// when the alias is protected, else EDIT. Rollback always needs MANAGE.
+    pub fn alias_permission(&self, alias: &str) -> keel_core::access::Permission {
+        if self.is_protected(alias) {
+            keel_core::access::Permission::Manage
+        } else {
+            keel_core::access::Permission::Edit
+        }
     }
 
     /// Tells the registry follower that this server just changed the registry.

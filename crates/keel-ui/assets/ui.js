@@ -29,6 +29,8 @@
         }
         return run;
       }
+      // MLflow 3's logged models: "View Logged Model at …/#/experiments/1/models/m-…".
+      if (parts.length >= 4 && parts[2] === "models") return exp + "/models/" + enc(parts[3]);
       return exp + (query || "");
     }
     if (head === "runs" && parts.length >= 2) return "/runs/" + enc(parts[1]);

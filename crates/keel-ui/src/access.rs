@@ -6,6 +6,7 @@
 //! or `default_permission` gives at least READ.
 
 use keel_core::Error;
+use keel_core::access::{Permission, ResourceType};
 use keel_server::AppState;
 use keel_server::auth::Caller;
 
@@ -26,6 +27,19 @@ pub async fn may_read_experiment(
 /// May `caller` read registered model `name` and its versions?
 pub async fn may_read_model(state: &AppState, caller: &Caller, name: &str) -> Result<bool, Error> {
     state.auth.may_read_model(&state.store, caller, name).await
+}
+
+/// What `caller` holds on registered model `name` (the registry's buttons
+/// compare it with what a promotion or rollback needs).
+pub async fn model_permission(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<Permission, Error> {
+    state
+        .auth
+        .permission(&state.store, caller, ResourceType::RegisteredModel, name)
+        .await
 }
 
 /// Fails with "not allowed" unless `caller` may read the experiment.

@@ -22,6 +22,9 @@ pub enum PageError {
     Core(Error),
     /// The caller may not read this.
     Forbidden(String),
+    /// A request refused with its own status and message (a stale form, a
+    /// form from another site, a body too large).
+    Refused(StatusCode, String),
 }
 
 impl From<Error> for PageError {
@@ -44,6 +47,7 @@ impl IntoResponse for PageError {
                 "Not allowed",
                 format!("You may not read {what}."),
             ),
+            PageError::Refused(status, message) => (status, "Not done", message),
             PageError::Core(error) => {
                 let status = StatusCode::from_u16(error.code.http_status())
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -74,6 +78,38 @@ impl IntoResponse for PageError {
     }
 }
 
+tokio::task_local! {
+    /// Who is looking at the page being built (set around every page
+    /// request by keel-ui's middleware).
+    static VIEWER: Viewer;
+}
+
+/// Who is looking: shown in the top bar; their CSRF token goes into forms.
+#[derive(Debug, Clone, Default)]
+pub struct Viewer {
+    /// The authenticated user (none on an open server).
+    pub user: Option<String>,
+    /// The token every state-changing form carries.
+    pub csrf: Option<String>,
+    /// Logged in through the login form (so a logout button makes sense).
+    pub session: bool,
+}
+
+/// Runs `future` (a page request) with `viewer` as the page's viewer.
+pub async fn with_viewer<F: std::future::Future>(viewer: Viewer, future: F) -> F::Output {
+    VIEWER.scope(viewer, future).await
+}
+
+/// The viewer of the page being built.
+pub fn viewer() -> Viewer {
+    VIEWER.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// The hidden CSRF field every state-changing form carries.
+pub fn csrf_field() -> Markup {
+    html! { input type="hidden" name="csrf" value=(viewer().csrf.unwrap_or_default()); }
+}
+
 /// The shell of every page: head with the stylesheet and script, the top
 /// bar, breadcrumbs (`(text, link)`; the last one is the page itself), body.
 pub fn page(title: &str, crumbs: &[(String, String)], body: Markup) -> Markup {
@@ -93,9 +129,26 @@ pub fn page(title: &str, crumbs: &[(String, String)], body: Markup) -> Markup {
             body {
                 header.top {
                     a.brand href="/" { "keel" }
-                    nav {
-                        a href="/" { "Experiments" }
-                        a href="/models" { "Models" }
+                    @let viewer = viewer();
+                    // Without a caller (the login form of a server with
+                    // users) every link would lead back to the login.
+                    @if viewer.csrf.is_some() {
+                        nav {
+                            a href="/" { "Experiments" }
+                            a href="/models" { "Models" }
+                            a href="/monitoring" { "Monitoring" }
+                        }
+                    }
+                    @if let Some(user) = &viewer.user {
+                        div.who {
+                            span #user { (user) }
+                            @if viewer.session {
+                                form.logout method="post" action="/logout" {
+                                    (csrf_field())
+                                    button type="submit" #logout { "Log out" }
+                                }
+                            }
+                        }
                     }
                 }
                 main {
@@ -153,8 +206,20 @@ pub fn artifact_url(experiment_id: &str, run_id: &str, path: &str) -> String {
     }
 }
 
+pub fn logged_model_url(experiment_id: &str, model_id: &str) -> String {
+    format!(
+        "/experiments/{}/models/{}",
+        seg(experiment_id),
+        seg(model_id)
+    )
+}
+
 pub fn model_url(name: &str) -> String {
     format!("/models/{}", seg(name))
+}
+
+pub fn monitoring_url(model: &str) -> String {
+    format!("/monitoring/{}", seg(model))
 }
 
 pub fn version_url(name: &str, version: i64) -> String {

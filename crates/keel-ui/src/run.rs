@@ -95,7 +95,13 @@ pub async fn page(
         lines.push((key.clone(), points, info.start_time));
     }
 
-    let versions = versions_of_run(&state, &info.run_id).await?;
+    // Only the versions of models this caller may read.
+    let mut versions = Vec::new();
+    for version in versions_of_run(&state, &info.run_id).await? {
+        if access::may_read_model(&state, &caller, &version.name).await? {
+            versions.push(version);
+        }
+    }
     let root = artifacts::run_root(info);
     let (entries, more) = match &root {
         Some(root) => artifacts::listing(&state, root, "").await?,

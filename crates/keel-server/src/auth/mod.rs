@@ -16,6 +16,7 @@ mod cache;
 pub mod config;
 pub(crate) mod rules;
 pub mod secret;
+pub mod session;
 pub(crate) mod users;
 
 use std::net::{IpAddr, SocketAddr};
@@ -88,6 +89,8 @@ pub struct AuthSettings {
     pub shared_token: Option<String>,
     /// MLflow's basic-auth app (`--app-name basic-auth`).
     pub basic_auth: Option<BasicAuthConfig>,
+    /// The UI's session cookie is `Secure` (the server speaks HTTPS).
+    pub secure_cookies: bool,
 }
 
 impl AuthSettings {
@@ -109,6 +112,20 @@ pub struct Auth {
     /// Verified against when the user is unknown, so an unknown name costs
     /// the same time as a wrong password.
     dummy_hash: String,
+    /// The web UI's login sessions.
+    sessions: session::Sessions,
+    secure_cookies: bool,
+}
+
+/// Why the UI's login form was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginRefused {
+    /// Wrong user, password or token.
+    Wrong,
+    /// Too many recent failures for this user and address.
+    Throttled(Duration),
+    /// The server needs no credential.
+    NotNeeded,
 }
 
 /// Why a request was not authenticated.
@@ -134,6 +151,90 @@ impl Auth {
             run_experiments: cache::BoundedMap::new(100_000),
             keyer: secret::CacheKeyer::new()?,
             dummy_hash: secret::hash_password(&uuid_like())?,
+            sessions: session::Sessions::default(),
+            secure_cookies: settings.secure_cookies,
+        })
+    }
+
+    /// The UI's login form: checks a basic-auth user's password (through the
+    /// same cache and failed-login throttle as the API), or the shared token
+    /// given as the password with the user `token` (or none), and starts a
+    /// session. Returns the caller and the `Set-Cookie` value.
+    pub async fn login(
+        &self,
+        store: &Store,
+        username: &str,
+        password: &str,
+        address: Option<IpAddr>,
+    ) -> Result<(Caller, HeaderValue), LoginRefused> {
+        if !self.is_enabled() {
+            return Err(LoginRefused::NotNeeded);
+        }
+        let token_holder = username.is_empty() || username == "token";
+        let (caller, holder) = match &self.shared_token {
+            Some(shared)
+                if token_holder && secret::equal(shared.as_bytes(), password.as_bytes()) =>
+            {
+                (Caller::shared_token(), session::Holder::SharedToken)
+            }
+            _ if self.basic.is_some() => {
+                match self.basic_auth(store, username, password, address).await {
+                    Ok(caller) => {
+                        let holder = session::Holder::User(caller.user.clone());
+                        (caller, holder)
+                    }
+                    Err(Refusal::Throttled(wait)) => return Err(LoginRefused::Throttled(wait)),
+                    Err(Refusal::Unauthenticated(_)) => return Err(LoginRefused::Wrong),
+                }
+            }
+            _ => return Err(LoginRefused::Wrong),
+        };
+        let (id, _) = self.sessions.start(holder).map_err(|e| {
+            tracing::error!(error = %e, "starting a session");
+            LoginRefused::Wrong
+        })?;
+        Ok((caller, session::set_cookie(Some(&id), self.secure_cookies)))
+    }
+
+    /// Ends `session`; returns the `Set-Cookie` value that clears the cookie.
+    pub fn logout(&self, session: &session::Session) -> HeaderValue {
+        self.sessions.end(&session.key);
+        session::set_cookie(None, self.secure_cookies)
+    }
+
+    /// Ends every UI session of `username` (password changed, user deleted).
+    pub fn end_sessions_of(&self, username: &str) {
+        self.sessions.end_user(username);
+    }
+
+    /// The caller of a session cookie, re-reading the user (a deleted user's
+    /// session ends here).
+    async fn session_caller(&self, store: &Store, id: &str) -> Option<(Caller, session::Session)> {
+        let (holder, session) = self.sessions.find(id)?;
+        let caller = match holder {
+            session::Holder::SharedToken if self.shared_token.is_some() => Caller::shared_token(),
+            session::Holder::SharedToken => return None,
+            session::Holder::User(name) => match store.get_user(&name).await {
+                Ok(user) => Caller::user(&user),
+                Err(e) => {
+                    if e.code == keel_core::ErrorCode::ResourceDoesNotExist {
+                        self.sessions.end(id);
+                    } else {
+                        tracing::error!(error = %e, "reading a session's user");
+                    }
+                    return None;
+                }
+            },
+        };
+        Some((caller, session))
+    }
+
+    /// The CSRF token `caller`'s forms carry: the session's own, else a keyed
+    /// digest of the user (open servers, browsers sending basic auth).
+    fn csrf_token(&self, caller: &Caller, session: Option<&session::Session>) -> session::Csrf {
+        session::Csrf(match session {
+            Some(session) => session.csrf.clone(),
+            None => session::user_csrf(&self.keyer, caller),
         })
     }
 
@@ -403,7 +504,39 @@ fn credential_in_query(query: Option<&str>) -> Option<String> {
 }
 
 fn is_public(path: &str) -> bool {
-    path == "/health" || path.ends_with("/mlflow/server-info")
+    path == "/health"
+        || path.ends_with("/mlflow/server-info")
+        // The UI's login form and the stylesheet and script it needs.
+        || path == "/login"
+        || path.starts_with("/static/")
+}
+
+/// The REST API, where only the `Authorization` header authenticates
+/// (never the UI's session cookie).
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/ajax-api/")
+}
+
+/// A browser navigating to a page without a credential: sent to the login
+/// form (which comes back here after), instead of a JSON 401.
+fn login_redirect(auth: &Auth, request: &Request) -> Option<Response> {
+    let method = request.method();
+    let navigating = (method == axum::http::Method::GET || method == axum::http::Method::HEAD)
+        && !is_api(request.uri().path())
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+    if !navigating || !auth.is_enabled() {
+        return None;
+    }
+    let next = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    let location = HeaderValue::from_str(&format!("/login?next={next}")).ok()?;
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    Some(response)
 }
 
 fn unauthenticated(auth: &Auth) -> Response {
@@ -434,8 +567,15 @@ pub(crate) async fn middleware(
     next: Next,
 ) -> Response {
     let auth = state.auth.clone();
+    let page = !is_api(request.uri().path());
     if !auth.is_enabled() {
-        request.extensions_mut().insert(Caller::anonymous());
+        let caller = Caller::anonymous();
+        if page {
+            request
+                .extensions_mut()
+                .insert(auth.csrf_token(&caller, None));
+        }
+        request.extensions_mut().insert(caller);
         return next.run(request).await;
     }
     if is_public(request.uri().path()) {
@@ -457,14 +597,30 @@ pub(crate) async fn middleware(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let caller = match auth
-        .authenticate(&state.store, authorization.as_deref(), address)
-        .await
-    {
+    // The UI's session cookie, on pages only and only without a header credential.
+    let cookie = match authorization {
+        None if page => session::cookie_value(request.headers()),
+        _ => None,
+    };
+    let mut session = None;
+    let authenticated = match cookie {
+        Some(id) => match auth.session_caller(&state.store, &id).await {
+            Some((caller, found)) => {
+                session = Some(found);
+                Ok(caller)
+            }
+            None => Err(Refusal::Unauthenticated("no such session")),
+        },
+        None => {
+            auth.authenticate(&state.store, authorization.as_deref(), address)
+                .await
+        }
+    };
+    let caller = match authenticated {
         Ok(caller) => caller,
         Err(Refusal::Unauthenticated(why)) => {
             tracing::debug!(reason = why, "request not authenticated");
-            return unauthenticated(&auth);
+            return login_redirect(&auth, &request).unwrap_or_else(|| unauthenticated(&auth));
         }
         Err(Refusal::Throttled(wait)) => {
             let seconds = wait.as_secs().max(1);
@@ -482,6 +638,13 @@ pub(crate) async fn middleware(
             return response;
         }
     };
+    if page {
+        let csrf = auth.csrf_token(&caller, session.as_ref());
+        request.extensions_mut().insert(csrf);
+        if let Some(session) = session {
+            request.extensions_mut().insert(session);
+        }
+    }
     request.extensions_mut().insert(caller.clone());
     let after = match rules::authorize(&state, &caller, &mut request).await {
         Ok(after) => after,

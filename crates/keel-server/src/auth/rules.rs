@@ -574,11 +574,7 @@ async fn check(
         Rule::Alias => {
             let name = fields.required("name")?;
             let alias = fields.required("alias")?;
-            let needed = if state.is_protected(&alias) {
-                Permission::Manage
-            } else {
-                Permission::Edit
-            };
+            let needed = state.alias_permission(&alias);
             require(
                 state,
                 caller,

@@ -166,6 +166,7 @@ pub async fn update_password(
     let hash = hash_blocking(password).await?;
     state.store.update_user_password(&username, &hash).await?;
     state.auth.forget_credentials();
+    state.auth.end_sessions_of(&username);
     Ok(Json(json!({})))
 }
 
@@ -200,6 +201,7 @@ pub async fn delete_user(
     }
     state.store.delete_user(&username).await?;
     state.auth.forget_credentials();
+    state.auth.end_sessions_of(&username);
     Ok(Json(json!({})))
 }
 

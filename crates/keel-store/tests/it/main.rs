@@ -2,6 +2,7 @@
 //! fresh SQLite file and, when `KEEL_TEST_POSTGRES_URL` names a server, a
 //! fresh PostgreSQL database (mandatory with `CI=true`).
 
+mod monitored;
 mod registry;
 mod store;
 mod users;

@@ -262,3 +262,291 @@ async fn status_codes_bounds_and_the_api() {
     );
     assert!(body.contains("No endpoint GET /no/such/page"));
 }
+
+/// The value of the first hidden `csrf` field on a page.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a csrf field")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_sessions_and_csrf_over_http() {
+    let server = util::start_server_with_users().await;
+    let url = &server.url;
+    let store = &server.state.store;
+    let hash = keel_server::auth::secret::hash_password_with("bob-password-12", 1_000).unwrap();
+    store.create_user("bob", &hash, false).await.unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let html = "text/html,application/xhtml+xml";
+
+    // A browser is sent to the login form; an API client gets the JSON 401.
+    let answer = client
+        .get(format!("{url}/models?x=1"))
+        .header("accept", html)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert_eq!(
+        answer.headers()["location"],
+        "/login?next=%2Fmodels%3Fx%3D1"
+    );
+    let answer = client.get(format!("{url}/models")).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    let (status, _, form) = get(&format!("{url}/login?next=/models")).await;
+    assert_eq!(status, 200);
+    assert!(form.contains("name=\"password\"") && form.contains("value=\"/models\""));
+
+    let login = |user: &str, password: &str, next: &str| {
+        client
+            .post(format!("{url}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username={user}&password={password}&next={next}"))
+            .send()
+    };
+    let answer = login("bob", "wrong-password-1", "/").await.unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+    assert!(answer.headers().get("set-cookie").is_none());
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("Wrong user name or password")
+    );
+    // The API's failed-login throttle guards the form too: after a few
+    // failures for a user, the form answers 429 with Retry-After.
+    let mut throttled = None;
+    for _ in 0..10 {
+        let answer = login("carol", "wrong-password-1", "/").await.unwrap();
+        if answer.status().as_u16() == 429 {
+            throttled = Some(answer);
+            break;
+        }
+        assert_eq!(answer.status().as_u16(), 401);
+    }
+    let throttled = throttled.expect("the form is throttled after repeated failures");
+    assert!(throttled.headers().contains_key("retry-after"));
+    assert!(
+        throttled
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many failed logins")
+    );
+
+    // Another site's address is never where a login leads.
+    let answer = login("bob", "bob-password-12", "%2F%2Fevil.example%2F")
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert_eq!(answer.headers()["location"], "/");
+    let cookie = answer.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["keel_session=", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: no Secure flag");
+    let session = cookie.split(';').next().unwrap().to_string();
+
+    // The session reads pages, shows who is logged in, and carries a CSRF token.
+    let page = client
+        .get(format!("{url}/models"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("id=\"user\">bob<"), "{page}");
+    let csrf = csrf_of(&page);
+    // …but never the REST API: that takes a credential of its own.
+    let answer = client
+        .get(format!("{url}/api/2.0/mlflow/registered-models/search"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 401);
+
+    // State-changing requests: without the token, with a wrong one, from another origin.
+    let post = |path: &str, body: String, origin: Option<&str>| {
+        let mut request = client
+            .post(format!("{url}{path}"))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    for (body, origin) in [
+        ("alias=a&version=1".to_string(), None),
+        ("alias=a&version=1&csrf=forged".to_string(), None),
+        (
+            format!("alias=a&version=1&csrf={csrf}"),
+            Some("http://evil.example"),
+        ),
+    ] {
+        let answer = post("/models/none/promote", body.clone(), origin)
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 403, "{body} {origin:?}");
+    }
+    // The right token from this origin reaches the handler (a missing model: 404).
+    let answer = post(
+        "/models/none/promote",
+        format!("alias=a&version=1&csrf={csrf}"),
+        Some(url.as_str()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status().as_u16(), 404);
+
+    // Logout clears the cookie and ends the session on the server.
+    let answer = post("/logout", format!("csrf={csrf}"), None).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert!(
+        answer.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let answer = client
+        .get(format!("{url}/models"))
+        .header("cookie", &session)
+        .header("accept", html)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 303, "the old cookie is worthless");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_token_logs_in_too() {
+    let server = util::start_server_with_token("shared-token-123").await;
+    let url = &server.url;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (_, _, form) = get(&format!("{url}/login")).await;
+    assert!(form.contains("Access token") && !form.contains("id=\"username\""));
+    let login = |password: &str| {
+        client
+            .post(format!("{url}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username=token&password={password}&next=%2Fmodels"))
+            .send()
+    };
+    assert_eq!(login("wrong").await.unwrap().status().as_u16(), 401);
+    let answer = login("shared-token-123").await.unwrap();
+    assert_eq!(answer.status().as_u16(), 303);
+    assert_eq!(answer.headers()["location"], "/models");
+    let session = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = client
+        .get(format!("{url}/models"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("id=\"user\">token<"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_hide_what_a_user_may_not_read() {
+    let server = util::start_server_with_users().await;
+    let url = &server.url;
+    let store = &server.state.store;
+    let hash = keel_server::auth::secret::hash_password_with("dave-password-12", 1_000).unwrap();
+    store.create_user("dave", &hash, false).await.unwrap();
+    let experiment = store.create_experiment("shared", None, &[]).await.unwrap();
+    let run_id = run(&server, &experiment, "trained", 1_000).await;
+    for name in ["visible-model", "hidden-model"] {
+        store
+            .create_registered_model(name, None, &[])
+            .await
+            .unwrap();
+        store
+            .create_model_version(
+                keel_store::CreateModelVersion {
+                    name: name.into(),
+                    source: "mlflow-artifacts:/x".into(),
+                    run_id: Some(run_id.clone()),
+                    user_id: "admin".into(),
+                    ..Default::default()
+                },
+                &keel_store::Actor {
+                    user: "admin".into(),
+                    reason: String::new(),
+                    cause: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .grant(
+            "dave",
+            keel_core::access::ResourceType::RegisteredModel,
+            "hidden-model",
+            keel_core::access::Permission::NoPermissions,
+        )
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = client
+        .post(format!("{url}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=dave&password=dave-password-12&next=%2F")
+        .send()
+        .await
+        .unwrap();
+    let session = answer.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = |path: String| {
+        let client = &client;
+        let session = &session;
+        async move {
+            let answer = client
+                .get(format!("{url}{path}"))
+                .header("cookie", session)
+                .send()
+                .await
+                .unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        }
+    };
+    let (status, body) = page(format!("/experiments/{experiment}/runs/{run_id}")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("visible-model") && !body.contains("hidden-model"));
+    let (_, body) = page("/models".into()).await;
+    assert!(body.contains("visible-model") && !body.contains("hidden-model"));
+    for path in ["/models/hidden-model", "/models/hidden-model/versions/1"] {
+        assert_eq!(page(path.into()).await.0, 403, "{path}");
+    }
+    // READ (the default) shows no registry buttons.
+    let (_, body) = page("/models/visible-model".into()).await;
+    assert!(!body.contains("promote-form") && body.contains("You hold READ"));
+}

@@ -20,15 +20,43 @@ pub struct Server {
 }
 
 pub async fn start_server() -> Server {
+    start_server_with(None, None).await
+}
+
+/// A server protected by the shared token `token` only.
+pub async fn start_server_with_token(token: &str) -> Server {
+    start_server_with(None, Some(token.to_string())).await
+}
+
+/// The password of the admin `admin` of [`start_server_with_users`].
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+/// A server running MLflow's basic-auth app (`--app-name basic-auth`):
+/// admin `admin`, everyone else READ by default.
+pub async fn start_server_with_users() -> Server {
+    start_server_with(
+        Some(keel_server::auth::BasicAuthConfig {
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            ..Default::default()
+        }),
+        None,
+    )
+    .await
+}
+
+async fn start_server_with(
+    basic_auth: Option<keel_server::auth::BasicAuthConfig>,
+    auth_token: Option<String>,
+) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = keel_server::ServerConfig {
         backend_store_uri: format!("sqlite:///{}", dir.path().join("keel.db").display()),
         artifacts_destination: dir.path().join("artifacts").display().to_string(),
         host: "127.0.0.1".into(),
         port: 0,
-        auth_token: None,
+        auth_token,
         allow_unauthenticated: false,
-        basic_auth: None,
+        basic_auth,
         tls: None,
         protected_aliases: vec!["production".into()],
     };
@@ -72,7 +100,22 @@ pub fn python() -> Option<PathBuf> {
 /// Runs a script of tests/python with the MLflow client pointed at `url`;
 /// returns its stdout (panics with its output when it fails).
 pub async fn run_python(python: &Path, script: &str, url: &str) -> String {
+    run_python_as(python, script, url, None).await
+}
+
+/// [`run_python`] with MLflow's basic-auth credentials.
+pub async fn run_python_as(
+    python: &Path,
+    script: &str,
+    url: &str,
+    user: Option<(&str, &str)>,
+) -> String {
     let mut command = Command::new(python);
+    if let Some((user, password)) = user {
+        command
+            .env("MLFLOW_TRACKING_USERNAME", user)
+            .env("MLFLOW_TRACKING_PASSWORD", password);
+    }
     command
         .arg(repo_root().join("tests/python").join(script))
         .env("MLFLOW_TRACKING_URI", url)
