@@ -448,6 +448,16 @@ async fn segments_rotated_under_concurrent_appends_keep_every_row() {
             let (log, logged) = (log.clone(), logged.clone());
             tokio::spawn(async move {
                 for round in 0..10 {
+                    if round == 5 {
+                        // Half-way, wait until the compactor has written a
+                        // file (while other tasks may still append), so the
+                        // rest lands after a rotation whatever the load.
+                        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+                        while log.stats().rows_written.load(Ordering::Relaxed) == 0 {
+                            assert!(std::time::Instant::now() < give_up, "no compaction in 60 s");
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
                     log_requests(&log, &logged, &format!("t{t}-{round}"), T0, 30).await;
                     tokio::task::yield_now().await;
                 }
