@@ -212,12 +212,14 @@ async fn story(args: QuickstartArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     ));
     outcome.labels_posted = Some(labelled as u64);
 
-    // The prediction log is written off the hot path (flushed at least once a
-    // second): wait until every request so far is on disk.
+    // The prediction and feedback logs are written off the hot path
+    // (compacted at least once a second): wait until every request and every
+    // label so far is in Parquet, where the monitor and the retraining read them.
     wait_for_log(
         &client,
         &serve_url,
         (normal.n_rows() + shifted.n_rows()) as u64,
+        labelled as u64,
     )
     .await?;
 
@@ -501,8 +503,14 @@ fn drifted_columns(report: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Polls the model server's `/metrics` until its prediction log has written `rows` rows.
-async fn wait_for_log(client: &reqwest::Client, serve_url: &str, rows: u64) -> anyhow::Result<()> {
+/// Polls the model server's `/metrics` until its logs have written
+/// `predictions` prediction rows and `labels` feedback rows to Parquet.
+async fn wait_for_log(
+    client: &reqwest::Client,
+    serve_url: &str,
+    predictions: u64,
+    labels: u64,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let text = client
@@ -511,16 +519,21 @@ async fn wait_for_log(client: &reqwest::Client, serve_url: &str, rows: u64) -> a
             .await?
             .text()
             .await?;
-        let written: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("keel_serve_prediction_log_rows_written_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if written >= rows as f64 {
+        let written = |counter: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(counter))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let rows = written("keel_serve_prediction_log_rows_written_total");
+        let feedback = written("keel_serve_feedback_rows_written_total");
+        if rows >= predictions as f64 && feedback >= labels as f64 {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the prediction log holds {written} of {rows} rows after 30 s");
+            bail!(
+                "after 30 s the logs hold {rows} of {predictions} predictions and {feedback} of {labels} labels"
+            );
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
