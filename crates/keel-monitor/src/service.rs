@@ -16,6 +16,7 @@ use keel_learn::model::Signature;
 
 use crate::config::AlertSink;
 use crate::drift::{DriftConfig, DriftReport};
+use crate::joint::JointVerdict;
 use crate::profile::Profile;
 use crate::watch::{AlertEvent, AlertState, conditions, gauges};
 use crate::window::{LogOptions, WindowedReport, windowed_report};
@@ -144,20 +145,60 @@ impl Evaluation {
             .filter(|c| c.drifted)
             .map(|c| serde_json::json!({"column": c.column, "effect_size": c.effect_size}))
             .collect();
+        let mut summary = serde_json::json!({
+            "rule": self.report.dataset.rule,
+            "drifted_columns": drifted,
+            "current_rows": self.report.current_rows,
+            "alerts": self.events.iter().map(|e| &e.key).collect::<Vec<_>>(),
+            "action_due": self.act,
+        });
+        if let (Some(joint), Some(map)) = (&self.report.multivariate, summary.as_object_mut()) {
+            map.insert("multivariate".into(), joint_summary(joint));
+        }
         Verdict {
             model: self.windows.model.clone(),
             window_start: newest.map(|w| w.start_ms),
             rows: newest.map_or(0, |w| w.rows as i64),
             drifted: self.report.dataset.drifted,
-            summary: serde_json::json!({
-                "rule": self.report.dataset.rule,
-                "drifted_columns": drifted,
-                "current_rows": self.report.current_rows,
-                "alerts": self.events.iter().map(|e| &e.key).collect::<Vec<_>>(),
-                "action_due": self.act,
-            }),
+            summary,
         }
     }
+}
+
+/// Longest column name kept in a verdict summary's joint drivers and pairs.
+const SUMMARY_NAME: usize = 200;
+
+fn short_name(name: &str) -> String {
+    match name.char_indices().nth(SUMMARY_NAME) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_string(),
+    }
+}
+
+/// The joint verdict in the summary's shape (what the UI reads):
+/// `{"drifted", "error_change", "p_value", "drivers": [names], "pairs"}`,
+/// at most 8 drivers and 3 drifted pairs, names cut at 200 characters, so
+/// it stays far under the store's 64 KiB verdict limit.
+fn joint_summary(joint: &JointVerdict) -> serde_json::Value {
+    let finite = |x: f64| x.is_finite().then_some(x);
+    serde_json::json!({
+        "drifted": joint.drifted,
+        "error_change": finite(joint.error_change),
+        "p_value": joint.p_value.and_then(finite),
+        "drivers": joint.drivers.iter().take(8).map(|d| short_name(d)).collect::<Vec<_>>(),
+        "pairs": joint
+            .pairs
+            .iter()
+            .filter(|p| p.drifted)
+            .take(3)
+            .map(|p| serde_json::json!({
+                "a": short_name(&p.a),
+                "b": short_name(&p.b),
+                "reference": finite(p.reference),
+                "current": finite(p.current),
+            }))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// The watcher's state between evaluations.
