@@ -124,7 +124,25 @@ pub struct Evaluation {
 
 /// What an evaluation decided, in a form to record (the metadata store's
 /// monitor verdicts): the newest window, whether the dataset drifted, and
-/// the drifted columns with their effect sizes.
+/// the summary the web UI's monitoring pages draw. The summary is this
+/// crate's format (readers take it leniently, as JSON):
+///
+/// - `rule`, `drifted_columns` (`{column, effect_size}`), `current_rows`,
+///   `alerts` (the events of this evaluation), `action_due`;
+/// - `features`: every column in the dataset verdict's ranking (drifted
+///   first), `{column, kind, status, drifted, effect_size, threshold,
+///   bins: [[label, reference share, current share], …]}`;
+/// - `quality`: the findings, `{kind, column, message}`;
+/// - `windows`: the windows read, oldest first, `{start_ms, rows, drifted,
+///   metric, live, labeled, estimated_accuracy}` (`live`: the headline
+///   metric from feedback labels, `metric` its name; the estimate is the
+///   label-free one, see [`crate::window::CBPE_ASSUMPTION`]);
+/// - `multivariate` (when the reference has a joint model): `{drifted,
+///   error_change, p_value, drivers: [column names], pairs: [{a, b,
+///   reference, current}]}`, see [`crate::joint`].
+///
+/// The summary is kept under [`MAX_SUMMARY_BYTES`]: histogram bins go
+/// first (from the lowest-ranked feature up), then the oldest windows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub model: String,
@@ -132,6 +150,25 @@ pub struct Verdict {
     pub rows: i64,
     pub drifted: bool,
     pub summary: serde_json::Value,
+}
+
+/// Largest summary recorded: below the metadata store's 64 KiB limit on a
+/// verdict's text, with room to spare.
+pub const MAX_SUMMARY_BYTES: usize = 60 * 1024;
+/// Most features, bins per feature, findings and windows in a summary.
+const SUMMARY_FEATURES: usize = 64;
+const SUMMARY_BINS: usize = 40;
+const SUMMARY_FINDINGS: usize = 50;
+const SUMMARY_WINDOWS: usize = 96;
+
+/// `value` to 4 significant digits: shares and effects for people, not bits.
+fn short(value: f64) -> serde_json::Value {
+    if !value.is_finite() {
+        return serde_json::Value::Null;
+    }
+    format!("{value:.3e}")
+        .parse::<f64>()
+        .map_or(serde_json::Value::Null, |v| serde_json::json!(v))
 }
 
 impl Evaluation {
@@ -145,15 +182,97 @@ impl Evaluation {
             .filter(|c| c.drifted)
             .map(|c| serde_json::json!({"column": c.column, "effect_size": c.effect_size}))
             .collect();
-        let mut summary = serde_json::json!({
-            "rule": self.report.dataset.rule,
-            "drifted_columns": drifted,
-            "current_rows": self.report.current_rows,
-            "alerts": self.events.iter().map(|e| &e.key).collect::<Vec<_>>(),
-            "action_due": self.act,
-        });
-        if let (Some(joint), Some(map)) = (&self.report.multivariate, summary.as_object_mut()) {
-            map.insert("multivariate".into(), joint_summary(joint));
+        // Columns in the ranking's order (drifted first), then any unranked.
+        let ranked = self
+            .report
+            .dataset
+            .ranking
+            .iter()
+            .filter_map(|name| self.report.columns.iter().find(|c| &c.column == name))
+            .chain(
+                self.report
+                    .columns
+                    .iter()
+                    .filter(|c| !self.report.dataset.ranking.contains(&c.column)),
+            );
+        let mut features: Vec<serde_json::Value> = ranked
+            .take(SUMMARY_FEATURES)
+            .map(|c| {
+                serde_json::json!({
+                    "column": c.column,
+                    "kind": c.kind,
+                    "status": c.status,
+                    "drifted": c.drifted,
+                    "effect_size": c.effect_size.map(short),
+                    "threshold": c.threshold,
+                    "bins": c.bins.iter().take(SUMMARY_BINS)
+                        .map(|b| serde_json::json!([b.label, short(b.reference), short(b.current)]))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let quality: Vec<serde_json::Value> = self
+            .report
+            .quality
+            .iter()
+            .take(SUMMARY_FINDINGS)
+            .map(|f| serde_json::json!({"kind": f.kind, "column": f.column, "message": f.message}))
+            .collect();
+        let skip = self.windows.windows.len().saturating_sub(SUMMARY_WINDOWS);
+        let mut windows: Vec<serde_json::Value> = self
+            .windows
+            .windows
+            .iter()
+            .skip(skip)
+            .map(|w| {
+                serde_json::json!({
+                    "start_ms": w.start_ms,
+                    "rows": w.rows,
+                    "drifted": w.drifted,
+                    "metric": w.performance.as_ref().map(|p| &p.headline_name),
+                    "live": w.performance.as_ref().map(|p| short(p.headline)),
+                    "labeled": w.performance.as_ref().map(|p| p.labeled),
+                    "estimated_accuracy": w.estimated_accuracy.map(short),
+                })
+            })
+            .collect();
+        // The joint test, bounded (a few KiB at most, see `joint_summary`).
+        let joint = self.report.multivariate.as_ref().map(joint_summary);
+        let mut summary;
+        // Shed detail until the summary fits: bins from the lowest-ranked
+        // feature up, then the oldest windows.
+        loop {
+            summary = serde_json::json!({
+                "rule": self.report.dataset.rule,
+                "drifted_columns": drifted,
+                "current_rows": self.report.current_rows,
+                "alerts": self.events.iter().map(|e| &e.key).collect::<Vec<_>>(),
+                "action_due": self.act,
+                "features": features,
+                "quality": quality,
+                "windows": windows,
+            });
+            if let (Some(joint), Some(map)) = (&joint, summary.as_object_mut()) {
+                map.insert("multivariate".into(), joint.clone());
+            }
+            if summary.to_string().len() <= MAX_SUMMARY_BYTES {
+                break;
+            }
+            if let Some(bins) = features
+                .iter_mut()
+                .rev()
+                .filter_map(|f| f.get_mut("bins")?.as_array_mut())
+                .find(|bins| !bins.is_empty())
+            {
+                bins.clear();
+            } else if !windows.is_empty() {
+                windows.remove(0);
+            } else {
+                // Thousands of columns: the drifted list alone remains.
+                summary["features"] = serde_json::json!([]);
+                summary["quality"] = serde_json::json!([]);
+                break;
+            }
         }
         Verdict {
             model: self.windows.model.clone(),

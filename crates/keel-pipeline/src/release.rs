@@ -138,7 +138,7 @@ impl Repo {
                 "git tag `{tag}` already exists: release tags are never moved (delete it by hand if it is wrong)"
             )));
         }
-        self.git(&[
+        let args = [
             "-c",
             "user.name=keel",
             "-c",
@@ -149,8 +149,38 @@ impl Repo {
             "-m",
             message,
             commit,
-        ])?;
+        ];
+        match self.later_date(artifact_of(tag))? {
+            Some(date) => git_env(&self.root, &args, &[("GIT_COMMITTER_DATE", &date)])?,
+            None => self.git(&args)?,
+        };
         Ok(())
+    }
+
+    /// GTO orders an artifact's registrations and assignments by their
+    /// tags' dates, which git keeps to the second: two moves of an alias in
+    /// one second would tie and GTO could show the older as current. A new
+    /// tag is therefore dated one second after the artifact's newest tag
+    /// when that one is not already in the past (`None`: now is later).
+    fn later_date(&self, artifact: &str) -> Result<Option<String>> {
+        let listed = self.git(&[
+            "for-each-ref",
+            "--format=%(taggerdate:unix)",
+            &format!("refs/tags/{artifact}@*"),
+            &format!("refs/tags/{artifact}#*"),
+        ])?;
+        let Some(newest) = listed
+            .lines()
+            .filter_map(|line| line.trim().parse::<i64>().ok())
+            .max()
+        else {
+            return Ok(None);
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        Ok((newest >= now).then(|| format!("{} +0000", newest + 1)))
     }
 
     /// The commit a tag points at, if it exists.
@@ -191,9 +221,20 @@ impl Repo {
     }
 }
 
+/// The artifact a release tag belongs to: `risk` of `risk@v1.0.0` and of
+/// `risk#production#3`.
+fn artifact_of(tag: &str) -> &str {
+    tag.split(['@', '#']).next().unwrap_or(tag)
+}
+
 fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    git_env(dir, args, &[])
+}
+
+fn git_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<String> {
     let output = Command::new("git")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .map_err(|error| PipelineError::Invalid(format!("cannot run git: {error}")))?;
@@ -314,6 +355,23 @@ mod tests {
         );
         repo.tag("risk#production#1", &head.commit, "{}").unwrap();
         repo.tag("risk#production#2", &head.commit, "{}").unwrap();
+        // Made within one second, the tags still date in their order (GTO
+        // sorts by date): each is later than the artifact's one before.
+        let dates: Vec<i64> = ["risk@v1.0.0", "risk#production#1", "risk#production#2"]
+            .iter()
+            .map(|tag| {
+                repo.git(&[
+                    "for-each-ref",
+                    "--format=%(taggerdate:unix)",
+                    &format!("refs/tags/{tag}"),
+                ])
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+            })
+            .collect();
+        assert!(dates.windows(2).all(|w| w[0] < w[1]), "{dates:?}");
         assert_eq!(
             repo.next_alias_tag("risk", "production").unwrap(),
             "risk#production#3"

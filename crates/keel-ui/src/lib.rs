@@ -82,6 +82,10 @@ pub fn pages() -> Router<AppState> {
         .route("/models/{name}/rollback", post(models::rollback))
         .route("/monitoring", get(monitoring::list))
         .route("/monitoring/{model}", get(monitoring::model))
+        .route(
+            "/monitoring/{model}/verdicts/{id}",
+            get(monitoring::verdict),
+        )
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
         .route("/static/{file}", get(assets::serve))

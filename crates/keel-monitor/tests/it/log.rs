@@ -8,6 +8,7 @@ use std::sync::Arc;
 use keel_learn::model::{Algorithm, Signature, TargetProfile, Task};
 use keel_learn::rng::Rng;
 use keel_monitor::profile::{ColumnKind, ColumnProfile, Profile};
+use keel_monitor::service::{Evaluation, MAX_SUMMARY_BYTES};
 use keel_monitor::window::{LogOptions, windowed_report};
 use keel_monitor::{DriftConfig, FindingKind};
 use keel_predlog::{
@@ -231,6 +232,59 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
         "{:?}",
         latest.quality
     );
+
+    // The verdict the watcher records carries what the monitoring page
+    // draws: each feature's reference and current shares, the findings,
+    // and live accuracy beside the label-free estimate per window.
+    let evaluation = Evaluation {
+        report: latest.clone(),
+        windows: report.clone(),
+        events: vec![],
+        since_ms: start,
+        act: false,
+    };
+    let verdict = evaluation.verdict();
+    assert!(verdict.drifted);
+    let summary = &verdict.summary;
+    let features = summary["features"].as_array().unwrap();
+    assert_eq!(features[0]["column"], "x", "drifted first: {features:?}");
+    assert_eq!(features[0]["drifted"], true);
+    let bins = features[0]["bins"].as_array().unwrap();
+    assert!(bins.len() >= 5, "{bins:?}");
+    let share = |k: usize| -> f64 { bins.iter().map(|b| b[k].as_f64().unwrap()).sum() };
+    assert!((share(1) - 1.0).abs() < 0.01 && (share(2) - 1.0).abs() < 0.01);
+    let windows = summary["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 3);
+    assert_eq!(windows[2]["metric"], "accuracy");
+    assert!((windows[2]["live"].as_f64().unwrap() - accuracy[2]).abs() < 1e-3);
+    assert!(windows[2]["estimated_accuracy"].as_f64().is_some());
+    assert_eq!(
+        summary["quality"].as_array().unwrap().len(),
+        latest.quality.len()
+    );
+    assert!(summary.to_string().len() <= MAX_SUMMARY_BYTES);
+    // A wide table still fits the store's limit: the lowest-ranked
+    // features lose their bins first, the top ones keep them.
+    let mut wide = latest.clone();
+    let template = wide.columns[0].clone();
+    wide.columns = (0..200)
+        .map(|i| {
+            let mut c = template.clone();
+            c.column = format!("feature_{i:03}_{}", "n".repeat(40));
+            c
+        })
+        .collect();
+    wide.dataset.ranking = wide.columns.iter().map(|c| c.column.clone()).collect();
+    let wide = Evaluation {
+        report: wide,
+        ..evaluation
+    }
+    .verdict();
+    assert!(wide.summary.to_string().len() <= MAX_SUMMARY_BYTES);
+    let features = wide.summary["features"].as_array().unwrap();
+    assert_eq!(features.len(), 64);
+    assert!(!features[0]["bins"].as_array().unwrap().is_empty());
+    assert!(features[63]["bins"].as_array().unwrap().is_empty());
 
     // An empty log is reported as empty, not as an error.
     let empty = LogOptions {

@@ -474,6 +474,26 @@ async fn record_verdicts(server: &util::Server) {
                 "active_alerts": if drifted { json!({"drift:age": "age drifted (effect 0.45)"}) } else { json!({}) },
                 "last_action_ms": null,
             },
+            // keel-monitor's service::Verdict: histograms, findings, windows
+            // (labels for the first five; the estimate for all six).
+            "features": [
+                {"column": "age", "kind": "numeric", "status": "drift", "drifted": drifted,
+                 "effect_size": 0.2 + 0.05 * i as f64, "threshold": 0.1,
+                 "bins": [["[-inf, 30)", 0.3, 0.1], ["[30, 45)", 0.4, 0.3], ["[45, 60)", 0.2, 0.4], ["[60, inf)", 0.1, 0.2]]},
+                {"column": "income", "kind": "numeric", "status": "no_drift", "drifted": false,
+                 "effect_size": 0.05, "threshold": 0.1,
+                 "bins": [["[-inf, 1000)", 0.5, 0.45], ["[1000, 5000)", 0.3, 0.35], ["[5000, inf)", 0.2, 0.2]]},
+            ],
+            "quality": if drifted { json!([{"kind": "out_of_range", "column": "age", "message": "4.0% of values above the training maximum"}]) } else { json!([]) },
+            "windows": (0..=i).map(|w| json!({
+                "start_ms": 1_790_000_000_000 + w * 3_600_000,
+                "rows": 400 + 40 * w,
+                "drifted": ([2, 3, 5].contains(&w)),
+                "metric": if w < 5 { json!("accuracy") } else { json!(null) },
+                "live": if w < 5 { json!(0.9 - 0.05 * w as f64) } else { json!(null) },
+                "labeled": if w < 5 { json!(300) } else { json!(null) },
+                "estimated_accuracy": 0.88 - 0.04 * w as f64,
+            })).collect::<Vec<_>>(),
         });
         server
             .state
@@ -729,6 +749,45 @@ async fn monitoring_pages(visit: &mut Visit<'_>, url: &str) {
         visit.count("#drift-strip td.drift").await,
         6,
         "3 evaluations × 2 features"
+    );
+    // Live accuracy from labels (five windows) beside the estimate (six).
+    assert_eq!(
+        browser_points(visit.browser, "#live svg.chart polyline.series").await,
+        json!([5, 6])
+    );
+    let live = visit.texts("#newest-live").await.join(" ");
+    assert!(live.contains("0.7 accuracy on 300 labelled rows"), "{live}");
+    // Each feature's reference-vs-current histogram, and the findings.
+    assert_eq!(
+        visit.texts("#distributions figure.histogram strong").await,
+        vec!["age", "income"]
+    );
+    assert_eq!(visit.count("#distributions svg rect.ref").await, 7);
+    assert_eq!(visit.count("#distributions svg rect.cur").await, 7);
+    assert_eq!(visit.count("#quality ul.findings li").await, 1);
+    // The newest evaluation's own page: every feature, findings, windows.
+    visit.browser.click("a#newest-report").await;
+    visit
+        .browser
+        .wait_for(
+            "the verdict page",
+            "return location.pathname.includes('/verdicts/') && document.readyState === 'complete';",
+        )
+        .await;
+    let path = visit
+        .browser
+        .run("return location.pathname;", json!([]))
+        .await;
+    let path = path.as_str().unwrap_or_default().to_string();
+    visit
+        .page("19b-monitoring-verdict", &format!("{url}{path}"), &path)
+        .await;
+    assert_eq!(visit.count("#windows-table tbody tr").await, 6);
+    assert_eq!(visit.count("#distributions figure.histogram").await, 2);
+    assert_eq!(
+        visit.texts("#verdict-drifted .tag").await.len(),
+        2,
+        "the newest verdict drifted on age and income"
     );
     visit
         .page(

@@ -86,6 +86,22 @@ fn quickstart_closes_the_level_2_loop() {
             "{}",
             verdict.verdict
         );
+        // It carries what the monitoring page draws: the drifted feature's
+        // histogram (shares of reference and current) and the windows read.
+        let summary: Value = serde_json::from_str(&verdict.verdict).unwrap();
+        let credit = summary["features"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["column"] == "credit_score"))
+            .unwrap_or_else(|| panic!("no credit_score feature in {summary}"));
+        assert_eq!(credit["drifted"], true, "{credit}");
+        assert!(
+            credit["bins"].as_array().is_some_and(|b| b.len() >= 2),
+            "{credit}"
+        );
+        assert!(
+            summary["windows"].as_array().is_some_and(|w| !w.is_empty()),
+            "{summary}"
+        );
         // The pipeline run behind v2 has its lineage: git commit, stages, datasets.
         let run_id = second.run_id.clone().unwrap();
         let run = store.get_run(&run_id).await.unwrap();
