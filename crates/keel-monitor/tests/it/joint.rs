@@ -440,6 +440,16 @@ fn the_watcher_records_the_joint_verdict_in_the_summary_shape_the_ui_reads() {
     assert!(!windows[0].drifted && !windows[1].drifted, "{windows:?}");
     assert!(windows[2].drifted, "{:?}", windows[2]);
     assert!(windows[2].drifted_columns.is_empty(), "marginals unchanged");
+    assert!(
+        evaluation.events.iter().any(|e| e.key == "drift:joint"),
+        "{:?}",
+        evaluation.events
+    );
+    let gauges = watcher.gauges.text();
+    assert!(
+        gauges.contains("keel_monitor_joint_drift{model=\"risk\"} 1"),
+        "{gauges}"
+    );
     let verdict = evaluation.verdict();
     assert!(verdict.drifted);
     let joint = &verdict.summary["multivariate"];
