@@ -465,8 +465,9 @@ pub struct PcaModel {
     pub second_moment: Vec<f64>,
     /// Reference rows.
     pub rows: u64,
-    /// Pairwise correlations of the reference (upper triangle, row-major).
-    pub correlations: Vec<f64>,
+    /// Pairwise correlations of the reference (upper triangle, row-major;
+    /// null when a pair has too few rows or no variance).
+    pub correlations: Vec<Option<f64>>,
     /// Rows where both columns of each pair were finite (same order).
     pub pair_rows: Vec<f64>,
 }
@@ -630,7 +631,11 @@ impl PcaModel {
             column_error,
             second_moment: m,
             rows: sums.rows,
-            correlations: sub.correlations(),
+            correlations: sub
+                .correlations()
+                .into_iter()
+                .map(|r| r.is_finite().then_some(r))
+                .collect(),
             pair_rows: pair_rows(&sub),
         })
     }
@@ -856,9 +861,9 @@ pub fn compare_joint(
             let (rr, rc) = (model.correlations[k], current_r[k]);
             let (nr, nc) = (model.pair_rows[k], current_n[k]);
             k += 1;
-            if !(rr.is_finite() && rc.is_finite()) || nr < 4.0 || nc < 4.0 {
+            let Some(rr) = rr.filter(|_| rc.is_finite() && nr >= 4.0 && nc >= 4.0) else {
                 continue;
-            }
+            };
             let clip = |r: f64| r.clamp(-0.999_999, 0.999_999);
             let zeta = (clip(rc).atanh() - clip(rr).atanh())
                 / (1.0 / (nr - 3.0) + 1.0 / (nc - 3.0)).sqrt();

@@ -501,3 +501,26 @@ fn the_generated_stories_raise_no_joint_alarm_between_seeds() {
         }
     }
 }
+
+#[test]
+fn a_reference_with_a_nearly_empty_column_round_trips_through_json() {
+    // A column with two present values has no usable correlation with the
+    // others (null in the file, not NaN); the file must load back equal.
+    let n = 3_000;
+    let mut data = columns(n, 51, false, Shift::None);
+    data[7] = (0..n)
+        .map(|i| if i < 2 { i as f64 } else { f64::NAN })
+        .collect();
+    let names: Vec<String> = NUMERIC.iter().map(|s| s.to_string()).collect();
+    let table = Table::new(names, data.into_iter().map(Column::Numeric).collect()).unwrap();
+    let reference = Profile::from_table(&table, None);
+    let model = reference.multivariate.as_ref().unwrap();
+    assert!(model.correlations.iter().any(Option::is_none));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.json");
+    reference.write_json(&path).unwrap();
+    assert_eq!(Profile::read_json(&path).unwrap(), reference);
+    let current = Profile::from_table(&table, Some(&reference));
+    let report = compare(&reference, &current, &DriftConfig::default()).unwrap();
+    check_quiet(&report, "itself");
+}
