@@ -198,6 +198,15 @@ mod tests {
             Duration::from_secs(600)
         );
         assert_eq!(read("").unwrap(), MonitorConfig::default());
+        // The joint test's thresholds, and a typo in them named.
+        let joint = read("drift: {multivariate: {min_error_change: 0.2, enabled: false}}\n")
+            .unwrap()
+            .drift
+            .multivariate;
+        assert_eq!((joint.min_error_change, joint.enabled), (0.2, false));
+        assert_eq!(joint.min_correlation_change, 0.2);
+        let error = read("drift: {multivariate: {min_eror_change: 0.2}}\n").unwrap_err();
+        assert!(error.to_string().contains("min_eror_change"), "{error}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MonitorError, Result};
+use crate::joint::{JointConfig, JointVerdict, compare_joint};
 use crate::profile::{CategoricalStats, ColumnKind, ColumnProfile, NumericStats, Profile};
 use crate::quality::{self, QualityFinding};
 use crate::sketch::MAX_INDEX;
@@ -75,6 +76,8 @@ pub struct DriftConfig {
     pub max_out_of_range: f64,
     /// Quality: largest share of unknown categories that is not reported.
     pub max_unknown_share: f64,
+    /// The joint (multivariate) test's thresholds.
+    pub multivariate: JointConfig,
 }
 
 impl Default for DriftConfig {
@@ -93,6 +96,7 @@ impl Default for DriftConfig {
             max_missing_change: 0.01,
             max_out_of_range: 0.01,
             max_unknown_share: 0.01,
+            multivariate: JointConfig::default(),
         }
     }
 }
@@ -110,6 +114,18 @@ impl DriftConfig {
             Ok(())
         };
         check("monitor.drift.alpha".into(), self.alpha, 0.0, 1.0)?;
+        check(
+            "monitor.drift.multivariate.min_error_change".into(),
+            self.multivariate.min_error_change,
+            0.0,
+            f64::MAX,
+        )?;
+        check(
+            "monitor.drift.multivariate.min_correlation_change".into(),
+            self.multivariate.min_correlation_change,
+            0.0,
+            2.0,
+        )?;
         check(
             "monitor.drift.drift_share".into(),
             self.drift_share,
@@ -274,6 +290,10 @@ pub struct DriftReport {
     pub dataset: DatasetVerdict,
     /// Data-quality findings (not drift).
     pub quality: Vec<QualityFinding>,
+    /// The joint (multivariate) verdict, when the reference profile has a
+    /// model and the current profile its sums (absent in older profiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multivariate: Option<JointVerdict>,
     /// The policy used.
     pub settings: DriftConfig,
 }
@@ -391,7 +411,24 @@ pub fn compare(
             verdict.alpha
         );
     }
-    let dataset = dataset_verdict(&columns, config);
+    let mut dataset = dataset_verdict(&columns, config);
+    let multivariate = if config.multivariate.enabled {
+        match (&reference.multivariate, &current.joint) {
+            (Some(model), Some(sums)) => {
+                compare_joint(model, sums, &config.multivariate, config.alpha)
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if let Some(joint) = multivariate.as_ref().filter(|j| j.drifted) {
+        dataset.drifted = true;
+        dataset.rule.push_str(&format!(
+            "; joint distribution drifted (driven by {})",
+            joint.drivers.join(", ")
+        ));
+    }
     let quality = quality::findings(reference, current, config);
     Ok(DriftReport {
         reference_rows: reference.rows,
@@ -399,6 +436,7 @@ pub fn compare(
         columns,
         dataset,
         quality,
+        multivariate,
         settings: config.clone(),
     })
 }

@@ -14,6 +14,7 @@
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod joint;
 pub mod labelled;
 pub mod profile;
 pub mod quality;

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MonitorError, Result};
+use crate::joint::{JOINT_COLUMNS, JointSums, PcaModel};
 use crate::sketch::{Hll, Layout, LogHistogram, Moments, stable_hash};
 
 /// Format tag written in every profile.
@@ -582,6 +583,15 @@ pub struct Profile {
     /// Pairwise co-moments of numeric columns (in-memory tables only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlations: Option<CoMoments>,
+    /// Pairwise sums of the numeric columns for the joint (multivariate)
+    /// test: every column of a reference (outputs excluded), the model's
+    /// columns in a current profile built with a reference that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint: Option<JointSums>,
+    /// The reference's PCA model for the joint test (absent in older
+    /// profiles and current profiles: the test is then skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multivariate: Option<PcaModel>,
 }
 
 impl Profile {
@@ -592,18 +602,62 @@ impl Profile {
             rows: 0,
             columns,
             correlations: None,
+            joint: None,
+            multivariate: None,
+        }
+    }
+
+    /// The numeric columns a reference keeps joint sums for (model outputs
+    /// excluded, at most [`JOINT_COLUMNS`]).
+    pub fn joint_candidates(columns: &[ColumnProfile]) -> Vec<String> {
+        columns
+            .iter()
+            .filter(|c| c.kind() == ColumnKind::Numeric && !c.name.starts_with("output."))
+            .map(|c| c.name.clone())
+            .take(JOINT_COLUMNS)
+            .collect()
+    }
+
+    /// Fits the joint model from the sums (a reference, while its row
+    /// sample is still in memory); leaves `multivariate` empty when fewer
+    /// than two columns vary.
+    pub fn fit_joint(&mut self) {
+        self.multivariate = self.joint.as_ref().and_then(PcaModel::fit);
+        if let Some(joint) = &mut self.joint {
+            joint.drop_sample();
+        }
+    }
+
+    /// Leaves `names` (e.g. the training target) out of the joint sums and
+    /// fits the model again.
+    /// (Before [`Profile::fit_joint`] dropped the sample: the model is fitted
+    /// from it; a profile read from a file keeps its sums and loses the model.)
+    pub fn drop_from_joint(&mut self, names: &[&str]) {
+        if let Some(joint) = &mut self.joint {
+            *joint = joint.without(names);
+            if joint.has_sample() {
+                self.fit_joint();
+            } else {
+                self.multivariate = None;
+            }
         }
     }
 
     /// An empty profile with this profile's columns, kinds, layouts and
     /// ranges: what windows and shards compared with it are built from.
     pub fn template(&self) -> Profile {
-        Profile::empty(
+        let mut template = Profile::empty(
             self.columns
                 .iter()
                 .map(|c| ColumnProfile::new(&c.name, c.kind(), Some(c)))
                 .collect(),
-        )
+        );
+        template.joint = self
+            .multivariate
+            .as_ref()
+            .map(PcaModel::current_sums)
+            .or_else(|| self.joint.as_ref().map(JointSums::emptied));
+        template
     }
 
     /// Like [`Profile::template`] but without the value ranges: for shards
@@ -625,7 +679,22 @@ impl Profile {
 
     /// Profiles an in-memory table in parallel across columns, with pairwise
     /// co-moments of its numeric columns. `template` fixes kinds and layouts.
+    /// Without a template the profile is a reference: its joint model is fitted.
     pub fn from_table(table: &Table, template: Option<&Profile>) -> Profile {
+        let mut profile = Profile::profile_table(table, template);
+        if template.is_none() {
+            profile.fit_joint();
+        }
+        profile
+    }
+
+    /// A reference profile whose joint sums still hold their row sample
+    /// (fit with [`Profile::fit_joint`] after choosing the columns).
+    pub fn from_table_without_joint_fit(table: &Table) -> Profile {
+        Profile::profile_table(table, None)
+    }
+
+    fn profile_table(table: &Table, template: Option<&Profile>) -> Profile {
         let columns: Vec<ColumnProfile> = table
             .names()
             .par_iter()
@@ -667,11 +736,31 @@ impl Profile {
             let (names, slices): (Vec<String>, Vec<&[f64]>) = numeric.into_iter().unzip();
             CoMoments::from_columns(names, &slices)
         });
+        let joint = match template {
+            Some(t) => t.template().joint,
+            None => {
+                let names = Profile::joint_candidates(&columns);
+                (names.len() >= 2).then(|| JointSums::new(names, Vec::new(), Vec::new(), true))
+            }
+        };
+        let joint = joint.and_then(|joint| {
+            let slices: Vec<&[f64]> = joint
+                .columns
+                .iter()
+                .map(|name| match table.column(name) {
+                    Some(Column::Numeric(values)) => Some(values.as_slice()),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?;
+            Some(JointSums::from_columns(joint, &slices))
+        });
         Profile {
             format: PROFILE_FORMAT.to_string(),
             rows: table.n_rows() as u64,
             columns,
             correlations,
+            joint,
+            multivariate: None,
         }
     }
 
@@ -703,6 +792,21 @@ impl Profile {
             (None, Some(b)) if self.rows == other.rows => Some(b.clone()),
             _ => None,
         };
+        let rows_before = self.rows - other.rows;
+        self.joint = match (self.joint.take(), &other.joint) {
+            (Some(mut a), Some(b)) => a.merge(b).then_some(a),
+            (None, Some(b)) if rows_before == 0 => Some(b.clone()),
+            _ => None,
+        };
+        // A fitted model needs the row sample, which only a reference
+        // profiled in this process holds: refit when it is there.
+        if self.multivariate.is_some() || other.multivariate.is_some() {
+            self.multivariate = self
+                .joint
+                .as_ref()
+                .filter(|j| j.has_sample())
+                .and_then(PcaModel::fit);
+        }
         Ok(())
     }
 
@@ -756,7 +860,8 @@ fn merge_pair(a: &mut [f64; 6], b: &[f64; 6]) {
 /// and `output.score` for classifiers, `output.value` for regressors), the
 /// reference for prediction drift.
 pub fn training_profile(model: &keel_learn::Model, table: &Table) -> Result<Profile> {
-    let mut profile = Profile::from_table(table, None);
+    let mut profile = Profile::from_table_without_joint_fit(table);
+    profile.drop_from_joint(&[model.target.as_str()]);
     let outputs = match model.predict(table)? {
         keel_learn::Predictions::Classes {
             labels,

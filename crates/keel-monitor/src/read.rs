@@ -14,6 +14,7 @@ use crate::error::{MonitorError, Result};
 use keel_table::rows::{check_names, open_parquet, parquet_columns};
 use keel_table::{CsvRows, Rows, Text, is_parquet, read_text};
 
+use crate::joint::{JOINT_COLUMNS, JointSums};
 use crate::profile::{ColumnKind, ColumnProfile, Profile};
 
 /// Rows per CSV chunk and values per Parquet batch.
@@ -36,6 +37,10 @@ pub fn profile_csv(path: &Path, reference: Option<&Profile>) -> Result<Profile> 
     let names = reader.columns().to_vec();
     let mut records = vec![csv::StringRecord::new(); CHUNK_ROWS];
     let mut columns: Option<Vec<ColumnProfile>> = None;
+    // The joint sums: the reference's model columns and frame, or (for a
+    // reference) every numeric column, framed by the first chunk.
+    let mut joint: Option<(JointSums, Vec<usize>)> = None;
+    let mut joint_decided = false;
     let mut rows = 0u64;
     loop {
         let mut filled = 0;
@@ -57,11 +62,55 @@ pub fn profile_csv(path: &Path, reference: Option<&Profile>) -> Result<Profile> 
         if filled == 0 {
             break;
         }
-        columns.par_iter_mut().enumerate().for_each(|(i, column)| {
-            for record in chunk {
-                column.push_text(record.get(i));
-            }
-        });
+        let numbers = |i: usize| -> Vec<f64> {
+            chunk
+                .iter()
+                .map(|record| match read_text(record.get(i).unwrap_or("")) {
+                    Text::Number(x) => x,
+                    _ => f64::NAN,
+                })
+                .collect()
+        };
+        if !joint_decided {
+            joint_decided = true;
+            let empty = match reference {
+                Some(reference) => reference.template().joint,
+                None => {
+                    let candidates = Profile::joint_candidates(columns);
+                    (candidates.len() >= 2)
+                        .then(|| JointSums::new(candidates, vec![], vec![], true))
+                }
+            };
+            joint = empty.and_then(|empty| {
+                let at: Vec<usize> = empty
+                    .columns
+                    .iter()
+                    .map(|name| names.iter().position(|n| n == name))
+                    .collect::<Option<_>>()?;
+                if empty.shift.len() == empty.dim() {
+                    return Some((empty, at));
+                }
+                let values: Vec<Vec<f64>> = at.iter().map(|&i| numbers(i)).collect();
+                let slices: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
+                Some((JointSums::framed_by(empty.columns, &slices, true), at))
+            });
+        }
+        rayon::join(
+            || {
+                columns.par_iter_mut().enumerate().for_each(|(i, column)| {
+                    for record in chunk {
+                        column.push_text(record.get(i));
+                    }
+                })
+            },
+            || {
+                if let Some((sums, at)) = &mut joint {
+                    let values: Vec<Vec<f64>> = at.par_iter().map(|&i| numbers(i)).collect();
+                    let slices: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
+                    sums.push_chunk(&slices, rows);
+                }
+            },
+        );
         rows += filled as u64;
         if filled < CHUNK_ROWS {
             break;
@@ -71,6 +120,10 @@ pub fn profile_csv(path: &Path, reference: Option<&Profile>) -> Result<Profile> 
     columns.iter_mut().for_each(ColumnProfile::finish);
     let mut profile = Profile::empty(columns);
     profile.rows = rows;
+    profile.joint = joint.map(|(sums, _)| sums);
+    if reference.is_none() {
+        profile.fit_joint();
+    }
     Ok(profile)
 }
 
@@ -99,16 +152,143 @@ pub fn profile_parquet(path: &Path, reference: Option<&Profile>) -> Result<Profi
         ));
     }
     check_names(path, &names)?;
-    let columns: Vec<ColumnProfile> = names
-        .par_iter()
-        .enumerate()
-        .map(|(i, name)| {
-            profile_parquet_column(path, i, name, reference.and_then(|r| r.column(name)))
-        })
-        .collect::<Result<_>>()?;
-    let mut profile = Profile::empty(columns);
+    // The joint sums: the reference's model columns, or (for a reference)
+    // every numeric column but the model's outputs.
+    let empty = match reference {
+        Some(reference) => reference.template().joint,
+        None => {
+            let numeric: Vec<String> = names
+                .iter()
+                .enumerate()
+                .filter(|&(i, name)| {
+                    !name.starts_with("output.")
+                        && matches!(physical_kind(path, &reader, i), Ok(ColumnKind::Numeric))
+                })
+                .map(|(_, name)| name.clone())
+                .take(JOINT_COLUMNS)
+                .collect();
+            (numeric.len() >= 2).then(|| JointSums::new(numeric, vec![], vec![], true))
+        }
+    };
+    let joint_at: Option<Vec<usize>> = empty.as_ref().and_then(|empty| {
+        empty
+            .columns
+            .iter()
+            .map(|name| {
+                let i = names.iter().position(|n| n == name)?;
+                matches!(physical_kind(path, &reader, i), Ok(ColumnKind::Numeric)).then_some(i)
+            })
+            .collect()
+    });
+    let (columns, joint) = rayon::join(
+        || {
+            names
+                .par_iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    profile_parquet_column(path, i, name, reference.and_then(|r| r.column(name)))
+                })
+                .collect::<Result<Vec<ColumnProfile>>>()
+        },
+        || match (empty, joint_at) {
+            (Some(empty), Some(at)) => joint_parquet(path, empty, &at).map(Some),
+            _ => Ok(None),
+        },
+    );
+    let mut profile = Profile::empty(columns?);
     profile.rows = rows;
+    profile.joint = joint?;
+    if reference.is_none() {
+        profile.fit_joint();
+    }
     Ok(profile)
+}
+
+/// Reads the numeric columns at `at` row-aligned, batch by batch in every
+/// row group (a null is NaN), into `empty` (framed by the first batch when
+/// it has no frame yet).
+fn joint_parquet(path: &Path, empty: JointSums, at: &[usize]) -> Result<JointSums> {
+    let reader = open_parquet(path)?;
+    let fail =
+        |e: parquet::errors::ParquetError| MonitorError::file(path, format!("joint columns: {e}"));
+    let schema = reader.metadata().file_metadata().schema_descr_ptr();
+    let max_def: Vec<i16> = at
+        .iter()
+        .map(|&i| schema.column(i).max_def_level())
+        .collect();
+    let mut sums: Option<JointSums> = (empty.shift.len() == empty.dim()).then(|| empty.clone());
+    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(CHUNK_ROWS); at.len()];
+    let mut levels: Vec<i16> = Vec::with_capacity(CHUNK_ROWS);
+    let mut row = 0u64;
+    for group in 0..reader.num_row_groups() {
+        let row_group = reader.get_row_group(group).map_err(fail)?;
+        let mut readers: Vec<ColumnReader> = at
+            .iter()
+            .map(|&i| row_group.get_column_reader(i).map_err(fail))
+            .collect::<Result<_>>()?;
+        loop {
+            let mut read = usize::MAX;
+            for (k, column) in readers.iter_mut().enumerate() {
+                values[k].clear();
+                let records =
+                    read_numbers(column, max_def[k], &mut levels, &mut values[k]).map_err(fail)?;
+                read = read.min(records);
+            }
+            if read == 0 || read == usize::MAX {
+                break;
+            }
+            let slices: Vec<&[f64]> = values.iter().map(|v| &v[..read]).collect();
+            let sums = sums.get_or_insert_with(|| {
+                JointSums::framed_by(empty.columns.clone(), &slices, empty.has_sample())
+            });
+            sums.push_chunk(&slices, row);
+            row += read as u64;
+        }
+    }
+    Ok(sums.unwrap_or(empty))
+}
+
+/// Up to [`CHUNK_ROWS`] records of a numeric column as f64 (nulls as NaN);
+/// returns the records read.
+fn read_numbers(
+    reader: &mut ColumnReader,
+    max_def: i16,
+    levels: &mut Vec<i16>,
+    out: &mut Vec<f64>,
+) -> parquet::errors::Result<usize> {
+    macro_rules! numbers {
+        ($typed:expr, $buffer:ty, $convert:expr) => {{
+            let mut buffer: Vec<$buffer> = Vec::with_capacity(CHUNK_ROWS);
+            levels.clear();
+            let (records, values, read_levels) =
+                $typed.read_records(CHUNK_ROWS, Some(levels), None, &mut buffer)?;
+            if max_def == 0 {
+                out.extend(buffer[..values].iter().map($convert));
+            } else {
+                let mut present = buffer[..values].iter().map($convert);
+                for &level in &levels[..read_levels] {
+                    out.push(if level == max_def {
+                        present.next().unwrap_or(f64::NAN)
+                    } else {
+                        f64::NAN
+                    });
+                }
+            }
+            Ok(records)
+        }};
+    }
+    match reader {
+        ColumnReader::DoubleColumnReader(r) => numbers!(r, f64, |v: &f64| *v),
+        ColumnReader::FloatColumnReader(r) => numbers!(r, f32, |v: &f32| f64::from(*v)),
+        ColumnReader::Int32ColumnReader(r) => numbers!(r, i32, |v: &i32| f64::from(*v)),
+        ColumnReader::Int64ColumnReader(r) => numbers!(r, i64, |v: &i64| *v as f64),
+        ColumnReader::BoolColumnReader(r) => {
+            numbers!(r, bool, |v: &bool| f64::from(u8::from(*v)))
+        }
+        _ => Err(parquet::errors::ParquetError::General(
+            "not a numeric column".into(),
+        )),
+    }
 }
 
 /// One batch of a column's values, as [`read_parquet_column`] hands them out.

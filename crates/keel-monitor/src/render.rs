@@ -6,6 +6,7 @@ use std::fmt::Write;
 use keel_chart::escape;
 
 use crate::drift::{ColumnVerdict, DriftReport, Status, format_p};
+use crate::joint::JointVerdict;
 use crate::window::WindowedReport;
 
 fn effect_text(verdict: &ColumnVerdict) -> String {
@@ -80,6 +81,30 @@ pub fn table(report: &DriftReport) -> String {
         },
         report.dataset.rule
     );
+    if let Some(joint) = &report.multivariate {
+        let _ = writeln!(
+            out,
+            "joint: {} ({}){}",
+            if joint.drifted { "DRIFT" } else { "no drift" },
+            joint.rule,
+            if joint.drivers.is_empty() {
+                String::new()
+            } else {
+                format!("; drivers: {}", joint.drivers.join(", "))
+            }
+        );
+        for pair in joint.pairs.iter().filter(|p| p.drifted).take(5) {
+            let _ = writeln!(
+                out,
+                "  - correlation {} ~ {}: {:.3} -> {:.3} (Holm p {})",
+                pair.a,
+                pair.b,
+                pair.reference,
+                pair.current,
+                format_p(pair.p_value_adjusted)
+            );
+        }
+    }
     if report.quality.is_empty() {
         let _ = writeln!(out, "quality: no findings");
     } else {
@@ -193,7 +218,11 @@ pub fn html(report: &DriftReport, windows: Option<&WindowedReport>) -> String {
             escape(&c.rule)
         );
     }
-    out.push_str("</table><h2>Quality</h2>");
+    out.push_str("</table>");
+    if let Some(joint) = &report.multivariate {
+        out.push_str(&joint_html(joint));
+    }
+    out.push_str("<h2>Quality</h2>");
     if report.quality.is_empty() {
         out.push_str("<p>No findings.</p>");
     } else {
@@ -214,6 +243,61 @@ pub fn html(report: &DriftReport, windows: Option<&WindowedReport>) -> String {
         );
     }
     out.push_str("</body></html>\n");
+    out
+}
+
+fn joint_html(joint: &JointVerdict) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<h2>Joint (multivariate) drift</h2><p><b class='{}'>{}</b> — {}</p><p class=muted>{}. Reconstruction error per row: reference {:.4}, current {:.4} ({:+.1}%); p {}.</p>",
+        if joint.drifted { "drift" } else { "" },
+        if joint.drifted { "DRIFT" } else { "no drift" },
+        escape(&joint.rule),
+        escape(&joint.method),
+        joint.reference_error,
+        joint.current_error,
+        joint.error_change * 100.0,
+        joint.p_value.map_or("-".into(), format_p),
+    );
+    if !joint.drivers.is_empty() {
+        let _ = write!(
+            out,
+            "<p>Driven by: {}</p>",
+            joint
+                .drivers
+                .iter()
+                .map(|d| format!("<b>{}</b>", escape(d)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    out.push_str("<table><tr><th>column</th><th>reference error</th><th>current error</th><th>share of change</th></tr>");
+    for c in joint.column_errors.iter().take(10) {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.1}%</td></tr>",
+            escape(&c.column),
+            c.reference_error,
+            c.current_error,
+            c.share * 100.0
+        );
+    }
+    out.push_str("</table><table><tr><th>pair</th><th>reference ρ</th><th>current ρ</th><th>Holm p</th><th>verdict</th></tr>");
+    for p in &joint.pairs {
+        let _ = write!(
+            out,
+            "<tr><td>{} ~ {}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td><td class='{}'>{}</td></tr>",
+            escape(&p.a),
+            escape(&p.b),
+            p.reference,
+            p.current,
+            format_p(p.p_value_adjusted),
+            if p.drifted { "drift" } else { "" },
+            if p.drifted { "DRIFT" } else { "ok" }
+        );
+    }
+    out.push_str("</table>");
     out
 }
 

@@ -16,6 +16,7 @@ use keel_learn::model::Signature;
 
 use crate::config::AlertSink;
 use crate::drift::{DriftConfig, DriftReport};
+use crate::joint::JointVerdict;
 use crate::profile::Profile;
 use crate::watch::{AlertEvent, AlertState, conditions, gauges};
 use crate::window::{LogOptions, WindowedReport, windowed_report};
@@ -135,7 +136,10 @@ pub struct Evaluation {
 /// - `windows`: the windows read, oldest first, `{start_ms, rows, drifted,
 ///   metric, live, labeled, estimated_accuracy}` (`live`: the headline
 ///   metric from feedback labels, `metric` its name; the estimate is the
-///   label-free one, see [`crate::window::CBPE_ASSUMPTION`]).
+///   label-free one, see [`crate::window::CBPE_ASSUMPTION`]);
+/// - `multivariate` (when the reference has a joint model): `{drifted,
+///   error_change, p_value, drivers: [column names], pairs: [{a, b,
+///   reference, current}]}`, see [`crate::joint`].
 ///
 /// The summary is kept under [`MAX_SUMMARY_BYTES`]: histogram bins go
 /// first (from the lowest-ranked feature up), then the oldest windows.
@@ -232,6 +236,8 @@ impl Evaluation {
                 })
             })
             .collect();
+        // The joint test, bounded (a few KiB at most, see `joint_summary`).
+        let joint = self.report.multivariate.as_ref().map(joint_summary);
         let mut summary;
         // Shed detail until the summary fits: bins from the lowest-ranked
         // feature up, then the oldest windows.
@@ -246,6 +252,9 @@ impl Evaluation {
                 "quality": quality,
                 "windows": windows,
             });
+            if let (Some(joint), Some(map)) = (&joint, summary.as_object_mut()) {
+                map.insert("multivariate".into(), joint.clone());
+            }
             if summary.to_string().len() <= MAX_SUMMARY_BYTES {
                 break;
             }
@@ -273,6 +282,42 @@ impl Evaluation {
             summary,
         }
     }
+}
+
+/// Longest column name kept in a verdict summary's joint drivers and pairs.
+const SUMMARY_NAME: usize = 200;
+
+fn short_name(name: &str) -> String {
+    match name.char_indices().nth(SUMMARY_NAME) {
+        Some((at, _)) => format!("{}…", &name[..at]),
+        None => name.to_string(),
+    }
+}
+
+/// The joint verdict in the summary's shape (what the UI reads):
+/// `{"drifted", "error_change", "p_value", "drivers": [names], "pairs"}`,
+/// at most 8 drivers and 3 drifted pairs, names cut at 200 characters, so
+/// it stays far under the store's 64 KiB verdict limit.
+fn joint_summary(joint: &JointVerdict) -> serde_json::Value {
+    let finite = |x: f64| x.is_finite().then_some(x);
+    serde_json::json!({
+        "drifted": joint.drifted,
+        "error_change": finite(joint.error_change),
+        "p_value": joint.p_value.and_then(finite),
+        "drivers": joint.drivers.iter().take(8).map(|d| short_name(d)).collect::<Vec<_>>(),
+        "pairs": joint
+            .pairs
+            .iter()
+            .filter(|p| p.drifted)
+            .take(3)
+            .map(|p| serde_json::json!({
+                "a": short_name(&p.a),
+                "b": short_name(&p.b),
+                "reference": finite(p.reference),
+                "current": finite(p.current),
+            }))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// The watcher's state between evaluations.

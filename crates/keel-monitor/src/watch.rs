@@ -41,6 +41,16 @@ pub fn conditions(report: &DriftReport) -> BTreeMap<String, String> {
             format!("dataset drift: {}", report.dataset.rule),
         );
     }
+    if let Some(joint) = report.multivariate.as_ref().filter(|j| j.drifted) {
+        out.insert(
+            "drift:joint".to_string(),
+            format!(
+                "joint distribution drifted (drivers {}): {}",
+                joint.drivers.join(", "),
+                joint.rule
+            ),
+        );
+    }
     for column in report.columns.iter().filter(|c| c.drifted) {
         out.insert(
             format!("drift:{}", column.column),
@@ -153,6 +163,18 @@ pub fn gauges(model: &str, report: &DriftReport, windows: &WindowedReport) -> St
             })
             .collect(),
     );
+    if let Some(joint) = &report.multivariate {
+        gauge(
+            "keel_monitor_joint_drift",
+            "1 when the joint (multivariate) test fires on the latest window.",
+            vec![(String::new(), f64::from(u8::from(joint.drifted)))],
+        );
+        gauge(
+            "keel_monitor_joint_error_change",
+            "Relative change of the mean PCA reconstruction error vs the reference.",
+            vec![(String::new(), joint.error_change)],
+        );
+    }
     let mut kinds: BTreeMap<String, f64> = BTreeMap::new();
     for finding in &report.quality {
         let kind = serde_json::to_value(finding.kind)

@@ -287,6 +287,18 @@ pub fn windowed_report(
     // Where each reference column (in the window profiles' order) is in the current file.
     let mut sources = Sources::new();
     let mut current_file: Option<String> = None;
+    // Where each column of the joint sums is among the reference's columns.
+    let joint_at: Vec<usize> = reference
+        .template()
+        .joint
+        .map(|joint| {
+            joint
+                .columns
+                .iter()
+                .filter_map(|name| reference.columns.iter().position(|c| &c.name == name))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut probabilities: Vec<Option<usize>> = Vec::new();
     reader.scan_predictions(
         &options.model,
@@ -337,6 +349,14 @@ pub fn windowed_report(
                 }
             }
             state.profile.rows += 1;
+            if let Some(joint) = &mut state.profile.joint {
+                let values: Vec<Option<f64>> = joint_at
+                    .iter()
+                    .map(|&k| columns.get(k).and_then(|s| s.number(batch, row)))
+                    .collect();
+                let pushed = joint.rows;
+                joint.push_row(&values, pushed);
+            }
             let score = batch.score[row];
             let value = batch.value[row];
             let probability = |k: usize| -> Option<f64> {
@@ -425,6 +445,14 @@ pub fn windowed_report(
         let mut p = profile.clone();
         p.columns.retain(|c| seen_columns.contains(&c.name));
         p.correlations = None;
+        // The joint test needs every one of its columns in the log.
+        let complete = |columns: &[String]| columns.iter().all(|c| seen_columns.contains(c));
+        if !p.joint.as_ref().is_none_or(|j| complete(&j.columns)) {
+            p.joint = None;
+        }
+        if !p.multivariate.as_ref().is_none_or(|m| complete(&m.columns)) {
+            p.multivariate = None;
+        }
         p
     };
     let reduced_reference = keep(reference);

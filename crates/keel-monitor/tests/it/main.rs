@@ -2,6 +2,7 @@
 //! prediction-log windows, and the drift benchmark's design at 10k–1M rows.
 
 mod files;
+mod joint;
 mod log;
 mod service;
 mod synthetic;

@@ -1,0 +1,526 @@
+//! The joint (multivariate) test on a seeded generator whose shifts change
+//! only how columns vary together, every column's own distribution the
+//! same: a correlation that flips sign (a, b: ρ 0.7 → −0.7), a correlation
+//! that appears between independent columns (c, d: 0 → 0.6), and mass that
+//! moves into two quadrants of a pair of uniforms (e, f: half of the rows
+//! made concordant, each marginal still uniform on [−1, 1]). Each must be
+//! found by the joint test and by no column's test, with the pair named as
+//! its drivers; unchanged data (other seeds) must raise no alarm, joint or
+//! marginal. Run at 1M rows per side through `Profile::from_table` (what
+//! `keel train` profiles), and through the CSV and Parquet readers at 20k.
+
+use std::sync::Arc;
+
+use keel_learn::rng::Rng;
+use keel_monitor::profile::Profile;
+use keel_monitor::{DriftConfig, DriftReport, compare, profile_file};
+use keel_table::{Column, Table};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shift {
+    None,
+    Flip,
+    Appear,
+    Quadrants,
+}
+
+const NUMERIC: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
+
+/// Rows of one side: `shift` applies to the current side only.
+fn columns(n: usize, seed: u64, current: bool, shift: Shift) -> Vec<Vec<f64>> {
+    let mut rng = Rng::derive(seed, u64::from(current));
+    let mut out: Vec<Vec<f64>> = (0..NUMERIC.len()).map(|_| Vec::with_capacity(n)).collect();
+    let shift = if current { shift } else { Shift::None };
+    for _ in 0..n {
+        let rho_ab = if shift == Shift::Flip { -0.7 } else { 0.7 };
+        let rho_cd = if shift == Shift::Appear { 0.6 } else { 0.0 };
+        let (z0, z1) = (rng.normal(), rng.normal());
+        let a = 10.0 + 2.0 * z0;
+        let b = -3.0 + 0.5 * (rho_ab * z0 + (1.0f64 - rho_ab * rho_ab).sqrt() * z1);
+        let (z2, z3) = (rng.normal(), rng.normal());
+        let c = z2;
+        let d = 100.0 + 15.0 * (rho_cd * z2 + (1.0f64 - rho_cd * rho_cd).sqrt() * z3);
+        let e = 2.0 * rng.next_f64() - 1.0;
+        let u = 2.0 * rng.next_f64() - 1.0;
+        let concordant = rng.next_f64() < 0.5;
+        // |u| with e's sign is uniform on [−1, 1] too: the marginal stays.
+        let f = if shift == Shift::Quadrants && concordant {
+            u.abs() * e.signum()
+        } else {
+            u
+        };
+        let g = -(1.0 - rng.next_f64()).ln() * 3.0;
+        let h = (0.5 * rng.normal()).exp();
+        for (column, value) in out.iter_mut().zip([a, b, c, d, e, f, g, h]) {
+            column.push(value);
+        }
+    }
+    out
+}
+
+fn table(n: usize, seed: u64, current: bool, shift: Shift) -> Table {
+    let mut names: Vec<String> = NUMERIC.iter().map(|s| s.to_string()).collect();
+    names.push("city".into());
+    let mut data: Vec<Column> = columns(n, seed, current, shift)
+        .into_iter()
+        .map(Column::Numeric)
+        .collect();
+    data.push(Column::Categorical(
+        (0..n)
+            .map(|i| Some(["rome", "oslo", "lima"][i % 3].to_string()))
+            .collect(),
+    ));
+    Table::new(names, data).unwrap()
+}
+
+fn drifted_columns(report: &DriftReport) -> Vec<&str> {
+    report
+        .columns
+        .iter()
+        .filter(|c| c.drifted)
+        .map(|c| c.column.as_str())
+        .collect()
+}
+
+fn expected_pair(shift: Shift) -> [&'static str; 2] {
+    match shift {
+        Shift::Flip => ["a", "b"],
+        Shift::Appear => ["c", "d"],
+        Shift::Quadrants => ["e", "f"],
+        Shift::None => unreachable!(),
+    }
+}
+
+/// The joint verdict finds the shift, names its pair first, and no
+/// marginal test fires.
+fn check_found(report: &DriftReport, shift: Shift) {
+    let joint = report.multivariate.as_ref().expect("the joint test ran");
+    assert!(
+        drifted_columns(report).is_empty(),
+        "{shift:?}: a marginal test fired: {:?}",
+        drifted_columns(report)
+    );
+    assert!(joint.drifted, "{shift:?}: {joint:#?}");
+    assert!(report.dataset.drifted, "{shift:?}: {}", report.dataset.rule);
+    let pair = expected_pair(shift);
+    let mut top: Vec<&str> = joint.drivers.iter().take(2).map(String::as_str).collect();
+    top.sort();
+    assert_eq!(top, pair, "{shift:?}: drivers {:?}", joint.drivers);
+    assert!(joint.p_value.is_some_and(|p| p < 0.01), "{joint:#?}");
+    let drifted_pairs: Vec<(&str, &str)> = joint
+        .pairs
+        .iter()
+        .filter(|p| p.drifted)
+        .map(|p| (p.a.as_str(), p.b.as_str()))
+        .collect();
+    assert_eq!(drifted_pairs, vec![(pair[0], pair[1])], "{shift:?}");
+}
+
+fn check_quiet(report: &DriftReport, label: &str) {
+    let joint = report.multivariate.as_ref().expect("the joint test ran");
+    assert!(!joint.drifted, "{label}: false alarm: {joint:#?}");
+    assert!(drifted_columns(report).is_empty(), "{label}");
+    assert!(!report.dataset.drifted, "{label}");
+    assert!(joint.drivers.is_empty(), "{label}: {:?}", joint.drivers);
+}
+
+#[test]
+fn joint_shifts_at_one_million_rows_are_found_only_by_the_joint_test() {
+    let n = 1_000_000;
+    let config = DriftConfig::default();
+    let reference = Profile::from_table(&table(n, 7, false, Shift::None), None);
+    let model = reference.multivariate.as_ref().expect("a fitted model");
+    assert_eq!(model.columns, NUMERIC);
+    assert!(model.variance_kept >= 0.65 && model.components.len() < NUMERIC.len());
+    assert!(model.sample_rows == 20_000 && model.error_std > 0.0);
+    for shift in [Shift::Flip, Shift::Appear, Shift::Quadrants] {
+        let current = Profile::from_table(&table(n, 7, true, shift), Some(&reference));
+        let report = compare(&reference, &current, &config).unwrap();
+        check_found(&report, shift);
+    }
+    // No shift: independent draws of the same distributions.
+    let current = Profile::from_table(&table(n, 7, true, Shift::None), Some(&reference));
+    check_quiet(&compare(&reference, &current, &config).unwrap(), "1M");
+}
+
+#[test]
+fn unchanged_data_raises_no_joint_alarm_across_seeds_and_sizes() {
+    let config = DriftConfig::default();
+    for (seed, n) in [
+        (1, 2_000),
+        (2, 5_000),
+        (3, 20_000),
+        (4, 100_000),
+        (5, 300_000),
+    ] {
+        let reference = Profile::from_table(&table(n, seed, false, Shift::None), None);
+        for m in [n / 2, n] {
+            let mut rng_seed = seed * 1000 + m as u64;
+            rng_seed ^= 0x5bd1e995;
+            let current =
+                Profile::from_table(&table(m, rng_seed, true, Shift::None), Some(&reference));
+            let report = compare(&reference, &current, &config).unwrap();
+            check_quiet(&report, &format!("seed {seed}, {n} vs {m} rows"));
+        }
+    }
+}
+
+#[test]
+fn the_pca_part_alone_finds_a_flipped_correlation() {
+    // With the pairwise part out of reach (its threshold above any change)
+    // the reconstruction error alone must carry the flip: NannyML's method.
+    let mut config = DriftConfig::default();
+    config.multivariate.min_correlation_change = 2.0;
+    let n = 50_000;
+    let reference = Profile::from_table(&table(n, 11, false, Shift::None), None);
+    let current = Profile::from_table(&table(n, 11, true, Shift::Flip), Some(&reference));
+    let report = compare(&reference, &current, &config).unwrap();
+    let joint = report.multivariate.unwrap();
+    assert!(joint.drifted, "{joint:#?}");
+    assert!(joint.error_change > 0.1, "{}", joint.error_change);
+    assert!(joint.pairs.iter().all(|p| !p.drifted));
+    let mut top: Vec<&str> = joint.drivers.iter().take(2).map(String::as_str).collect();
+    top.sort();
+    assert_eq!(top, ["a", "b"], "{:?}", joint.column_errors);
+}
+
+fn write_csv(path: &std::path::Path, table: &Table) {
+    table.write_csv(path).unwrap();
+}
+
+fn write_parquet(path: &std::path::Path, columns: &[Vec<f64>]) {
+    use parquet::column::writer::ColumnWriter;
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    let fields: String = NUMERIC
+        .iter()
+        .map(|name| format!("optional double {name}; "))
+        .collect();
+    let schema =
+        parquet::schema::parser::parse_message_type(&format!("message t {{ {fields}}}")).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = SerializedFileWriter::new(
+        file,
+        Arc::new(schema),
+        Arc::new(WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let n = columns[0].len();
+    // Two row groups, and a null now and then in column h.
+    for range in [0..n / 3, n / 3..n] {
+        let mut group = writer.next_row_group().unwrap();
+        let mut k = 0;
+        while let Some(mut column) = group.next_column().unwrap() {
+            let ColumnWriter::DoubleColumnWriter(typed) = column.untyped() else {
+                unreachable!()
+            };
+            let rows = &columns[k][range.clone()];
+            let present = |i: usize| k != 7 || !(range.start + i).is_multiple_of(50);
+            let values: Vec<f64> = rows
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| present(i))
+                .map(|(_, v)| *v)
+                .collect();
+            let levels: Vec<i16> = (0..rows.len()).map(|i| i16::from(present(i))).collect();
+            typed.write_batch(&values, Some(&levels), None).unwrap();
+            column.close().unwrap();
+            k += 1;
+        }
+        group.close().unwrap();
+    }
+    writer.close().unwrap();
+}
+
+#[test]
+fn csv_and_parquet_readers_carry_the_joint_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let config = DriftConfig::default();
+    write_csv(
+        &dir.path().join("ref.csv"),
+        &table(n, 21, false, Shift::None),
+    );
+    write_csv(
+        &dir.path().join("flip.csv"),
+        &table(n, 21, true, Shift::Flip),
+    );
+    write_csv(
+        &dir.path().join("same.csv"),
+        &table(n, 21, true, Shift::None),
+    );
+    let reference = profile_file(&dir.path().join("ref.csv"), None).unwrap();
+    assert!(reference.multivariate.is_some());
+    // The sums and the model survive the profile's JSON file.
+    let path = dir.path().join("profile.json");
+    reference.write_json(&path).unwrap();
+    let reference = Profile::read_json(&path).unwrap();
+    let flip = profile_file(&dir.path().join("flip.csv"), Some(&reference)).unwrap();
+    check_found(&compare(&reference, &flip, &config).unwrap(), Shift::Flip);
+    let same = profile_file(&dir.path().join("same.csv"), Some(&reference)).unwrap();
+    check_quiet(&compare(&reference, &same, &config).unwrap(), "csv");
+
+    write_parquet(
+        &dir.path().join("ref.parquet"),
+        &columns(n, 22, false, Shift::None),
+    );
+    write_parquet(
+        &dir.path().join("cd.parquet"),
+        &columns(n, 22, true, Shift::Appear),
+    );
+    let reference = profile_file(&dir.path().join("ref.parquet"), None).unwrap();
+    let model = reference.multivariate.as_ref().unwrap();
+    assert_eq!(model.columns, NUMERIC);
+    let current = profile_file(&dir.path().join("cd.parquet"), Some(&reference)).unwrap();
+    let report = compare(&reference, &current, &config).unwrap();
+    check_found(&report, Shift::Appear);
+    // Reading the same file against itself: the same sums, no change.
+    let itself = profile_file(&dir.path().join("ref.parquet"), Some(&reference)).unwrap();
+    let joint = compare(&reference, &itself, &config)
+        .unwrap()
+        .multivariate
+        .unwrap();
+    assert!(joint.error_change.abs() < 1e-9, "{}", joint.error_change);
+}
+
+#[test]
+fn a_profile_without_the_joint_model_still_loads_and_skips_the_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = Profile::from_table(&table(5_000, 31, false, Shift::None), None);
+    let mut json: serde_json::Value = serde_json::to_value(&reference).unwrap();
+    let object = json.as_object_mut().unwrap();
+    assert!(object.remove("multivariate").is_some());
+    assert!(object.remove("joint").is_some());
+    let path = dir.path().join("old.json");
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let old = Profile::read_json(&path).unwrap();
+    assert!(old.multivariate.is_none());
+    let current = Profile::from_table(&table(5_000, 31, true, Shift::Flip), Some(&old));
+    assert!(current.joint.is_none());
+    let report = compare(&old, &current, &DriftConfig::default()).unwrap();
+    assert!(report.multivariate.is_none());
+    assert!(!report.dataset.drifted, "{}", report.dataset.rule);
+}
+
+#[test]
+fn window_profiles_merge_into_the_same_joint_verdict() {
+    // Two halves of the current data, profiled apart and merged, give the
+    // verdict of the whole (the sums add exactly).
+    let n = 40_000;
+    let reference = Profile::from_table(&table(n, 41, false, Shift::None), None);
+    let whole = table(n, 41, true, Shift::Quadrants);
+    let half = |rows: std::ops::Range<usize>| {
+        let indices: Vec<usize> = rows.collect();
+        Profile::from_table(&whole.select_rows(&indices), Some(&reference))
+    };
+    let mut merged = half(0..n / 2);
+    merged.merge(&half(n / 2..n)).unwrap();
+    let config = DriftConfig::default();
+    let a = compare(&reference, &merged, &config)
+        .unwrap()
+        .multivariate
+        .unwrap();
+    let b = compare(
+        &reference,
+        &Profile::from_table(&whole, Some(&reference)),
+        &config,
+    )
+    .unwrap()
+    .multivariate
+    .unwrap();
+    assert!((a.error_change - b.error_change).abs() < 1e-9);
+    assert_eq!(a.drivers, b.drivers);
+    assert!(a.drifted && b.drifted);
+}
+
+/// Writes a log of two numeric inputs `x`, `y` (no outputs checked) through
+/// keel-predlog's writer, as `keel serve` does.
+fn write_xy_log(logs: &std::path::Path, rows: &[(i64, f64, f64)]) {
+    use keel_predlog::{
+        Input, InputKind, Inputs, LogSettings, ModelSchema, Outputs, Prediction, PredictionLog,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut settings = LogSettings::new(logs.display().to_string(), "test-1");
+        settings.flush_interval = std::time::Duration::from_secs(3600);
+        let log = PredictionLog::start(settings, Arc::default()).unwrap();
+        let model = log.register(ModelSchema {
+            name: "risk".into(),
+            version: "1".into(),
+            inputs: ["x", "y"]
+                .iter()
+                .map(|name| Input {
+                    name: name.to_string(),
+                    kind: InputKind::Number,
+                })
+                .collect(),
+            classes: None,
+        });
+        for (i, &(ts, x, y)) in rows.iter().enumerate() {
+            let (x, y) = ([x], [y]);
+            log.log(
+                &model,
+                &Prediction {
+                    request_id: &format!("req-{i}"),
+                    ts_ms: ts,
+                    role: "primary",
+                    latency_us: 100,
+                    rows: 1,
+                    inputs: &[Inputs::Numbers(&x), Inputs::Numbers(&y)],
+                    outputs: Outputs::Values(&[x[0] + y[0]]),
+                    flags: &[],
+                },
+            )
+            .await
+            .unwrap();
+        }
+        log.shutdown();
+    });
+}
+
+#[test]
+fn the_watcher_records_the_joint_verdict_in_the_summary_shape_the_ui_reads() {
+    use keel_monitor::service::{Reference, WatchOptions, Watcher};
+    const HOUR: i64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let mut rng = Rng::new(5);
+    let mut pair = |rho: f64| {
+        let (z0, z1) = (rng.normal(), rng.normal());
+        (z0, rho * z0 + (1.0f64 - rho * rho).sqrt() * z1)
+    };
+    // Reference: x, y with correlation 0.8.
+    let (xs, ys): (Vec<f64>, Vec<f64>) = (0..20_000).map(|_| pair(0.8)).unzip();
+    let reference = Profile::from_table(
+        &Table::new(
+            vec!["x".into(), "y".into()],
+            vec![Column::Numeric(xs), Column::Numeric(ys)],
+        )
+        .unwrap(),
+        None,
+    );
+    // Three hours of traffic; in the third the correlation flips.
+    let start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR;
+    let mut rows = Vec::new();
+    for hour in 0..3i64 {
+        let rho = if hour == 2 { -0.8 } else { 0.8 };
+        for i in 0..3000i64 {
+            let (x, y) = pair(rho);
+            rows.push((start + hour * HOUR + i * 1000, x, y));
+        }
+    }
+    write_xy_log(&logs, &rows);
+    let mut watcher = Watcher::new(WatchOptions {
+        log_dir: logs.display().to_string(),
+        model: "risk".into(),
+        window: std::time::Duration::from_secs(3600),
+        history: 3,
+        interval: std::time::Duration::from_secs(60),
+        drift: DriftConfig::default(),
+        sinks: Vec::new(),
+        action_cooldown: None,
+        once: true,
+        quiet: true,
+    });
+    let evaluation = watcher
+        .evaluate(
+            start + 3 * HOUR,
+            &Reference {
+                profile: reference,
+                signature: None,
+                evaluation: None,
+            },
+        )
+        .unwrap();
+    let windows = &evaluation.windows.windows;
+    assert_eq!(windows.len(), 3);
+    assert!(!windows[0].drifted && !windows[1].drifted, "{windows:?}");
+    assert!(windows[2].drifted, "{:?}", windows[2]);
+    assert!(windows[2].drifted_columns.is_empty(), "marginals unchanged");
+    assert!(
+        evaluation.events.iter().any(|e| e.key == "drift:joint"),
+        "{:?}",
+        evaluation.events
+    );
+    let gauges = watcher.gauges.text();
+    assert!(
+        gauges.contains("keel_monitor_joint_drift{model=\"risk\"} 1"),
+        "{gauges}"
+    );
+    let verdict = evaluation.verdict();
+    assert!(verdict.drifted);
+    let joint = &verdict.summary["multivariate"];
+    assert_eq!(joint["drifted"], serde_json::json!(true), "{joint}");
+    assert!(joint["error_change"].as_f64().unwrap() > 0.1, "{joint}");
+    assert!(joint["p_value"].as_f64().unwrap() < 0.01, "{joint}");
+    let mut drivers: Vec<&str> = joint["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    drivers.sort();
+    assert_eq!(drivers, ["x", "y"]);
+    assert!(serde_json::to_string(&verdict.summary).unwrap().len() < 4096);
+}
+
+#[test]
+fn the_generated_stories_raise_no_joint_alarm_between_seeds() {
+    // keel's own generated tables (skewed incomes, ratios, counts, codes):
+    // two seeds of the same story are the same joint distribution. The
+    // reference is what `keel train` writes (target left out of the sums).
+    use keel_learn::generate::{Dataset, GenerateOptions, generate};
+    let config = DriftConfig::default();
+    for dataset in [Dataset::Portfolio, Dataset::Retail] {
+        for rows in [1_000, 20_000] {
+            for seed in 0..10u64 {
+                let table = |seed| {
+                    generate(
+                        dataset,
+                        &GenerateOptions {
+                            rows,
+                            seed,
+                            covariate_shift: 0.0,
+                            concept_drift: 0.0,
+                        },
+                    )
+                    .unwrap()
+                };
+                let mut reference = Profile::from_table_without_joint_fit(&table(seed));
+                reference.drop_from_joint(&[dataset.target()]);
+                let model = reference.multivariate.as_ref().expect("a model");
+                assert!(!model.columns.iter().any(|c| c == dataset.target()));
+                let current = Profile::from_table(&table(seed + 1000), Some(&reference));
+                let report = compare(&reference, &current, &config).unwrap();
+                let label = format!("{dataset:?}, {rows} rows, seed {seed}");
+                check_quiet(&report, &label);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_reference_with_a_nearly_empty_column_round_trips_through_json() {
+    // A column with two present values has no usable correlation with the
+    // others (null in the file, not NaN); the file must load back equal.
+    let n = 3_000;
+    let mut data = columns(n, 51, false, Shift::None);
+    data[7] = (0..n)
+        .map(|i| if i < 2 { i as f64 } else { f64::NAN })
+        .collect();
+    let names: Vec<String> = NUMERIC.iter().map(|s| s.to_string()).collect();
+    let table = Table::new(names, data.into_iter().map(Column::Numeric).collect()).unwrap();
+    let reference = Profile::from_table(&table, None);
+    let model = reference.multivariate.as_ref().unwrap();
+    assert!(model.correlations.iter().any(Option::is_none));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profile.json");
+    reference.write_json(&path).unwrap();
+    assert_eq!(Profile::read_json(&path).unwrap(), reference);
+    let current = Profile::from_table(&table, Some(&reference));
+    let report = compare(&reference, &current, &DriftConfig::default()).unwrap();
+    check_quiet(&report, "itself");
+}
