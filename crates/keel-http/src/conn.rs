@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -156,15 +156,10 @@ async fn connection<S>(
             }
         })
     };
+    // No hyper timer: its head timer would cost every request a timer
+    // registration; the clock below enforces the idle and head timeouts.
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        // hyper's own head timer starts when the connection waits for a
-        // request, so it is the backstop for idle + head; the clock below
-        // enforces each precisely.
-        .header_read_timeout(limits.idle_timeout.saturating_add(limits.header_timeout))
-        .keep_alive(true)
-        .max_buf_size(MAX_HEAD_BYTES);
+    builder.keep_alive(true).max_buf_size(MAX_HEAD_BYTES);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let mut draining = *stopped.borrow();
