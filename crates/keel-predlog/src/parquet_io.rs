@@ -12,9 +12,10 @@ use parquet::column::reader::ColumnReader;
 use parquet::column::writer::ColumnWriter;
 use parquet::data_type::ByteArray;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use parquet::schema::types::Type;
 
 use crate::schema::{Column, Kind};
@@ -34,27 +35,44 @@ pub(crate) enum Values {
     },
 }
 
+/// Text cells as Parquet byte arrays; a value equal to the one before shares
+/// its bytes (model name, version, role and replica repeat on every row).
+#[derive(Default)]
+struct TextCells {
+    values: Vec<ByteArray>,
+}
+
+impl TextCells {
+    fn push(&mut self, value: &str) {
+        let cell = match self.values.last() {
+            Some(last) if last.data() == value.as_bytes() => last.clone(),
+            _ => ByteArray::from(Bytes::copy_from_slice(value.as_bytes())),
+        };
+        self.values.push(cell);
+    }
+}
+
 impl Values {
     pub fn texts<'a>(values: impl Iterator<Item = &'a str>) -> Self {
+        let mut cells = TextCells::default();
+        values.for_each(|v| cells.push(v));
         Values::Text {
-            values: values
-                .map(|v| ByteArray::from(v.as_bytes().to_vec()))
-                .collect(),
+            values: cells.values,
             defs: None,
         }
     }
 
     pub fn optional_texts<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Self {
-        let mut present = Vec::new();
+        let mut cells = TextCells::default();
         let mut defs = Vec::new();
         for value in values {
             defs.push(i16::from(value.is_some()));
             if let Some(v) = value {
-                present.push(ByteArray::from(v.as_bytes().to_vec()));
+                cells.push(v);
             }
         }
         Values::Text {
-            values: present,
+            values: cells.values,
             defs: Some(defs),
         }
     }
@@ -106,8 +124,13 @@ pub(crate) fn write(format: &str, columns: Vec<(Column, Values)>) -> Result<Vec<
         .with_fields(fields)
         .build()
         .map_err(error)?;
+    // Request ids are unique: a dictionary and min/max statistics of them
+    // cost every row and help no reader.
+    let request_id = ColumnPath::from(crate::schema::REQUEST_ID.name);
     let properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(request_id.clone(), false)
+        .set_column_statistics_enabled(request_id, EnabledStatistics::None)
         .set_key_value_metadata(Some(vec![KeyValue::new(
             crate::schema::FORMAT_KEY.to_string(),
             format.to_string(),
