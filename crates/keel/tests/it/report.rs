@@ -270,4 +270,43 @@ fn report_shows_deltas_gates_validation_and_drift_as_markdown_and_html() {
     ] {
         assert!(!page.contains(external), "{external} in the page");
     }
+
+    // Shifted training data: the checks fail and stop the run before the
+    // gates; the report of that run still says what moved.
+    ok(
+        root,
+        &[
+            "generate",
+            "portfolio",
+            "--rows",
+            "1200",
+            "--seed",
+            "5",
+            "--covariate-shift",
+            "1.5",
+            "--out",
+            "data/train.csv",
+        ],
+    );
+    let failed = keel(root, &["run"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", text(&failed));
+    let report = ok(root, &["report", "--against", "production"]);
+    assert!(report.contains("**gates not recorded**"), "{report}");
+    assert!(report.contains("· FAILED ·"), "{report}");
+    assert!(
+        report.contains("❌ `validate (failed): data/train.csv against schema.yaml: 1200 rows,")
+            && report.contains(" violations in "),
+        "{report}"
+    );
+    assert!(
+        report.contains("❌ `features (failed):") && report.contains("beyond thresholds, failed"),
+        "{report}"
+    );
+    assert!(report.contains("**drift**"), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("| credit_score |") && l.ends_with("| drift |")),
+        "{report}"
+    );
 }
