@@ -13,12 +13,17 @@
 //! - [`track`]: the pipeline run in the metadata store (params, metrics, git
 //!   state, dataset inputs, durations, logs as artifacts), gate results on
 //!   the run, and registration of the model version when every gate passes.
-//! - [`report`]: the Markdown summary for a pull request.
+//! - [`checks`]: the records of the built-in `validate` and `feature_check`
+//!   steps, kept with each tracked run.
+//! - [`report`]: the Markdown summary `keel run` writes for a pull request,
+//!   and `keel report`'s Markdown/HTML report of a recorded run (metric
+//!   deltas vs production and the previous commit, gates, validation, drift).
 //!
 //! Talks to other subsystems through their crates' APIs only: keel-data
 //! (digests, lineage), keel-validate (the built-in `validate` step),
 //! keel-store and keel-artifacts (tracking and registration).
 
+pub mod checks;
 pub mod config;
 pub mod dag;
 pub mod error;

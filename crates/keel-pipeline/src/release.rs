@@ -115,11 +115,21 @@ impl Repo {
 
     /// Up to `max` commits before HEAD, newest first, along first parents.
     pub fn ancestors(&self, max: usize) -> Vec<String> {
+        self.ancestors_of("HEAD", max)
+    }
+
+    /// Up to `max` commits before `commit` along first parents, nearest first
+    /// (empty when it has no parent or git does not know it).
+    pub fn ancestors_of(&self, commit: &str, max: usize) -> Vec<String> {
+        if commit.starts_with('-') {
+            return Vec::new();
+        }
         self.git(&[
             "rev-list",
             "--first-parent",
             &format!("--max-count={max}"),
-            "HEAD~1",
+            &format!("{commit}~1"),
+            "--",
         ])
         .map(|text| text.lines().map(|l| l.trim().to_string()).collect())
         .unwrap_or_default()

@@ -1,11 +1,18 @@
-//! The Markdown summary `keel run` writes to `.keel/report.md`, fit for a
-//! pull-request comment: stages run or skipped with durations, the gate
-//! table, the tracked run and what was registered.
+//! Reports on pipeline runs. This module: the Markdown summary `keel run`
+//! writes to `.keel/report.md`, fit for a pull-request comment (stages run
+//! or skipped with durations, the gate table, the tracked run, what was
+//! registered, metric deltas vs the previous commit). [`ci`] gathers what
+//! `keel report` shows about a recorded run through keel-client, and
+//! [`page`] renders it as Markdown or a self-contained HTML page; the gate
+//! table, the previous-commit lookup and the number formats are shared.
 
 use std::fmt::Write as _;
 
 use crate::gates::GateResult;
 use crate::runner::{RunReport, StageStatus};
+
+pub mod ci;
+pub mod page;
 
 /// What the report says beyond the stages.
 #[derive(Debug, Clone, Default)]
@@ -26,9 +33,23 @@ pub struct Previous {
     pub metrics: Vec<(String, Option<f64>, Option<f64>)>,
 }
 
-fn cell(value: Option<f64>) -> String {
-    value.map_or("–".to_string(), |v| format!("{v:.4}"))
+impl Previous {
+    /// The model metrics of `before` (the run of `commit`) beside those of `run`.
+    pub fn between(commit: String, before: &keel_core::Run, run: &keel_core::Run) -> Previous {
+        let old = crate::track::model_metrics(before);
+        let new = crate::track::model_metrics(run);
+        let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+        Previous {
+            commit,
+            metrics: keys
+                .into_iter()
+                .map(|key| (key.clone(), old.get(key).copied(), new.get(key).copied()))
+                .collect(),
+        }
+    }
 }
+
+use page::number as cell;
 
 /// Renders the report.
 pub fn markdown(report: &RunReport, extras: &Extras<'_>) -> String {
@@ -71,26 +92,8 @@ pub fn markdown(report: &RunReport, extras: &Extras<'_>) -> String {
     if let Some(gates) = extras.gates
         && !gates.is_empty()
     {
-        out.push_str(
-            "\n| gate | value | threshold | production | result |\n|---|---:|---:|---:|---|\n",
-        );
-        for gate in gates {
-            let result = if gate.passed { "✅ pass" } else { "❌ fail" };
-            let note = gate
-                .note
-                .as_deref()
-                .map(|n| format!(" ({n})"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} | {result}{} |",
-                gate.expression,
-                cell(gate.value),
-                cell(gate.threshold),
-                cell(gate.production),
-                note.replace('|', "\\|")
-            );
-        }
+        out.push('\n');
+        out.push_str(&page::gate_table_md(gates));
     }
     if let Some(registered) = &extras.registered {
         let _ = writeln!(out, "\nRegistered: {registered}");
@@ -102,10 +105,7 @@ pub fn markdown(report: &RunReport, extras: &Extras<'_>) -> String {
             "\n### Metrics vs the previous commit ({short})\n\n| metric | previous | this run | change |\n|---|---:|---:|---:|"
         );
         for (metric, old, new) in &previous.metrics {
-            let change = match (old, new) {
-                (Some(old), Some(new)) => format!("{:+.4}", new - old),
-                _ => "–".to_string(),
-            };
+            let change = page::delta(*new, *old);
             let _ = writeln!(
                 out,
                 "| {metric} | {} | {} | {change} |",

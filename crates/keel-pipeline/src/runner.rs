@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use keel_data::state::StatCache;
 
+use crate::checks::{CheckRecord, FeatureCheckRecord, ValidateRecord};
 use crate::config::{Action, Pipeline, Reference, Stage};
 use crate::dag::{Dag, overlaps};
 use crate::error::{PipelineError, Result};
@@ -549,6 +550,11 @@ fn stage_path_env() -> Option<std::ffi::OsString> {
 
 /// Runs one stage; returns its exit code and, on a failure keel itself saw, why.
 fn execute(root: &Path, stage: &Stage, output: &Arc<Output>) -> (i32, String) {
+    if stage.checked_data().is_some()
+        && let Err(error) = crate::checks::clear(root, &stage.name)
+    {
+        return (1, format!("removing the step's previous record: {error}"));
+    }
     match &stage.action {
         Action::Cmd { command, .. } => {
             let mut builder = Command::new("sh");
@@ -598,7 +604,15 @@ fn execute(root: &Path, stage: &Stage, output: &Arc<Output>) -> (i32, String) {
             reference,
             label,
             thresholds,
-        } => feature_check(root, data, reference, label.as_deref(), thresholds, output),
+        } => feature_check(
+            root,
+            &stage.name,
+            data,
+            reference,
+            label.as_deref(),
+            thresholds,
+            output,
+        ),
         Action::Validate { data, schema } => {
             let outcome = keel_validate::Schema::read(&root.join(&schema.path))
                 .and_then(|schema| keel_validate::validate_path(&root.join(&data.path), &schema));
@@ -610,6 +624,12 @@ fn execute(root: &Path, stage: &Stage, output: &Arc<Output>) -> (i32, String) {
                     for line in report.render().lines() {
                         output.line(false, line);
                     }
+                    let record = CheckRecord::Validate(ValidateRecord::from_report(
+                        &data.path,
+                        &schema.path,
+                        &report,
+                    ));
+                    record_check(root, &stage.name, &record, output);
                     if report.is_clean() {
                         (0, String::new())
                     } else {
@@ -625,10 +645,22 @@ fn execute(root: &Path, stage: &Stage, output: &Arc<Output>) -> (i32, String) {
     }
 }
 
+/// Keeps a built-in step's record for the run (`keel report` reads it);
+/// a record that cannot be written is a warning, not a failed step.
+fn record_check(root: &Path, stage: &str, record: &CheckRecord, output: &Output) {
+    if let Err(error) = crate::checks::write(root, stage, record) {
+        output.line(
+            true,
+            &format!("warning: the check's record was not kept: {error}"),
+        );
+    }
+}
+
 /// The built-in feature check: the new training data against the reference
 /// profile, with keel-monitor's thresholds; exit 1 when a check fires.
 fn feature_check(
     root: &Path,
+    stage: &str,
     data: &crate::config::PathRef,
     reference: &Reference,
     label: Option<&str>,
@@ -639,11 +671,23 @@ fn feature_check(
         Reference::Production => root.join(PRODUCTION_PROFILE),
         Reference::File(path) => root.join(&path.path),
     };
+    let reference_name = match reference {
+        Reference::Production => "production".to_string(),
+        Reference::File(path) => path.path.clone(),
+    };
+    let record = |report: Option<&keel_monitor::validate::ValidationReport>| {
+        CheckRecord::FeatureCheck(FeatureCheckRecord {
+            data: data.path.clone(),
+            reference: reference_name.clone(),
+            report: report.map(|r| Box::new(r.clone())),
+        })
+    };
     if !reference_path.is_file() {
         output.line(
             false,
             "no production model with a stored training profile yet: nothing to compare with, passed",
         );
+        record_check(root, stage, &record(None), output);
         return (0, String::new());
     }
     let outcome = (|| -> std::result::Result<keel_monitor::validate::ValidationReport, String> {
@@ -658,6 +702,7 @@ fn feature_check(
     })();
     match outcome {
         Ok(report) => {
+            record_check(root, stage, &record(Some(&report)), output);
             let flagged = report.features.iter().filter(|f| f.flagged).count();
             output.line(
                 false,

@@ -186,6 +186,27 @@ impl Tracking {
         if lock.is_file() {
             self.client.put_file(root, "keel.lock", &lock).await?;
         }
+        // What `keel report` shows beyond the scalar metrics: the records of
+        // the built-in checks and the stages' metrics files as written
+        // (confusion matrix, calibration), under `checks/` and `metrics/`.
+        for stage in &pipeline.stages {
+            if stage.checked_data().is_some() {
+                let record = crate::checks::local_path(&pipeline.root, &stage.name);
+                if record.is_file() {
+                    self.client
+                        .put_file(root, &crate::checks::artifact_path(&stage.name), &record)
+                        .await?;
+                }
+            }
+            for file in &stage.metrics {
+                let local = pipeline.root.join(&file.path);
+                if local.is_file() {
+                    self.client
+                        .put_file(root, &metrics_artifact_path(&file.path), &local)
+                        .await?;
+                }
+            }
+        }
         Ok(self.client.get_run(&run_id).await?)
     }
 
@@ -602,6 +623,11 @@ impl Tracking {
             .await?;
         Ok(runs.into_iter().next())
     }
+}
+
+/// Where a stage's metrics file is kept among the run's artifacts.
+pub fn metrics_artifact_path(path: &str) -> String {
+    format!("metrics/{}", path.trim_start_matches("./"))
 }
 
 /// A run's metrics that describe the model (not the pipeline's timings).

@@ -12,6 +12,7 @@ mod model_files;
 mod models;
 mod monitor;
 mod quickstart;
+mod report;
 mod retrain;
 mod run;
 mod schema;
@@ -64,6 +65,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Evaluate keel.yaml's gates on a pipeline run (table; exit 1 on failure).
     Gate(gate::GateArgs),
+    /// Report on a pipeline run for CI (Markdown or one HTML page): metric deltas vs
+    /// production and the previous commit, gates, validation, drift of the training data.
+    Report(report::ReportArgs),
     /// Check a CSV or Parquet file against a schema (every violation by column; exit 1 on any).
     Validate(validate::ValidateArgs),
     /// Infer a data file's schema (`keel schema infer DATA > schema.yaml`).
@@ -92,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(*args),
         Command::Run(args) => run::run(args, cli.quiet),
         Command::Gate(args) => gate::run(args),
+        Command::Report(args) => report::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Monitor(args) => monitor::run(args, cli.quiet),

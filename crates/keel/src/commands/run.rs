@@ -294,32 +294,17 @@ async fn register_once(
 }
 
 /// The metrics of the run recorded for the nearest earlier commit that has
-/// one (up to 20 back along first parents), beside this run's, for the
-/// report's "vs the previous commit" table; None outside git or when none has.
+/// one (keel-pipeline's `report::ci::previous_run`), beside this run's, for
+/// the report's "vs the previous commit" table; None outside git or when
+/// none has.
 async fn previous_commit(
     tracking: &Tracking,
     pipeline: &Pipeline,
     run: &keel_core::Run,
-) -> Option<keel_pipeline::report::Previous> {
-    let repo = keel_pipeline::release::Repo::discover(&pipeline.root)?;
-    let mut found = None;
-    for commit in repo.ancestors(20) {
-        if let Ok(Some(run)) = tracking.run_for_commit(&commit).await {
-            found = Some((commit, run));
-            break;
-        }
-    }
-    let (commit, before) = found?;
-    let old = keel_pipeline::track::model_metrics(&before);
-    let new = keel_pipeline::track::model_metrics(run);
-    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    Some(keel_pipeline::report::Previous {
-        commit,
-        metrics: keys
-            .into_iter()
-            .map(|key| (key.clone(), old.get(key).copied(), new.get(key).copied()))
-            .collect(),
-    })
+) -> Option<report::Previous> {
+    let found = report::ci::previous_run(tracking, &pipeline.root, run.git_commit()).await;
+    let (commit, before) = found.ok()?.ok()?;
+    Some(report::Previous::between(commit, &before, run))
 }
 
 fn write_report(

@@ -13,5 +13,6 @@ mod monitor;
 mod pipeline;
 mod quickstart;
 mod release;
+mod report;
 mod serve;
 mod util;
