@@ -120,6 +120,28 @@ pub struct Evaluation {
     pub since_ms: i64,
     /// Whether the `on_drift` action is due now.
     pub act: bool,
+    /// The watcher's state after this evaluation (recorded with the verdict).
+    pub state: WatchState,
+}
+
+/// What a watcher carries from one evaluation to the next: the active
+/// alerts and when the `on_drift` action last ran. It is recorded with every
+/// verdict (`state` in the summary) and read back at start-up, so a
+/// restarted watcher keeps deduplicating alerts and holds the cool-down.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WatchState {
+    /// Alert key → message.
+    pub active_alerts: std::collections::BTreeMap<String, String>,
+    /// Unix ms of the last `on_drift` action, if any.
+    pub last_action_ms: Option<i64>,
+}
+
+impl WatchState {
+    /// The state recorded in a verdict's summary (JSON text), if it has one.
+    pub fn from_summary(summary: &str) -> Option<WatchState> {
+        let value: serde_json::Value = serde_json::from_str(summary).ok()?;
+        serde_json::from_value(value.get("state")?.clone()).ok()
+    }
 }
 
 /// What an evaluation decided, in a form to record (the metadata store's
@@ -139,7 +161,9 @@ pub struct Evaluation {
 ///   label-free one, see [`crate::window::CBPE_ASSUMPTION`]);
 /// - `multivariate` (when the reference has a joint model): `{drifted,
 ///   error_change, p_value, drivers: [column names], pairs: [{a, b,
-///   reference, current}]}`, see [`crate::joint`].
+///   reference, current}]}`, see [`crate::joint`];
+/// - `state`: the watcher's [`WatchState`] after the evaluation, which a
+///   restarted watcher continues from.
 ///
 /// The summary is kept under [`MAX_SUMMARY_BYTES`]: histogram bins go
 /// first (from the lowest-ranked feature up), then the oldest windows.
@@ -251,6 +275,7 @@ impl Evaluation {
                 "features": features,
                 "quality": quality,
                 "windows": windows,
+                "state": self.state,
             });
             if let (Some(joint), Some(map)) = (&joint, summary.as_object_mut()) {
                 map.insert("multivariate".into(), joint.clone());
@@ -268,9 +293,20 @@ impl Evaluation {
             } else if !windows.is_empty() {
                 windows.remove(0);
             } else {
-                // Thousands of columns: the drifted list alone remains.
+                // Thousands of columns: the drifted list and the alert keys
+                // (what a restarted watcher needs) remain.
                 summary["features"] = serde_json::json!([]);
                 summary["quality"] = serde_json::json!([]);
+                let keys_only = WatchState {
+                    active_alerts: self
+                        .state
+                        .active_alerts
+                        .keys()
+                        .map(|k| (k.clone(), String::new()))
+                        .collect(),
+                    last_action_ms: self.state.last_action_ms,
+                };
+                summary["state"] = serde_json::json!(keys_only);
                 break;
             }
         }
@@ -345,6 +381,22 @@ impl Watcher {
         }
     }
 
+    /// What this watcher would carry into its next evaluation.
+    pub fn state(&self) -> WatchState {
+        WatchState {
+            active_alerts: self.alerts.active().clone(),
+            last_action_ms: self.last_action_ms,
+        }
+    }
+
+    /// Continues from a previous watcher's state (read from its last
+    /// verdict): its active alerts do not fire again, and the `on_drift`
+    /// cool-down counts from its last action.
+    pub fn restore(&mut self, state: WatchState) {
+        self.alerts.restore(state.active_alerts);
+        self.last_action_ms = state.last_action_ms;
+    }
+
     /// Evaluates the history up to `now_ms`: the report, the gauges, the
     /// alert transitions, and whether the action is due (it then counts as
     /// taken, starting the cool-down).
@@ -387,6 +439,7 @@ impl Watcher {
             events,
             since_ms,
             act,
+            state: self.state(),
         })
     }
 

@@ -72,6 +72,17 @@ pub fn conditions(report: &DriftReport) -> BTreeMap<String, String> {
 }
 
 impl AlertState {
+    /// The active alerts (key → message).
+    pub fn active(&self) -> &BTreeMap<String, String> {
+        &self.active
+    }
+
+    /// Starts from alerts a previous watcher left active (its last verdict),
+    /// so a restart neither fires them again nor forgets to resolve them.
+    pub fn restore(&mut self, active: BTreeMap<String, String>) {
+        self.active = active;
+    }
+
     /// Compares the conditions now with the active alerts: new ones fire,
     /// ones that cleared resolve, continuing ones send nothing.
     pub fn update(

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use keel_learn::model::{Algorithm, Signature, TargetProfile, Task};
 use keel_learn::rng::Rng;
 use keel_monitor::profile::{ColumnKind, ColumnProfile, Profile};
-use keel_monitor::service::{Evaluation, MAX_SUMMARY_BYTES};
+use keel_monitor::service::{
+    Evaluation, MAX_SUMMARY_BYTES, Reference, WatchOptions, WatchState, Watcher,
+};
 use keel_monitor::window::{LogOptions, windowed_report};
 use keel_monitor::{DriftConfig, FindingKind};
 use keel_predlog::{
@@ -233,6 +235,53 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
         latest.quality
     );
 
+    // A watcher that restarts continues from the state its last verdict
+    // recorded: the alerts still active do not fire again, the cool-down
+    // of the on_drift action holds.
+    let watch = WatchOptions {
+        log_dir: logs.display().to_string(),
+        model: "risk".into(),
+        window: std::time::Duration::from_millis(HOUR as u64),
+        history: 3,
+        interval: std::time::Duration::from_secs(60),
+        drift: DriftConfig::default(),
+        sinks: vec![],
+        action_cooldown: Some(std::time::Duration::from_secs(6 * 3600)),
+        once: true,
+        quiet: true,
+    };
+    let watched = Reference {
+        profile: reference.clone(),
+        signature: Some(signature.clone()),
+        evaluation: None,
+    };
+    let now = start + 3 * HOUR;
+    let mut first = Watcher::new(watch.clone());
+    let before = first.evaluate(now, &watched).unwrap();
+    assert!(before.act, "drift and no earlier action: the action is due");
+    assert!(
+        before
+            .events
+            .iter()
+            .any(|e| e.status == "firing" && e.key == "drift:x"),
+        "{:?}",
+        before.events
+    );
+    let recorded = before.verdict().summary.to_string();
+    let state = WatchState::from_summary(&recorded).expect("the verdict records the state");
+    assert_eq!(state, first.state());
+    assert_eq!(state.last_action_ms, Some(now));
+    let mut restarted = Watcher::new(watch.clone());
+    restarted.restore(state);
+    let after = restarted.evaluate(now + 60_000, &watched).unwrap();
+    assert!(after.events.is_empty(), "{:?}", after.events);
+    assert!(!after.act, "the cool-down holds across the restart");
+    // Without the state, a new watcher fires again and acts again.
+    let forgetful = Watcher::new(watch)
+        .evaluate(now + 60_000, &watched)
+        .unwrap();
+    assert!(forgetful.act && !forgetful.events.is_empty());
+
     // The verdict the watcher records carries what the monitoring page
     // draws: each feature's reference and current shares, the findings,
     // and live accuracy beside the label-free estimate per window.
@@ -242,6 +291,7 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
         events: vec![],
         since_ms: start,
         act: false,
+        state: WatchState::default(),
     };
     let verdict = evaluation.verdict();
     assert!(verdict.drifted);

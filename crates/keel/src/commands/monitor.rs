@@ -444,7 +444,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         once: args.once,
         quiet,
     };
-    let watcher = Watcher::new(options);
+    let mut watcher = Watcher::new(options);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -482,6 +482,36 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    // A restarted watcher continues from its last verdict: the alerts still
+    // active do not fire again, and the on_drift cool-down holds.
+    if let Some(client) = &client {
+        match runtime.block_on(client.verdicts(Some(&watcher.options.model), 1)) {
+            Ok(verdicts) => {
+                if let Some(state) = verdicts
+                    .first()
+                    .and_then(|v| keel_monitor::service::WatchState::from_summary(&v.verdict))
+                {
+                    if !quiet {
+                        eprintln!(
+                            "continuing from the last verdict: {} active alert(s){}",
+                            state.active_alerts.len(),
+                            state
+                                .last_action_ms
+                                .map(|ms| format!(
+                                    ", last on_drift action at {}",
+                                    keel_core::civil::utc_text(ms)
+                                ))
+                                .unwrap_or_default()
+                        );
+                    }
+                    watcher.restore(state);
+                }
+            }
+            Err(error) => {
+                eprintln!("warning: the last verdict could not be read ({error}); starting afresh")
+            }
+        }
+    }
     let record = move |verdict: keel_monitor::service::Verdict| {
         let client = client.clone();
         async move {

@@ -234,28 +234,45 @@ fn watch_posts_alerts_to_a_webhook() {
     });
     // No traffic logged yet: the empty window is a quality finding, which alerts.
     let hook = format!("http://127.0.0.1:{port}/hook");
-    run(
-        root,
-        &[
-            "monitor",
-            "watch",
-            "--once",
-            "--model",
-            "risk@production",
-            "--log-dir",
-            "logs",
-            "--model-dir",
-            "model",
-            "--webhook",
-            &hook,
-        ],
-        0,
-    );
+    let store = format!("sqlite:///{}", root.join("keel.db").display());
+    let watch = [
+        "monitor",
+        "watch",
+        "--once",
+        "--model",
+        "risk@production",
+        "--log-dir",
+        "logs",
+        "--model-dir",
+        "model",
+        "--webhook",
+        &hook,
+        "--tracking-uri",
+        &store,
+    ];
+    run(root, &watch, 0);
     let request = server.join().unwrap();
     assert!(request.starts_with("POST /hook"), "{request}");
     assert!(
         request.contains("\"status\":\"firing\"") && request.contains("quality:empty_data"),
         "{request}"
+    );
+    // Restarted, the watcher continues from its recorded verdict: the alert
+    // is still active, so nothing is sent again (a webhook is delivered
+    // before the watcher exits, so an empty backlog after it means none).
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let output = keel(root, &watch);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("continuing from the last verdict: 1 active alert(s)"),
+        "{stderr}"
+    );
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "the still-active alert was sent again"
     );
 }
 
