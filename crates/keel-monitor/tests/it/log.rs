@@ -19,18 +19,18 @@ use keel_predlog::{
 };
 
 /// One logged request: id, arrival, x, city, predicted label, its score.
-struct Row {
-    id: String,
-    ts: i64,
-    x: f64,
-    city: &'static str,
-    label: &'static str,
-    score: f64,
+pub(crate) struct Row {
+    pub id: String,
+    pub ts: i64,
+    pub x: f64,
+    pub city: &'static str,
+    pub label: &'static str,
+    pub score: f64,
 }
 
 /// Writes `rows` and `feedback` (id, label, arrival) through keel-predlog's
 /// writer, as `keel serve` does.
-fn write_log(logs: &Path, rows: &[Row], feedback: &[(String, String, i64)]) {
+pub(crate) fn write_log(logs: &Path, rows: &[Row], feedback: &[(String, String, i64)]) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -100,7 +100,37 @@ fn write_log(logs: &Path, rows: &[Row], feedback: &[(String, String, i64)]) {
     });
 }
 
-const HOUR: i64 = 3_600_000;
+pub(crate) const HOUR: i64 = 3_600_000;
+
+/// Hour windows over all of the log at `logs`, model `risk`.
+pub(crate) fn hourly(logs: &Path) -> LogOptions {
+    LogOptions {
+        log_dir: logs.display().to_string(),
+        model: "risk".into(),
+        window_ms: HOUR,
+        config: DriftConfig::default(),
+        since_ms: None,
+    }
+}
+
+/// The signature of the logged model: a yes/no classifier of `default`.
+pub(crate) fn signature() -> Signature {
+    Signature {
+        format: "keel-learn/1".into(),
+        algorithm: Algorithm::Logistic,
+        task: Task::Classification,
+        target: "default".into(),
+        classes: vec!["no".into(), "yes".into()],
+        label_type: None,
+        inputs: vec![],
+        training: TargetProfile {
+            rows: 20_000,
+            rows_without_target: 0,
+            class_frequencies: None,
+            value_summary: None,
+        },
+    }
+}
 
 #[test]
 fn windows_report_drift_live_accuracy_and_a_change_point() {
@@ -128,21 +158,7 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
     (0..20_000).for_each(|i| target.push_category(["no", "yes"][i % 2]));
     let mut reference = Profile::empty(vec![x, city, label, score, target]);
     reference.rows = 20_000;
-    let signature = Signature {
-        format: "keel-learn/1".into(),
-        algorithm: Algorithm::Logistic,
-        task: Task::Classification,
-        target: "default".into(),
-        classes: vec!["no".into(), "yes".into()],
-        label_type: None,
-        inputs: vec![],
-        training: TargetProfile {
-            rows: 20_000,
-            rows_without_target: 0,
-            class_frequencies: None,
-            value_summary: None,
-        },
-    };
+    let signature = signature();
 
     // Three hours of traffic; in the third, x shifts by +1 and the model errs more.
     let start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR;
@@ -180,13 +196,7 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
         }
     }
     write_log(&logs, &rows, &feedback);
-    let options = LogOptions {
-        log_dir: logs.display().to_string(),
-        model: "risk".into(),
-        window_ms: HOUR,
-        config: DriftConfig::default(),
-        since_ms: None,
-    };
+    let options = hourly(&logs);
     let (latest, report) = windowed_report(&options, &reference, Some(&signature), None).unwrap();
     assert_eq!(report.windows.len(), 3);
     assert!(!report.windows[0].drifted, "{:?}", report.windows[0]);
