@@ -124,8 +124,9 @@ pub fn table(report: &DriftReport) -> String {
     out
 }
 
-/// Grouped bars of reference vs current shares per bin or category.
-fn distribution_svg(verdict: &ColumnVerdict) -> String {
+/// Grouped bars of reference vs current shares per bin or category (the
+/// page colours the `ref` and `cur` classes).
+pub fn distribution_svg(verdict: &ColumnVerdict) -> String {
     let bins: Vec<keel_chart::Bin> = verdict
         .bins
         .iter()

@@ -521,22 +521,13 @@ pub fn html(report: &CiReport) -> String {
         }
         out.push_str("</table><h3>Feature histograms</h3><p class=muted>Share of rows per bin or category: production's training profile in blue, this run's training data in orange.</p><div class=grid>");
         for column in &columns {
-            let bins: Vec<keel_chart::Bin> = column
-                .bins
-                .iter()
-                .map(|b| keel_chart::Bin {
-                    label: &b.label,
-                    a: b.reference,
-                    b: b.current,
-                })
-                .collect();
             let _ = write!(
                 out,
                 "<figure><figcaption class={}>{} ({})</figcaption>{}</figure>",
                 if column.drifted { "bad" } else { "" },
                 escape(&column.column),
                 verdict_text(column),
-                keel_chart::paired_bars(&bins, ["ref", "cur"])
+                keel_monitor::render::distribution_svg(column)
             );
         }
         out.push_str("</div>");
