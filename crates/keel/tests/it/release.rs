@@ -24,36 +24,21 @@ gates:
 register: {model: risk, path: model, alias: production, on_branch: main}
 ";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=Bob", "-c", "user.email=bob@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        util::lossy(&output.stderr)
-    );
-    util::lossy(&output.stdout)
-}
-
 fn commit_params(dir: &Path, n_iter: u32, message: &str) {
     std::fs::write(
         dir.join("params.yaml"),
         format!("train:\n  n_iter: {n_iter}\n"),
     )
     .unwrap();
-    git(dir, &["add", "params.yaml"]);
-    git(dir, &["commit", "-qm", message]);
+    util::git(dir, &["add", "params.yaml"]);
+    util::git(dir, &["commit", "-qm", message]);
 }
 
 #[test]
 fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    git(root, &["init", "-q", "-b", "main"]);
+    util::git(root, &["init", "-q", "-b", "main"]);
     std::fs::write(root.join(".gitignore"), "model/\nmetrics.json\n.keel/\n").unwrap();
     for (seed, file) in [("1", "data/train.csv"), ("2", "data/test.csv")] {
         util::ok(
@@ -71,8 +56,8 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
         );
     }
     std::fs::write(root.join("keel.yaml"), KEEL_YAML).unwrap();
-    git(root, &["add", "."]);
-    git(root, &["commit", "-qm", "data and pipeline"]);
+    util::git(root, &["add", "."]);
+    util::git(root, &["commit", "-qm", "data and pipeline"]);
     commit_params(root, 10, "10 rounds");
 
     // v1 on main: the version tag and the first production assignment, on HEAD.
@@ -81,15 +66,15 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
         first.contains("registered risk version 1, @production"),
         "{first}"
     );
-    let head = git(root, &["rev-parse", "HEAD"]).trim().to_string();
+    let head = util::git(root, &["rev-parse", "HEAD"]).trim().to_string();
     assert!(
         first.contains(&format!("git tag risk@v1.0.0 on {}", &head[..12])),
         "{first}"
     );
     assert!(first.contains("git tag risk#production#1"), "{first}");
-    let tagged = git(root, &["rev-list", "-n1", "risk@v1.0.0"]);
+    let tagged = util::git(root, &["rev-list", "-n1", "risk@v1.0.0"]);
     assert_eq!(tagged.trim(), head);
-    let annotation = git(root, &["tag", "-l", "--format=%(contents)", "risk@v1.0.0"]);
+    let annotation = util::git(root, &["tag", "-l", "--format=%(contents)", "risk@v1.0.0"]);
     let annotation: serde_json::Value = serde_json::from_str(annotation.trim()).unwrap();
     assert_eq!(annotation["version"], 1);
     assert_eq!(annotation["passed"], true);
@@ -106,8 +91,8 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
     );
 
     // A second commit with another param: v2, the metric and param diffs.
-    git(root, &["add", "keel.lock"]);
-    git(root, &["commit", "-qm", "lock"]);
+    util::git(root, &["add", "keel.lock"]);
+    util::git(root, &["commit", "-qm", "lock"]);
     commit_params(root, 40, "40 rounds");
     let second = util::ok(root, &["run"]);
     assert!(
@@ -148,9 +133,9 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
     );
 
     // A feature branch registers without moving production.
-    git(root, &["add", "keel.lock"]);
-    git(root, &["commit", "-qm", "lock 2"]);
-    git(root, &["checkout", "-qb", "feature"]);
+    util::git(root, &["add", "keel.lock"]);
+    util::git(root, &["commit", "-qm", "lock 2"]);
+    util::git(root, &["checkout", "-qb", "feature"]);
     commit_params(root, 25, "25 rounds");
     let feature = util::ok(root, &["run"]);
     assert!(feature.contains("registered risk version 3\n"), "{feature}");
@@ -186,7 +171,11 @@ fn runs_tag_releases_in_gto_format_and_diffs_compare_commits() {
         dirty.contains("uncommitted changes: registered without a release tag"),
         "{dirty}"
     );
-    assert!(git(root, &["tag", "-l", "risk@v4*"]).trim().is_empty());
+    assert!(
+        util::git(root, &["tag", "-l", "risk@v4*"])
+            .trim()
+            .is_empty()
+    );
 
     // A checkout alone answers which commit is risk v1.
     let offline = util::keel(

@@ -6,7 +6,6 @@
 //! plots, `--against production|COMMIT`, and fails on a project with no run.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::util::{self, keel, ok, text};
 
@@ -32,21 +31,6 @@ gates:
 register: {model: risk, path: model, alias: production}
 ";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=Bob", "-c", "user.email=bob@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        util::lossy(&output.stderr)
-    );
-    util::lossy(&output.stdout)
-}
-
 /// Commits params.yaml with `n_iter` and returns the commit.
 fn commit_params(dir: &Path, n_iter: u32) -> String {
     std::fs::write(
@@ -54,9 +38,9 @@ fn commit_params(dir: &Path, n_iter: u32) -> String {
         format!("train:\n  n_iter: {n_iter}\n"),
     )
     .expect("write params.yaml");
-    git(dir, &["add", "params.yaml"]);
-    git(dir, &["commit", "-qm", &format!("{n_iter} rounds")]);
-    git(dir, &["rev-parse", "HEAD"]).trim().to_string()
+    util::git(dir, &["add", "params.yaml"]);
+    util::git(dir, &["commit", "-qm", &format!("{n_iter} rounds")]);
+    util::git(dir, &["rev-parse", "HEAD"]).trim().to_string()
 }
 
 /// The run id `keel run` printed.
@@ -81,7 +65,7 @@ fn metric_table(report: &str) -> Vec<&str> {
 fn report_shows_deltas_gates_validation_and_drift_as_markdown_and_html() {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
-    git(root, &["init", "-q", "-b", "main"]);
+    util::git(root, &["init", "-q", "-b", "main"]);
     std::fs::write(root.join(".gitignore"), "model/\nmetrics.json\n.keel/\n").unwrap();
     for (seed, file) in [("1", "data/train.csv"), ("2", "data/test.csv")] {
         ok(
@@ -102,8 +86,8 @@ fn report_shows_deltas_gates_validation_and_drift_as_markdown_and_html() {
     std::fs::write(root.join("schema.yaml"), schema).unwrap();
     std::fs::write(root.join("keel.yaml"), KEEL_YAML).unwrap();
     std::fs::write(root.join("params.yaml"), "train:\n  n_iter: 5\n").unwrap();
-    git(root, &["add", "."]);
-    git(root, &["commit", "-qm", "data and pipeline"]);
+    util::git(root, &["add", "."]);
+    util::git(root, &["commit", "-qm", "data and pipeline"]);
 
     // No run yet: nothing to report on, and the message says what to do.
     let none = keel(root, &["report", "--format", "md"]);

@@ -288,3 +288,20 @@ pub fn drop_postgres_database(database: &str) {
             .output();
     }
 }
+
+/// Runs git in `dir` as Bob (name and email set), asserting it succeeds;
+/// its standard output.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.name=Bob", "-c", "user.email=bob@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        lossy(&output.stderr)
+    );
+    lossy(&output.stdout)
+}
