@@ -40,6 +40,9 @@ pub enum MonitorError {
         message: String,
     },
     /// A setting is out of its range.
+    /// Shard profiles that are not one complete set of the same data.
+    #[error("shard profiles: {0}")]
+    Shards(String),
     #[error("invalid setting {field}: {message}")]
     Config {
         /// The setting's path, e.g. `monitor.drift.columns.income.min_effect`.

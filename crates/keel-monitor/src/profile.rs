@@ -592,6 +592,21 @@ pub struct Profile {
     /// profiles and current profiles: the test is then skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multivariate: Option<PcaModel>,
+    /// Which shard of a file set this profile covers (`keel monitor profile
+    /// --shard I/N`); absent in whole profiles and merges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
+}
+
+/// The shard a profile covers (see [`keel_table::shard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardOf {
+    /// Zero-based shard index.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+    /// Units (CSV files, Parquet row groups) in the whole file set.
+    pub units: u64,
 }
 
 impl Profile {
@@ -604,6 +619,7 @@ impl Profile {
             correlations: None,
             joint: None,
             multivariate: None,
+            shard: None,
         }
     }
 
@@ -761,6 +777,7 @@ impl Profile {
             correlations,
             joint,
             multivariate: None,
+            shard: None,
         }
     }
 
@@ -782,6 +799,7 @@ impl Profile {
             mine.merge(theirs)?;
         }
         self.rows += other.rows;
+        self.shard = None;
         self.correlations = match (self.correlations.take(), &other.correlations) {
             (Some(mut a), Some(b)) if a.columns == b.columns => {
                 for (p, q) in a.pairs.iter_mut().zip(&b.pairs) {
@@ -808,6 +826,73 @@ impl Profile {
                 .and_then(PcaModel::fit);
         }
         Ok(())
+    }
+
+    /// Merges the profiles of the shards of one file set (`keel monitor
+    /// profile --shard I/N`, every `I` of one `N` exactly once) into the
+    /// whole's profile, in shard order. Profiles without shard information
+    /// (windows, profiles built against one reference) merge in the order
+    /// given. The result carries the joint sums but no joint model (see
+    /// [`Profile::merge`]).
+    pub fn merge_shards(profiles: Vec<Profile>) -> Result<Profile> {
+        let sharded = profiles.iter().filter(|p| p.shard.is_some()).count();
+        let mut profiles = profiles;
+        if sharded > 0 {
+            if sharded != profiles.len() {
+                return Err(MonitorError::Shards(
+                    "some profiles are shards (--shard) and some are not".into(),
+                ));
+            }
+            profiles.sort_by_key(|p| p.shard.map(|s| s.index));
+            let first = profiles[0].shard.unwrap_or(ShardOf {
+                index: 0,
+                count: 0,
+                units: 0,
+            });
+            for (expected, profile) in profiles.iter().enumerate() {
+                let Some(shard) = profile.shard else {
+                    continue;
+                };
+                if (shard.count, shard.units) != (first.count, first.units) {
+                    return Err(MonitorError::Shards(format!(
+                        "shard {}/{} of {} units does not belong with shard {}/{} of {} units",
+                        shard.index,
+                        shard.count,
+                        shard.units,
+                        first.index,
+                        first.count,
+                        first.units
+                    )));
+                }
+                if shard.index != expected {
+                    return Err(MonitorError::Shards(format!(
+                        "shard {expected}/{} is {} (every shard exactly once)",
+                        first.count,
+                        if shard.index > expected {
+                            "missing"
+                        } else {
+                            "given twice"
+                        }
+                    )));
+                }
+            }
+            if profiles.len() != first.count {
+                return Err(MonitorError::Shards(format!(
+                    "{} of {} shards given",
+                    profiles.len(),
+                    first.count
+                )));
+            }
+        }
+        let mut parts = profiles.into_iter();
+        let mut merged = parts
+            .next()
+            .ok_or_else(|| MonitorError::Shards("no profiles to merge".into()))?;
+        for part in parts {
+            merged.merge(&part)?;
+        }
+        merged.shard = None;
+        Ok(merged)
     }
 
     /// Reads a profile JSON file.

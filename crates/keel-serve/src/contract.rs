@@ -544,15 +544,11 @@ fn parse_csv(
     policies: &Policies,
     max_rows: usize,
 ) -> Checked<Parsed> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(body);
+    let mut reader = csv_reader(body);
     let header = reader
         .headers()
         .map_err(|e| ContractError::malformed(format!("Invalid CSV header: {e}")))?
         .clone();
-    let names: Vec<&str> = header.iter().collect();
     let mut records = Vec::new();
     for (r, record) in reader.records().enumerate() {
         let record = record.map_err(|e| ContractError::malformed(format!("CSV row {r}: {e}")))?;
@@ -561,9 +557,30 @@ fn parse_csv(
         }
         records.push(record);
     }
+    parse_csv_records(&header, &records, signature, policies)
+}
+
+/// The CSV reader of the contract (a header row, cells trimmed): batch
+/// scoring reads CSV files with it, so their cells are those of a CSV body.
+pub fn csv_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(input)
+}
+
+/// Checks CSV records read by [`csv_reader`] as a CSV body with that header
+/// (batch scoring: one batch of a file's rows).
+pub fn parse_csv_records(
+    header: &csv::StringRecord,
+    records: &[csv::StringRecord],
+    signature: &ServingSignature,
+    policies: &Policies,
+) -> Checked<Parsed> {
+    let names: Vec<&str> = header.iter().collect();
     let width = names.len();
     let mut cells = Vec::with_capacity(records.len() * width);
-    for record in &records {
+    for record in records {
         cells.extend(record.iter().map(Cell::Text));
     }
     build(
@@ -574,7 +591,34 @@ fn parse_csv(
         }),
         signature,
         policies,
-        max_rows,
+        records.len(),
+    )
+}
+
+/// Checks rows of JSON cells (row-major, `names.len()` per row) as a
+/// `dataframe_split` body with these columns (batch scoring: typed
+/// Parquet cells, a null for a missing one).
+pub fn parse_json_rows(
+    names: &[&str],
+    cells: &[Value],
+    signature: &ServingSignature,
+    policies: &Policies,
+) -> Checked<Parsed> {
+    let width = names.len();
+    if width == 0 || cells.len() % width != 0 {
+        return Err(ContractError::malformed(
+            "rows do not have one cell per column",
+        ));
+    }
+    build(
+        Layout::Grid(Grid {
+            names: Some(names.to_vec()),
+            width,
+            cells: cells.iter().map(Cell::Json).collect(),
+        }),
+        signature,
+        policies,
+        cells.len() / width,
     )
 }
 

@@ -204,6 +204,26 @@ async fn load(
     uri_text: &str,
     role: Role,
 ) -> Result<Served, ServeError> {
+    let (folder, name, version) = resolve(config, registry, uri_text).await?;
+    load_folder(
+        config,
+        log,
+        folder,
+        name,
+        version,
+        uri_text.to_string(),
+        role,
+    )
+    .await
+}
+
+/// The local folder a model URI names (downloaded through the registry
+/// into the cache), with the name and version it is served as.
+pub(crate) async fn resolve(
+    config: &ServeConfig,
+    registry: Option<&Registry>,
+    uri_text: &str,
+) -> Result<(std::path::PathBuf, String, String), ServeError> {
     let source = ModelSource::parse(uri_text)?;
     let registry_for = || -> Result<&Registry, ServeError> {
         registry.ok_or_else(|| {
@@ -261,16 +281,7 @@ async fn load(
             (find_model_folder(&folder), name, version)
         }
     };
-    load_folder(
-        config,
-        log,
-        folder,
-        name,
-        version,
-        uri_text.to_string(),
-        role,
-    )
-    .await
+    Ok((folder, name, version))
 }
 
 async fn load_folder(

@@ -12,10 +12,13 @@
 //! - Every answered row is in the prediction log (keel-predlog) before the
 //!   answer leaves: group-committed to a local spool segment, compacted into
 //!   Parquet under `--log-dir` (a folder or `s3://`) by a background thread.
+//! - Batch scoring ([`batch`], `keel predict`): files through the same
+//!   contract and engine, in parallel batches, to Parquet.
 //! - Bounded everything: header, body and idle time and connections
 //!   (keel-http's serve loop), bodies in memory at once (503 beyond), body size, rows per request, requests in flight (503
 //!   beyond), request time (504), log queue (503 when full), shadow work.
 
+pub mod batch;
 pub mod contract;
 mod deploy;
 mod http;
@@ -53,6 +56,10 @@ pub enum ServeError {
     /// The model could not be loaded.
     #[error(transparent)]
     Engine(#[from] keel_engine::EngineError),
+    /// Batch scoring: an input the contract refuses or that cannot be read,
+    /// or an output that cannot be written (names the file and rows).
+    #[error("{0}")]
+    Batch(String),
     /// The prediction log could not start (spool, log location).
     #[error("prediction log: {0}")]
     Log(#[from] keel_predlog::LogError),

@@ -6,4 +6,5 @@ mod files;
 mod joint;
 mod log;
 mod service;
+mod shards;
 mod synthetic;

@@ -1,6 +1,8 @@
 //! `keel monitor`: profiles, drift and quality reports, and a watcher.
 //!
 //! - `keel monitor profile DATA --output profile.json`
+//! - `keel monitor profile DATA... --shard I/N --output shard-I.json`, then
+//!   `keel monitor merge shard-*.json --output profile.json`
 //! - `keel monitor report --reference A --current B [--format table|json|html] [--output FILE]`
 //! - `keel monitor report --model NAME --log-dir DIR --window 1h --model-dir PATH`
 //! - `keel monitor report --model NAME@ALIAS --log-dir DIR` (files from the registry)
@@ -19,6 +21,7 @@ use keel_learn::metrics::Metrics;
 use keel_learn::model::{SIGNATURE_FILE, Signature};
 use keel_monitor::config::{AlertSink, DriftAction, MonitorConfig, OnDrift};
 use keel_monitor::profile::PROFILE_FILE;
+use keel_monitor::read::{profile_files, profile_shard};
 use keel_monitor::service::{Evaluation, Reference, WatchOptions, Watcher};
 use keel_monitor::window::{LogOptions, WindowedReport, windowed_report};
 use keel_monitor::{DriftConfig, DriftReport, Profile, compare, profile_file, render};
@@ -33,8 +36,11 @@ pub struct MonitorArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum MonitorCommand {
-    /// Profile a CSV or Parquet file in one streaming pass (JSON, mergeable).
+    /// Profile a CSV or Parquet file (or file set, or one shard of it) in one
+    /// streaming pass (JSON, mergeable).
     Profile(ProfileArgs),
+    /// Merge shard profiles (`profile --shard I/N`) into the whole's profile.
+    Merge(MergeArgs),
     /// Drift and quality report: two files, or a served model's prediction log.
     Report(ReportArgs),
     /// Watch a prediction log: sliding windows, /metrics gauges, alerts.
@@ -43,13 +49,30 @@ pub enum MonitorCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct ProfileArgs {
-    /// Data to profile (CSV, or Parquet: .parquet/.pq).
-    pub data: PathBuf,
+    /// Data to profile (CSV, or Parquet: .parquet/.pq): files or folders,
+    /// taken in sorted path order as one data set.
+    #[arg(required = true)]
+    pub data: Vec<PathBuf>,
     /// Build against this reference profile (its kinds, layouts and ranges),
     /// so the result compares and merges with others built the same way.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shard")]
     pub reference_profile: Option<PathBuf>,
+    /// Profile only shard I of N (Parquet row groups, CSV files; `auto/N`
+    /// reads I from JOB_COMPLETION_INDEX); `keel monitor merge` joins them.
+    #[arg(long)]
+    pub shard: Option<keel_table::shard::Shard>,
     /// Where to write the profile JSON.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Shard profiles (every I of one --shard I/N exactly once), or
+    /// profiles built against one reference.
+    #[arg(required = true)]
+    pub profiles: Vec<PathBuf>,
+    /// Where to write the merged profile JSON.
     #[arg(long)]
     pub output: PathBuf,
 }
@@ -178,6 +201,7 @@ pub struct WatchArgs {
 pub fn run(args: MonitorArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     match args.command {
         MonitorCommand::Profile(args) => profile(args, quiet),
+        MonitorCommand::Merge(args) => merge(args, quiet),
         MonitorCommand::Report(args) => report(args),
         MonitorCommand::Watch(args) => watch(args, quiet),
     }
@@ -190,14 +214,43 @@ fn profile(args: ProfileArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .map(Profile::read_json)
         .transpose()?;
     let started = std::time::Instant::now();
-    let profile = profile_file(&args.data, reference.as_ref())?;
+    let files = keel_table::shard::files(&args.data)?;
+    let profile = match args.shard {
+        Some(shard) => profile_shard(&files, shard)?,
+        None => profile_files(&files, reference.as_ref())?,
+    };
     profile.write_json(&args.output)?;
     if !quiet {
+        let what = match (args.shard, files.as_slice()) {
+            (Some(shard), _) => format!("shard {shard} of {} file(s)", files.len()),
+            (None, [one]) => one.display().to_string(),
+            (None, _) => format!("{} files", files.len()),
+        };
         eprintln!(
-            "Profiled {} rows x {} columns of {} in {:.2}s -> {}",
+            "Profiled {} rows x {} columns of {what} in {:.2}s -> {}",
             profile.rows,
             profile.columns.len(),
-            args.data.display(),
+            started.elapsed().as_secs_f64(),
+            args.output.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(args: MergeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let profiles = args
+        .profiles
+        .iter()
+        .map(|path| Profile::read_json(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = Profile::merge_shards(profiles)?;
+    merged.write_json(&args.output)?;
+    if !quiet {
+        eprintln!(
+            "Merged {} profiles ({} rows) in {:.2}s -> {}",
+            args.profiles.len(),
+            merged.rows,
             started.elapsed().as_secs_f64(),
             args.output.display()
         );
