@@ -605,7 +605,7 @@ pub fn parse_json_rows(
     policies: &Policies,
 ) -> Checked<Parsed> {
     let width = names.len();
-    if width == 0 || cells.len() % width != 0 {
+    if width == 0 || !cells.len().is_multiple_of(width) {
         return Err(ContractError::malformed(
             "rows do not have one cell per column",
         ));

@@ -234,7 +234,12 @@ fn merged_parquet_row_group_shards_are_the_whole_profile() {
     let whole = profile_file(&path, None).unwrap();
     assert_eq!(whole.rows, PIECES.iter().sum::<usize>() as u64);
     // Six row groups as 1 to 4 shards, and more shards than row groups.
-    check_merges(&[path.clone()], &whole, dir.path(), &[1, 2, 3, 4, 8]);
+    check_merges(
+        std::slice::from_ref(&path),
+        &whole,
+        dir.path(),
+        &[1, 2, 3, 4, 8],
+    );
 
     // Drift verdicts against the merge are the whole's.
     let same = dir.path().join("same.parquet");

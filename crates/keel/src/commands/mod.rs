@@ -11,6 +11,7 @@ mod loadtest;
 mod model_files;
 mod models;
 mod monitor;
+mod predict;
 mod quickstart;
 mod report;
 mod retrain;
@@ -74,6 +75,8 @@ pub enum Command {
     Schema(schema::SchemaArgs),
     /// Monitor data and models: profile, drift/quality report, watch a prediction log.
     Monitor(monitor::MonitorArgs),
+    /// Score CSV/Parquet files (or one shard of them) into Parquet, through the serving contract.
+    Predict(Box<predict::PredictArgs>),
     /// Metrics of the pipeline runs of two commits: `keel metrics diff [A] [B]`.
     Metrics(diff::DiffArgs),
     /// Params of the pipeline runs of two commits: `keel params diff [A] [B]`.
@@ -100,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Monitor(args) => monitor::run(args, cli.quiet),
+        Command::Predict(args) => predict::run(*args, cli.quiet),
         Command::Metrics(args) => diff::run(args, diff::Kind::Metrics),
         Command::Params(args) => diff::run(args, diff::Kind::Params),
     }

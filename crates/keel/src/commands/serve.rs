@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use keel_serve::{EnginePreference, FsyncPolicy, Policy, ServeConfig};
+use keel_serve::{EnginePreference, FsyncPolicy, Policies, Policy, ServeConfig};
 
 use super::server::{HttpLimitArgs, shutdown_signal};
 
@@ -83,6 +83,27 @@ pub struct ServeArgs {
     /// Where downloaded model versions are cached.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub contract: ContractArgs,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most rows in one request.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_rows: usize,
+    /// Requests handled at once; more get 503.
+    #[arg(long, default_value_t = 1024)]
+    pub max_concurrency: usize,
+    /// Longest time for one request (504 beyond).
+    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "30s")]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub limits: HttpLimitArgs,
+}
+
+/// The input contract's policies (shared by `keel serve` and `keel predict`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ContractArgs {
     /// Missing input column: reject | flag | ignore.
     #[arg(long, default_value = "reject", value_parser = POLICIES)]
     pub on_missing_column: String,
@@ -104,26 +125,36 @@ pub struct ServeArgs {
     /// NaN or infinite prediction: reject (HTTP 500 naming the rows) | flag (null + x-keel-flags) | ignore.
     #[arg(long, default_value = "reject", value_parser = POLICIES)]
     pub on_nan_output: String,
-    /// Largest request body, in bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-    /// Most rows in one request.
-    #[arg(long, default_value_t = 100_000)]
-    pub max_rows: usize,
-    /// Requests handled at once; more get 503.
-    #[arg(long, default_value_t = 1024)]
-    pub max_concurrency: usize,
-    /// Longest time for one request (504 beyond).
-    #[arg(long, value_parser = keel_core::duration::parse_flag, default_value = "30s")]
-    pub timeout: Duration,
-    #[command(flatten)]
-    pub limits: HttpLimitArgs,
 }
 
 const POLICIES: [&str; 3] = ["reject", "flag", "ignore"];
 
 fn policy(text: &str) -> Policy {
     Policy::parse(text).unwrap_or(Policy::Reject)
+}
+
+impl ContractArgs {
+    /// The policies these flags set.
+    pub fn policies(&self) -> Policies {
+        Policies {
+            missing_column: policy(&self.on_missing_column),
+            extra_column: policy(&self.on_extra_column),
+            wrong_type: policy(&self.on_wrong_type),
+            null: policy(&self.on_null),
+            out_of_range: policy(&self.on_out_of_range),
+            unknown_category: policy(&self.on_unknown_category),
+            nan_output: policy(&self.on_nan_output),
+        }
+    }
+}
+
+/// The tracking server `models:/` and `runs:/` URIs resolve through: the
+/// same settings, in the same order, as every other command (a keel server).
+pub fn tracking_server(flag: Option<String>) -> Option<String> {
+    match keel_client::ClientSettings::new(flag.clone(), None).target() {
+        Ok(keel_client::Target::Server { url, .. }) => Some(url),
+        _ => flag,
+    }
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -141,13 +172,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = ServeConfig::new(&args.model_uri);
     config.host = args.host;
     config.port = args.port;
-    // The same settings, in the same order, as every other command; serving
-    // resolves models through a keel server.
-    config.tracking_uri =
-        match keel_client::ClientSettings::new(args.tracking_uri.clone(), None).target() {
-            Ok(keel_client::Target::Server { url, .. }) => Some(url),
-            _ => args.tracking_uri,
-        };
+    config.tracking_uri = tracking_server(args.tracking_uri);
     config.tracking_token = args.tracking_token;
     config.model_name = args.name;
     config.auth_token = args.auth_token;
@@ -169,14 +194,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(cache) = args.cache_dir {
         config.cache_dir = cache;
     }
-    let policies = &mut config.policies;
-    policies.missing_column = policy(&args.on_missing_column);
-    policies.extra_column = policy(&args.on_extra_column);
-    policies.wrong_type = policy(&args.on_wrong_type);
-    policies.null = policy(&args.on_null);
-    policies.out_of_range = policy(&args.on_out_of_range);
-    policies.unknown_category = policy(&args.on_unknown_category);
-    policies.nan_output = policy(&args.on_nan_output);
+    config.policies = args.contract.policies();
     config.max_body_bytes = args.max_body_bytes;
     config.max_rows = args.max_rows;
     config.max_concurrency = args.max_concurrency;

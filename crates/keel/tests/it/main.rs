@@ -2,6 +2,7 @@
 //! drives it (processes, sockets, the official MLflow Python client), one
 //! module per area, with the shared runner in `util`.
 
+mod batch;
 mod data;
 mod e2e;
 mod frontdoor;
