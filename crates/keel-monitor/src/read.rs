@@ -82,10 +82,18 @@ pub fn shard_template(files: &[PathBuf]) -> Result<Profile> {
 }
 
 /// Profiles shard `shard` of the file set `files` (sorted, see
-/// [`keel_table::shard::files`]) against [`shard_template`]; the shards'
+/// [`keel_table::shard::files`]) against `reference` (a reference profile:
+/// its kinds, layouts and ranges) or else [`shard_template`]; the shards'
 /// profiles merge into the whole's ([`Profile::merge_shards`]).
-pub fn profile_shard(files: &[PathBuf], shard: Shard) -> Result<Profile> {
-    let template = shard_template(files)?;
+pub fn profile_shard(
+    files: &[PathBuf],
+    shard: Shard,
+    reference: Option<&Profile>,
+) -> Result<Profile> {
+    let template = match reference {
+        Some(reference) => reference.clone(),
+        None => shard_template(files)?,
+    };
     let all = keel_table::shard::units(files)?;
     let units = shard.select(&all);
     let mut profile = if units.is_empty() {

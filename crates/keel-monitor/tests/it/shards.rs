@@ -191,7 +191,7 @@ fn same_json(whole: &Value, merged: &Value, at: &str, rounded: bool) -> Result<(
 fn merged(files: &[PathBuf], count: usize, dir: &Path) -> Profile {
     let mut parts = Vec::new();
     for index in (0..count).rev() {
-        let shard = profile_shard(files, Shard { index, count }).unwrap();
+        let shard = profile_shard(files, Shard { index, count }, None).unwrap();
         assert_eq!(
             shard.shard.map(|s| (s.index, s.count)),
             Some((index, count))
@@ -245,7 +245,7 @@ fn merged_parquet_row_group_shards_are_the_whole_profile() {
     let same = dir.path().join("same.parquet");
     write_parquet(&same, &rows(30_000, 11, 0.0), &[30_000]);
     let drifted = dir.path().join("drifted.parquet");
-    write_parquet(&drifted, &rows(30_000, 13, 0.4), &[30_000]);
+    write_parquet(&drifted, &rows(30_000, 13, 0.4), &[9_000, 12_000, 9_000]);
     let merged = merged(&[path], 3, dir.path());
     let config = DriftConfig::default();
     let mut verdicts = Vec::new();
@@ -279,6 +279,24 @@ fn merged_parquet_row_group_shards_are_the_whole_profile() {
         verdicts.push(against_whole.dataset.drifted);
     }
     assert_eq!(verdicts, [false, true], "the data shows both verdicts");
+
+    // Current data sharded against a reference profile merges into the
+    // profile built against it in one pass (ranges and out-of-range counts too).
+    let against = profile_file(&drifted, Some(&whole)).unwrap();
+    let parts: Vec<Profile> = (0..2)
+        .map(|index| {
+            let shard = Shard { index, count: 2 };
+            profile_shard(std::slice::from_ref(&drifted), shard, Some(&whole))
+        })
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let merged = Profile::merge_shards(parts).unwrap();
+    let (a, b) = (
+        serde_json::to_value(&against).unwrap(),
+        serde_json::to_value(&merged).unwrap(),
+    );
+    same_json(&a, &b, "current", false).unwrap();
+    assert!(a.to_string().contains("\"below\""), "built with ranges");
 }
 
 #[test]
@@ -297,7 +315,7 @@ fn merging_checks_that_every_shard_is_there_once() {
     let dir = tempfile::tempdir().unwrap();
     let data = rows(PIECES.iter().sum(), 3, 0.0);
     let (files, _) = write_csv_set(dir.path(), &data);
-    let shard = |index, count| profile_shard(&files, Shard { index, count }).unwrap();
+    let shard = |index, count| profile_shard(&files, Shard { index, count }, None).unwrap();
     let missing = Profile::merge_shards(vec![shard(0, 3), shard(2, 3)]);
     assert!(
         matches!(missing, Err(MonitorError::Shards(_))),
@@ -316,6 +334,6 @@ fn merging_checks_that_every_shard_is_there_once() {
     std::fs::write(&other, "x,y,other\n1,2,3\n").unwrap();
     let mut with_other = files.clone();
     with_other.push(other);
-    let error = profile_shard(&with_other, Shard { index: 0, count: 1 }).unwrap_err();
+    let error = profile_shard(&with_other, Shard { index: 0, count: 1 }, None).unwrap_err();
     assert!(error.to_string().contains("header"), "{error}");
 }

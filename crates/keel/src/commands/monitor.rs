@@ -55,7 +55,7 @@ pub struct ProfileArgs {
     pub data: Vec<PathBuf>,
     /// Build against this reference profile (its kinds, layouts and ranges),
     /// so the result compares and merges with others built the same way.
-    #[arg(long, conflicts_with = "shard")]
+    #[arg(long)]
     pub reference_profile: Option<PathBuf>,
     /// Profile only shard I of N (Parquet row groups, CSV files; `auto/N`
     /// reads I from JOB_COMPLETION_INDEX); `keel monitor merge` joins them.
@@ -216,7 +216,7 @@ fn profile(args: ProfileArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let files = keel_table::shard::files(&args.data)?;
     let profile = match args.shard {
-        Some(shard) => profile_shard(&files, shard)?,
+        Some(shard) => profile_shard(&files, shard, reference.as_ref())?,
         None => profile_files(&files, reference.as_ref())?,
     };
     profile.write_json(&args.output)?;

@@ -415,3 +415,66 @@ fn sharded_profiles_merge_into_the_whole_and_report_the_same_verdict() {
         assert_eq!(verdicts[0].1, Value::Bool(drifted), "{name}");
     }
 }
+
+#[test]
+fn keel_predict_reads_s3_objects_like_local_files() {
+    let Some(endpoint) = util::s3_endpoint() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = risk_model(dir.path());
+    let table = portfolio(400, 41, 0.0);
+    let bucket = format!("keel-predict-{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut local = Vec::new();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let created = client
+            .put(format!("{endpoint}/{bucket}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "{}", created.status());
+        for k in 0..2 {
+            let text = csv_rows(&table, k * 200..(k + 1) * 200);
+            let path = dir.path().join(format!("part-{k}.csv"));
+            std::fs::write(&path, &text).unwrap();
+            local.push(path);
+            let put = client
+                .put(format!("{endpoint}/{bucket}/in/part-{k}.csv"))
+                .body(text)
+                .send()
+                .await
+                .unwrap();
+            assert!(put.status().is_success(), "{}", put.status());
+        }
+    });
+    let from_disk = dir.path().join("disk.parquet");
+    let inputs: Vec<&Path> = local.iter().map(PathBuf::as_path).collect();
+    keel_predict(&model, &inputs, &from_disk, &[]);
+    let from_s3 = dir.path().join("s3.parquet");
+    let objects = [
+        format!("s3://{bucket}/in/part-1.csv"),
+        format!("s3://{bucket}/in/part-0.csv"),
+    ];
+    util::ok(
+        Path::new("."),
+        &[
+            "predict",
+            model.to_str().unwrap(),
+            &objects[0],
+            &objects[1],
+            "--output",
+            from_s3.to_str().unwrap(),
+        ],
+    );
+    let (a, b) = (read_output(&from_disk), read_output(&from_s3));
+    assert_eq!(a.n_rows(), 400);
+    assert_eq!(
+        numbers(&a, "probabilities.1"),
+        numbers(&b, "probabilities.1")
+    );
+}
