@@ -4,10 +4,10 @@
 Called by bench/batch/run.sh (which first ensures the pinned venv of
 bench/serving/requirements.txt: the same model stack as the serving bench).
 
-(a) Scoring. A LogisticRegression on sklearn's breast_cancer data (30
-    numeric columns), saved as an MLflow model (mlflow.sklearn) and exported
-    to ONNX (skl2onnx, zipmap=False) with a signature.json, as the serving
-    bench does. --score-rows rows (default 1M) are drawn (with replacement,
+(a) Scoring. The serving bench's LogisticRegression on sklearn's
+    breast_cancer data (30 numeric columns; its build_model: 75% train
+    split), saved as an MLflow model (mlflow.sklearn) and exported to ONNX
+    (skl2onnx, zipmap=False) with a signature.json. --score-rows rows (default 1M) are drawn (with replacement,
     seed 0) from the data set and written once as CSV. Then, one after the
     other on the same file:
       - `keel predict ONNX_DIR data.csv --output out.parquet` (ONNX Runtime
@@ -61,32 +61,19 @@ def timed(cmd: list[str], env: dict | None = None) -> float:
 
 
 def build_model(workdir: Path) -> dict:
+    """The serving bench's LogisticRegression (MLflow model + ONNX export with
+    a signature.json), loaded back for the label check."""
     import mlflow.sklearn
-    from mlflow.models import infer_signature
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
     from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
 
-    data = load_breast_cancer(as_frame=True)
-    x, y = data.data.astype("float64"), data.target
-    model = LogisticRegression(max_iter=10000).fit(x, y)
-    mlflow_dir = workdir / "lr-mlflow"
-    mlflow.sklearn.save_model(model, str(mlflow_dir), signature=infer_signature(x, model.predict(x)))
-    onnx_dir = workdir / "lr-onnx"
-    onnx_dir.mkdir()
-    onx = convert_sklearn(model, initial_types=[("input", FloatTensorType([None, x.shape[1]]))],
-                          options={id(model): {"zipmap": False}})
-    (onnx_dir / "model.onnx").write_bytes(onx.SerializeToString())
-    lo, hi, mean = x.min(), x.max(), x.mean()
-    signature = {
-        "inputs": [{"name": c, "type": "numeric", "min": float(lo[c]), "max": float(hi[c]),
-                    "mean": float(mean[c])} for c in x.columns],
-        "classes": [int(c) for c in model.classes_],
-        "task": "classification",
-    }
-    (onnx_dir / "signature.json").write_text(json.dumps(signature, indent=1))
-    return {"model": model, "x": x, "mlflow_dir": str(mlflow_dir), "onnx_dir": str(onnx_dir)}
+    spec = importlib.util.spec_from_file_location("serving_bench", REPO / "bench" / "serving" / "serving_bench.py")
+    serving = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serving)
+    built = serving.build_model("lr", workdir)
+    x = load_breast_cancer(as_frame=True).data.astype("float64")
+    return {"model": mlflow.sklearn.load_model(built["mlflow_dir"]), "x": x,
+            "mlflow_dir": built["mlflow_dir"], "onnx_dir": built["onnx_dir"],
+            "description": built["model"] + ", " + built["data"]}
 
 
 def bench_scoring(args, workdir: Path, env: dict) -> dict:
@@ -104,7 +91,7 @@ def bench_scoring(args, workdir: Path, env: dict) -> dict:
     log(f"wrote {args.score_rows:,} rows to {data} in {time.perf_counter() - t0:.1f}s "
         f"({data.stat().st_size / 1e6:.0f} MB)")
     result = {"rows": args.score_rows, "columns": x.shape[1], "csv_bytes": data.stat().st_size,
-              "model": "LogisticRegression(max_iter=10000) on breast_cancer (569 rows, 30 columns)",
+              "model": built["description"],
               "runs": {}}
 
     out = workdir / "keel-out.parquet"
