@@ -13,6 +13,7 @@ mod monitor;
 mod pipeline;
 mod quickstart;
 mod release;
+mod replicas;
 mod report;
 mod serve;
 mod util;
