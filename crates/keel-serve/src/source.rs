@@ -241,9 +241,11 @@ impl Registry {
             .ok_or_else(|| {
                 ServeError::Registry(format!("{name}/{version}: no artifact_uri in the reply"))
             })?;
-        let target = cache
-            .join(safe_name(name))
-            .join(format!("{}-{}", safe_name(version), self.source_digest(uri)));
+        let target = cache.join(safe_name(name)).join(format!(
+            "{}-{}",
+            safe_name(version),
+            self.source_digest(uri)
+        ));
         if target.join(COMPLETE_MARKER).is_file() {
             return Ok(target);
         }

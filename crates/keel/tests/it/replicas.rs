@@ -164,7 +164,9 @@ fn replicas_follow_an_alias_move_through_another_server_with_no_failed_request()
     let replica_token = keel_at(
         &project,
         &b.url,
-        &["tokens", "create", "--user", "serving", "--name", "replicas"],
+        &[
+            "tokens", "create", "--user", "serving", "--name", "replicas",
+        ],
     )
     .trim()
     .to_string();
@@ -277,9 +279,7 @@ fn replicas_follow_an_alias_move_through_another_server_with_no_failed_request()
         &["models", "promote", "risk", "2", "--alias", "champion"],
     );
     let moved = Instant::now();
-    while seen
-        .iter()
-        .any(|s| s.lock().unwrap().first_v2.is_none())
+    while seen.iter().any(|s| s.lock().unwrap().first_v2.is_none())
         && moved.elapsed() < Duration::from_secs(20)
     {
         std::thread::sleep(Duration::from_millis(20));
