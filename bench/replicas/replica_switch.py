@@ -288,6 +288,11 @@ def main():
             "switch_max_s": measured[-1] if measured else None,
             "all_replicas_switched_median_s": statistics.median(
                 [w for w in worst_per_move if w is not None]) if measured else None,
+            "all_replicas_from_command_start_median_s": statistics.median(
+                [m["promote_command_s"] + w for m, w in zip(keel["moves"], worst_per_move)
+                 if w is not None]) if measured else None,
+            "promote_command_median_s": statistics.median(
+                [m["promote_command_s"] for m in keel["moves"]]),
             "never_switched": missing,
             "answered": keel["answered"], "failed": keel["failed"],
             "mlflow_restart_median_s": statistics.median(peer["restart_to_first_answer_s"]),
@@ -305,6 +310,10 @@ def main():
     print(f"| keel: one replica, worst | {fmt(s['switch_max_s'])} |")
     print(f"| keel: all replicas on the new version, median per move | "
           f"{fmt(s['all_replicas_switched_median_s'])} |")
+    print(f"| keel: `keel models promote` command (start to exit), median | "
+          f"{fmt(s['promote_command_median_s'])} |")
+    print(f"| keel: all replicas on the new version, from the command's start, median | "
+          f"{fmt(s['all_replicas_from_command_start_median_s'])} |")
     print(f"| keel: requests answered / failed | {s['answered']} / {s['failed']} |")
     print(f"| keel: replica-moves never switched | {s['never_switched']} |")
     print(f"| mlflow models serve: restart to first answer, median of {args.restarts} | "
