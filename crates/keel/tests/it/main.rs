@@ -10,6 +10,7 @@ mod learn;
 mod loadtest;
 mod missing;
 mod monitor;
+mod onnxruntime;
 mod pipeline;
 mod quickstart;
 mod release;
