@@ -8,8 +8,10 @@
 # ~/.cache/keel), a pinned GTO venv (release tags), Debian's chromium and chromium-driver (installed with apt-get
 # when missing) for the web UI's browser test, a PostgreSQL test database server (the machine's own on
 # 127.0.0.1:5432 unless KEEL_TEST_POSTGRES_URL says otherwise) and a local
-# S3-compatible server (moto) for the S3 artifact tests. With CI=true a missing
-# PostgreSQL fails the run instead of being skipped.
+# S3-compatible server (moto) for the S3 artifact tests, and checks deploy/'s
+# Kubernetes manifests (deploy/validate.sh: kubectl kustomize + a pinned
+# schema validator). With CI=true a missing PostgreSQL or kubectl fails the
+# run instead of being skipped.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,6 +54,10 @@ export KEEL_PY_VENV
 # GTO, in a venv of its own (its dependencies do not meet MLflow's pins).
 KEEL_GTO_VENV="$(env -u KEEL_PY_VENV bash tests/python/ensure_venv.sh tests/python/gto/requirements.txt)"
 export KEEL_GTO_VENV
+
+# The Kubernetes manifests: every overlay rendered with `kubectl kustomize`
+# and validated against the Kubernetes schema (pinned kubernetes-validate).
+bash deploy/validate.sh
 
 eval "$(bash tests/s3/moto.sh start)"
 trap 'bash tests/s3/moto.sh stop >/dev/null 2>&1 || true' EXIT

@@ -193,6 +193,16 @@ impl ProxiedUri {
     }
 }
 
+impl std::fmt::Display for ProxiedUri {
+    /// `mlflow-artifacts:/PATH`, or `mlflow-artifacts://HOST/PATH` with a host.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.host {
+            Some(host) => write!(f, "{PROXIED_SCHEME}//{host}/{}", self.path),
+            None => write!(f, "{PROXIED_SCHEME}/{}", self.path),
+        }
+    }
+}
+
 /// An artifact path with each `/`-separated segment percent-encoded (RFC
 /// 3986 unreserved characters kept), for the artifact proxy's URL.
 pub fn encode_path(path: &str) -> String {
@@ -357,6 +367,12 @@ mod tests {
             }
         );
         assert!(ProxiedUri::parse("s3://bucket/x").is_none());
+        for text in [
+            "mlflow-artifacts:/1/abc",
+            "mlflow-artifacts://tracking:5000/1/abc",
+        ] {
+            assert_eq!(parse(text).to_string(), text);
+        }
         for bad in [
             "mlflow-artifacts:/1/../../etc",
             "mlflow-artifacts://host/../x",

@@ -9,7 +9,6 @@
 //! ONNX Runtime is measured when KEEL_ONNXRUNTIME_LIB / ORT_DYLIB_PATH (or
 //! KEEL_PY_VENV) names the library.
 
-use std::path::Path;
 use std::time::Instant;
 
 use keel_engine::{Batch, Column, EnginePreference, InputKind, LoadedModel};
@@ -100,10 +99,11 @@ fn main() {
     println!("model: {} on 8 portfolio features", algorithm.as_str());
     let native = LoadedModel::load(&dir, EnginePreference::Auto).expect("load");
     measure("keel-native", &native, &test);
-    let library = keel_engine::onnxruntime_library().ok().or_else(|| {
-        std::env::var_os("KEEL_PY_VENV")
-            .and_then(|venv| keel_engine::library_in_python_env(Path::new(&venv)))
-    });
+    let library = keel_engine::OnnxRuntimeSearch::from_environment()
+        .with_python_env_variable("KEEL_PY_VENV")
+        .locate()
+        .ok()
+        .map(|found| found.path);
     match library {
         Some(library) => {
             keel_engine::set_onnxruntime_library(library);

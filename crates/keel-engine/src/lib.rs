@@ -7,8 +7,9 @@
 //! - **ONNX**: any `.onnx` file (keel's own `model.onnx`, skl2onnx,
 //!   onnxmltools or PyTorch exports with one float input `[N, F]`) runs in ONNX
 //!   Runtime through the `ort` crate, with the shared library loaded at run time
-//!   from `KEEL_ONNXRUNTIME_LIB` or `ORT_DYLIB_PATH` (the `libonnxruntime.so`
-//!   inside the `onnxruntime` wheel).
+//!   from `KEEL_ONNXRUNTIME_LIB` or `ORT_DYLIB_PATH`, else found in the active
+//!   Python's `onnxruntime` wheel or the system library folders
+//!   ([`locate_onnxruntime`]).
 //!
 //! Both take a [`Batch`] (columns in signature order: numbers as `f64` with
 //! `NaN` for missing, categories as text) and return [`Predictions`]. The
@@ -26,7 +27,11 @@ mod signature;
 use std::path::{Path, PathBuf};
 
 pub use keel_table::Column;
-pub use onnx::{LIBRARY_ENV, library_in_python_env, onnxruntime_library, set_onnxruntime_library};
+pub use onnx::{
+    LIBRARY_ENV, LibrarySource, ORT_ENV, OnnxRuntimeLibrary, OnnxRuntimeSearch, library_in_dir,
+    library_in_python_env, loaded_onnxruntime_library, locate_onnxruntime, onnxruntime_library,
+    set_onnxruntime_library,
+};
 pub use signature::{
     InputKind, InputSpec, LabelType, OutputKind, ServingSignature, SignatureSource,
 };

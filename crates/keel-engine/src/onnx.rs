@@ -1,6 +1,8 @@
 //! ONNX models in ONNX Runtime, through the `ort` crate with `load-dynamic`:
-//! the shared library is found at run time (`KEEL_ONNXRUNTIME_LIB`, then
-//! `ORT_DYLIB_PATH`), never downloaded.
+//! the shared library is found at run time (`locate.rs`: `--onnxruntime-lib`,
+//! `KEEL_ONNXRUNTIME_LIB`, `ORT_DYLIB_PATH`, the active Python's
+//! `onnxruntime` wheel, `LD_LIBRARY_PATH` and the system folders), never
+//! downloaded.
 //!
 //! Contract: one float tensor input `[N, F]` (float32 or float64), columns in
 //! signature order, categorical inputs as their index in the signature's
@@ -24,10 +26,15 @@ use crate::signature::{
 };
 use crate::{Batch, Column, EngineError, Predictions, Result};
 
-/// keel's variable naming the ONNX Runtime shared library (checked before `ORT_DYLIB_PATH`).
-pub const LIBRARY_ENV: &str = "KEEL_ONNXRUNTIME_LIB";
+mod locate;
+
+pub use locate::{
+    LIBRARY_ENV, LibrarySource, ORT_ENV, OnnxRuntimeLibrary, OnnxRuntimeSearch, library_in_dir,
+    library_in_python_env,
+};
 
 static CONFIGURED_LIBRARY: OnceLock<PathBuf> = OnceLock::new();
+static LOADED_LIBRARY: OnceLock<OnnxRuntimeLibrary> = OnceLock::new();
 
 /// Names the ONNX Runtime library to load (e.g. from a `--onnxruntime-lib`
 /// flag); takes precedence over the environment. Only the first call before
@@ -36,49 +43,24 @@ pub fn set_onnxruntime_library(path: PathBuf) -> bool {
     CONFIGURED_LIBRARY.set(path).is_ok()
 }
 
-/// `libonnxruntime.so.*` inside a Python environment (venv) that has the
-/// `onnxruntime` wheel installed, if there is one.
-pub fn library_in_python_env(prefix: &Path) -> Option<PathBuf> {
-    let lib = prefix.join("lib");
-    let mut found = Vec::new();
-    for python in std::fs::read_dir(&lib).ok()?.flatten() {
-        let capi = python.path().join("site-packages/onnxruntime/capi");
-        for entry in std::fs::read_dir(capi).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("libonnxruntime.so") || name.starts_with("libonnxruntime.dylib") {
-                found.push(entry.path());
-            }
-        }
-    }
-    found.sort();
-    // The versioned file (libonnxruntime.so.1.32.0) sorts last.
-    found.pop()
+/// The ONNX Runtime library this process would load, and how it was found
+/// (the order is [`locate`]'s: `--onnxruntime-lib`, `KEEL_ONNXRUNTIME_LIB`,
+/// `ORT_DYLIB_PATH`, the active Python's `onnxruntime` wheel, then
+/// `LD_LIBRARY_PATH` and the system library folders).
+pub fn locate_onnxruntime() -> Result<OnnxRuntimeLibrary> {
+    let mut search = OnnxRuntimeSearch::from_environment();
+    search.flag = CONFIGURED_LIBRARY.get().cloned();
+    search.locate()
 }
 
-/// The ONNX Runtime library to load: the one set by [`set_onnxruntime_library`],
-/// else `KEEL_ONNXRUNTIME_LIB`, else `ORT_DYLIB_PATH`.
+/// The path of [`locate_onnxruntime`]'s library.
 pub fn onnxruntime_library() -> Result<PathBuf> {
-    if let Some(path) = CONFIGURED_LIBRARY.get() {
-        return Ok(path.clone());
-    }
-    for variable in [LIBRARY_ENV, "ORT_DYLIB_PATH"] {
-        if let Some(value) = std::env::var_os(variable).filter(|v| !v.is_empty()) {
-            let path = PathBuf::from(value);
-            if !path.is_file() {
-                return Err(EngineError::Runtime(format!(
-                    "{variable}={} does not name a file; point it at libonnxruntime.so.* \
-                     (e.g. <venv>/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.1.32.0)",
-                    path.display()
-                )));
-            }
-            return Ok(path);
-        }
-    }
-    Err(EngineError::Runtime(format!(
-        "serving an ONNX model needs the ONNX Runtime shared library: set {LIBRARY_ENV} (or ORT_DYLIB_PATH) \
-         to libonnxruntime.so.*; `pip install onnxruntime==1.32.0` ships it in \
-         <venv>/lib/python3.*/site-packages/onnxruntime/capi/"
-    )))
+    locate_onnxruntime().map(|found| found.path)
+}
+
+/// The ONNX Runtime library this process loaded, once an ONNX model has loaded.
+pub fn loaded_onnxruntime_library() -> Option<&'static OnnxRuntimeLibrary> {
+    LOADED_LIBRARY.get()
 }
 
 /// The process-wide ONNX Runtime environment (the library loads once).
@@ -86,15 +68,20 @@ fn environment() -> Result<&'static Environment> {
     static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
     ENVIRONMENT
         .get_or_init(|| {
-            let library = onnxruntime_library().map_err(|e| e.to_string())?;
-            ort::init_from(&library)
-                .map_err(|error| {
-                    format!("loading ONNX Runtime from {}: {error}", library.display())
-                })?
+            let library = locate_onnxruntime().map_err(|e| e.to_string())?;
+            let environment = ort::init_from(&library.path)
+                .map_err(|error| format!("loading ONNX Runtime from {library}: {error}"))?
                 .with_name("keel")
                 .with_telemetry(false)
                 .build()
-                .map_err(|error| format!("starting ONNX Runtime: {error}"))
+                .map_err(|error| format!("starting ONNX Runtime from {library}: {error}"))?;
+            tracing::info!(
+                path = %library.path.display(),
+                source = %library.source,
+                "ONNX Runtime loaded"
+            );
+            let _ = LOADED_LIBRARY.set(library);
+            Ok(environment)
         })
         .as_ref()
         .map_err(|message| EngineError::Runtime(message.clone()))

@@ -217,18 +217,17 @@ impl Registry {
         })
     }
 
-    /// Downloads version `version` of `name` into `cache/<name>/<version>/`
-    /// (reused when already complete) and returns the folder.
+    /// Downloads version `version` of `name` into
+    /// `cache/<name>/<version>-<digest>/` and returns the folder. The digest
+    /// is of the server and the version's artifact URI, so a cache shared by
+    /// replicas of different servers never hands one server's `risk/3` to
+    /// another; a complete folder is reused without downloading again.
     pub async fn download(
         &self,
         name: &str,
         version: &str,
         cache: &Path,
     ) -> Result<PathBuf, ServeError> {
-        let target = cache.join(safe_name(name)).join(safe_name(version));
-        if target.join(COMPLETE_MARKER).is_file() {
-            return Ok(target);
-        }
         let reply = self
             .get_json(
                 "/api/2.0/mlflow/model-versions/get-download-uri",
@@ -242,7 +241,25 @@ impl Registry {
             .ok_or_else(|| {
                 ServeError::Registry(format!("{name}/{version}: no artifact_uri in the reply"))
             })?;
+        let target = cache.join(safe_name(name)).join(format!(
+            "{}-{}",
+            safe_name(version),
+            self.source_digest(uri)
+        ));
+        if target.join(COMPLETE_MARKER).is_file() {
+            return Ok(target);
+        }
         self.download_into(uri, &target).await
+    }
+
+    /// 16 hex digits of BLAKE3 over this server's base URL and an artifact URI:
+    /// what a cached download is keyed by.
+    fn source_digest(&self, uri: &str) -> String {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(self.base.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(uri.as_bytes());
+        hasher.finalize().to_hex()[..16].to_string()
     }
 
     /// Downloads a run's artifacts under `run.path` into

@@ -391,15 +391,7 @@ pub(crate) fn check_source(state: &AppState, source: &str) -> Result<(), Error> 
     if source.starts_with("models:") {
         return ModelUri::parse(source).map(|_| ());
     }
-    let local = |uri: &str| uri.strip_prefix("file://").unwrap_or(uri).to_string();
-    let root = local(state.artifacts.uri());
-    let root = root.trim_end_matches('/');
-    let candidate = local(source);
-    let inside = candidate
-        .strip_prefix(root)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        && !candidate.split('/').any(|segment| segment == "..");
-    if inside {
+    if in_store(state, source).is_some() {
         return Ok(());
     }
     Err(Error::invalid_parameter(format!(
@@ -408,6 +400,20 @@ pub(crate) fn check_source(state: &AppState, source: &str) -> Result<(), Error> 
          location under {})",
         state.artifacts.uri()
     )))
+}
+
+/// The path of `location` inside this server's artifact store (`""` for the
+/// root), when it is a plain location under the store's root (no `..`).
+fn in_store(state: &AppState, location: &str) -> Option<String> {
+    let local = |uri: &str| uri.strip_prefix("file://").unwrap_or(uri).to_string();
+    let root = local(state.artifacts.uri());
+    let root = root.trim_end_matches('/');
+    let candidate = local(location);
+    if candidate.split('/').any(|segment| segment == "..") {
+        return None;
+    }
+    let rest = candidate.strip_prefix(root)?;
+    (rest.is_empty() || rest.starts_with('/')).then(|| rest.trim_start_matches('/').to_string())
 }
 
 pub async fn get_model_version(
@@ -593,9 +599,15 @@ pub async fn get_download_uri(
     let name = name_of(&mut body)?;
     let version = version_of(&name, &mut body)?;
     let version = state.store.get_model_version(&name, version).await?;
-    Ok(Json(
-        json!({"artifact_uri": state.store.version_artifact_uri(&version).await?}),
-    ))
+    let mut uri = state.store.version_artifact_uri(&version).await?;
+    // A location in this server's store is answered as the proxy's URI, so a
+    // client without the store's credentials (a serving replica) can fetch it.
+    if keel_core::uri::ProxiedUri::parse(&uri).is_none()
+        && let Some(path) = in_store(&state, &uri)
+    {
+        uri = keel_core::uri::ProxiedUri { host: None, path }.to_string();
+    }
+    Ok(Json(json!({"artifact_uri": uri})))
 }
 
 // ------------------------------------------------------------------ keel extras

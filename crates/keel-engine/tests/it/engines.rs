@@ -5,11 +5,13 @@
 //! integer class labels, `label` + `probabilities` outputs) checks the output
 //! discovery for foreign models.
 //!
-//! ONNX Runtime comes from `KEEL_ONNXRUNTIME_LIB` / `ORT_DYLIB_PATH` or the
-//! pinned venv (`KEEL_PY_VENV`, set by tests/run.sh). With CI=true a missing
-//! library fails the ONNX tests instead of skipping them.
+//! ONNX Runtime is found by keel-engine's own search (`KEEL_ONNXRUNTIME_LIB`,
+//! `ORT_DYLIB_PATH`, the active Python's wheel, system folders) with the
+//! pinned venv (`KEEL_PY_VENV`, set by tests/run.sh) searched as the first
+//! Python environment. With CI=true a missing library fails the ONNX tests
+//! instead of skipping them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use keel_engine::{
     Batch, Column, EnginePreference, InputKind, LabelType, LoadedModel, OutputKind, Predictions,
@@ -67,10 +69,11 @@ fn onnxruntime() -> Option<PathBuf> {
     static LIBRARY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     LIBRARY
         .get_or_init(|| {
-            let found = keel_engine::onnxruntime_library().ok().or_else(|| {
-                std::env::var_os("KEEL_PY_VENV")
-                    .and_then(|venv| keel_engine::library_in_python_env(Path::new(&venv)))
-            });
+            let found = keel_engine::OnnxRuntimeSearch::from_environment()
+                .with_python_env_variable("KEEL_PY_VENV")
+                .locate()
+                .ok()
+                .map(|found| found.path);
             match found {
                 Some(path) => {
                     keel_engine::set_onnxruntime_library(path.clone());
@@ -80,7 +83,7 @@ fn onnxruntime() -> Option<PathBuf> {
                     "CI=true: no ONNX Runtime library (set KEEL_PY_VENV, KEEL_ONNXRUNTIME_LIB or ORT_DYLIB_PATH)"
                 ),
                 None => {
-                    eprintln!("skipping ONNX Runtime checks: no library (KEEL_PY_VENV unset)");
+                    eprintln!("skipping ONNX Runtime checks: no library found (KEEL_PY_VENV unset)");
                     None
                 }
             }

@@ -199,10 +199,11 @@ pub fn onnxruntime() -> Option<PathBuf> {
     static LIBRARY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     LIBRARY
         .get_or_init(|| {
-            let found = keel_engine::onnxruntime_library().ok().or_else(|| {
-                std::env::var_os("KEEL_PY_VENV")
-                    .and_then(|venv| keel_engine::library_in_python_env(Path::new(&venv)))
-            });
+            let found = keel_engine::OnnxRuntimeSearch::from_environment()
+                .with_python_env_variable("KEEL_PY_VENV")
+                .locate()
+                .ok()
+                .map(|found| found.path);
             match found {
                 Some(path) => {
                     keel_engine::set_onnxruntime_library(path.clone());
@@ -212,7 +213,7 @@ pub fn onnxruntime() -> Option<PathBuf> {
                     panic!("CI=true: no ONNX Runtime library (set KEEL_PY_VENV or KEEL_ONNXRUNTIME_LIB)")
                 }
                 None => {
-                    eprintln!("skipping: no ONNX Runtime library (KEEL_PY_VENV unset)");
+                    eprintln!("skipping: no ONNX Runtime library found (KEEL_PY_VENV unset)");
                     None
                 }
             }

@@ -348,6 +348,35 @@ async fn logged_models() {
 }
 
 #[tokio::test]
+async fn a_version_in_the_artifact_store_downloads_through_the_proxy() {
+    let api = Api::new().await;
+    let versions = |path: &str| mlflow(&format!("model-versions/{path}"));
+    api.ok(
+        "POST",
+        &mlflow("registered-models/create"),
+        json!({"name": "risk"}),
+    )
+    .await;
+    // Registered by its location under the store (as `keel models register
+    // risk "$PWD/…"` does on the server's machine), it is handed to clients
+    // as the proxy's URI: a replica without the store's credentials fetches it.
+    let source = api.dir().join("artifacts/models/risk-v1");
+    let body = json!({"name": "risk", "source": source.display().to_string()});
+    api.ok("POST", &versions("create"), body).await;
+    let download = api
+        .ok(
+            "GET",
+            &versions("get-download-uri?name=risk&version=1"),
+            NONE,
+        )
+        .await;
+    assert_eq!(
+        download["artifact_uri"], "mlflow-artifacts:/models/risk-v1",
+        "{download}"
+    );
+}
+
+#[tokio::test]
 async fn registry() {
     let api = Api::new().await;
     let experiment_id = experiment(&api, "registry").await;

@@ -29,6 +29,11 @@ pub fn config(dir: &std::path::Path) -> ServerConfig {
 }
 
 impl Api {
+    /// The server's temporary folder (its `artifacts/` is the artifact store).
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// A server over `config(dir)` (a temporary SQLite file).
     pub async fn new() -> Api {
         Api::with(|_| {}).await

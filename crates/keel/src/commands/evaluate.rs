@@ -28,7 +28,8 @@ pub struct EvaluateArgs {
     /// Column holding the truth (default: the model's target).
     #[arg(long)]
     pub target: Option<String>,
-    /// ONNX Runtime shared library for ONNX models (else KEEL_ONNXRUNTIME_LIB, ORT_DYLIB_PATH).
+    /// ONNX Runtime shared library for ONNX models (else KEEL_ONNXRUNTIME_LIB,
+    /// ORT_DYLIB_PATH, the active Python's onnxruntime wheel, LD_LIBRARY_PATH, /usr/lib…).
     #[arg(long)]
     pub onnxruntime_lib: Option<PathBuf>,
     /// Write the metrics JSON here instead of printing it.

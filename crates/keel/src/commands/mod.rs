@@ -151,6 +151,10 @@ mod tests {
                 "examples/ci/README.md",
                 include_str!("../../../../examples/ci/README.md"),
             ),
+            (
+                "deploy/README.md",
+                include_str!("../../../../deploy/README.md"),
+            ),
         ];
         let mut checked = 0;
         for (file, text) in docs {
@@ -205,25 +209,149 @@ mod tests {
                 continue;
             }
             pending.push_str(code);
-            for part in pending
-                .split("&&")
-                .flat_map(|p| p.split(';'))
-                .flat_map(|p| p.split('|'))
-            {
-                let part = part.trim().trim_end_matches('&').trim();
-                // Redirections are the shell's, not keel's.
-                let part = [" > ", " >> ", " 2> ", " < "]
-                    .iter()
-                    .filter_map(|r| part.find(r))
-                    .min()
-                    .map_or(part, |at| &part[..at]);
-                if !part.is_empty() {
-                    out.push(part.to_string());
-                }
-            }
+            out.extend(split_commands(&pending));
             pending.clear();
         }
         out
+    }
+
+    /// One shell line's commands: split at `&&`, `;`, `|` and a trailing
+    /// `&`, redirections dropped.
+    fn split_commands(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for part in line
+            .split("&&")
+            .flat_map(|p| p.split(';'))
+            .flat_map(|p| p.split('|'))
+        {
+            let part = part.trim().trim_end_matches('&').trim();
+            // Redirections are the shell's, not keel's.
+            let part = [" > ", " >> ", " 2> ", " < "]
+                .iter()
+                .filter_map(|r| part.find(r))
+                .min()
+                .map_or(part, |at| &part[..at]);
+            if !part.is_empty() {
+                out.push(part.to_string());
+            }
+        }
+        out
+    }
+
+    /// Every `keel …` command in deploy/k8s's manifests parses with today's
+    /// command line: each container's `command` + `args` (the image's
+    /// entrypoint is `keel`, so `args` alone are keel's), and the keel
+    /// commands of a `sh -c` script (the Indexed Jobs' shard index is
+    /// `$JOB_COMPLETION_INDEX`, 0 here). deploy/validate.sh renders the same
+    /// files with `kubectl kustomize` and checks them against the
+    /// Kubernetes schema.
+    #[test]
+    fn every_keel_command_in_the_deploy_manifests_parses() {
+        use clap::Parser;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s");
+        let mut files = Vec::new();
+        yaml_files(&root, &mut files);
+        assert!(!files.is_empty(), "no manifests under {}", root.display());
+        let mut checked = 0;
+        let mut failures = Vec::new();
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            let node = keel_yaml::parse(&text, file).unwrap_or_else(|e| panic!("{e}"));
+            let mut containers = Vec::new();
+            containers_in(&node, &mut containers);
+            for container in containers {
+                for args in keel_invocations(container) {
+                    if let Err(error) = super::Cli::try_parse_from(&args) {
+                        let file = file.strip_prefix(&root).unwrap_or(file);
+                        let command = args.join(" ");
+                        failures.push(format!("{}: `{command}`:\n{error}", file.display()));
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {checked} keel commands in deploy/k8s do not parse:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        // server, serve, monitor watch, 2 sharded jobs and the merge.
+        assert!(
+            checked >= 6,
+            "only {checked} keel commands in the manifests"
+        );
+    }
+
+    fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                yaml_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every mapping with an `image` key (a container of a pod template).
+    fn containers_in<'a>(
+        node: &'a keel_yaml::Node,
+        out: &mut Vec<&'a [(keel_yaml::Key, keel_yaml::Node)]>,
+    ) {
+        match &node.value {
+            keel_yaml::Value::Map(entries) => {
+                if keel_yaml::get(entries, "image").is_some() {
+                    out.push(entries);
+                }
+                for (_, value) in entries {
+                    containers_in(value, out);
+                }
+            }
+            keel_yaml::Value::Seq(items) => items.iter().for_each(|item| containers_in(item, out)),
+            _ => {}
+        }
+    }
+
+    /// The keel command lines a container runs.
+    fn keel_invocations(container: &[(keel_yaml::Key, keel_yaml::Node)]) -> Vec<Vec<String>> {
+        let strings = |key: &str| -> Option<Vec<String>> {
+            let node = keel_yaml::get(container, key)?;
+            let items = node.as_strings(std::path::Path::new(key)).unwrap();
+            Some(items.into_iter().map(|(_, text)| text).collect())
+        };
+        let image = keel_yaml::get(container, "image").map(|n| n.scalar_text());
+        let args = strings("args").unwrap_or_default();
+        let argv: Vec<String> = match strings("command") {
+            Some(command) => command.into_iter().chain(args).collect(),
+            // The image's entrypoint.
+            None if image.as_deref() == Some("keel") => {
+                std::iter::once("keel".to_string()).chain(args).collect()
+            }
+            None => return Vec::new(),
+        };
+        match argv.first().map(String::as_str) {
+            Some("keel") => vec![argv],
+            Some("sh" | "bash") if argv.get(1).is_some_and(|a| a == "-c") => {
+                let script = argv.get(2).cloned().unwrap_or_default();
+                let script = script
+                    .replace("${JOB_COMPLETION_INDEX}", "0")
+                    .replace("$JOB_COMPLETION_INDEX", "0");
+                split_commands(&script)
+                    .iter()
+                    .filter_map(|command| {
+                        let words = words(command);
+                        let start = words.iter().position(|w| w == "keel")?;
+                        Some(words[start..].to_vec())
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Shell words with single and double quotes (no expansion: `$VAR` stays).

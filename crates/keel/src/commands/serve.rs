@@ -45,7 +45,8 @@ pub struct ServeArgs {
     /// Engine for keel model folders: auto (native) or onnx (their model.onnx in ONNX Runtime).
     #[arg(long, default_value = "auto", value_parser = ["auto", "onnx"])]
     pub engine: String,
-    /// ONNX Runtime shared library (else KEEL_ONNXRUNTIME_LIB, ORT_DYLIB_PATH).
+    /// ONNX Runtime shared library (else KEEL_ONNXRUNTIME_LIB,
+    /// ORT_DYLIB_PATH, the active Python's onnxruntime wheel, LD_LIBRARY_PATH, /usr/lib…).
     #[arg(long)]
     pub onnxruntime_lib: Option<PathBuf>,
     /// Challenger model URI that answers --canary-share of the requests.
@@ -209,6 +210,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "keel serve: {name} version {version} on http://{}",
         server.addr
     );
+    if let Some(library) = keel_engine::loaded_onnxruntime_library() {
+        eprintln!("keel serve: ONNX Runtime {library}");
+    }
     server.serve(shutdown).await.context("serving HTTP")?;
     tracing::info!("keel serve stopped; prediction log written");
     Ok(ExitCode::SUCCESS)

@@ -107,6 +107,8 @@ pub struct Serve {
     pub child: std::process::Child,
     /// `127.0.0.1:PORT`.
     pub address: String,
+    /// Every line the process wrote to stderr so far.
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// The process's working folder, so nothing it writes by default
     /// (`keel-logs/`, spools) lands in the source tree.
     _cwd: tempfile::TempDir,
@@ -122,9 +124,16 @@ impl Serve {
 
     /// `keel ARGS --port 0`: any keel server that says `on http://ADDRESS` once listening.
     pub fn spawn(args: &[&str]) -> Serve {
+        Serve::spawn_with(args, |_| {})
+    }
+
+    /// [`Serve::spawn`] with the command adjusted first (its environment).
+    pub fn spawn_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> Serve {
         let cwd = tempfile::tempdir().unwrap();
-        let mut child = command(cwd.path())
-            .env("RUST_LOG", "warn")
+        let mut command = command(cwd.path());
+        command.env("RUST_LOG", "warn");
+        adjust(&mut command);
+        let mut child = command
             .args(args)
             .args(["--port", "0"])
             .stderr(std::process::Stdio::piped())
@@ -132,6 +141,8 @@ impl Serve {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = lines.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr)
                 .lines()
@@ -142,6 +153,7 @@ impl Serve {
                 } else {
                     eprintln!("keel serve: {line}");
                 }
+                seen.lock().unwrap().push(line);
             }
         });
         let address = address_rx
@@ -150,7 +162,27 @@ impl Serve {
         Serve {
             child,
             address,
+            stderr: lines,
             _cwd: cwd,
+        }
+    }
+
+    /// The first line of the process's stderr containing `text`, waiting up
+    /// to 30 s for it; None if it never came.
+    pub fn stderr_line(&self, text: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let found = self
+                .stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(text))
+                .cloned();
+            if found.is_some() || std::time::Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
