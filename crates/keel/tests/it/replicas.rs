@@ -467,19 +467,20 @@ fn traffic(address: &str, replica: usize, seen: &Mutex<Seen>, stop: &AtomicBool)
                 }
                 Err(error) => Err(format!("{id}: {error}")),
             };
-            let mut seen = seen.lock().unwrap();
-            match answer {
-                Ok(version) => {
-                    seen.acknowledged.push(id);
-                    if version == "2" {
-                        seen.first_v2.get_or_insert_with(Instant::now);
-                    } else if seen.first_v2.is_some() {
-                        seen.back_to_v1 = true;
+            {
+                let mut seen = seen.lock().unwrap();
+                match answer {
+                    Ok(version) => {
+                        seen.acknowledged.push(id);
+                        if version == "2" {
+                            seen.first_v2.get_or_insert_with(Instant::now);
+                        } else if seen.first_v2.is_some() {
+                            seen.back_to_v1 = true;
+                        }
                     }
+                    Err(error) => seen.failed.push(error),
                 }
-                Err(error) => seen.failed.push(error),
             }
-            drop(seen);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });
