@@ -156,9 +156,12 @@ impl WatchState {
 ///   bins: [[label, reference share, current share], …]}`;
 /// - `quality`: the findings, `{kind, column, message}`;
 /// - `windows`: the windows read, oldest first, `{start_ms, rows, drifted,
-///   metric, live, labeled, estimated_accuracy}` (`live`: the headline
-///   metric from feedback labels, `metric` its name; the estimate is the
-///   label-free one, see [`crate::window::CBPE_ASSUMPTION`]);
+///   metric, live, labeled, estimated_accuracy, label_lag_ms}` (`live`: the
+///   headline metric from feedback labels, `metric` its name; the estimate
+///   is the label-free one, see [`crate::window::CBPE_ASSUMPTION`]; the lag
+///   is the mean time from a prediction to its label; `joint`, when the
+///   reference has a joint model: `{drifted, error_change, p_value,
+///   drivers}` of the window, at most 3 drivers);
 /// - `multivariate` (when the reference has a joint model): `{drifted,
 ///   error_change, p_value, drivers: [column names], pairs: [{a, b,
 ///   reference, current}]}`, see [`crate::joint`];
@@ -257,6 +260,13 @@ impl Evaluation {
                     "live": w.performance.as_ref().map(|p| short(p.headline)),
                     "labeled": w.performance.as_ref().map(|p| p.labeled),
                     "estimated_accuracy": w.estimated_accuracy.map(short),
+                    "label_lag_ms": w.label_lag_ms.map(short),
+                    "joint": w.joint.as_ref().map(|j| serde_json::json!({
+                        "drifted": j.drifted,
+                        "error_change": short(j.error_change),
+                        "p_value": j.p_value.map(short),
+                        "drivers": j.drivers.iter().map(|d| short_name(d)).collect::<Vec<_>>(),
+                    })),
                 })
             })
             .collect();

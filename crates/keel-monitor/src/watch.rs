@@ -214,6 +214,38 @@ pub fn gauges(model: &str, report: &DriftReport, windows: &WindowedReport) -> St
             samples,
         );
     }
+    // Label lag: of the newest window with labels (the latest one often has
+    // none yet, its labels are still to come).
+    if let Some(window) = windows
+        .windows
+        .iter()
+        .rev()
+        .find(|w| w.label_lag_ms.is_some())
+    {
+        let mut samples = vec![(
+            ",stat=\"mean\"".to_string(),
+            window.label_lag_ms.unwrap_or(0.0) / 1000.0,
+        )];
+        if let Some(max) = window.label_lag_max_ms {
+            samples.push((",stat=\"max\"".to_string(), max as f64 / 1000.0));
+        }
+        gauge(
+            "keel_monitor_label_lag_seconds",
+            "Time from a prediction to its feedback label, over the newest window with labels.",
+            samples,
+        );
+        gauge(
+            "keel_monitor_labeled_rows",
+            "Labelled predictions in the newest window with labels.",
+            vec![(
+                String::new(),
+                window
+                    .performance
+                    .as_ref()
+                    .map_or(0.0, |p| p.labeled as f64),
+            )],
+        );
+    }
     if let Some(estimate) = latest.and_then(|w| w.estimated_accuracy) {
         gauge(
             "keel_monitor_estimated_accuracy",

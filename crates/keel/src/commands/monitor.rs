@@ -312,15 +312,38 @@ fn windows_table(windows: &WindowedReport) -> String {
             .estimated_accuracy
             .map(|e| format!(", estimated accuracy {e:.4}"))
             .unwrap_or_default();
+        let lag = w
+            .label_lag_ms
+            .map(|ms| format!(", label lag {:.1}s", ms / 1000.0))
+            .unwrap_or_default();
+        let joint = w
+            .joint
+            .as_ref()
+            .map(|j| {
+                format!(
+                    ", joint {} (error {:+.1}%, p={}{})",
+                    if j.drifted { "drift" } else { "no drift" },
+                    100.0 * j.error_change,
+                    j.p_value.map_or("-".into(), |p| format!("{p:.2e}")),
+                    if j.drivers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", drivers {}", j.drivers.join(","))
+                    }
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} rows={} drift={} [{}] {}{}",
+            "  {} rows={} drift={} [{}] {}{}{}{}",
             w.start_ms,
             w.rows,
             if w.drifted { "yes" } else { "no" },
             w.drifted_columns.join(","),
             performance,
-            estimate
+            estimate,
+            lag,
+            joint
         );
     }
     for point in &windows.change_points {
