@@ -56,7 +56,7 @@ def score(url, frame, features):
         reply = post(url, {"dataframe_split": {"columns": features, "data": part[features].values.tolist()}})
         classes = [str(c) for c in reply["classes"]]
         at = classes.index("1")
-        labels.extend(int(str(p)) for p in reply["predictions"])
+        labels.extend(int(float(p)) for p in reply["predictions"])
         positive.extend(p[at] for p in reply["probabilities"])
     return np.array(labels), np.array(positive)
 
@@ -69,7 +69,7 @@ def main():
     analysis = pd.read_csv(os.path.join(WORK, "analysis.csv"))
     features = ["x1", "x2", "x3", "x4"]
     model = os.path.join(WORK, "model")
-    keel("train", "--algo", "gbdt", "--data", train, "--target", "y", "--test",
+    keel("train", "--algo", "gbdt", "--task", "classification", "--data", train, "--target", "y", "--test",
          os.path.join(WORK, "reference.csv"), "--out", model, "--seed", "1")
     profile = json.load(open(os.path.join(model, "profile.json")))
     calibrated = "calibration" in profile
@@ -131,6 +131,8 @@ def main():
     keel_raw = keel_estimates(raw_model, "uncalibrated")
 
     # NannyML's CBPE on the same reference and chunks (keel's probabilities).
+    # No usage telemetry from NannyML (it would try to reach the internet).
+    os.environ["NML_DISABLE_USAGE_LOGGING"] = "1"
     import nannyml as nml
     t = time.time()
     ref = pd.DataFrame({"y_pred_proba": ref_proba, "y_pred": ref_pred, "y_true": reference["y"].values})
@@ -141,7 +143,10 @@ def main():
     estimator.fit(ref)
     result = estimator.estimate(ana).to_df()
     nml_s = time.time() - t
+    result = result[result[("chunk", "period")] == "analysis"]
     nml_est = [float(v) for v in result[("accuracy", "value")].values]
+    if len(nml_est) != len(starts):
+        raise SystemExit(f"NannyML made {len(nml_est)} analysis chunks, expected {len(starts)}")
 
     rows = []
     for k, start in enumerate(starts):

@@ -419,6 +419,10 @@ impl Watcher {
             window_ms,
             config: self.options.drift.clone(),
             since_ms: Some(since_ms),
+            // Windows that end now: the decision is always on a whole
+            // window (a calendar window that has just begun holds a handful
+            // of rows, too few to confirm an alert, and resolved it).
+            until_ms: Some(now_ms),
         };
         let (report, windows) = windowed_report(
             &log,

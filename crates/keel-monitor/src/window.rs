@@ -216,6 +216,14 @@ pub struct LogOptions {
     /// Rows older than this (Unix ms) are left out, and so are files that
     /// hold only such rows: the sliding history of `watch`.
     pub since_ms: Option<i64>,
+    /// Where windows end: with `Some(now)`, the newest window is
+    /// `[now − window, now)` and the others precede it back to back (rows
+    /// at or after `now` are left for the next evaluation); with None,
+    /// windows start at multiples of the window length since the epoch
+    /// (calendar windows, what `keel monitor report` shows). The watcher
+    /// passes its evaluation time, so the window it decides on is always
+    /// a whole window, never the few rows of one that has just begun.
+    pub until_ms: Option<i64>,
 }
 
 /// Where a reference column's values are in a prediction file.
@@ -369,7 +377,11 @@ pub fn windowed_report(
                     .collect();
             }
             let t = batch.ts_ms[row];
-            let start = t.div_euclid(options.window_ms) * options.window_ms;
+            if options.until_ms.is_some_and(|end| t >= end) {
+                return Ok(());
+            }
+            let origin = options.until_ms.unwrap_or(0);
+            let start = origin + (t - origin).div_euclid(options.window_ms) * options.window_ms;
             let state = windows.entry(start).or_insert_with(|| WindowState {
                 profile: reference.template(),
                 rows: 0,

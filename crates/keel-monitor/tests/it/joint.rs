@@ -618,6 +618,7 @@ fn every_window_of_a_prediction_log_carries_its_joint_verdict() {
         window_ms: 3_600_000,
         config: DriftConfig::default(),
         since_ms: None,
+        until_ms: None,
     };
     let (latest, report) = windowed_report(&options, &reference, None, None).unwrap();
     assert_eq!(report.windows.len(), 3);

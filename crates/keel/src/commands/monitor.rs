@@ -432,6 +432,7 @@ fn log_report(
         window_ms: window.as_millis() as i64,
         config: config.drift.clone(),
         since_ms: None,
+        until_ms: None,
     };
     Ok(windowed_report(
         &options,
