@@ -124,7 +124,7 @@ def main():
         out = os.path.join(WORK, f"report-{name}.json")
         keel("monitor", "report", "--model", "cbpe", "--model-dir", model_dir, "--log-dir", logs,
              "--window", f"{WINDOW_S}s", "--format", "json", "--output", out, check=False)
-        windows = {w["start_ms"]: w for w in json.load(open(out))["windows"]}
+        windows = {w["start_ms"]: w for w in json.load(open(out))["windows"]["windows"]}
         return [windows[s]["estimated_accuracy"] if s in windows else None for s in starts]
 
     keel_cal = keel_estimates(model, "calibrated")
