@@ -440,6 +440,20 @@ fn the_watcher_records_the_joint_verdict_in_the_summary_shape_the_ui_reads() {
     assert!(!windows[0].drifted && !windows[1].drifted, "{windows:?}");
     assert!(windows[2].drifted, "{:?}", windows[2]);
     assert!(windows[2].drifted_columns.is_empty(), "marginals unchanged");
+    // Every window carries its own joint figures.
+    for window in &windows[..2] {
+        let joint = window
+            .joint
+            .as_ref()
+            .expect("the joint test ran on the window");
+        assert!(!joint.drifted && joint.drivers.is_empty(), "{joint:?}");
+    }
+    let flipped = windows[2].joint.as_ref().expect("the joint test ran");
+    assert!(flipped.drifted && flipped.error_change > 0.1, "{flipped:?}");
+    assert!(flipped.p_value.is_some_and(|p| p < 0.01), "{flipped:?}");
+    let mut top = flipped.drivers.clone();
+    top.sort();
+    assert_eq!(top, ["x", "y"]);
     assert!(
         evaluation.events.iter().any(|e| e.key == "drift:joint"),
         "{:?}",
@@ -464,6 +478,13 @@ fn the_watcher_records_the_joint_verdict_in_the_summary_shape_the_ui_reads() {
         .collect();
     drivers.sort();
     assert_eq!(drivers, ["x", "y"]);
+    // ... and so does each window of the summary.
+    let recorded = verdict.summary["windows"].as_array().unwrap();
+    assert_eq!(recorded.len(), 3);
+    assert_eq!(recorded[0]["joint"]["drifted"], serde_json::json!(false));
+    assert_eq!(recorded[2]["joint"]["drifted"], serde_json::json!(true));
+    assert!(recorded[2]["joint"]["error_change"].as_f64().unwrap() > 0.1);
+    assert_eq!(recorded[2]["joint"]["drivers"].as_array().unwrap().len(), 2);
     assert!(serde_json::to_string(&verdict.summary).unwrap().len() < 4096);
 }
 
@@ -523,142 +544,4 @@ fn a_reference_with_a_nearly_empty_column_round_trips_through_json() {
     let current = Profile::from_table(&table, Some(&reference));
     let report = compare(&reference, &current, &DriftConfig::default()).unwrap();
     check_quiet(&report, "itself");
-}
-
-/// Writes `tables` into a prediction log of model `joint`, table `k` in the
-/// hour `start + k h` (one row a second), through keel-predlog's writer as
-/// `keel serve` does; inputs a..h and city, a one-class output.
-fn write_log_hours(logs: &std::path::Path, start: i64, tables: &[Table]) {
-    use keel_predlog::{
-        Input, InputKind, Inputs, LogSettings, ModelSchema, Outputs, Prediction, PredictionLog,
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut settings = LogSettings::new(logs.display().to_string(), "test-1");
-        settings.flush_interval = std::time::Duration::from_secs(3600);
-        let log = PredictionLog::start(settings, Arc::default()).unwrap();
-        let mut inputs: Vec<Input> = NUMERIC
-            .iter()
-            .map(|name| Input {
-                name: name.to_string(),
-                kind: InputKind::Number,
-            })
-            .collect();
-        inputs.push(Input {
-            name: "city".into(),
-            kind: InputKind::Text,
-        });
-        let model = log.register(ModelSchema {
-            name: "joint".into(),
-            version: "1".into(),
-            inputs,
-            classes: Some(vec!["ok".into()]),
-        });
-        for (hour, table) in tables.iter().enumerate() {
-            let numeric: Vec<&Column> = NUMERIC.iter().map(|n| table.column(n).unwrap()).collect();
-            for row in 0..table.n_rows() {
-                let values: Vec<[f64; 1]> = numeric
-                    .iter()
-                    .map(|c| match c {
-                        Column::Numeric(v) => [v[row]],
-                        _ => unreachable!("numeric columns"),
-                    })
-                    .collect();
-                let city = [table.column("city").unwrap().text(row)];
-                let mut cells: Vec<Inputs> = values.iter().map(|v| Inputs::Numbers(v)).collect();
-                cells.push(Inputs::Texts(&city));
-                let id = format!("req-{hour}-{row}");
-                let labels = ["ok".to_string()];
-                log.log(
-                    &model,
-                    &Prediction {
-                        request_id: &id,
-                        ts_ms: start + hour as i64 * 3_600_000 + row as i64 * 1000,
-                        role: "primary",
-                        latency_us: 100,
-                        rows: 1,
-                        inputs: &cells,
-                        outputs: Outputs::Classes {
-                            labels: &labels,
-                            probabilities: &[1.0],
-                        },
-                        flags: &[],
-                    },
-                )
-                .await
-                .unwrap();
-            }
-        }
-        log.shutdown();
-    });
-}
-
-#[test]
-fn every_window_of_a_prediction_log_carries_its_joint_verdict() {
-    use keel_monitor::service::{Evaluation, MAX_SUMMARY_BYTES, WatchState};
-    use keel_monitor::window::{LogOptions, windowed_report};
-    let reference = Profile::from_table(&table(20_000, 21, false, Shift::None), None);
-    assert!(reference.multivariate.is_some());
-    // Two unchanged hours, then an hour whose a-b correlation flipped.
-    let hours = [
-        table(3_000, 22, true, Shift::None),
-        table(3_000, 23, true, Shift::None),
-        table(3_000, 24, true, Shift::Flip),
-    ];
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    let start = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000;
-    write_log_hours(&logs, start, &hours);
-    let options = LogOptions {
-        log_dir: logs.display().to_string(),
-        model: "joint".into(),
-        window_ms: 3_600_000,
-        config: DriftConfig::default(),
-        since_ms: None,
-        until_ms: None,
-    };
-    let (latest, report) = windowed_report(&options, &reference, None, None).unwrap();
-    assert_eq!(report.windows.len(), 3);
-    for window in &report.windows[..2] {
-        let joint = window
-            .joint
-            .as_ref()
-            .expect("the joint test ran on the window");
-        assert!(!joint.drifted, "false alarm: {joint:?}");
-        assert!(joint.drivers.is_empty(), "{joint:?}");
-    }
-    let shifted = report.windows[2]
-        .joint
-        .as_ref()
-        .expect("the joint test ran");
-    assert!(shifted.drifted, "{shifted:?}");
-    assert!(shifted.p_value.is_some_and(|p| p < 0.01), "{shifted:?}");
-    let mut top: Vec<&str> = shifted.drivers.iter().take(2).map(String::as_str).collect();
-    top.sort();
-    assert_eq!(top, ["a", "b"], "{shifted:?}");
-    // No column's own test fired in any window.
-    assert!(report.windows.iter().all(|w| w.drifted_columns.is_empty()));
-    // The verdict a watcher records carries the figures per window.
-    let verdict = Evaluation {
-        report: latest,
-        windows: report.clone(),
-        events: vec![],
-        since_ms: start,
-        act: false,
-        state: WatchState::default(),
-    }
-    .verdict();
-    let windows = verdict.summary["windows"].as_array().unwrap();
-    assert_eq!(windows.len(), 3);
-    assert_eq!(windows[0]["joint"]["drifted"], false);
-    assert_eq!(windows[2]["joint"]["drifted"], true);
-    assert!(windows[2]["joint"]["error_change"].as_f64().is_some());
-    assert_eq!(
-        windows[2]["joint"]["drivers"].as_array().unwrap().len(),
-        shifted.drivers.len()
-    );
-    assert!(verdict.summary.to_string().len() <= MAX_SUMMARY_BYTES);
 }
