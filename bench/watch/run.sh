@@ -15,7 +15,8 @@
 # Env: KEEL_BIN (default target/release/keel under CARGO_TARGET_DIR or ./target);
 #      WATCH_RPS (100), WATCH_WORKERS (4), WATCH_WINDOW (30s), WATCH_INTERVAL (10s),
 #      WATCH_HISTORY (6 windows), WATCH_SHIFT (1.0, the generator's units),
-#      WATCH_LABEL_LAG (5 s), WATCH_SCRAPE (5 s).
+#      WATCH_LABEL_LAG (5 s), WATCH_SCRAPE (5 s), WATCH_CONFIRM (2: evaluations
+#      in a row before an alert fires or resolves, `keel monitor watch --confirm`).
 # Results: bench/results/watch-<UTC time>.json and tables on stdout.
 # Only 127.0.0.1; stdlib Python; every process it starts is stopped by its id.
 set -euo pipefail

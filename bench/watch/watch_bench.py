@@ -41,6 +41,7 @@ HISTORY = os.environ.get("WATCH_HISTORY", "6")
 SHIFT = float(os.environ.get("WATCH_SHIFT", "1.0"))
 LABEL_LAG = float(os.environ.get("WATCH_LABEL_LAG", "5"))
 SCRAPE = float(os.environ.get("WATCH_SCRAPE", "5"))
+CONFIRM = os.environ.get("WATCH_CONFIRM", "2")
 SHIFT_ON, SHIFT_OFF = 0.5 * DURATION, 0.75 * DURATION
 TARGET = "default"
 
@@ -257,7 +258,7 @@ def main():
                    KEEL_ARTIFACTS_DESTINATION=os.path.join(proj, ".keel", "artifacts"))
         watch_cmd = [KEEL, "monitor", "watch", "--model", "risk@production", "--log-dir", "logs",
                      "--window", WINDOW, "--interval", INTERVAL, "--history", HISTORY,
-                     "--port", str(metrics_port), "--webhook", hook_url]
+                     "--confirm", CONFIRM, "--port", str(metrics_port), "--webhook", hook_url]
         watch_err = open(os.path.join(WORK, "watch.stderr"), "w")
         T0 = time.time()
         load = Load("127.0.0.1", int(serve_url.rsplit(":", 1)[1]), normal, shifted)
@@ -316,7 +317,7 @@ def main():
         "keel": subprocess.run([KEEL, "--version"], capture_output=True, text=True).stdout.strip(),
         "duration_s": DURATION, "rate_rps": RATE, "window": WINDOW, "interval": INTERVAL,
         "history_windows": int(HISTORY), "shift": SHIFT, "shift_on_s": SHIFT_ON, "shift_off_s": SHIFT_OFF,
-        "label_lag_s": LABEL_LAG, "cooldown": cooldown,
+        "label_lag_s": LABEL_LAG, "cooldown": cooldown, "confirm": int(CONFIRM),
         "requests_ok": load.ok, "requests_failed": load.failed, "shifted_requests": load.shifted_sent,
         "latency_p50_ms": round(1000 * lat[len(lat) // 2], 2) if lat else None,
         "latency_p99_ms": round(1000 * lat[int(len(lat) * 0.99)], 2) if lat else None,
@@ -342,7 +343,7 @@ def main():
     # 6. Figures.
     print(f"watch bench: {DURATION:g} s at {RATE:g} req/s ({load.ok} ok, {load.failed} failed; "
           f"p50 {result['latency_p50_ms']} ms, p99 {result['latency_p99_ms']} ms), window {WINDOW}, "
-          f"interval {INTERVAL}, shift {SHIFT:g} from {SHIFT_ON:g} s to {SHIFT_OFF:g} s, labels after {LABEL_LAG:g} s")
+          f"interval {INTERVAL}, confirm {CONFIRM}, shift {SHIFT:g} from {SHIFT_ON:g} s to {SHIFT_OFF:g} s, labels after {LABEL_LAG:g} s")
     print(f"dataset drift alerts: {len(dataset['firing'])} firing at {dataset['firing']} s, "
           f"{len(dataset['resolved'])} resolved at {dataset['resolved']} s")
     print("alert events by key (firing / resolved):")

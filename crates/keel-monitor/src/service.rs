@@ -46,6 +46,9 @@ pub struct WatchOptions {
     pub sinks: Vec<AlertSink>,
     /// The cool-down between `on_drift` actions; None: no action.
     pub action_cooldown: Option<Duration>,
+    /// Evaluations in a row a condition must hold before its alert fires,
+    /// and be gone before it resolves (1: at once).
+    pub confirm: u32,
     /// Evaluate once and stop.
     pub once: bool,
     pub quiet: bool,
@@ -378,6 +381,7 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn new(options: WatchOptions) -> Watcher {
+        let alerts = AlertState::with_confirmation(options.confirm);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -385,7 +389,7 @@ impl Watcher {
         Watcher {
             options,
             gauges: Gauges::default(),
-            alerts: AlertState::default(),
+            alerts,
             last_action_ms: None,
             http,
         }

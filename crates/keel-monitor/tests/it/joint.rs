@@ -422,6 +422,7 @@ fn the_watcher_records_the_joint_verdict_in_the_summary_shape_the_ui_reads() {
         drift: DriftConfig::default(),
         sinks: Vec::new(),
         action_cooldown: None,
+        confirm: 1,
         once: true,
         quiet: true,
     });

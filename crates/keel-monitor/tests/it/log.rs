@@ -263,6 +263,7 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
         drift: DriftConfig::default(),
         sinks: vec![],
         action_cooldown: Some(std::time::Duration::from_secs(6 * 3600)),
+        confirm: 1,
         once: true,
         quiet: true,
     };
@@ -410,6 +411,7 @@ fn a_drift_alert_holds_when_a_calendar_window_has_just_begun() {
         drift: DriftConfig::default(),
         sinks: vec![],
         action_cooldown: None,
+        confirm: 1,
         once: true,
         quiet: true,
     });

@@ -167,6 +167,11 @@ pub struct WatchArgs {
     /// Alert webhook (POST, JSON body); repeatable; added to keel.yaml's sinks.
     #[arg(long)]
     pub webhook: Vec<String>,
+    /// Evaluations in a row a condition must hold before its alert fires,
+    /// and be gone before it resolves (1: at once; 2 or 3 keep a finding
+    /// at its rule's edge from paging at every crossing).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub confirm: u32,
     /// Evaluate once and exit (exit code 1 on drift).
     #[arg(long)]
     pub once: bool,
@@ -465,6 +470,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         drift: config.drift.clone(),
         sinks,
         action_cooldown: policy.as_ref().map(|p| p.cooldown),
+        confirm: args.confirm,
         once: args.once,
         quiet,
     };
