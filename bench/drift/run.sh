@@ -13,7 +13,7 @@
 # Env: KEEL_BIN (default target/release/keel under CARGO_TARGET_DIR or ./target),
 #      EVIDENTLY_TIMEOUT seconds per Evidently run (default 1500; a run cut off
 #      is reported as such), BIG_ROWS (default 10000000; 0 skips it),
-#      KEEL_DRIFT_VENV (venv path; default ~/.cache/keel/drift-<hash of requirements.txt>).
+#      KEEL_DRIFT_VENV (venv path; default ~/.cache/keel/py-<hash of requirements.txt>).
 # Results: bench/results/drift-<UTC time>.json and a markdown table on stdout.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,15 +25,10 @@ keel="${KEEL_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/keel}"
 timeout_s="${EVIDENTLY_TIMEOUT:-1500}"
 big="${BIG_ROWS:-10000000}"
 
-# Pinned venv for Evidently, keyed on the requirements file.
-hash="$(sha256sum "$here/requirements.txt" | cut -c1-12)"
-venv="${KEEL_DRIFT_VENV:-${HOME:-/root}/.cache/keel/drift-$hash}"
-if [ ! -f "$venv/.complete" ]; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$here/requirements.txt" >&2
-    touch "$venv/.complete"
-fi
+# Pinned venv, keyed on the requirements file (bench/lib/venv.sh).
+# shellcheck source=../lib/venv.sh
+source "$root/bench/lib/venv.sh"
+venv="$(bench_venv "$here/requirements.txt" "${KEEL_DRIFT_VENV:-}")"
 py="$venv/bin/python"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/keel-drift-bench.XXXXXX")"

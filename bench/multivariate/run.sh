@@ -19,7 +19,7 @@
 # NannyML's outcome is printed beside it, not asserted.
 #
 # Env: KEEL_BIN (default target/release/keel under CARGO_TARGET_DIR or ./target),
-#      KEEL_MULTIVARIATE_VENV (default ~/.cache/keel/multivariate-<hash of requirements.txt>).
+#      KEEL_MULTIVARIATE_VENV (venv path; default ~/.cache/keel/py-<hash of requirements.txt>).
 # Results: bench/results/multivariate-<UTC time>.json and markdown tables on stdout.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,15 +29,10 @@ sizes=("$@")
 keel="${KEEL_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/keel}"
 [ -x "$keel" ] || { echo "no keel binary at $keel (cargo build --release -p keel)" >&2; exit 1; }
 
-# Pinned venv for NannyML, keyed on the requirements file.
-hash="$(sha256sum "$here/requirements.txt" | cut -c1-12)"
-venv="${KEEL_MULTIVARIATE_VENV:-${HOME:-/root}/.cache/keel/multivariate-$hash}"
-if [ ! -f "$venv/.complete" ]; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$here/requirements.txt" >&2
-    touch "$venv/.complete"
-fi
+# Pinned venv, keyed on the requirements file (bench/lib/venv.sh).
+# shellcheck source=../lib/venv.sh
+source "$root/bench/lib/venv.sh"
+venv="$(bench_venv "$here/requirements.txt" "${KEEL_MULTIVARIATE_VENV:-}")"
 py="$venv/bin/python"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/keel-multivariate-bench.XXXXXX")"

@@ -11,6 +11,7 @@
 //! This crate reads files and returns typed reports; it knows nothing about
 //! the registry, HTTP or the terminal.
 
+pub mod calibration;
 pub mod config;
 pub mod drift;
 pub mod error;

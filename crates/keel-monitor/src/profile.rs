@@ -16,6 +16,7 @@ use keel_table::{Column, Table, Text, format_number, is_missing, read_text};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::Calibration;
 use crate::error::{MonitorError, Result};
 use crate::joint::{JOINT_COLUMNS, JointSums, PcaModel};
 use crate::sketch::{Hll, Layout, LogHistogram, Moments, stable_hash};
@@ -596,6 +597,12 @@ pub struct Profile {
     /// --shard I/N`); absent in whole profiles and merges.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardOf>,
+    /// The label-free accuracy estimate's calibration, fitted on labelled
+    /// held-out predictions (a training profile of `keel train` with a test
+    /// split; absent otherwise and in older profiles: scores are then taken
+    /// as calibrated). See [`crate::calibration`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
 }
 
 /// The shard a profile covers (see [`keel_table::shard`]).
@@ -620,6 +627,7 @@ impl Profile {
             joint: None,
             multivariate: None,
             shard: None,
+            calibration: None,
         }
     }
 
@@ -778,6 +786,7 @@ impl Profile {
             joint,
             multivariate: None,
             shard: None,
+            calibration: None,
         }
     }
 
@@ -943,8 +952,13 @@ fn merge_pair(a: &mut [f64; 6], b: &[f64; 6]) {
 /// The training profile a model folder carries (`profile.json`): the
 /// training table's columns plus the model's outputs on it (`output.label`
 /// and `output.score` for classifiers, `output.value` for regressors), the
-/// reference for prediction drift.
-pub fn training_profile(model: &keel_learn::Model, table: &Table) -> Result<Profile> {
+/// reference for prediction drift. A classifier's `holdout` (labelled rows
+/// it was not trained on) calibrates the label-free accuracy estimate.
+pub fn training_profile(
+    model: &keel_learn::Model,
+    table: &Table,
+    holdout: Option<&Table>,
+) -> Result<Profile> {
     let mut profile = Profile::from_table_without_joint_fit(table);
     profile.drop_from_joint(&[model.target.as_str()]);
     let outputs = match model.predict(table)? {
@@ -977,5 +991,35 @@ pub fn training_profile(model: &keel_learn::Model, table: &Table) -> Result<Prof
         }
     };
     profile.columns.extend(outputs);
+    if let Some(holdout) = holdout {
+        profile.calibration = holdout_calibration(model, holdout)?;
+    }
     Ok(profile)
+}
+
+/// The calibration of a classifier's predicted-class score on labelled
+/// rows (`(score, prediction right)` pairs); None for a regressor, a table
+/// without the target, or too few labelled rows.
+fn holdout_calibration(model: &keel_learn::Model, table: &Table) -> Result<Option<Calibration>> {
+    let Some(truth) = table.column(&model.target) else {
+        return Ok(None);
+    };
+    let keel_learn::Predictions::Classes {
+        labels,
+        probabilities,
+    } = model.predict(table)?
+    else {
+        return Ok(None);
+    };
+    let pairs: Vec<(f64, bool)> = labels
+        .iter()
+        .zip(&probabilities)
+        .enumerate()
+        .filter_map(|(row, (&index, p))| {
+            let truth = truth.text(row)?;
+            let predicted = model.classes.get(index)?;
+            Some((p.get(index).copied()?, *predicted == truth))
+        })
+        .collect();
+    Ok(Calibration::fit(&pairs))
 }

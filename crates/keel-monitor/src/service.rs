@@ -46,6 +46,9 @@ pub struct WatchOptions {
     pub sinks: Vec<AlertSink>,
     /// The cool-down between `on_drift` actions; None: no action.
     pub action_cooldown: Option<Duration>,
+    /// Evaluations in a row a condition must hold before its alert fires,
+    /// and be gone before it resolves (1: at once).
+    pub confirm: u32,
     /// Evaluate once and stop.
     pub once: bool,
     pub quiet: bool,
@@ -156,9 +159,12 @@ impl WatchState {
 ///   bins: [[label, reference share, current share], …]}`;
 /// - `quality`: the findings, `{kind, column, message}`;
 /// - `windows`: the windows read, oldest first, `{start_ms, rows, drifted,
-///   metric, live, labeled, estimated_accuracy}` (`live`: the headline
-///   metric from feedback labels, `metric` its name; the estimate is the
-///   label-free one, see [`crate::window::CBPE_ASSUMPTION`]);
+///   metric, live, labeled, estimated_accuracy, label_lag_ms}` (`live`: the
+///   headline metric from feedback labels, `metric` its name; the estimate
+///   is the label-free one, see [`crate::window::CBPE_ASSUMPTION`]; the lag
+///   is the mean time from a prediction to its label; `joint`, when the
+///   reference has a joint model: `{drifted, error_change, p_value,
+///   drivers}` of the window, at most 3 drivers);
 /// - `multivariate` (when the reference has a joint model): `{drifted,
 ///   error_change, p_value, drivers: [column names], pairs: [{a, b,
 ///   reference, current}]}`, see [`crate::joint`];
@@ -257,6 +263,13 @@ impl Evaluation {
                     "live": w.performance.as_ref().map(|p| short(p.headline)),
                     "labeled": w.performance.as_ref().map(|p| p.labeled),
                     "estimated_accuracy": w.estimated_accuracy.map(short),
+                    "label_lag_ms": w.label_lag_ms.map(short),
+                    "joint": w.joint.as_ref().map(|j| serde_json::json!({
+                        "drifted": j.drifted,
+                        "error_change": short(j.error_change),
+                        "p_value": j.p_value.map(short),
+                        "drivers": j.drivers.iter().map(|d| short_name(d)).collect::<Vec<_>>(),
+                    })),
                 })
             })
             .collect();
@@ -368,6 +381,7 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn new(options: WatchOptions) -> Watcher {
+        let alerts = AlertState::with_confirmation(options.confirm);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -375,7 +389,7 @@ impl Watcher {
         Watcher {
             options,
             gauges: Gauges::default(),
-            alerts: AlertState::default(),
+            alerts,
             last_action_ms: None,
             http,
         }
@@ -409,6 +423,10 @@ impl Watcher {
             window_ms,
             config: self.options.drift.clone(),
             since_ms: Some(since_ms),
+            // Windows that end now: the decision is always on a whole
+            // window (a calendar window that has just begun holds a handful
+            // of rows, too few to confirm an alert, and resolved it).
+            until_ms: Some(now_ms),
         };
         let (report, windows) = windowed_report(
             &log,

@@ -26,10 +26,16 @@ pub struct AlertEvent {
     pub window_start_ms: Option<i64>,
 }
 
-/// Active alerts by key.
+/// Active alerts by key, and the conditions on their way to changing.
 #[derive(Debug, Default)]
 pub struct AlertState {
     active: BTreeMap<String, String>,
+    /// Evaluations in a row a condition must hold before its alert fires,
+    /// and be gone before it resolves (0 and 1: at once).
+    confirm: u32,
+    /// Key → evaluations in a row that disagreed with the active set (a
+    /// new condition not yet firing, or an active one absent).
+    streak: BTreeMap<String, u32>,
 }
 
 /// The conditions of a report, by key.
@@ -83,14 +89,48 @@ impl AlertState {
         self.active = active;
     }
 
+    /// Alerts fire only after their condition held for `evaluations`
+    /// evaluations in a row, and resolve only after it was gone as long:
+    /// a finding at the edge of its rule, re-tested at every evaluation,
+    /// then pages once instead of at every crossing.
+    pub fn with_confirmation(evaluations: u32) -> AlertState {
+        AlertState {
+            confirm: evaluations,
+            ..AlertState::default()
+        }
+    }
+
     /// Compares the conditions now with the active alerts: new ones fire,
-    /// ones that cleared resolve, continuing ones send nothing.
+    /// ones that cleared resolve, continuing ones send nothing (each after
+    /// the confirmation, see [`AlertState::with_confirmation`]).
     pub fn update(
         &mut self,
         model: &str,
-        now: BTreeMap<String, String>,
+        mut now: BTreeMap<String, String>,
         window_start_ms: Option<i64>,
     ) -> Vec<AlertEvent> {
+        if self.confirm > 1 {
+            // Disagreements with the active set count up; one that has not
+            // lasted `confirm` evaluations is not acted on yet.
+            let changed: Vec<String> = now
+                .keys()
+                .filter(|k| !self.active.contains_key(*k))
+                .chain(self.active.keys().filter(|k| !now.contains_key(*k)))
+                .cloned()
+                .collect();
+            self.streak.retain(|k, _| changed.contains(k));
+            for key in changed {
+                let streak = self.streak.entry(key.clone()).or_insert(0);
+                *streak += 1;
+                if *streak >= self.confirm {
+                    self.streak.remove(&key);
+                } else if let Some(message) = self.active.get(&key) {
+                    now.insert(key, message.clone());
+                } else {
+                    now.remove(&key);
+                }
+            }
+        }
         let mut events = Vec::new();
         for (key, message) in &now {
             if !self.active.contains_key(key) {
@@ -214,6 +254,38 @@ pub fn gauges(model: &str, report: &DriftReport, windows: &WindowedReport) -> St
             samples,
         );
     }
+    // Label lag: of the newest window with labels (the latest one often has
+    // none yet, its labels are still to come).
+    if let Some(window) = windows
+        .windows
+        .iter()
+        .rev()
+        .find(|w| w.label_lag_ms.is_some())
+    {
+        let mut samples = vec![(
+            ",stat=\"mean\"".to_string(),
+            window.label_lag_ms.unwrap_or(0.0) / 1000.0,
+        )];
+        if let Some(max) = window.label_lag_max_ms {
+            samples.push((",stat=\"max\"".to_string(), max as f64 / 1000.0));
+        }
+        gauge(
+            "keel_monitor_label_lag_seconds",
+            "Time from a prediction to its feedback label, over the newest window with labels.",
+            samples,
+        );
+        gauge(
+            "keel_monitor_labeled_rows",
+            "Labelled predictions in the newest window with labels.",
+            vec![(
+                String::new(),
+                window
+                    .performance
+                    .as_ref()
+                    .map_or(0.0, |p| p.labeled as f64),
+            )],
+        );
+    }
     if let Some(estimate) = latest.and_then(|w| w.estimated_accuracy) {
         gauge(
             "keel_monitor_estimated_accuracy",
@@ -257,5 +329,42 @@ mod tests {
             (later[0].status, later[0].key.as_str()),
             ("resolved", "drift:dataset")
         );
+    }
+
+    #[test]
+    fn a_confirmed_alert_ignores_single_evaluation_blips() {
+        let mut state = AlertState::with_confirmation(2);
+        let now = |keys: &[&str]| -> BTreeMap<String, String> {
+            keys.iter()
+                .map(|k| (k.to_string(), format!("{k} happened")))
+                .collect()
+        };
+        let statuses = |events: Vec<AlertEvent>| -> Vec<(&'static str, String)> {
+            events.into_iter().map(|e| (e.status, e.key)).collect()
+        };
+        // A finding at its rule's edge: present one evaluation in three.
+        for _ in 0..3 {
+            assert!(state.update("m", now(&["quality:x"]), None).is_empty());
+            assert!(state.update("m", now(&[]), None).is_empty());
+            assert!(state.update("m", now(&[]), None).is_empty());
+        }
+        // A drift that lasts fires at its second evaluation, once.
+        assert!(state.update("m", now(&["drift:dataset"]), None).is_empty());
+        assert_eq!(
+            statuses(state.update("m", now(&["drift:dataset"]), None)),
+            [("firing", "drift:dataset".to_string())]
+        );
+        assert!(state.update("m", now(&["drift:dataset"]), None).is_empty());
+        // One clean evaluation in the middle of it does not resolve it ...
+        assert!(state.update("m", now(&[]), None).is_empty());
+        assert!(state.update("m", now(&["drift:dataset"]), None).is_empty());
+        // ... two in a row do, once.
+        assert!(state.update("m", now(&[]), None).is_empty());
+        assert_eq!(
+            statuses(state.update("m", now(&[]), None)),
+            [("resolved", "drift:dataset".to_string())]
+        );
+        assert!(state.update("m", now(&[]), None).is_empty());
+        assert!(state.active().is_empty());
     }
 }

@@ -20,8 +20,10 @@ use crate::error::Result;
 use crate::profile::{ColumnProfile, Profile};
 use crate::quality::{FindingKind, QualityFinding};
 
-/// The assumption under which the label-free estimate holds.
+/// The assumption under which the label-free estimate holds (a reference without a calibration).
 pub const CBPE_ASSUMPTION: &str = "estimated accuracy = mean probability of the predicted class; valid only if the model's probabilities are calibrated and P(label | inputs) has not changed (no concept drift)";
+/// The same, for a reference that carries a calibration ([`crate::calibration`]).
+pub const CBPE_ASSUMPTION_CALIBRATED: &str = "estimated accuracy = mean probability that each prediction is right, its score calibrated on the reference's held-out labelled predictions (isotonic); valid only if P(label | inputs) has not changed (no concept drift)";
 
 /// Live performance of one window (rows with feedback).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +59,52 @@ pub struct WindowSummary {
     pub performance: Option<Performance>,
     /// CBPE-style estimate (classification), see [`CBPE_ASSUMPTION`].
     pub estimated_accuracy: Option<f64>,
+    /// Mean time from a prediction to its label (ms), over the window's
+    /// labelled rows (labels that came before their prediction count as 0).
+    #[serde(default)]
+    pub label_lag_ms: Option<f64>,
+    /// Longest such time in the window (ms).
+    #[serde(default)]
+    pub label_lag_max_ms: Option<i64>,
+    /// The joint (multivariate) test of the window, when the reference has
+    /// a joint model (see [`crate::joint`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint: Option<JointWindow>,
+}
+
+/// Most drivers kept per window.
+const WINDOW_DRIVERS: usize = 3;
+
+/// The joint test's figures for one window: the dataset-level verdict
+/// without the per-column and per-pair detail (that is in the report on
+/// the latest window).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JointWindow {
+    /// Whether the joint distribution drifted.
+    pub drifted: bool,
+    /// Relative change of the mean reconstruction error.
+    pub error_change: f64,
+    /// Combined p-value of the joint test.
+    pub p_value: Option<f64>,
+    /// The columns that drive the change, most first (at most 3).
+    pub drivers: Vec<String>,
+}
+
+impl JointWindow {
+    /// The window's figures of a joint verdict.
+    pub fn of(verdict: &crate::joint::JointVerdict) -> JointWindow {
+        JointWindow {
+            drifted: verdict.drifted,
+            error_change: verdict.error_change,
+            p_value: verdict.p_value,
+            drivers: verdict
+                .drivers
+                .iter()
+                .take(WINDOW_DRIVERS)
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 /// A change located in time by a Page–Hinkley detector.
@@ -145,6 +193,8 @@ struct WindowState {
     invalid_outputs: u64,
     confidence_sum: f64,
     confidence_rows: u64,
+    label_lag_sum_ms: f64,
+    label_lag_max_ms: i64,
     class_truth: Vec<Option<usize>>,
     class_predicted: Vec<usize>,
     class_probabilities: Vec<Vec<f64>>,
@@ -166,6 +216,14 @@ pub struct LogOptions {
     /// Rows older than this (Unix ms) are left out, and so are files that
     /// hold only such rows: the sliding history of `watch`.
     pub since_ms: Option<i64>,
+    /// Where windows end: with `Some(now)`, the newest window is
+    /// `[now − window, now)` and the others precede it back to back (rows
+    /// at or after `now` are left for the next evaluation); with None,
+    /// windows start at multiples of the window length since the epoch
+    /// (calendar windows, what `keel monitor report` shows). The watcher
+    /// passes its evaluation time, so the window it decides on is always
+    /// a whole window, never the few rows of one that has just begun.
+    pub until_ms: Option<i64>,
 }
 
 /// Where a reference column's values are in a prediction file.
@@ -319,13 +377,19 @@ pub fn windowed_report(
                     .collect();
             }
             let t = batch.ts_ms[row];
-            let start = t.div_euclid(options.window_ms) * options.window_ms;
+            if options.until_ms.is_some_and(|end| t >= end) {
+                return Ok(());
+            }
+            let origin = options.until_ms.unwrap_or(0);
+            let start = origin + (t - origin).div_euclid(options.window_ms) * options.window_ms;
             let state = windows.entry(start).or_insert_with(|| WindowState {
                 profile: reference.template(),
                 rows: 0,
                 invalid_outputs: 0,
                 confidence_sum: 0.0,
                 confidence_rows: 0,
+                label_lag_sum_ms: 0.0,
+                label_lag_max_ms: 0,
                 class_truth: Vec::new(),
                 class_predicted: Vec::new(),
                 class_probabilities: Vec::new(),
@@ -371,7 +435,12 @@ pub fn windowed_report(
                 state.invalid_outputs += 1;
             }
             if let Some(score) = score.filter(|s| s.is_finite()) {
-                state.confidence_sum += score;
+                // The probability that this prediction is right: its score,
+                // calibrated when the reference carries a calibration.
+                state.confidence_sum += reference
+                    .calibration
+                    .as_ref()
+                    .map_or(score, |c| c.apply(score));
                 state.confidence_rows += 1;
                 if let Some(started) = confidence_detector.push(1.0 - score, t) {
                     change_points.push(ChangePoint {
@@ -387,6 +456,7 @@ pub fn windowed_report(
             let Some(truth) = feedback.get(&batch.request_id[row], batch.row[row]) else {
                 return Ok(());
             };
+            let lag = truth.ts_ms.saturating_sub(t).max(0);
             let error = match task {
                 Some(Task::Classification) | None if truth.label.is_some() => {
                     let Some(predicted) = batch.label[row]
@@ -414,6 +484,8 @@ pub fn windowed_report(
                             .collect();
                     }
                     state.class_truth.push(truth_class);
+                    state.label_lag_sum_ms += lag as f64;
+                    state.label_lag_max_ms = state.label_lag_max_ms.max(lag);
                     state.class_predicted.push(predicted);
                     state.class_probabilities.push(p);
                     f64::from(u8::from(truth_class != Some(predicted)))
@@ -423,6 +495,8 @@ pub fn windowed_report(
                         return Ok(());
                     };
                     state.value_truth.push(truth);
+                    state.label_lag_sum_ms += lag as f64;
+                    state.label_lag_max_ms = state.label_lag_max_ms.max(lag);
                     state.value_predicted.push(predicted);
                     (truth - predicted).abs() / target_scale
                 }
@@ -511,6 +585,7 @@ pub fn windowed_report(
         } else {
             None
         };
+        let performance_rows = performance.as_ref().map(|p| p.labeled).filter(|&n| n > 0);
         summaries.push(WindowSummary {
             start_ms: *start,
             end_ms: start + options.window_ms,
@@ -531,6 +606,9 @@ pub fn windowed_report(
             performance,
             estimated_accuracy: (task != Some(Task::Regression) && state.confidence_rows > 0)
                 .then(|| state.confidence_sum / state.confidence_rows as f64),
+            label_lag_ms: performance_rows.map(|labeled| state.label_lag_sum_ms / labeled as f64),
+            label_lag_max_ms: performance_rows.map(|_| state.label_lag_max_ms),
+            joint: report.multivariate.as_ref().map(JointWindow::of),
         });
         latest = Some(report);
     }
@@ -553,7 +631,12 @@ pub fn windowed_report(
             windows: summaries,
             evaluation_headline,
             change_points,
-            cbpe_assumption: CBPE_ASSUMPTION.into(),
+            cbpe_assumption: if reference.calibration.is_some() {
+                CBPE_ASSUMPTION_CALIBRATED
+            } else {
+                CBPE_ASSUMPTION
+            }
+            .into(),
         },
     ))
 }

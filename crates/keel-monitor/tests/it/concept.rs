@@ -7,6 +7,7 @@
 
 use keel_learn::model::Signature;
 use keel_learn::rng::Rng;
+use keel_monitor::calibration::Calibration;
 use keel_monitor::profile::{ColumnKind, ColumnProfile, Profile};
 use keel_monitor::window::{WindowedReport, windowed_report};
 
@@ -39,6 +40,16 @@ fn reference() -> (Profile, Signature) {
 /// A labelled stream of `ROWS` requests one second apart from `start`; the
 /// prediction is right with probability `accuracy(i, score)` for row `i`.
 fn stream(seed: u64, start: i64, accuracy: impl Fn(usize, f64) -> f64) -> WindowedReport {
+    stream_calibrated(seed, start, accuracy, None)
+}
+
+/// [`stream`] against a reference that carries `calibration`.
+fn stream_calibrated(
+    seed: u64,
+    start: i64,
+    accuracy: impl Fn(usize, f64) -> f64,
+    calibration: Option<Calibration>,
+) -> WindowedReport {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     let mut rng = Rng::new(seed);
@@ -66,7 +77,8 @@ fn stream(seed: u64, start: i64, accuracy: impl Fn(usize, f64) -> f64) -> Window
         });
     }
     write_log(&logs, &rows, &feedback);
-    let (profile, signature) = reference();
+    let (mut profile, signature) = reference();
+    profile.calibration = calibration;
     windowed_report(&hourly(&logs), &profile, Some(&signature), None)
         .unwrap()
         .1
@@ -148,4 +160,56 @@ fn the_label_free_estimate_tracks_realized_accuracy_when_scores_are_calibrated()
         estimated - realized > 0.2,
         "estimated {estimated:.3}, realized {realized:.3}"
     );
+}
+
+#[test]
+fn the_calibrated_estimate_tracks_realized_accuracy_of_an_overconfident_model() {
+    let start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR;
+    // Overconfident: a prediction with score s is right with probability
+    // 0.5 + 0.6 (s - 0.5) (0.95 says 0.95, is right 0.77 of the time).
+    let right = |score: f64| 0.5 + 0.6 * (score - 0.5);
+    // The reference's held-out labelled predictions, drawn as the stream's.
+    let mut rng = Rng::new(11);
+    let holdout: Vec<(f64, bool)> = (0..5_000)
+        .map(|_| {
+            let score = 0.55 + 0.4 * rng.normal().abs().min(1.0);
+            (score, rng.next_f64() < right(score))
+        })
+        .collect();
+    let calibration = Calibration::fit(&holdout).expect("5,000 labelled predictions");
+    let calibrated = stream_calibrated(7, start, |_, score| right(score), Some(calibration));
+    let raw = stream(7, start, |_, score| right(score));
+    assert!(
+        calibrated
+            .cbpe_assumption
+            .contains("calibrated on the reference")
+    );
+    assert!(calibrated.windows.len() >= 2);
+    for (window, uncalibrated) in calibrated.windows.iter().zip(&raw.windows) {
+        let realized = window.performance.as_ref().unwrap().headline;
+        let estimated = window.estimated_accuracy.unwrap();
+        let naive = uncalibrated.estimated_accuracy.unwrap();
+        eprintln!("calibrated {estimated:.4}, uncalibrated {naive:.4}, realized {realized:.4}");
+        assert!(
+            (realized - estimated).abs() < 0.03,
+            "window {}: calibrated estimate {estimated:.3}, realized {realized:.3}",
+            window.start_ms
+        );
+        assert!(
+            naive - realized > 0.08,
+            "window {}: the uncalibrated estimate {naive:.3} should overstate {realized:.3}",
+            window.start_ms
+        );
+    }
+    // Every label came at start + 10 h: the first window's rows (one a
+    // second from `start`) waited 10 h minus their offset, 1,799.5 s on average.
+    let first = &calibrated.windows[0];
+    let labeled = first.performance.as_ref().unwrap().labeled;
+    assert_eq!(labeled, 3_600);
+    let lag = first.label_lag_ms.unwrap();
+    assert!(
+        (lag - (10 * HOUR) as f64 + 1_799_500.0).abs() < 1e-6,
+        "{lag}"
+    );
+    assert_eq!(first.label_lag_max_ms, Some(10 * HOUR));
 }

@@ -422,6 +422,7 @@ fn the_watcher_records_the_joint_verdict_in_the_summary_shape_the_ui_reads() {
         drift: DriftConfig::default(),
         sinks: Vec::new(),
         action_cooldown: None,
+        confirm: 1,
         once: true,
         quiet: true,
     });
@@ -440,6 +441,20 @@ fn the_watcher_records_the_joint_verdict_in_the_summary_shape_the_ui_reads() {
     assert!(!windows[0].drifted && !windows[1].drifted, "{windows:?}");
     assert!(windows[2].drifted, "{:?}", windows[2]);
     assert!(windows[2].drifted_columns.is_empty(), "marginals unchanged");
+    // Every window carries its own joint figures.
+    for window in &windows[..2] {
+        let joint = window
+            .joint
+            .as_ref()
+            .expect("the joint test ran on the window");
+        assert!(!joint.drifted && joint.drivers.is_empty(), "{joint:?}");
+    }
+    let flipped = windows[2].joint.as_ref().expect("the joint test ran");
+    assert!(flipped.drifted && flipped.error_change > 0.1, "{flipped:?}");
+    assert!(flipped.p_value.is_some_and(|p| p < 0.01), "{flipped:?}");
+    let mut top = flipped.drivers.clone();
+    top.sort();
+    assert_eq!(top, ["x", "y"]);
     assert!(
         evaluation.events.iter().any(|e| e.key == "drift:joint"),
         "{:?}",
@@ -464,6 +479,13 @@ fn the_watcher_records_the_joint_verdict_in_the_summary_shape_the_ui_reads() {
         .collect();
     drivers.sort();
     assert_eq!(drivers, ["x", "y"]);
+    // ... and so does each window of the summary.
+    let recorded = verdict.summary["windows"].as_array().unwrap();
+    assert_eq!(recorded.len(), 3);
+    assert_eq!(recorded[0]["joint"]["drifted"], serde_json::json!(false));
+    assert_eq!(recorded[2]["joint"]["drifted"], serde_json::json!(true));
+    assert!(recorded[2]["joint"]["error_change"].as_f64().unwrap() > 0.1);
+    assert_eq!(recorded[2]["joint"]["drivers"].as_array().unwrap().len(), 2);
     assert!(serde_json::to_string(&verdict.summary).unwrap().len() < 4096);
 }
 

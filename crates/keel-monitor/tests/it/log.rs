@@ -110,6 +110,7 @@ pub(crate) fn hourly(logs: &Path) -> LogOptions {
         window_ms: HOUR,
         config: DriftConfig::default(),
         since_ms: None,
+        until_ms: None,
     }
 }
 
@@ -132,13 +133,8 @@ pub(crate) fn signature() -> Signature {
     }
 }
 
-#[test]
-fn windows_report_drift_live_accuracy_and_a_change_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let logs = dir.path().join("logs");
-    let mut rng = Rng::new(11);
-
-    // Training profile: x ~ N(0, 1), city in {a, b}, the model's outputs.
+/// Training profile: x ~ N(0, 1), city in {a, b}, the model's outputs.
+pub(crate) fn training_reference(rng: &mut Rng) -> Profile {
     let mut x = ColumnProfile::new("x", ColumnKind::Numeric, None);
     let xs: Vec<f64> = (0..20_000).map(|_| rng.normal()).collect();
     x.push_numbers(&xs);
@@ -158,6 +154,16 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
     (0..20_000).for_each(|i| target.push_category(["no", "yes"][i % 2]));
     let mut reference = Profile::empty(vec![x, city, label, score, target]);
     reference.rows = 20_000;
+    reference
+}
+
+#[test]
+fn windows_report_drift_live_accuracy_and_a_change_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let mut rng = Rng::new(11);
+
+    let reference = training_reference(&mut rng);
     let signature = signature();
 
     // Three hours of traffic; in the third, x shifts by +1 and the model errs more.
@@ -257,6 +263,7 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
         drift: DriftConfig::default(),
         sinks: vec![],
         action_cooldown: Some(std::time::Duration::from_secs(6 * 3600)),
+        confirm: 1,
         once: true,
         quiet: true,
     };
@@ -359,4 +366,84 @@ fn windows_report_drift_live_accuracy_and_a_change_point() {
             .iter()
             .any(|f| f.kind == FindingKind::EmptyData)
     );
+}
+
+#[test]
+fn a_drift_alert_holds_when_a_calendar_window_has_just_begun() {
+    // One request a second; x shifts by +1 half an hour before the hour
+    // and stays shifted. Five seconds into the next hour, a calendar window
+    // would hold five rows (too few to confirm drift) and resolve the
+    // alert, to fire it again minutes later; the watcher's windows end at
+    // its evaluation time, so the alert holds and nothing is sent.
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let mut rng = Rng::new(12);
+    let reference = training_reference(&mut rng);
+    let start = 1_700_000_000_000 - 1_700_000_000_000 % HOUR;
+    let rows: Vec<Row> = (0..3_605i64)
+        .map(|i| {
+            let x = rng.normal() + if i >= 1_800 { 1.0 } else { 0.0 };
+            Row {
+                id: format!("req-{i}"),
+                ts: start + i * 1000,
+                x,
+                city: ["a", "b"][i as usize % 2],
+                label: ["no", "yes"][usize::from(x > 0.0)],
+                score: 0.5 + 0.4 * x.abs().min(1.0),
+            }
+        })
+        .collect();
+    // The log as it stood a minute before the hour, and five seconds after.
+    let earlier = dir.path().join("earlier");
+    write_log(&earlier, &rows[..3_540], &[]);
+    write_log(&logs, &rows, &[]);
+    let watched = Reference {
+        profile: reference,
+        signature: Some(signature()),
+        evaluation: None,
+    };
+    let mut watcher = Watcher::new(WatchOptions {
+        log_dir: earlier.display().to_string(),
+        model: "risk".into(),
+        window: std::time::Duration::from_millis(HOUR as u64),
+        history: 2,
+        interval: std::time::Duration::from_secs(60),
+        drift: DriftConfig::default(),
+        sinks: vec![],
+        action_cooldown: None,
+        confirm: 1,
+        once: true,
+        quiet: true,
+    });
+    let before = watcher.evaluate(start + HOUR - 60_000, &watched).unwrap();
+    assert!(before.report.dataset.drifted);
+    assert!(
+        before
+            .events
+            .iter()
+            .any(|e| e.status == "firing" && e.key == "drift:dataset"),
+        "{:?}",
+        before.events
+    );
+    let now = start + HOUR + 5_000;
+    watcher.options.log_dir = logs.display().to_string();
+    let after = watcher.evaluate(now, &watched).unwrap();
+    assert!(
+        after.events.is_empty(),
+        "the alert flapped: {:?}",
+        after.events
+    );
+    assert!(after.report.dataset.drifted);
+    let newest = after.windows.windows.last().unwrap();
+    assert_eq!((newest.start_ms, newest.end_ms), (now - HOUR, now));
+    assert_eq!(newest.rows, 3_600, "a whole window of rows");
+    // What a calendar window would have decided on: the hour's five rows.
+    let calendar = LogOptions {
+        since_ms: Some(start),
+        ..hourly(&logs)
+    };
+    let (latest, windows) =
+        windowed_report(&calendar, &watched.profile, Some(&signature()), None).unwrap();
+    assert_eq!(windows.windows.last().unwrap().rows, 5);
+    assert!(!latest.dataset.drifted, "five rows do not show the drift");
 }

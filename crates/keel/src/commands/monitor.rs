@@ -190,6 +190,11 @@ pub struct WatchArgs {
     /// Alert webhook (POST, JSON body); repeatable; added to keel.yaml's sinks.
     #[arg(long)]
     pub webhook: Vec<String>,
+    /// Evaluations in a row a condition must hold before its alert fires,
+    /// and be gone before it resolves (1: at once; 2 or 3 keep a finding
+    /// at its rule's edge from paging at every crossing).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub confirm: u32,
     /// Evaluate once and exit (exit code 1 on drift).
     #[arg(long)]
     pub once: bool,
@@ -365,15 +370,38 @@ fn windows_table(windows: &WindowedReport) -> String {
             .estimated_accuracy
             .map(|e| format!(", estimated accuracy {e:.4}"))
             .unwrap_or_default();
+        let lag = w
+            .label_lag_ms
+            .map(|ms| format!(", label lag {:.1}s", ms / 1000.0))
+            .unwrap_or_default();
+        let joint = w
+            .joint
+            .as_ref()
+            .map(|j| {
+                format!(
+                    ", joint {} (error {:+.1}%, p={}{})",
+                    if j.drifted { "drift" } else { "no drift" },
+                    100.0 * j.error_change,
+                    j.p_value.map_or("-".into(), |p| format!("{p:.2e}")),
+                    if j.drivers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", drivers {}", j.drivers.join(","))
+                    }
+                )
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} rows={} drift={} [{}] {}{}",
+            "  {} rows={} drift={} [{}] {}{}{}{}",
             w.start_ms,
             w.rows,
             if w.drifted { "yes" } else { "no" },
             w.drifted_columns.join(","),
             performance,
-            estimate
+            estimate,
+            lag,
+            joint
         );
     }
     for point in &windows.change_points {
@@ -462,6 +490,7 @@ fn log_report(
         window_ms: window.as_millis() as i64,
         config: config.drift.clone(),
         since_ms: None,
+        until_ms: None,
     };
     Ok(windowed_report(
         &options,
@@ -494,6 +523,7 @@ fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         drift: config.drift.clone(),
         sinks,
         action_cooldown: policy.as_ref().map(|p| p.cooldown),
+        confirm: args.confirm,
         once: args.once,
         quiet,
     };

@@ -1,5 +1,6 @@
 //! `keel train`: fits one of keel's built-in learners on a CSV table, holds
-//! out a seeded test split to score it, and writes the model folder
+//! out a seeded test split (or reads `--test`) to score it and to calibrate
+//! the monitor's label-free accuracy estimate, and writes the model folder
 //! (`model.json`, `signature.json`, `metrics.json`, and `profile.json`:
 //! the training data's monitoring profile, see keel-monitor).
 
@@ -31,6 +32,11 @@ pub struct TrainArgs {
     /// Share of rows held out for `metrics.json`; 0 trains on every row and skips scoring.
     #[arg(long, default_value_t = 0.2)]
     pub test_fraction: f64,
+    /// Held-out rows from this file (CSV or Parquet, with the target)
+    /// instead of a split of --data: they score `metrics.json` and, for a
+    /// classifier, calibrate the monitor's label-free accuracy estimate.
+    #[arg(long)]
+    pub test: Option<PathBuf>,
     /// Input columns, comma-separated (default: every column but the target).
     #[arg(long, value_delimiter = ',')]
     pub features: Option<Vec<String>>,
@@ -80,7 +86,9 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 
     let started = std::time::Instant::now();
     let table = Table::read(&args.data, &[])?;
-    let (train, test) = if args.test_fraction > 0.0 {
+    let (train, test) = if let Some(test) = &args.test {
+        (table, Some(Table::read(test, &[])?))
+    } else if args.test_fraction > 0.0 {
         let (train_rows, test_rows) =
             train_test_split(table.n_rows(), args.test_fraction, args.seed)?;
         (
@@ -94,7 +102,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("training {} on {}", algorithm.as_str(), args.data.display()))?;
     let fit_seconds = started.elapsed().as_secs_f64();
     model.save(&args.out)?;
-    keel_monitor::profile::training_profile(&model, &train)?
+    keel_monitor::profile::training_profile(&model, &train, test.as_ref())?
         .write_json(&args.out.join(keel_monitor::profile::PROFILE_FILE))?;
     if !quiet {
         println!(
