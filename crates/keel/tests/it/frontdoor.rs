@@ -7,10 +7,8 @@
 //! READ user's promotion naming the permission it needs.
 
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::util::{self, text};
+use crate::util::{self, TrackingServer, text};
 
 const KEEL_YAML: &str = "\
 stages:
@@ -56,47 +54,9 @@ fn postgres_database() -> Option<(String, String)> {
     database
 }
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path, backend: &str, artifacts: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // The server keeps the test's AWS_* settings (moto); the project does not.
-    let child = util::command(dir)
-        .args(["server", "--port", &port.to_string()])
-        .args(["--backend-store-uri", backend])
-        .args(["--artifacts-destination", artifacts])
-        .args(["--auth-token", TOKEN, "--app-name", "basic-auth"])
-        .env("MLFLOW_AUTH_ADMIN_PASSWORD", "frontdoor-admin-password")
-        .env_remove("MLFLOW_AUTH_CONFIG_PATH")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn keel server");
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while util::request("GET", &format!("{url}/health"), &[], None)
-        .is_none_or(|answer| answer.status != 200)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn start_server(dir: &Path, backend: &str, artifacts: &str) -> TrackingServer {
+    let server = TrackingServer::start(dir, backend, artifacts, TOKEN, "frontdoor-admin-password");
+    let url = server.url.clone();
     // The admin (here the shared token's holder) creates the team's users.
     for (user, password) in [CI, READER] {
         let created = util::request(
@@ -128,7 +88,7 @@ fn start_server(dir: &Path, backend: &str, artifacts: &str) -> Server {
     )
     .expect("grant");
     assert_eq!(granted.status, 200, "{}", granted.body);
-    Server { child, url }
+    server
 }
 
 /// `keel ARGS` in the project, knowing only the server URL and a user's

@@ -10,14 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::util::{self, Serve};
+use crate::util::{self, Serve, TrackingServer};
 
 /// The servers' shared `--auth-token` (its holder is the admin).
 const TOKEN: &str = "platform-admin-token-0123456789";
@@ -40,48 +39,8 @@ register:
   alias: candidate
 ";
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(dir: &Path, backend: &str, artifacts: &str) -> Server {
-    std::fs::create_dir_all(dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = util::command(dir)
-        .args(["server", "--port", &port.to_string()])
-        .args(["--backend-store-uri", backend])
-        .args(["--artifacts-destination", artifacts])
-        .args(["--auth-token", TOKEN, "--app-name", "basic-auth"])
-        .env("MLFLOW_AUTH_ADMIN_PASSWORD", "replicas-admin-password")
-        .env_remove("MLFLOW_AUTH_CONFIG_PATH")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn keel server");
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while util::request("GET", &format!("{url}/health"), &[], None)
-        .is_none_or(|answer| answer.status != 200)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "keel server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, url }
+fn start_server(dir: &Path, backend: &str, artifacts: &str) -> TrackingServer {
+    TrackingServer::start(dir, backend, artifacts, TOKEN, "replicas-admin-password")
 }
 
 /// A JSON call to a server as the admin; the answer's body, which must be 200.

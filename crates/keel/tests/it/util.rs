@@ -225,6 +225,67 @@ impl Drop for Serve {
     }
 }
 
+/// A `keel server` process on a free loopback port running MLflow's
+/// basic-auth app, whose shared `--auth-token` holder is the admin; killed
+/// on drop.
+pub struct TrackingServer {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl TrackingServer {
+    /// Starts `keel server` in `dir` on `backend` and `artifacts` (the test's
+    /// AWS_* settings, moto, are kept) and waits for its /health.
+    pub fn start(
+        dir: &Path,
+        backend: &str,
+        artifacts: &str,
+        token: &str,
+        admin_password: &str,
+    ) -> TrackingServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = command(dir)
+            .args(["server", "--port", &port.to_string()])
+            .args(["--backend-store-uri", backend])
+            .args(["--artifacts-destination", artifacts])
+            .args(["--auth-token", token, "--app-name", "basic-auth"])
+            .env("MLFLOW_AUTH_ADMIN_PASSWORD", admin_password)
+            .env_remove("MLFLOW_AUTH_CONFIG_PATH")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn keel server");
+        let server = TrackingServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let started = std::time::Instant::now();
+        while request("GET", &format!("{}/health", server.url), &[], None)
+            .is_none_or(|answer| answer.status != 200)
+        {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "keel server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for TrackingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An HTTP answer: status, headers, body text.
 pub struct Answer {
     pub status: u16,
