@@ -137,6 +137,10 @@ pub struct WatchState {
     pub active_alerts: std::collections::BTreeMap<String, String>,
     /// Unix ms of the last `on_drift` action, if any.
     pub last_action_ms: Option<i64>,
+    /// Conditions counted towards `--confirm` but not yet acted on: key →
+    /// evaluations in a row (absent in verdicts of older watchers).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub streaks: std::collections::BTreeMap<String, u32>,
 }
 
 impl WatchState {
@@ -318,6 +322,7 @@ impl Evaluation {
                         .map(|k| (k.clone(), String::new()))
                         .collect(),
                     last_action_ms: self.state.last_action_ms,
+                    streaks: self.state.streaks.clone(),
                 };
                 summary["state"] = serde_json::json!(keys_only);
                 break;
@@ -400,14 +405,15 @@ impl Watcher {
         WatchState {
             active_alerts: self.alerts.active().clone(),
             last_action_ms: self.last_action_ms,
+            streaks: self.alerts.streaks().clone(),
         }
     }
 
     /// Continues from a previous watcher's state (read from its last
-    /// verdict): its active alerts do not fire again, and the `on_drift`
-    /// cool-down counts from its last action.
+    /// verdict): its active alerts do not fire again, confirmations go on
+    /// counting, and the `on_drift` cool-down counts from its last action.
     pub fn restore(&mut self, state: WatchState) {
-        self.alerts.restore(state.active_alerts);
+        self.alerts.restore(state.active_alerts, state.streaks);
         self.last_action_ms = state.last_action_ms;
     }
 

@@ -83,10 +83,18 @@ impl AlertState {
         &self.active
     }
 
-    /// Starts from alerts a previous watcher left active (its last verdict),
-    /// so a restart neither fires them again nor forgets to resolve them.
-    pub fn restore(&mut self, active: BTreeMap<String, String>) {
+    /// Conditions on their way to firing or resolving: key → evaluations
+    /// in a row so far (see [`AlertState::with_confirmation`]).
+    pub fn streaks(&self) -> &BTreeMap<String, u32> {
+        &self.streak
+    }
+
+    /// Starts from alerts a previous watcher left active and the streaks it
+    /// had counted (its last verdict), so a restart neither fires them
+    /// again, nor forgets to resolve them, nor starts a confirmation over.
+    pub fn restore(&mut self, active: BTreeMap<String, String>, streaks: BTreeMap<String, u32>) {
         self.active = active;
+        self.streak = streaks;
     }
 
     /// Alerts fire only after their condition held for `evaluations`
@@ -366,5 +374,15 @@ mod tests {
         );
         assert!(state.update("m", now(&[]), None).is_empty());
         assert!(state.active().is_empty());
+
+        // A restart in the middle of a confirmation continues it: the
+        // drift seen once before the restart fires at its second evaluation.
+        assert!(state.update("m", now(&["drift:dataset"]), None).is_empty());
+        let mut restarted = AlertState::with_confirmation(2);
+        restarted.restore(state.active().clone(), state.streaks().clone());
+        assert_eq!(
+            statuses(restarted.update("m", now(&["drift:dataset"]), None)),
+            [("firing", "drift:dataset".to_string())]
+        );
     }
 }
