@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use keel_learn::metrics::{Metrics, classification_metrics, regression_metrics};
 use keel_learn::model::{Signature, Task};
-use keel_predlog::{InputValues, LogReader, PredictionBatch, schema};
+use keel_predlog::{InputValues, Label, LogReader, PredictionBatch, schema};
 use serde::{Deserialize, Serialize};
 
 use crate::drift::{DriftConfig, DriftReport, compare};
@@ -195,11 +195,136 @@ struct WindowState {
     confidence_rows: u64,
     label_lag_sum_ms: f64,
     label_lag_max_ms: i64,
+    outcomes: Outcomes,
+}
+
+/// The labelled outcomes of some logged rows (a window, a segment): what
+/// live metrics are computed from.
+#[derive(Debug, Default)]
+pub(crate) struct Outcomes {
     class_truth: Vec<Option<usize>>,
     class_predicted: Vec<usize>,
     class_probabilities: Vec<Vec<f64>>,
     value_truth: Vec<f64>,
     value_predicted: Vec<f64>,
+}
+
+/// How a log's outcomes are read: the task, the classes and the target's
+/// scale (from the signature).
+pub(crate) struct Scoring<'a> {
+    pub task: Option<Task>,
+    pub classes: &'a [String],
+    pub target_scale: f64,
+}
+
+impl Outcomes {
+    /// Records row `row` of `batch` against its feedback `truth`, with
+    /// `probabilities[k]` the batch column of class `k`'s probability.
+    /// Returns the row's error (0/1 for a class, |error| / target scale for
+    /// a value), or None when the row cannot be scored (no prediction).
+    pub(crate) fn push(
+        &mut self,
+        batch: &PredictionBatch,
+        row: usize,
+        truth: &Label,
+        scoring: &Scoring<'_>,
+        probabilities: &[Option<usize>],
+    ) -> Option<f64> {
+        let classes = scoring.classes;
+        let score = batch.score[row];
+        let probability = |k: usize| -> Option<f64> {
+            probabilities
+                .get(k)
+                .copied()
+                .flatten()
+                .and_then(|at| batch.probabilities[at].1[row])
+        };
+        match scoring.task {
+            Some(Task::Classification) | None if truth.label.is_some() => {
+                let predicted = batch.label[row]
+                    .as_ref()
+                    .and_then(|l| classes.iter().position(|c| c == l))?;
+                let truth_class = truth
+                    .label
+                    .as_ref()
+                    .and_then(|l| classes.iter().position(|c| c == l));
+                let mut p: Vec<f64> = (0..classes.len())
+                    .map(|k| probability(k).unwrap_or(f64::NAN))
+                    .collect();
+                if p.iter().any(|x| !x.is_finite()) {
+                    let s = score.filter(|s| s.is_finite()).unwrap_or(1.0);
+                    let rest = if classes.len() > 1 {
+                        (1.0 - s) / (classes.len() - 1) as f64
+                    } else {
+                        0.0
+                    };
+                    p = (0..classes.len())
+                        .map(|k| if k == predicted { s } else { rest })
+                        .collect();
+                }
+                self.class_truth.push(truth_class);
+                self.class_predicted.push(predicted);
+                self.class_probabilities.push(p);
+                Some(f64::from(u8::from(truth_class != Some(predicted))))
+            }
+            _ => {
+                let (Some(truth), Some(predicted)) = (truth.value, batch.value[row]) else {
+                    return None;
+                };
+                self.value_truth.push(truth);
+                self.value_predicted.push(predicted);
+                Some((truth - predicted).abs() / scoring.target_scale)
+            }
+        }
+    }
+
+    /// Live metrics of the recorded rows (None without any).
+    pub(crate) fn performance(&self, classes: &[String]) -> Option<Performance> {
+        if !self.class_predicted.is_empty() {
+            let m = classification_metrics(
+                classes,
+                &self.class_truth,
+                &self.class_predicted,
+                &self.class_probabilities,
+            );
+            Some(Performance {
+                labeled: self.class_predicted.len() as u64,
+                headline_name: "accuracy".into(),
+                headline: m.accuracy,
+                metrics: Metrics::Classification(m),
+            })
+        } else if !self.value_truth.is_empty() {
+            let m = regression_metrics(&self.value_truth, &self.value_predicted);
+            Some(Performance {
+                labeled: self.value_truth.len() as u64,
+                headline_name: "rmse".into(),
+                headline: m.rmse,
+                metrics: Metrics::Regression(m),
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// The target's scale of a signature (its training standard deviation), 1 without.
+pub(crate) fn target_scale(signature: Option<&Signature>) -> f64 {
+    signature
+        .and_then(|s| s.training.value_summary)
+        .map(|v| v[1])
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// Where each of `classes` is among `batch`'s probability columns.
+pub(crate) fn probability_columns(
+    batch: &PredictionBatch,
+    classes: &[String],
+) -> Vec<Option<usize>> {
+    classes
+        .iter()
+        .map(|c| batch.probabilities.iter().position(|(class, _)| class == c))
+        .collect()
 }
 
 /// Where the log is and how to cut it.
@@ -337,11 +462,11 @@ pub fn windowed_report(
     let mut error_detector = PageHinkley::new(0.02, 30.0);
     let mut confidence_detector = PageHinkley::new(0.02, 30.0);
     let mut change_points = Vec::new();
-    let target_scale = signature
-        .and_then(|s| s.training.value_summary)
-        .map(|v| v[1])
-        .filter(|s| *s > 0.0)
-        .unwrap_or(1.0);
+    let scoring = Scoring {
+        task,
+        classes: &classes,
+        target_scale: target_scale(signature),
+    };
     // Where each reference column (in the window profiles' order) is in the current file.
     let mut sources = Sources::new();
     let mut current_file: Option<String> = None;
@@ -371,10 +496,7 @@ pub fn windowed_report(
                         seen_columns.push(column.name.clone());
                     }
                 }
-                probabilities = classes
-                    .iter()
-                    .map(|c| batch.probabilities.iter().position(|(class, _)| class == c))
-                    .collect();
+                probabilities = probability_columns(batch, &classes);
             }
             let t = batch.ts_ms[row];
             if options.until_ms.is_some_and(|end| t >= end) {
@@ -390,11 +512,7 @@ pub fn windowed_report(
                 confidence_rows: 0,
                 label_lag_sum_ms: 0.0,
                 label_lag_max_ms: 0,
-                class_truth: Vec::new(),
-                class_predicted: Vec::new(),
-                class_probabilities: Vec::new(),
-                value_truth: Vec::new(),
-                value_predicted: Vec::new(),
+                outcomes: Outcomes::default(),
             });
             state.rows += 1;
             let columns = sources.of(batch, reference.columns.iter().map(|c| c.name.as_str()));
@@ -457,50 +575,14 @@ pub fn windowed_report(
                 return Ok(());
             };
             let lag = truth.ts_ms.saturating_sub(t).max(0);
-            let error = match task {
-                Some(Task::Classification) | None if truth.label.is_some() => {
-                    let Some(predicted) = batch.label[row]
-                        .as_ref()
-                        .and_then(|l| classes.iter().position(|c| c == l))
-                    else {
-                        return Ok(());
-                    };
-                    let truth_class = truth
-                        .label
-                        .as_ref()
-                        .and_then(|l| classes.iter().position(|c| c == l));
-                    let mut p: Vec<f64> = (0..classes.len())
-                        .map(|k| probability(k).unwrap_or(f64::NAN))
-                        .collect();
-                    if p.iter().any(|x| !x.is_finite()) {
-                        let s = score.filter(|s| s.is_finite()).unwrap_or(1.0);
-                        let rest = if classes.len() > 1 {
-                            (1.0 - s) / (classes.len() - 1) as f64
-                        } else {
-                            0.0
-                        };
-                        p = (0..classes.len())
-                            .map(|k| if k == predicted { s } else { rest })
-                            .collect();
-                    }
-                    state.class_truth.push(truth_class);
-                    state.label_lag_sum_ms += lag as f64;
-                    state.label_lag_max_ms = state.label_lag_max_ms.max(lag);
-                    state.class_predicted.push(predicted);
-                    state.class_probabilities.push(p);
-                    f64::from(u8::from(truth_class != Some(predicted)))
-                }
-                _ => {
-                    let (Some(truth), Some(predicted)) = (truth.value, value) else {
-                        return Ok(());
-                    };
-                    state.value_truth.push(truth);
-                    state.label_lag_sum_ms += lag as f64;
-                    state.label_lag_max_ms = state.label_lag_max_ms.max(lag);
-                    state.value_predicted.push(predicted);
-                    (truth - predicted).abs() / target_scale
-                }
+            let Some(error) = state
+                .outcomes
+                .push(batch, row, truth, &scoring, &probabilities)
+            else {
+                return Ok(());
             };
+            state.label_lag_sum_ms += lag as f64;
+            state.label_lag_max_ms = state.label_lag_max_ms.max(lag);
             if let Some(started) = error_detector.push(error, t) {
                 change_points.push(ChangePoint {
                     stream: "error".into(),
@@ -561,30 +643,7 @@ pub fn windowed_report(
                 ),
             });
         }
-        let performance = if !state.class_predicted.is_empty() {
-            let m = classification_metrics(
-                &classes,
-                &state.class_truth,
-                &state.class_predicted,
-                &state.class_probabilities,
-            );
-            Some(Performance {
-                labeled: state.class_predicted.len() as u64,
-                headline_name: "accuracy".into(),
-                headline: m.accuracy,
-                metrics: Metrics::Classification(m),
-            })
-        } else if !state.value_truth.is_empty() {
-            let m = regression_metrics(&state.value_truth, &state.value_predicted);
-            Some(Performance {
-                labeled: state.value_truth.len() as u64,
-                headline_name: "rmse".into(),
-                headline: m.rmse,
-                metrics: Metrics::Regression(m),
-            })
-        } else {
-            None
-        };
+        let performance = state.outcomes.performance(&classes);
         let performance_rows = performance.as_ref().map(|p| p.labeled).filter(|&n| n > 0);
         summaries.push(WindowSummary {
             start_ms: *start,
