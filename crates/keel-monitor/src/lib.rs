@@ -21,6 +21,7 @@ pub mod profile;
 pub mod quality;
 pub mod read;
 pub mod render;
+pub mod segments;
 pub mod service;
 pub mod sketch;
 pub mod stats;

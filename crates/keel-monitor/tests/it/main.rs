@@ -5,6 +5,7 @@ mod concept;
 mod files;
 mod joint;
 mod log;
+mod segments;
 mod service;
 mod shards;
 mod synthetic;

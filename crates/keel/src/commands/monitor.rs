@@ -5,6 +5,8 @@
 //!   `keel monitor merge shard-*.json --output profile.json`
 //! - `keel monitor report --reference A --current B [--format table|json|html] [--output FILE]`
 //! - `keel monitor report --model NAME --log-dir DIR --window 1h --model-dir PATH`
+//! - `... report ... --segment-by COLUMN`: drift (two files) or live
+//!   metrics (a log) per value of COLUMN (see `keel_monitor::segments`)
 //! - `keel monitor report --model NAME@ALIAS --log-dir DIR` (files from the registry)
 //! - `keel monitor watch --model NAME --log-dir DIR --model-dir PATH --port 9464`
 //!
@@ -22,6 +24,10 @@ use keel_learn::model::{SIGNATURE_FILE, Signature};
 use keel_monitor::config::{AlertSink, DriftAction, MonitorConfig, OnDrift};
 use keel_monitor::profile::PROFILE_FILE;
 use keel_monitor::read::{profile_files, profile_shard};
+use keel_monitor::segments::{
+    DEFAULT_MAX_SEGMENTS, DEFAULT_MIN_ROWS, LogSegments, SegmentRule, SegmentsReport,
+    compare_segments, log_segments,
+};
 use keel_monitor::service::{Evaluation, Reference, WatchOptions, Watcher};
 use keel_monitor::window::{LogOptions, WindowedReport, windowed_report};
 use keel_monitor::{DriftConfig, DriftReport, Profile, compare, profile_file, render};
@@ -173,6 +179,52 @@ pub struct ReportArgs {
     /// Write the report here instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also report per value of this categorical column: drift of each
+    /// segment (two data files; Bonferroni across segments), or live
+    /// metrics of each segment (a prediction log; the column is an input).
+    #[arg(long)]
+    pub segment_by: Option<String>,
+    /// Smallest number of rows of a segment on each side (labelled rows in
+    /// log mode); smaller values are skipped and listed.
+    #[arg(long, default_value_t = DEFAULT_MIN_ROWS, requires = "segment_by")]
+    pub segment_min_rows: u64,
+    /// Most segments reported (the largest); the others are skipped and listed.
+    #[arg(long, default_value_t = DEFAULT_MAX_SEGMENTS as u64, requires = "segment_by",
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_segments: u64,
+}
+
+/// The per-segment part of a report.
+enum Segments {
+    Drift(SegmentsReport),
+    Live(LogSegments),
+}
+
+impl Segments {
+    fn json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(match self {
+            Segments::Drift(report) => serde_json::to_value(report)?,
+            Segments::Live(report) => serde_json::to_value(report)?,
+        })
+    }
+
+    fn table(&self) -> String {
+        match self {
+            Segments::Drift(report) => report.table(),
+            Segments::Live(report) => report.table(),
+        }
+    }
+
+    fn html(&self) -> String {
+        match self {
+            Segments::Drift(report) => report.html(),
+            Segments::Live(report) => report.html(),
+        }
+    }
+
+    fn drifted(&self) -> bool {
+        matches!(self, Segments::Drift(report) if report.drifted > 0)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -305,6 +357,12 @@ fn emit(text: &str, output: Option<&Path>) -> anyhow::Result<()> {
 
 fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(&args.policy)?;
+    let rule = args.segment_by.as_deref().map(|column| SegmentRule {
+        column: column.to_string(),
+        min_rows: args.segment_min_rows,
+        max_segments: args.max_segments as usize,
+    });
+    let mut segments = None;
     let (report, windows) = match (&args.reference, &args.current) {
         (Some(reference_path), Some(current_path)) => {
             let reference = if is_json(reference_path) {
@@ -317,10 +375,22 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             } else {
                 profile_file(current_path, Some(&reference))?
             };
+            if let Some(rule) = &rule {
+                if is_json(reference_path) || is_json(current_path) {
+                    bail!("--segment-by needs the data files (CSV, Parquet), not profiles");
+                }
+                segments = Some(Segments::Drift(compare_segments(
+                    reference_path,
+                    current_path,
+                    rule,
+                    &config.drift,
+                )?));
+            }
             (compare(&reference, &current, &config.drift)?, None)
         }
         _ => {
-            let (report, windows) = log_report(&args.log, &config)?;
+            let (report, windows, live) = log_report(&args.log, &config, rule.as_ref())?;
+            segments = live.map(Segments::Live);
             (report, Some(windows))
         }
     };
@@ -330,23 +400,39 @@ fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             if let (Some(windows), Some(object)) = (&windows, value.as_object_mut()) {
                 object.insert("windows".into(), serde_json::to_value(windows)?);
             }
+            if let (Some(segments), Some(object)) = (&segments, value.as_object_mut()) {
+                object.insert("segments".into(), segments.json()?);
+            }
             serde_json::to_string_pretty(&value)? + "\n"
         }
-        "html" => render::html(&report, windows.as_ref()),
+        "html" => {
+            let page = render::html(&report, windows.as_ref());
+            match (&segments, page.rfind("</body>")) {
+                (Some(segments), Some(end)) => {
+                    format!("{}{}{}", &page[..end], segments.html(), &page[end..])
+                }
+                _ => page,
+            }
+        }
         _ => {
             let mut text = render::table(&report);
             if let Some(windows) = &windows {
                 text.push_str(&windows_table(windows));
             }
+            if let Some(segments) = &segments {
+                text.push_str(&segments.table());
+            }
             text
         }
     };
     emit(&text, args.output.as_deref())?;
-    Ok(if report.dataset.drifted {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(
+        if report.dataset.drifted || segments.as_ref().is_some_and(Segments::drifted) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 fn windows_table(windows: &WindowedReport) -> String {
@@ -471,7 +557,8 @@ async fn reference_of(log: &LogArgs, config: &MonitorConfig) -> anyhow::Result<R
 fn log_report(
     log: &LogArgs,
     config: &MonitorConfig,
-) -> anyhow::Result<(DriftReport, WindowedReport)> {
+    segment: Option<&SegmentRule>,
+) -> anyhow::Result<(DriftReport, WindowedReport, Option<LogSegments>)> {
     let Some(model) = log.model.clone().or_else(|| config.model.clone()) else {
         bail!(
             "give --reference and --current, or --model (or monitor.model in keel.yaml) for a prediction log"
@@ -484,6 +571,9 @@ fn log_report(
         .build()
         .context("starting runtime")?
         .block_on(reference_of(log, config))?;
+    let live = segment
+        .map(|rule| log_segments(&log.log_dir, &model, reference.signature.as_ref(), rule))
+        .transpose()?;
     let options = LogOptions {
         log_dir: log.log_dir.clone(),
         model,
@@ -492,12 +582,13 @@ fn log_report(
         since_ms: None,
         until_ms: None,
     };
-    Ok(windowed_report(
+    let (report, windows) = windowed_report(
         &options,
         &reference.profile,
         reference.signature.as_ref(),
         reference.evaluation.as_ref(),
-    )?)
+    )?;
+    Ok((report, windows, live))
 }
 
 fn watch(args: WatchArgs, quiet: bool) -> anyhow::Result<ExitCode> {

@@ -307,3 +307,83 @@ fn a_typo_in_the_monitor_section_is_an_error_at_its_line_and_column() {
         );
     }
 }
+
+#[test]
+fn report_segment_by_finds_the_one_region_that_moved() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    // Four regions, income spread evenly over [40 000, 60 000) in each; in
+    // the current data region r1's income is 8 000 higher.
+    let write = |name: &str, offset: usize, shift: f64| {
+        let mut text = String::from("region,income,age\n");
+        for i in 0..4 * 1000 {
+            let region = i % 4;
+            let u = ((i / 4 * 7919 + offset) % 1000) as f64 / 1000.0;
+            let income = 40_000.0 + 20_000.0 * u + if region == 1 { shift } else { 0.0 };
+            let age = 20 + (i * 31 + offset) % 50;
+            text.push_str(&format!("r{region},{income},{age}\n"));
+        }
+        std::fs::write(root.join(name), text).expect("write");
+    };
+    write("reference.csv", 0, 0.0);
+    write("current.csv", 3, 8_000.0);
+    let segmented = [
+        "monitor",
+        "report",
+        "--reference",
+        "reference.csv",
+        "--current",
+        "current.csv",
+        "--segment-by",
+        "region",
+    ];
+    let json = run(root, &[&segmented[..], &["--format", "json"]].concat(), 1);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("JSON report");
+    let segments = &report["segments"];
+    assert_eq!(segments["tested"], 4, "{segments}");
+    assert_eq!(segments["correction"], "bonferroni");
+    let drifted: Vec<&str> = segments["segments"]
+        .as_array()
+        .expect("segments")
+        .iter()
+        .filter(|s| s["drifted"] == true)
+        .map(|s| s["value"].as_str().expect("value"))
+        .collect();
+    assert_eq!(drifted, vec!["r1"], "{segments}");
+    let table = run(root, &segmented, 1);
+    assert!(
+        table.contains("segments by region: 4 tested, 1 drifted"),
+        "{table}"
+    );
+    // Profiles have no rows to split.
+    run(
+        root,
+        &[
+            "monitor",
+            "profile",
+            "reference.csv",
+            "--output",
+            "ref.json",
+        ],
+        0,
+    );
+    let output = keel(
+        root,
+        &[
+            "monitor",
+            "report",
+            "--reference",
+            "ref.json",
+            "--current",
+            "current.csv",
+            "--segment-by",
+            "region",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--segment-by needs the data files"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
