@@ -1,7 +1,15 @@
-//! Multivariate (joint) drift: changes in how the numeric columns vary
-//! together that every column's own distribution hides (a correlation
-//! that appears or flips sign, mass moving between quadrants at the same
-//! marginal mean and variance).
+//! Multivariate (joint) drift: changes in how the columns vary together
+//! that every column's own distribution hides (a correlation that appears
+//! or flips sign, mass moving between quadrants at the same marginal mean
+//! and variance, a numeric column's level moving between categories).
+//!
+//! A categorical column takes part as indicator (0/1) columns of its most
+//! frequent categories in the reference ([`Indicator`], [`JointInput`],
+//! [`JointSums::planned`]: numeric columns take the [`JOINT_COLUMNS`]
+//! budget first, then each categorical column at most [`INDICATORS`]);
+//! another category is 0 in every indicator, a missing value missing in
+//! every one. Pairs of indicators of one column are not tested, and drivers
+//! name the data column (docs/monitoring.md).
 //!
 //! Profiles hold sketches, not rows, so the test works on second moments:
 //!
@@ -42,7 +50,8 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::stats::{Correction, adjust};
 
-/// Most numeric columns a profile keeps joint sums for.
+/// Most joint columns (numeric columns and categorical indicators) a
+/// profile keeps joint sums for.
 pub const JOINT_COLUMNS: usize = 64;
 /// Rows of the reference sample that measures the per-row error's spread.
 pub const SAMPLE_ROWS: usize = 20_000;
@@ -52,8 +61,81 @@ pub const VARIANCE_KEPT: f64 = 0.65;
 pub const DEFAULT_MIN_ERROR_CHANGE: f64 = 0.1;
 /// Default smallest change of a pair's correlation that counts.
 pub const DEFAULT_MIN_CORRELATION_CHANGE: f64 = 0.2;
+/// Most indicator columns a categorical column takes in the joint sums.
+pub const INDICATORS: usize = 8;
+/// Smallest share of a column's present values a category needs to get
+/// an indicator.
+pub const MIN_CATEGORY_SHARE: f64 = 0.01;
 
-/// Pairwise sums of a fixed list of numeric columns (see the module doc).
+/// A joint column that indicates one category of a categorical column:
+/// 1 when the row has it, 0 when the row has another (or a category
+/// without an indicator), missing when the row's value is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Indicator {
+    /// The categorical column.
+    pub column: String,
+    /// The category.
+    pub category: String,
+}
+
+impl Indicator {
+    /// The joint column's name: `column=category`.
+    pub fn name(&self) -> String {
+        format!("{}={}", self.column, self.category)
+    }
+}
+
+/// A data column the joint sums read: its values, or the indicators of
+/// its categories (consecutive joint columns).
+#[derive(Debug, Clone, PartialEq)]
+pub enum JointInput {
+    /// A numeric column: one joint column.
+    Numeric(String),
+    /// A categorical column: one joint column per category.
+    Categorical {
+        /// The column.
+        column: String,
+        /// Its categories with an indicator, in the joint columns' order.
+        categories: Vec<String>,
+    },
+}
+
+impl JointInput {
+    /// The data column.
+    pub fn column(&self) -> &str {
+        match self {
+            JointInput::Numeric(column) | JointInput::Categorical { column, .. } => column,
+        }
+    }
+}
+
+/// One categorical cell as its indicators' values (`None`: missing, every
+/// indicator missing).
+pub fn indicator_values<'a>(
+    categories: &'a [String],
+    value: Option<&'a str>,
+) -> impl Iterator<Item = f64> + 'a {
+    categories.iter().map(move |c| match value {
+        None => f64::NAN,
+        Some(v) => f64::from(u8::from(v == c)),
+    })
+}
+
+/// A categorical column's cells as its indicator columns.
+pub fn indicator_columns<'a>(
+    categories: &[String],
+    values: impl Iterator<Item = Option<&'a str>>,
+) -> Vec<Vec<f64>> {
+    let mut out: Vec<Vec<f64>> = vec![Vec::new(); categories.len()];
+    for value in values {
+        for (column, x) in out.iter_mut().zip(indicator_values(categories, value)) {
+            column.push(x);
+        }
+    }
+    out
+}
+
+/// Pairwise sums of a fixed list of joint columns (see the module doc).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JointSums {
     /// Columns covered, in order.
@@ -70,6 +152,11 @@ pub struct JointSums {
     pub s: Vec<f64>,
     /// `q[i·d + j]`: Σ u_i·u_j over those rows.
     pub q: Vec<f64>,
+    /// For each of `columns`: the category it indicates, or null for a
+    /// numeric column; empty when every column is numeric (and in
+    /// profiles written before categorical columns took part).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indicators: Vec<Option<Indicator>>,
     /// Bottom-k sample of rows (reference only; not saved).
     #[serde(skip)]
     sample: Option<Sample>,
@@ -163,13 +250,82 @@ impl JointSums {
             n: vec![0.0; d * d],
             s: vec![0.0; d * d],
             q: vec![0.0; d * d],
+            indicators: Vec::new(),
             sample: sample.then(Sample::default),
         }
     }
 
-    /// Empty sums whose frame is the mean and standard deviation of the
-    /// finite values of a first chunk (`chunk[i]` is column i's values).
-    pub fn framed_by(columns: Vec<String>, chunk: &[&[f64]], sample: bool) -> Self {
+    /// Empty, unframed sums of the `inputs` (a reference's: see
+    /// [`JointSums::framed`]): numeric columns first, one joint column
+    /// each, at most [`JOINT_COLUMNS`]; then each categorical column's
+    /// indicators (at most [`INDICATORS`]) in the room left, in order, a
+    /// column cut to its most frequent categories when the room is short.
+    /// None when fewer than two joint columns result.
+    pub fn planned(inputs: Vec<JointInput>, sample: bool) -> Option<JointSums> {
+        let mut columns = Vec::new();
+        let mut indicators = Vec::new();
+        for input in inputs.iter() {
+            if let JointInput::Numeric(name) = input
+                && columns.len() < JOINT_COLUMNS
+            {
+                columns.push(name.clone());
+                indicators.push(None);
+            }
+        }
+        for input in inputs {
+            if let JointInput::Categorical { column, categories } = input {
+                let room = JOINT_COLUMNS - columns.len();
+                for category in categories.into_iter().take(room.min(INDICATORS)) {
+                    let indicator = Indicator {
+                        column: column.clone(),
+                        category,
+                    };
+                    columns.push(indicator.name());
+                    indicators.push(Some(indicator));
+                }
+            }
+        }
+        if columns.len() < 2 {
+            return None;
+        }
+        let mut sums = JointSums::new(columns, Vec::new(), Vec::new(), sample);
+        if indicators.iter().any(Option::is_some) {
+            sums.indicators = indicators;
+        }
+        Some(sums)
+    }
+
+    /// The data column joint column `i` reads.
+    pub fn source(&self, i: usize) -> &str {
+        source_of(&self.columns, &self.indicators, i)
+    }
+
+    /// The data columns read, in the joint columns' order (a categorical
+    /// column once, for its consecutive indicators).
+    pub fn inputs(&self) -> Vec<JointInput> {
+        let mut out: Vec<JointInput> = Vec::new();
+        for (i, name) in self.columns.iter().enumerate() {
+            match self.indicators.get(i).and_then(Option::as_ref) {
+                None => out.push(JointInput::Numeric(name.clone())),
+                Some(indicator) => match out.last_mut() {
+                    Some(JointInput::Categorical { column, categories })
+                        if *column == indicator.column =>
+                    {
+                        categories.push(indicator.category.clone())
+                    }
+                    _ => out.push(JointInput::Categorical {
+                        column: indicator.column.clone(),
+                        categories: vec![indicator.category.clone()],
+                    }),
+                },
+            }
+        }
+        out
+    }
+
+    /// These empty sums framed by the mean and standard deviation of the
+    /// finite values of a first chunk (`chunk[i]` is joint column i's values).
+    pub fn framed(&self, chunk: &[&[f64]]) -> Self {
         let (shift, scale) = chunk
             .iter()
             .map(|values| {
@@ -184,7 +340,9 @@ impl JointSums {
                 (mean, if sd > 0.0 && sd.is_finite() { sd } else { 1.0 })
             })
             .unzip();
-        JointSums::new(columns, shift, scale, sample)
+        let mut out = JointSums::new(self.columns.clone(), shift, scale, self.sample.is_some());
+        out.indicators = self.indicators.clone();
+        out
     }
 
     /// Columns covered.
@@ -269,6 +427,7 @@ impl JointSums {
             .map(|i| (self.shift[i] - shift[i]) / scale[i])
             .collect();
         let mut out = JointSums::new(self.columns.clone(), shift.to_vec(), scale.to_vec(), false);
+        out.indicators = self.indicators.clone();
         out.rows = self.rows;
         out.sample = self.sample.clone();
         for i in 0..d {
@@ -286,7 +445,7 @@ impl JointSums {
     /// Adds `other` (same columns; its frame is converted to this one's).
     /// Returns false when the columns differ.
     pub fn merge(&mut self, other: &JointSums) -> bool {
-        if self.columns != other.columns {
+        if self.columns != other.columns || self.indicators != other.indicators {
             return false;
         }
         let converted;
@@ -386,39 +545,48 @@ impl JointSums {
 
     /// Empty sums with the same columns and frame (no sample).
     pub fn emptied(&self) -> JointSums {
-        JointSums::new(
+        let mut out = JointSums::new(
             self.columns.clone(),
             self.shift.clone(),
             self.scale.clone(),
             false,
-        )
+        );
+        out.indicators = self.indicators.clone();
+        out
     }
 
-    /// The sums without the columns called `names`.
+    /// The sums without the data columns called `names` (a categorical
+    /// column with all its indicators).
     pub fn without(&self, names: &[&str]) -> JointSums {
         let keep: Vec<usize> = (0..self.dim())
-            .filter(|&i| !names.contains(&self.columns[i].as_str()))
+            .filter(|&i| !names.contains(&self.source(i)))
             .collect();
         self.select(&keep)
     }
 
     /// `empty` (no rows yet; an empty frame is taken from the first rows)
-    /// filled with whole columns, in parallel over blocks of rows.
-    pub fn from_columns(empty: JointSums, columns: &[&[f64]]) -> JointSums {
+    /// filled with `rows` rows, in parallel over blocks of rows: `encode`
+    /// gives the joint columns' values of a range of rows.
+    pub fn from_rows(
+        empty: JointSums,
+        rows: usize,
+        encode: impl Fn(std::ops::Range<usize>) -> Vec<Vec<f64>> + Sync,
+    ) -> JointSums {
         use rayon::prelude::*;
         const BLOCK: usize = 65_536;
-        let rows = columns.iter().map(|c| c.len()).min().unwrap_or(0);
         let empty = if empty.shift.len() == empty.dim() {
             empty
         } else {
-            let head: Vec<&[f64]> = columns.iter().map(|c| &c[..rows.min(16_384)]).collect();
-            JointSums::framed_by(empty.columns, &head, empty.sample.is_some())
+            let head = encode(0..rows.min(16_384));
+            let head: Vec<&[f64]> = head.iter().map(Vec::as_slice).collect();
+            empty.framed(&head)
         };
         let blocks: Vec<JointSums> = (0..rows.div_ceil(BLOCK))
             .into_par_iter()
             .map(|b| {
                 let range = b * BLOCK..((b + 1) * BLOCK).min(rows);
-                let chunk: Vec<&[f64]> = columns.iter().map(|c| &c[range.clone()]).collect();
+                let values = encode(range.clone());
+                let chunk: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
                 let mut sums = empty.clone();
                 sums.push_chunk(&chunk, range.start as u64);
                 sums
@@ -440,10 +608,19 @@ impl JointSums {
     }
 }
 
+/// The data column of joint column `i` given the columns and their indicators.
+fn source_of<'a>(columns: &'a [String], indicators: &'a [Option<Indicator>], i: usize) -> &'a str {
+    match indicators.get(i).and_then(Option::as_ref) {
+        Some(indicator) => &indicator.column,
+        None => &columns[i],
+    }
+}
+
 /// The reference's PCA model and its reconstruction error (see the module doc).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PcaModel {
-    /// Columns, in order (numeric, not constant in the reference).
+    /// Columns, in order (numeric columns and indicators, not constant in
+    /// the reference).
     pub columns: Vec<String>,
     /// Reference mean per column (the standardization and the imputation).
     pub mean: Vec<f64>,
@@ -470,6 +647,10 @@ pub struct PcaModel {
     pub correlations: Vec<Option<f64>>,
     /// Rows where both columns of each pair were finite (same order).
     pub pair_rows: Vec<f64>,
+    /// The categories the columns indicate (see [`JointSums::indicators`];
+    /// empty when every column is numeric).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indicators: Vec<Option<Indicator>>,
 }
 
 /// Eigen-decomposition of a symmetric d×d matrix (row-major) by cyclic
@@ -637,17 +818,29 @@ impl PcaModel {
                 .map(|r| r.is_finite().then_some(r))
                 .collect(),
             pair_rows: pair_rows(&sub),
+            indicators: if sub.indicators.iter().any(Option::is_some) {
+                sub.indicators.clone()
+            } else {
+                Vec::new()
+            },
         })
     }
 
     /// Empty sums in this model's frame, for a current profile.
     pub fn current_sums(&self) -> JointSums {
-        JointSums::new(
+        let mut sums = JointSums::new(
             self.columns.clone(),
             self.mean.clone(),
             self.std.clone(),
             false,
-        )
+        );
+        sums.indicators = self.indicators.clone();
+        sums
+    }
+
+    /// The data column of column `i`.
+    pub fn source(&self, i: usize) -> &str {
+        source_of(&self.columns, &self.indicators, i)
     }
 }
 
@@ -656,12 +849,30 @@ impl JointSums {
     fn select(&self, keep: &[usize]) -> JointSums {
         let d = self.dim();
         let k = keep.len();
+        // Unframed sums (no rows yet) stay unframed.
+        let framed = self.shift.len() == d && self.scale.len() == d;
+        let frame = |values: &[f64]| -> Vec<f64> {
+            if framed {
+                keep.iter().map(|&i| values[i]).collect()
+            } else {
+                Vec::new()
+            }
+        };
         let mut out = JointSums::new(
             keep.iter().map(|&i| self.columns[i].clone()).collect(),
-            keep.iter().map(|&i| self.shift[i]).collect(),
-            keep.iter().map(|&i| self.scale[i]).collect(),
+            frame(&self.shift),
+            frame(&self.scale),
             false,
         );
+        if keep
+            .iter()
+            .any(|&i| self.indicators.get(i).is_some_and(Option::is_some))
+        {
+            out.indicators = keep
+                .iter()
+                .map(|&i| self.indicators.get(i).cloned().flatten())
+                .collect();
+        }
         out.rows = self.rows;
         for (a, &i) in keep.iter().enumerate() {
             for (b, &j) in keep.iter().enumerate() {
@@ -807,7 +1018,10 @@ pub fn compare_joint(
     config: &JointConfig,
     alpha: f64,
 ) -> Option<JointVerdict> {
-    if current.columns != model.columns || current.rows == 0 {
+    if current.columns != model.columns
+        || current.indicators != model.indicators
+        || current.rows == 0
+    {
         return None;
     }
     let d = model.columns.len();
@@ -836,20 +1050,34 @@ pub fn compare_joint(
                 .sum()
         })
         .collect();
+    // One entry per data column: a categorical column's indicators add up
+    // (errors and parts; its share is that of its parts' absolute values,
+    // so categories moving in opposite directions do not hide it).
     let total_change: f64 = contributions.iter().map(|c| c.abs()).sum();
-    let mut column_errors: Vec<JointDriver> = (0..d)
-        .map(|j| JointDriver {
-            column: model.columns[j].clone(),
-            reference_error: model.column_error[j],
-            current_error: cur_columns[j],
-            contribution: contributions[j],
-            share: if total_change > 0.0 {
-                contributions[j].abs() / total_change
-            } else {
-                0.0
-            },
-        })
-        .collect();
+    let mut column_errors: Vec<JointDriver> = Vec::new();
+    for j in 0..d {
+        let share = if total_change > 0.0 {
+            contributions[j].abs() / total_change
+        } else {
+            0.0
+        };
+        let source = model.source(j);
+        match column_errors.iter_mut().find(|c| c.column == source) {
+            Some(entry) => {
+                entry.reference_error += model.column_error[j];
+                entry.current_error += cur_columns[j];
+                entry.contribution += contributions[j];
+                entry.share += share;
+            }
+            None => column_errors.push(JointDriver {
+                column: source.to_string(),
+                reference_error: model.column_error[j],
+                current_error: cur_columns[j],
+                contribution: contributions[j],
+                share,
+            }),
+        }
+    }
     column_errors.sort_by(|a, b| b.share.total_cmp(&a.share));
     // Pairwise correlations.
     let current_r = current.correlations();
@@ -861,6 +1089,10 @@ pub fn compare_joint(
             let (rr, rc) = (model.correlations[k], current_r[k]);
             let (nr, nc) = (model.pair_rows[k], current_n[k]);
             k += 1;
+            // Two categories of one column exclude each other: no test.
+            if model.source(i) == model.source(j) {
+                continue;
+            }
             let Some(rr) = rr.filter(|_| rc.is_finite() && nr >= 4.0 && nc >= 4.0) else {
                 continue;
             };
@@ -918,10 +1150,19 @@ pub fn compare_joint(
             drivers.push(c.column.clone());
         }
     }
+    // A pair of an indicator names its categorical column.
+    let source = |name: &str| -> String {
+        model
+            .columns
+            .iter()
+            .position(|c| c == name)
+            .map_or(name, |i| model.source(i))
+            .to_string()
+    };
     for pair in pairs.iter().filter(|p| p.drifted) {
-        for name in [&pair.a, &pair.b] {
-            if drivers.len() < 8 && !drivers.contains(name) {
-                drivers.push(name.clone());
+        for name in [source(&pair.a), source(&pair.b)] {
+            if drivers.len() < 8 && !drivers.contains(&name) {
+                drivers.push(name);
             }
         }
     }
@@ -979,6 +1220,49 @@ mod tests {
     }
 
     #[test]
+    fn categorical_indicators_share_the_column_budget_after_numeric_columns() {
+        let numeric = |n: usize| (0..n).map(|i| JointInput::Numeric(format!("x{i}")));
+        let region = || JointInput::Categorical {
+            column: "region".into(),
+            categories: ["n", "s", "e", "w", "c"].map(String::from).to_vec(),
+        };
+        // Room for two of the five indicators, the most frequent first.
+        let mut inputs: Vec<JointInput> = vec![region()];
+        inputs.extend(numeric(JOINT_COLUMNS - 2));
+        let sums = JointSums::planned(inputs, false).unwrap();
+        assert_eq!(sums.dim(), JOINT_COLUMNS);
+        assert_eq!(sums.columns[JOINT_COLUMNS - 2..], ["region=n", "region=s"]);
+        assert_eq!(sums.source(JOINT_COLUMNS - 1), "region");
+        assert_eq!(sums.source(0), "x0");
+        assert_eq!(
+            sums.inputs().last(),
+            Some(&JointInput::Categorical {
+                column: "region".into(),
+                categories: vec!["n".into(), "s".into()],
+            })
+        );
+        // A full budget of numeric columns leaves categorical ones out, as
+        // before they took part (no indicator field at all).
+        let mut inputs: Vec<JointInput> = numeric(JOINT_COLUMNS + 3).collect();
+        inputs.push(region());
+        let sums = JointSums::planned(inputs, false).unwrap();
+        assert_eq!(sums.dim(), JOINT_COLUMNS);
+        assert!(sums.indicators.is_empty());
+        // Dropping a categorical column drops all its indicators.
+        let sums =
+            JointSums::planned(vec![region(), JointInput::Numeric("y".into())], false).unwrap();
+        assert_eq!(sums.without(&["region"]).columns, ["y"]);
+        assert!(sums.without(&["region"]).indicators.is_empty());
+        // Indicator values: 1 for its category, 0 for another, missing for missing.
+        let categories = vec!["n".to_string(), "s".to_string()];
+        let values: Vec<f64> = indicator_values(&categories, Some("s")).collect();
+        assert_eq!(values, [0.0, 1.0]);
+        let values: Vec<f64> = indicator_values(&categories, Some("w")).collect();
+        assert_eq!(values, [0.0, 0.0]);
+        assert!(indicator_values(&categories, None).all(f64::is_nan));
+    }
+
+    #[test]
     fn reframing_and_merging_are_exact() {
         let a: Vec<f64> = (0..50)
             .map(|i| (i as f64 * 0.37).sin() * 10.0 + 3.0)
@@ -990,7 +1274,8 @@ mod tests {
         let names = vec!["a".to_string(), "b".to_string()];
         let mut whole = JointSums::new(names.clone(), vec![0.0, 0.0], vec![1.0, 1.0], false);
         whole.push_chunk(&[&a, &b], 0);
-        let mut first = JointSums::framed_by(names.clone(), &[&a[..20], &b[..20]], false);
+        let mut first =
+            JointSums::new(names.clone(), vec![], vec![], false).framed(&[&a[..20], &b[..20]]);
         first.push_chunk(&[&a[..20], &b[..20]], 0);
         let mut second = JointSums::new(names, vec![5.0, -2.0], vec![3.0, 0.5], false);
         second.push_chunk(&[&a[20..], &b[20..]], 20);

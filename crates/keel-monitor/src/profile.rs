@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibration::Calibration;
 use crate::error::{MonitorError, Result};
-use crate::joint::{JOINT_COLUMNS, JointSums, PcaModel};
+use crate::joint::{
+    INDICATORS, JointInput, JointSums, MIN_CATEGORY_SHARE, PcaModel, indicator_columns,
+};
 use crate::sketch::{Hll, Layout, LogHistogram, Moments, stable_hash};
 
 /// Format tag written in every profile.
@@ -631,15 +633,28 @@ impl Profile {
         }
     }
 
-    /// The numeric columns a reference keeps joint sums for (model outputs
-    /// excluded, at most [`JOINT_COLUMNS`]).
-    pub fn joint_candidates(columns: &[ColumnProfile]) -> Vec<String> {
-        columns
+    /// The empty, unframed joint sums of a reference whose `columns` were
+    /// profiled (a categorical column's counts choose its indicators: those
+    /// of the rows seen, the whole table in memory or a streaming reader's
+    /// first chunk): its numeric columns and its categorical columns'
+    /// indicators ([`JointSums::planned`]; model outputs excluded). None
+    /// when fewer than two joint columns result.
+    pub fn joint_plan(columns: &[ColumnProfile]) -> Option<JointSums> {
+        let inputs = columns
             .iter()
-            .filter(|c| c.kind() == ColumnKind::Numeric && !c.name.starts_with("output."))
-            .map(|c| c.name.clone())
-            .take(JOINT_COLUMNS)
-            .collect()
+            .filter(|c| !c.name.starts_with("output."))
+            .filter_map(|c| match &c.stats {
+                ColumnStats::Numeric(_) => Some(JointInput::Numeric(c.name.clone())),
+                ColumnStats::Categorical(stats) => {
+                    let categories = indicated_categories(stats);
+                    (!categories.is_empty()).then(|| JointInput::Categorical {
+                        column: c.name.clone(),
+                        categories,
+                    })
+                }
+            })
+            .collect();
+        JointSums::planned(inputs, true)
     }
 
     /// Fits the joint model from the sums (a reference, while its row
@@ -762,21 +777,55 @@ impl Profile {
         });
         let joint = match template {
             Some(t) => t.template().joint,
-            None => {
-                let names = Profile::joint_candidates(&columns);
-                (names.len() >= 2).then(|| JointSums::new(names, Vec::new(), Vec::new(), true))
-            }
+            None => Profile::joint_plan(&columns),
         };
         let joint = joint.and_then(|joint| {
-            let slices: Vec<&[f64]> = joint
-                .columns
+            let inputs = joint.inputs();
+            let sources: Vec<&Column> = inputs
                 .iter()
-                .map(|name| match table.column(name) {
-                    Some(Column::Numeric(values)) => Some(values.as_slice()),
-                    _ => None,
-                })
+                .map(|input| table.column(input.column()))
                 .collect::<Option<_>>()?;
-            Some(JointSums::from_columns(joint, &slices))
+            // A numeric input needs numbers; a categorical one reads text
+            // as its column profile does (numbers as their text).
+            let readable = inputs.iter().zip(&sources).all(|(input, column)| {
+                matches!(input, JointInput::Categorical { .. })
+                    || matches!(column, Column::Numeric(_))
+            });
+            if !readable {
+                return None;
+            }
+            let rows = table.n_rows();
+            Some(JointSums::from_rows(joint, rows, |range| {
+                let mut out = Vec::new();
+                for (input, column) in inputs.iter().zip(&sources) {
+                    match (input, column) {
+                        (JointInput::Categorical { categories, .. }, Column::Categorical(v)) => out
+                            .extend(indicator_columns(
+                                categories,
+                                v[range.clone()].iter().map(|v| {
+                                    v.as_deref().filter(|t| !is_missing(t)).map(str::trim)
+                                }),
+                            )),
+                        (JointInput::Categorical { categories, .. }, Column::Numeric(v)) => {
+                            let texts: Vec<Option<String>> = v[range.clone()]
+                                .iter()
+                                .map(|x| (!x.is_nan()).then(|| format_number(*x)))
+                                .collect();
+                            out.extend(indicator_columns(
+                                categories,
+                                texts.iter().map(Option::as_deref),
+                            ))
+                        }
+                        (JointInput::Numeric(_), Column::Numeric(v)) => {
+                            out.push(v[range.clone()].to_vec())
+                        }
+                        (JointInput::Numeric(_), Column::Categorical(_)) => {
+                            out.push(vec![f64::NAN; range.len()])
+                        }
+                    }
+                }
+                out
+            }))
         });
         Profile {
             format: PROFILE_FORMAT.to_string(),
@@ -929,6 +978,24 @@ impl Profile {
     }
 }
 
+/// The categories of a categorical column that get an indicator in the
+/// joint sums: the most frequent (ties by name), at most [`INDICATORS`],
+/// each with at least [`MIN_CATEGORY_SHARE`] of the present values; none
+/// when the column has a single value.
+pub fn indicated_categories(stats: &CategoricalStats) -> Vec<String> {
+    let present = stats.present();
+    let distinct = stats.counts.len() + usize::from(stats.other > 0);
+    if present == 0 || distinct < 2 {
+        return Vec::new();
+    }
+    sorted_counts(&stats.counts)
+        .into_iter()
+        .filter(|&(_, count)| count as f64 >= MIN_CATEGORY_SHARE * present as f64)
+        .take(INDICATORS)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
 fn merge_pair(a: &mut [f64; 6], b: &[f64; 6]) {
     if b[0] == 0.0 {
         return;
@@ -1022,4 +1089,35 @@ fn holdout_calibration(model: &keel_learn::Model, table: &Table) -> Result<Optio
         })
         .collect();
     Ok(Calibration::fit(&pairs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indicators_go_to_frequent_categories_of_columns_that_vary() {
+        let mut column = ColumnProfile::new("c", ColumnKind::Categorical, None);
+        for (name, count) in [("a", 500), ("b", 300), ("c", 195), ("rare", 5)] {
+            for _ in 0..count {
+                column.push_category(name);
+            }
+        }
+        let stats = column.categorical().unwrap();
+        // "rare" is under 1 % of the values.
+        assert_eq!(indicated_categories(stats), ["a", "b", "c"]);
+        let mut single = ColumnProfile::new("s", ColumnKind::Categorical, None);
+        single.push_category("only");
+        single.push_nulls(3);
+        assert!(indicated_categories(single.categorical().unwrap()).is_empty());
+        let mut many = ColumnProfile::new("m", ColumnKind::Categorical, None);
+        for i in 0..20 {
+            for _ in 0..(100 + i) {
+                many.push_category(&format!("k{i:02}"));
+            }
+        }
+        let chosen = indicated_categories(many.categorical().unwrap());
+        assert_eq!(chosen.len(), INDICATORS);
+        assert_eq!(chosen[0], "k19");
+    }
 }

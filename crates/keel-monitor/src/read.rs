@@ -22,9 +22,9 @@ use rayon::prelude::*;
 use crate::error::{MonitorError, Result};
 use keel_table::rows::{check_names, open_parquet, parquet_columns};
 use keel_table::shard::{Shard, Unit};
-use keel_table::{CsvRows, Rows, Text, is_parquet, read_text};
+use keel_table::{CsvRows, Rows, Text, format_number, is_missing, is_parquet, read_text};
 
-use crate::joint::{JOINT_COLUMNS, JointSums};
+use crate::joint::{JOINT_COLUMNS, JointInput, JointSums, indicator_columns};
 use crate::profile::{ColumnKind, ColumnProfile, ColumnStats, Profile, ShardOf};
 
 /// Rows per CSV chunk and values per Parquet batch.
@@ -200,8 +200,9 @@ fn profile_csv_files(
     let mut records = vec![csv::StringRecord::new(); CHUNK_ROWS];
     let mut columns: Option<Vec<ColumnProfile>> = None;
     // The joint sums: the reference's model columns and frame, or (for a
-    // reference) every numeric column, framed by the first chunk.
-    let mut joint: Option<(JointSums, Vec<usize>)> = None;
+    // reference) its numeric columns and categorical columns' indicators,
+    // chosen and framed by the first chunk.
+    let mut joint: Option<(JointSums, Vec<(JointInput, usize)>)> = None;
     let mut joint_decided = false;
     let mut rows = 0u64;
     loop {
@@ -224,55 +225,81 @@ fn profile_csv_files(
         if filled == 0 {
             break;
         }
-        let numbers = |i: usize| -> Vec<f64> {
-            chunk
-                .iter()
-                .map(|record| match read_text(record.get(i).unwrap_or("")) {
-                    Text::Number(x) => x,
-                    _ => f64::NAN,
+        // The joint columns' values of the chunk (a categorical column's
+        // cells read as its profile reads them).
+        let encode = |inputs: &[(JointInput, usize)]| -> Vec<Vec<f64>> {
+            let per_input: Vec<Vec<Vec<f64>>> = inputs
+                .par_iter()
+                .map(|(input, i)| match input {
+                    JointInput::Numeric(_) => vec![
+                        chunk
+                            .iter()
+                            .map(|record| match read_text(record.get(*i).unwrap_or("")) {
+                                Text::Number(x) => x,
+                                _ => f64::NAN,
+                            })
+                            .collect(),
+                    ],
+                    JointInput::Categorical { categories, .. } => indicator_columns(
+                        categories,
+                        chunk.iter().map(|record| {
+                            record
+                                .get(*i)
+                                .filter(|text| !is_missing(text))
+                                .map(str::trim)
+                        }),
+                    ),
                 })
-                .collect()
+                .collect();
+            per_input.into_iter().flatten().collect()
         };
-        if !joint_decided {
+        let push_columns = |columns: &mut Vec<ColumnProfile>| {
+            columns.par_iter_mut().enumerate().for_each(|(i, column)| {
+                for record in chunk {
+                    column.push_text(record.get(i));
+                }
+            })
+        };
+        if joint_decided {
+            rayon::join(
+                || push_columns(columns),
+                || {
+                    if let Some((sums, inputs)) = &mut joint {
+                        let values = encode(inputs);
+                        let slices: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
+                        sums.push_chunk(&slices, rows);
+                    }
+                },
+            );
+        } else {
+            // The first chunk: a reference's categorical columns choose
+            // their indicators from its counts, and it frames the sums.
+            push_columns(columns);
             joint_decided = true;
             let empty = match reference {
                 Some(reference) => reference.template().joint,
-                None => {
-                    let candidates = Profile::joint_candidates(columns);
-                    (candidates.len() >= 2)
-                        .then(|| JointSums::new(candidates, vec![], vec![], true))
-                }
+                None => Profile::joint_plan(columns),
             };
             joint = empty.and_then(|empty| {
-                let at: Vec<usize> = empty
-                    .columns
-                    .iter()
-                    .map(|name| names.iter().position(|n| n == name))
+                let inputs: Vec<(JointInput, usize)> = empty
+                    .inputs()
+                    .into_iter()
+                    .map(|input| {
+                        let at = names.iter().position(|n| n == input.column())?;
+                        Some((input, at))
+                    })
                     .collect::<Option<_>>()?;
-                if empty.shift.len() == empty.dim() {
-                    return Some((empty, at));
-                }
-                let values: Vec<Vec<f64>> = at.iter().map(|&i| numbers(i)).collect();
+                let values = encode(&inputs);
                 let slices: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
-                Some((JointSums::framed_by(empty.columns, &slices, true), at))
+                let mut sums = if empty.shift.len() == empty.dim() {
+                    empty
+                } else {
+                    empty.framed(&slices)
+                };
+                sums.push_chunk(&slices, rows);
+                Some((sums, inputs))
             });
         }
-        rayon::join(
-            || {
-                columns.par_iter_mut().enumerate().for_each(|(i, column)| {
-                    for record in chunk {
-                        column.push_text(record.get(i));
-                    }
-                })
-            },
-            || {
-                if let Some((sums, at)) = &mut joint {
-                    let values: Vec<Vec<f64>> = at.par_iter().map(|&i| numbers(i)).collect();
-                    let slices: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
-                    sums.push_chunk(&slices, rows);
-                }
-            },
-        );
         rows += filled as u64;
         if filled < CHUNK_ROWS || (pass == Pass::Head && laid_out(columns)) {
             break;
@@ -357,33 +384,45 @@ fn profile_parquet_units(
     }
     let rows: u64 = units.iter().filter_map(|u| u.rows).sum();
     // The joint sums: the reference's model columns, or (for a reference)
-    // every numeric column but the model's outputs.
-    let empty = match reference {
-        Some(reference) => reference.template().joint,
+    // every numeric column but the model's outputs and every categorical
+    // one, whose indicators the first batch chooses (`joint_parquet`).
+    let plan = match reference {
+        Some(reference) => reference.template().joint.and_then(|empty| {
+            let at: Vec<(JointInput, usize)> = empty
+                .inputs()
+                .into_iter()
+                .map(|input| {
+                    let i = names.iter().position(|n| n == input.column())?;
+                    let numeric =
+                        matches!(physical_kind(path, &reader, i), Ok(ColumnKind::Numeric));
+                    // A numeric input needs numbers; a categorical one
+                    // reads text or numbers as their text.
+                    (numeric || matches!(input, JointInput::Categorical { .. }))
+                        .then_some((input, i))
+                })
+                .collect::<Option<_>>()?;
+            Some(JointPlan::Fixed(empty, at))
+        }),
         None => {
-            let numeric: Vec<String> = names
+            let mut numeric = 0;
+            let candidates: Vec<(String, usize, ColumnKind)> = names
                 .iter()
                 .enumerate()
-                .filter(|&(i, name)| {
-                    !name.starts_with("output.")
-                        && matches!(physical_kind(path, &reader, i), Ok(ColumnKind::Numeric))
+                .filter(|(_, name)| !name.starts_with("output."))
+                .filter_map(|(i, name)| {
+                    let kind = physical_kind(path, &reader, i).ok()?;
+                    if kind == ColumnKind::Numeric {
+                        numeric += 1;
+                        if numeric > JOINT_COLUMNS {
+                            return None;
+                        }
+                    }
+                    Some((name.clone(), i, kind))
                 })
-                .map(|(_, name)| name.clone())
-                .take(JOINT_COLUMNS)
                 .collect();
-            (numeric.len() >= 2).then(|| JointSums::new(numeric, vec![], vec![], true))
+            Some(JointPlan::Head(candidates))
         }
     };
-    let joint_at: Option<Vec<usize>> = empty.as_ref().and_then(|empty| {
-        empty
-            .columns
-            .iter()
-            .map(|name| {
-                let i = names.iter().position(|n| n == name)?;
-                matches!(physical_kind(path, &reader, i), Ok(ColumnKind::Numeric)).then_some(i)
-            })
-            .collect()
-    });
     let groups = groups_by_file(units);
     let (columns, joint) = rayon::join(
         || {
@@ -396,9 +435,9 @@ fn profile_parquet_units(
                 })
                 .collect::<Result<Vec<ColumnProfile>>>()
         },
-        || match (empty, joint_at) {
-            (Some(empty), Some(at)) => joint_parquet(&groups, empty, &at, pass).map(Some),
-            _ => Ok(None),
+        || match plan {
+            Some(plan) => joint_parquet(&groups, plan, pass),
+            None => Ok(None),
         },
     );
     let mut profile = Profile::empty(columns?);
@@ -410,21 +449,93 @@ fn profile_parquet_units(
     Ok(profile)
 }
 
-/// Reads the numeric columns at `at` row-aligned, batch by batch in the
-/// row groups `groups` (a null is NaN), into `empty` (framed by the first
-/// batch when it has no frame yet; the head pass stops there).
+/// What the joint reader of a Parquet file set reads.
+enum JointPlan {
+    /// Known joint columns (a current profile's, or a shard's): the sums
+    /// (framed or not) and each input's column index.
+    Fixed(JointSums, Vec<(JointInput, usize)>),
+    /// A reference's candidate columns (name, index, kind), in file order:
+    /// the first batch chooses the categorical columns' indicators.
+    Head(Vec<(String, usize, ColumnKind)>),
+}
+
+/// One batch of a joint input column: numbers (nulls NaN) or texts.
+enum Cells {
+    Numbers(Vec<f64>),
+    Texts(Vec<Option<String>>),
+}
+
+impl Cells {
+    fn len(&self) -> usize {
+        match self {
+            Cells::Numbers(v) => v.len(),
+            Cells::Texts(v) => v.len(),
+        }
+    }
+
+    fn texts(&self, rows: usize) -> Vec<Option<String>> {
+        match self {
+            Cells::Texts(v) => v[..rows].to_vec(),
+            Cells::Numbers(v) => v[..rows]
+                .iter()
+                .map(|x| (!x.is_nan()).then(|| format_number(*x)))
+                .collect(),
+        }
+    }
+
+    /// The joint columns' values of `input` for the first `rows` cells.
+    fn encode(&self, input: &JointInput, rows: usize, out: &mut Vec<Vec<f64>>) {
+        match (input, self) {
+            (JointInput::Numeric(_), Cells::Numbers(v)) => out.push(v[..rows].to_vec()),
+            (JointInput::Numeric(_), Cells::Texts(_)) => out.push(vec![f64::NAN; rows]),
+            (JointInput::Categorical { categories, .. }, Cells::Texts(v)) => out.extend(
+                indicator_columns(categories, v[..rows].iter().map(Option::as_deref)),
+            ),
+            (JointInput::Categorical { categories, .. }, Cells::Numbers(_)) => {
+                let texts = self.texts(rows);
+                out.extend(indicator_columns(
+                    categories,
+                    texts.iter().map(Option::as_deref),
+                ));
+            }
+        }
+    }
+}
+
+/// Reads the joint inputs row-aligned, batch by batch in the row groups
+/// `groups` (a null is missing), into sums framed by the first batch when
+/// they have no frame yet (a reference's plan also chooses its indicators
+/// there; the head pass stops after it).
 fn joint_parquet(
     groups: &[(&Path, Vec<usize>)],
-    empty: JointSums,
-    at: &[usize],
+    plan: JointPlan,
     pass: Pass,
-) -> Result<JointSums> {
-    let framed = empty.shift.len() == empty.dim();
-    if pass == Pass::Head && framed {
-        return Ok(empty);
-    }
-    let mut sums: Option<JointSums> = framed.then(|| empty.clone());
-    let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(CHUNK_ROWS); at.len()];
+) -> Result<Option<JointSums>> {
+    let (mut sums, mut inputs): (Option<JointSums>, Vec<(JointInput, usize)>) = match plan {
+        JointPlan::Fixed(empty, at) => {
+            if pass == Pass::Head && empty.shift.len() == empty.dim() {
+                return Ok(Some(empty));
+            }
+            (Some(empty), at)
+        }
+        JointPlan::Head(candidates) => (
+            None,
+            candidates
+                .into_iter()
+                .map(|(name, i, kind)| {
+                    let input = match kind {
+                        ColumnKind::Numeric => JointInput::Numeric(name),
+                        ColumnKind::Categorical => JointInput::Categorical {
+                            column: name,
+                            categories: Vec::new(),
+                        },
+                    };
+                    (input, i)
+                })
+                .collect(),
+        ),
+    };
+    let mut framed = sums.as_ref().is_some_and(|s| s.shift.len() == s.dim());
     let mut levels: Vec<i16> = Vec::with_capacity(CHUNK_ROWS);
     let mut row = 0u64;
     for (path, groups) in groups {
@@ -433,40 +544,158 @@ fn joint_parquet(
             MonitorError::file(path, format!("joint columns: {e}"))
         };
         let schema = reader.metadata().file_metadata().schema_descr_ptr();
-        let max_def: Vec<i16> = at
-            .iter()
-            .map(|&i| schema.column(i).max_def_level())
-            .collect();
         for &group in groups {
             let row_group = reader.get_row_group(group).map_err(fail)?;
-            let mut readers: Vec<ColumnReader> = at
+            let mut readers: Vec<ColumnReader> = inputs
                 .iter()
-                .map(|&i| row_group.get_column_reader(i).map_err(fail))
+                .map(|&(_, i)| row_group.get_column_reader(i).map_err(fail))
                 .collect::<Result<_>>()?;
             loop {
                 let mut read = usize::MAX;
+                let mut batch: Vec<Cells> = Vec::with_capacity(inputs.len());
                 for (k, column) in readers.iter_mut().enumerate() {
-                    values[k].clear();
-                    let records = read_numbers(column, max_def[k], &mut levels, &mut values[k])
-                        .map_err(fail)?;
-                    read = read.min(records);
+                    let max_def = schema.column(inputs[k].1).max_def_level();
+                    let cells = read_cells(column, max_def, &mut levels).map_err(fail)?;
+                    read = read.min(cells.len());
+                    batch.push(cells);
                 }
                 if read == 0 || read == usize::MAX {
                     break;
                 }
-                let slices: Vec<&[f64]> = values.iter().map(|v| &v[..read]).collect();
-                let sums = sums.get_or_insert_with(|| {
-                    JointSums::framed_by(empty.columns.clone(), &slices, empty.has_sample())
-                });
+                if sums.is_none() {
+                    // A reference's first batch: its categorical columns'
+                    // indicators, from this batch's counts.
+                    let profiles: Vec<ColumnProfile> = inputs
+                        .iter()
+                        .zip(&batch)
+                        .map(|((input, _), cells)| match input {
+                            JointInput::Numeric(name) => {
+                                ColumnProfile::new(name, ColumnKind::Numeric, None)
+                            }
+                            JointInput::Categorical { column, .. } => {
+                                let mut profile =
+                                    ColumnProfile::new(column, ColumnKind::Categorical, None);
+                                for text in cells.texts(read) {
+                                    match text {
+                                        Some(text) => profile.push_category(&text),
+                                        None => profile.push_nulls(1),
+                                    }
+                                }
+                                profile
+                            }
+                        })
+                        .collect();
+                    let Some(empty) = Profile::joint_plan(&profiles) else {
+                        return Ok(None);
+                    };
+                    // Keep the readers and cells of the chosen inputs.
+                    let chosen = empty.inputs();
+                    let mut kept_inputs = Vec::new();
+                    let mut kept_readers = Vec::new();
+                    let mut kept_batch = Vec::new();
+                    for (((input, i), reader), cells) in
+                        inputs.drain(..).zip(readers.drain(..)).zip(batch.drain(..))
+                    {
+                        if let Some(choice) = chosen.iter().find(|c| c.column() == input.column()) {
+                            kept_inputs.push((choice.clone(), i));
+                            kept_readers.push(reader);
+                            kept_batch.push(cells);
+                        }
+                    }
+                    // In the joint columns' order (numeric columns first).
+                    let order: Vec<usize> = chosen
+                        .iter()
+                        .filter_map(|c| {
+                            kept_inputs
+                                .iter()
+                                .position(|(k, _)| k.column() == c.column())
+                        })
+                        .collect();
+                    let mut slots: Vec<Option<(JointInput, usize)>> =
+                        kept_inputs.into_iter().map(Some).collect();
+                    let mut reader_slots: Vec<Option<ColumnReader>> =
+                        kept_readers.into_iter().map(Some).collect();
+                    let mut cell_slots: Vec<Option<Cells>> =
+                        kept_batch.into_iter().map(Some).collect();
+                    for &k in &order {
+                        if let (Some(input), Some(reader), Some(cells)) = (
+                            slots[k].take(),
+                            reader_slots[k].take(),
+                            cell_slots[k].take(),
+                        ) {
+                            inputs.push(input);
+                            readers.push(reader);
+                            batch.push(cells);
+                        }
+                    }
+                    sums = Some(empty);
+                }
+                let Some(sums) = sums.as_mut() else {
+                    return Ok(None);
+                };
+                let mut values: Vec<Vec<f64>> = Vec::with_capacity(sums.dim());
+                for ((input, _), cells) in inputs.iter().zip(&batch) {
+                    cells.encode(input, read, &mut values);
+                }
+                let slices: Vec<&[f64]> = values.iter().map(Vec::as_slice).collect();
+                if !framed {
+                    *sums = sums.framed(&slices);
+                    framed = true;
+                }
                 if pass == Pass::Head {
-                    return Ok(sums.emptied());
+                    return Ok(Some(sums.emptied()));
                 }
                 sums.push_chunk(&slices, row);
                 row += read as u64;
             }
         }
     }
-    Ok(sums.unwrap_or(empty))
+    Ok(sums)
+}
+
+/// Up to [`CHUNK_ROWS`] records of a column: numbers for a numeric one,
+/// texts (invalid UTF-8 as missing) for a byte-array one.
+fn read_cells(
+    reader: &mut ColumnReader,
+    max_def: i16,
+    levels: &mut Vec<i16>,
+) -> parquet::errors::Result<Cells> {
+    macro_rules! texts {
+        ($typed:expr, $buffer:ty) => {{
+            let mut buffer: Vec<$buffer> = Vec::with_capacity(CHUNK_ROWS);
+            levels.clear();
+            let (_, values, read_levels) =
+                $typed.read_records(CHUNK_ROWS, Some(levels), None, &mut buffer)?;
+            let text = |v: &$buffer| std::str::from_utf8(v.data()).ok().map(str::to_string);
+            let out: Vec<Option<String>> = if max_def == 0 {
+                buffer[..values].iter().map(text).collect()
+            } else {
+                let mut present = buffer[..values].iter().map(text);
+                levels[..read_levels]
+                    .iter()
+                    .map(|&level| {
+                        if level == max_def {
+                            present.next().flatten()
+                        } else {
+                            None
+                        }
+                    })
+                    .collect()
+            };
+            Ok(Cells::Texts(out))
+        }};
+    }
+    match reader {
+        ColumnReader::ByteArrayColumnReader(r) => texts!(r, parquet::data_type::ByteArray),
+        ColumnReader::FixedLenByteArrayColumnReader(r) => {
+            texts!(r, parquet::data_type::FixedLenByteArray)
+        }
+        _ => {
+            let mut out = Vec::with_capacity(CHUNK_ROWS);
+            read_numbers(reader, max_def, levels, &mut out)?;
+            Ok(Cells::Numbers(out))
+        }
+    }
 }
 
 /// Up to [`CHUNK_ROWS`] records of a numeric column as f64 (nulls as NaN);

@@ -470,15 +470,21 @@ pub fn windowed_report(
     // Where each reference column (in the window profiles' order) is in the current file.
     let mut sources = Sources::new();
     let mut current_file: Option<String> = None;
-    // Where each column of the joint sums is among the reference's columns.
-    let joint_at: Vec<usize> = reference
+    // The joint sums' inputs and where each is among the reference's columns.
+    let joint_at: Vec<(crate::joint::JointInput, usize)> = reference
         .template()
         .joint
         .map(|joint| {
             joint
-                .columns
-                .iter()
-                .filter_map(|name| reference.columns.iter().position(|c| &c.name == name))
+                .inputs()
+                .into_iter()
+                .filter_map(|input| {
+                    let at = reference
+                        .columns
+                        .iter()
+                        .position(|c| c.name == input.column())?;
+                    Some((input, at))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -532,10 +538,22 @@ pub fn windowed_report(
             }
             state.profile.rows += 1;
             if let Some(joint) = &mut state.profile.joint {
-                let values: Vec<Option<f64>> = joint_at
-                    .iter()
-                    .map(|&k| columns.get(k).and_then(|s| s.number(batch, row)))
-                    .collect();
+                let mut values: Vec<Option<f64>> = Vec::with_capacity(joint.dim());
+                for (input, k) in &joint_at {
+                    let source = columns.get(*k);
+                    match input {
+                        crate::joint::JointInput::Numeric(_) => {
+                            values.push(source.and_then(|s| s.number(batch, row)))
+                        }
+                        crate::joint::JointInput::Categorical { categories, .. } => {
+                            let text = source.and_then(|s| s.text(batch, row));
+                            values.extend(
+                                crate::joint::indicator_values(categories, text.as_deref())
+                                    .map(|x| x.is_finite().then_some(x)),
+                            );
+                        }
+                    }
+                }
                 let pushed = joint.rows;
                 joint.push_row(&values, pushed);
             }
@@ -602,11 +620,20 @@ pub fn windowed_report(
         p.columns.retain(|c| seen_columns.contains(&c.name));
         p.correlations = None;
         // The joint test needs every one of its columns in the log.
-        let complete = |columns: &[String]| columns.iter().all(|c| seen_columns.contains(c));
-        if !p.joint.as_ref().is_none_or(|j| complete(&j.columns)) {
+        let complete =
+            |sources: Vec<&str>| sources.iter().all(|c| seen_columns.iter().any(|s| s == c));
+        if !p
+            .joint
+            .as_ref()
+            .is_none_or(|j| complete((0..j.dim()).map(|i| j.source(i)).collect()))
+        {
             p.joint = None;
         }
-        if !p.multivariate.as_ref().is_none_or(|m| complete(&m.columns)) {
+        if !p
+            .multivariate
+            .as_ref()
+            .is_none_or(|m| complete((0..m.columns.len()).map(|i| m.source(i)).collect()))
+        {
             p.multivariate = None;
         }
         p

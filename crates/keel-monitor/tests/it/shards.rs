@@ -1,7 +1,8 @@
 //! Sharded profiles: the merge of the N shard profiles of a file set is the
 //! whole's profile (same counts, histograms, categories, distinct-count
-//! registers, min/max and joint frame; moments and joint sums equal up to
-//! float rounding; no joint model), for a Parquet file of several row
+//! registers, min/max, joint frame and the categorical column's joint
+//! indicators; moments and joint sums equal up to float rounding; no joint
+//! model), for a Parquet file of several row
 //! groups and a set of CSV files, and reports against the merge give the
 //! whole's verdicts.
 
@@ -207,6 +208,13 @@ fn merged(files: &[PathBuf], count: usize, dir: &Path) -> Profile {
 /// rebuild (it needs the reference's rows).
 fn whole_json(whole: &Profile) -> Value {
     assert!(whole.multivariate.is_some(), "the data has a joint model");
+    // The categorical column takes part through its indicators, which the
+    // shards and the merge must carry too.
+    let joint = whole.joint.as_ref().unwrap();
+    let cities = (0..joint.dim())
+        .filter(|&i| joint.source(i) == "city")
+        .count();
+    assert_eq!(cities, 5, "{:?}", joint.columns);
     let mut whole = whole.clone();
     whole.multivariate = None;
     serde_json::to_value(&whole).unwrap()
