@@ -145,7 +145,7 @@ impl Store {
         for tag in tags {
             EXPERIMENT_TAGS
                 .upsert(
-                    &mut tx,
+                    &mut *tx,
                     &[id.into()],
                     [(tag.key.as_str(), tag.value.as_str())],
                 )
@@ -376,7 +376,7 @@ impl Store {
             .await
             .map_err(db("starting transaction"))?;
         EXPERIMENT_TAGS
-            .upsert(&mut tx, &[id.into()], [(key, value)])
+            .upsert(&mut *tx, &[id.into()], [(key, value)])
             .await?;
         tx.commit().await.map_err(db("committing"))?;
         Ok(())

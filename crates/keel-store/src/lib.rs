@@ -10,12 +10,15 @@
 //! differences (auto-increment ids, case-sensitive LIKE, ILIKE) are confined to
 //! [`migrate`] and [`sql::Dialect`].
 
+#[macro_use]
+mod exec;
 mod experiments;
 pub mod filter;
 mod logged_models;
 mod migrate;
 mod monitor;
 mod monitored;
+mod native;
 mod pairs;
 mod registry;
 mod runs;
@@ -27,6 +30,7 @@ mod users;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_core::Error;
@@ -68,6 +72,9 @@ pub struct Store {
     /// On SQLite a single connection serialises this process's writes, so a write
     /// transaction never has to upgrade a read lock (which SQLite answers with BUSY).
     writer: AnyPool,
+    /// On a SQLite file, native connections for the hot operations (run search
+    /// and reads, `log_batch`); their writes hold `writer`'s connection.
+    native: Option<Arc<native::Native>>,
     dialect: Dialect,
     default_artifact_root: String,
 }
@@ -117,6 +124,7 @@ impl Store {
     pub async fn open(config: StoreConfig) -> Result<Store, Error> {
         sqlx::any::install_default_drivers();
         let location = parse_uri(&config.uri)?;
+        let mut native = None;
         let (pool, writer, dialect) = match &location {
             Location::Postgres(url) => {
                 let options = AnyConnectOptions::from_str(url).map_err(|e| {
@@ -148,6 +156,7 @@ impl Store {
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 let reader = sqlite_pool(&url, 8).await?;
                 let writer = sqlite_pool(&url, 1).await?;
+                native = Some(Arc::new(native::Native::new(path)));
                 (reader, writer, Dialect::Sqlite)
             }
             Location::SqliteMemory => {
@@ -159,6 +168,7 @@ impl Store {
         let store = Store {
             pool,
             writer,
+            native,
             dialect,
             default_artifact_root: config
                 .default_artifact_root
@@ -194,6 +204,8 @@ async fn sqlite_pool(url: &str, max_connections: u32) -> Result<AnyPool, Error> 
         .max_connections(max_connections)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(60))
+        // A local file has no connection to lose: skip the ping on every acquire.
+        .test_before_acquire(false)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
                 // WAL: readers never block the writer. synchronous=NORMAL: a commit survives a

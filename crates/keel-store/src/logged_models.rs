@@ -14,7 +14,7 @@ use crate::filter::{EntityKind, Identifier, OrderBy};
 use crate::pairs::{LOGGED_MODEL_PARAMS, LOGGED_MODEL_TAGS};
 use crate::runs::{loaded_value, stored_value};
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
-use crate::sql::{Dialect, Sql, db, get};
+use crate::sql::{Sql, db, get};
 
 const COLUMNS: &str = "m.model_id, m.experiment_id, m.name, m.artifact_location, m.creation_timestamp_ms, \
                        m.last_updated_timestamp_ms, m.status, m.status_message, m.model_type, m.source_run_id, \
@@ -165,14 +165,14 @@ impl Store {
         let owner = [model_id.as_str().into()];
         LOGGED_MODEL_PARAMS
             .upsert(
-                &mut tx,
+                &mut *tx,
                 &owner,
                 params.iter().map(|p| (p.key.as_str(), p.value.as_str())),
             )
             .await?;
         LOGGED_MODEL_TAGS
             .upsert(
-                &mut tx,
+                &mut *tx,
                 &owner,
                 tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
             )
@@ -236,7 +236,7 @@ impl Store {
             .map_err(db("starting transaction"))?;
         LOGGED_MODEL_TAGS
             .upsert(
-                &mut tx,
+                &mut *tx,
                 &[model_id.into()],
                 tags.iter().map(|t| (t.key.as_str(), t.value.as_str())),
             )
@@ -288,7 +288,7 @@ impl Store {
             .map_err(db("starting transaction"))?;
         LOGGED_MODEL_PARAMS
             .upsert(
-                &mut tx,
+                &mut *tx,
                 &[model_id.into()],
                 params.iter().map(|p| (p.key.as_str(), p.value.as_str())),
             )
@@ -472,13 +472,12 @@ impl Store {
 }
 
 /// Records metrics logged with a `model_id` against that logged model too.
-pub(crate) async fn insert_model_metrics(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+pub(crate) async fn insert_model_metrics<E: crate::exec::Exec>(
+    tx: &mut E,
     run_id: &str,
     _experiment_id: &str,
     metrics: &[&Metric],
 ) -> Result<(), Error> {
-    let dialect = Dialect::of(tx);
     let mut model_ids: Vec<&str> = metrics
         .iter()
         .filter_map(|m| m.model_id.as_deref())
@@ -487,15 +486,11 @@ pub(crate) async fn insert_model_metrics(
     model_ids.dedup();
     let mut check = Sql::new("SELECT model_id FROM logged_models WHERE model_id IN ");
     check.bind_list(model_ids.iter().copied());
-    let rows = check
-        .query(dialect)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(db("checking logged models"))?;
+    let rows = tx.fetch_all(&check, "checking logged models").await?;
     for id in &model_ids {
         let mut exists = false;
         for row in &rows {
-            if get::<String>(row, "model_id")? == *id {
+            if row.get::<String>("model_id")? == *id {
                 exists = true;
             }
         }
@@ -535,9 +530,6 @@ pub(crate) async fn insert_model_metrics(
             .push(")");
     }
     sql.push(" ON CONFLICT DO NOTHING");
-    sql.query(dialect)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("logging model metrics"))?;
+    tx.execute(&sql, "logging model metrics").await?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 
 use keel_core::Error;
 
+use crate::exec::Exec;
 use crate::sql::{Arg, Dialect, Sql, db};
 
 /// A key/value table and the columns naming the row's owner.
@@ -52,9 +53,9 @@ pub(crate) const LOGGED_MODEL_PARAMS: PairTable = PairTable {
 impl PairTable {
     /// Inserts `pairs` for `owner` in one statement inside `tx`, overwriting
     /// the value of a key that exists (immutability rules are the caller's).
-    pub async fn upsert<'a>(
+    pub async fn upsert<'a, E: Exec>(
         &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut E,
         owner: &[Arg],
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<(), Error> {
@@ -81,11 +82,7 @@ impl PairTable {
         sql.push(&format!(
             " ON CONFLICT ({columns}, key) DO UPDATE SET value = excluded.value"
         ));
-        let dialect = Dialect::of(tx);
-        sql.query(dialect)
-            .execute(&mut **tx)
-            .await
-            .map_err(db(self.what))?;
+        tx.execute(&sql, self.what).await?;
         Ok(())
     }
 

@@ -12,9 +12,9 @@ use keel_core::{
     Dataset, DatasetInput, Error, LifecycleStage, Metric, ModelInput, ModelOutput, Page, Param,
     Run, RunData, RunInfo, RunStatus, Tag, ViewType, ids, now_millis, page_token,
 };
-use sqlx::any::AnyRow;
 
 use crate::Store;
+use crate::exec::{Batch, Exec, Row};
 use crate::experiments::parse_experiment_id;
 use crate::pairs::RUN_TAGS;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
@@ -101,18 +101,18 @@ pub(crate) fn loaded_value(value: f64, is_nan: i64) -> f64 {
     if is_nan != 0 { f64::NAN } else { value }
 }
 
-fn run_info_from_row(row: &AnyRow) -> Result<RunInfo, Error> {
-    let status: String = get(row, "status")?;
-    let stage: String = get(row, "lifecycle_stage")?;
+fn run_info_from_row(row: &Row) -> Result<RunInfo, Error> {
+    let status: String = row.get("status")?;
+    let stage: String = row.get("lifecycle_stage")?;
     Ok(RunInfo {
-        run_id: get(row, "run_uuid")?,
-        experiment_id: get::<i64>(row, "experiment_id")?.to_string(),
-        run_name: get(row, "name")?,
-        user_id: get(row, "user_id")?,
+        run_id: row.get("run_uuid")?,
+        experiment_id: row.get::<i64>("experiment_id")?.to_string(),
+        run_name: row.get("name")?,
+        user_id: row.get("user_id")?,
         status: RunStatus::parse(&status).unwrap_or(RunStatus::Running),
-        start_time: get(row, "start_time")?,
-        end_time: get(row, "end_time")?,
-        artifact_uri: get(row, "artifact_uri")?,
+        start_time: row.get("start_time")?,
+        end_time: row.get("end_time")?,
+        artifact_uri: row.get("artifact_uri")?,
         lifecycle_stage: LifecycleStage::parse(&stage).unwrap_or(LifecycleStage::Active),
     })
 }
@@ -204,7 +204,7 @@ impl Store {
         tags.insert(RUN_NAME_TAG.to_string(), run_name);
         RUN_TAGS
             .upsert(
-                &mut tx,
+                &mut *tx,
                 &[run_id.as_str().into()],
                 tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             )
@@ -215,36 +215,19 @@ impl Store {
 
     /// Reads a run: info, latest metrics, params, tags, inputs and outputs.
     pub async fn get_run(&self, run_id: &str) -> Result<Run, Error> {
-        let info = self.get_run_info(run_id).await?;
-        let mut runs = vec![empty_run(info)];
-        self.fill_runs(&mut runs).await?;
-        runs.pop()
-            .ok_or_else(|| Error::internal("run vanished while loading"))
+        let run_id = run_id.to_string();
+        read_op!(self, |conn| read_run(conn, run_id))
     }
 
     /// Reads only a run's info (cheap existence check).
     pub async fn get_run_info(&self, run_id: &str) -> Result<RunInfo, Error> {
-        let mut sql = Sql::new(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
-        ));
-        sql.bind(run_id);
-        let row = sql
-            .query(self.dialect)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("reading run"))?
-            .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
-        run_info_from_row(&row)
+        let run_id = run_id.to_string();
+        read_op!(self, |conn| read_run_info(conn, run_id))
     }
 
     async fn active_run(&self, run_id: &str) -> Result<RunInfo, Error> {
-        let info = self.get_run_info(run_id).await?;
-        if info.lifecycle_stage != LifecycleStage::Active {
-            return Err(Error::invalid_parameter(format!(
-                "The run {run_id} must be in the 'active' state. Current state is deleted."
-            )));
-        }
-        Ok(info)
+        let run_id = run_id.to_string();
+        read_op!(self, |conn| read_active_run(conn, run_id))
     }
 
     /// Updates status, end time and/or name; returns the new info.
@@ -265,7 +248,7 @@ impl Store {
         if let Some(name) = update.run_name.as_deref().filter(|n| !n.is_empty()) {
             sql.push(", name = ").bind(name);
             RUN_TAGS
-                .upsert(&mut tx, &[run_id.into()], [(RUN_NAME_TAG, name)])
+                .upsert(&mut *tx, &[run_id.into()], [(RUN_NAME_TAG, name)])
                 .await?;
         }
         sql.push(" WHERE run_uuid = ").bind(run_id);
@@ -332,120 +315,10 @@ impl Store {
         tags: Vec<Tag>,
     ) -> Result<(), Error> {
         validate_batch(&metrics, &params, &tags)?;
-        let info = self.active_run(run_id).await?;
-        let mut tx = self
-            .writer
-            .begin()
-            .await
-            .map_err(db("starting transaction"))?;
-
-        if !params.is_empty() {
-            let mut unique: BTreeMap<&str, &str> = BTreeMap::new();
-            for param in &params {
-                match unique.insert(param.key.as_str(), param.value.as_str()) {
-                    Some(previous) if previous != param.value => {
-                        return Err(Error::invalid_parameter(format!(
-                            "Duplicate parameter keys have been submitted with different values: key '{}' \
-                             ('{previous}' and '{}')",
-                            param.key, param.value
-                        )));
-                    }
-                    _ => {}
-                }
-            }
-            let mut existing = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
-            existing
-                .bind(run_id)
-                .push(" AND key IN ")
-                .bind_list(unique.keys().copied());
-            let rows = existing
-                .query(self.dialect)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db("reading params"))?;
-            let mut stored: HashMap<String, String> = HashMap::new();
-            for row in &rows {
-                stored.insert(get(row, "key")?, get(row, "value")?);
-            }
-            for (key, value) in &unique {
-                if let Some(old) = stored.get(*key)
-                    && old != value
-                {
-                    return Err(Error::invalid_parameter(format!(
-                        "Changing param values is not allowed. Param with key='{key}' was already logged with \
-                         value='{old}' for run ID='{run_id}'. Attempted logging new value '{value}'."
-                    )));
-                }
-            }
-            let new: Vec<(&str, &str)> = unique
-                .iter()
-                .filter(|(k, _)| !stored.contains_key(**k))
-                .map(|(k, v)| (*k, *v))
-                .collect();
-            if !new.is_empty() {
-                let mut insert = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES ");
-                for (i, (key, value)) in new.iter().enumerate() {
-                    if i > 0 {
-                        insert.push(", ");
-                    }
-                    insert
-                        .push("(")
-                        .bind(run_id)
-                        .push(", ")
-                        .bind(*key)
-                        .push(", ")
-                        .bind(*value)
-                        .push(")");
-                }
-                insert.push(" ON CONFLICT DO NOTHING");
-                insert
-                    .query(self.dialect)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("logging params"))?;
-            }
-        }
-
-        if !tags.is_empty() {
-            let tags: BTreeMap<String, String> =
-                tags.into_iter().map(|t| (t.key, t.value)).collect();
-            RUN_TAGS
-                .upsert(
-                    &mut tx,
-                    &[run_id.into()],
-                    tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                )
-                .await?;
-            if let Some(name) = tags.get(RUN_NAME_TAG) {
-                let mut rename = Sql::new("UPDATE runs SET name = ");
-                rename
-                    .bind(name.as_str())
-                    .push(" WHERE run_uuid = ")
-                    .bind(run_id);
-                rename
-                    .query(self.dialect)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("renaming run"))?;
-            }
-        }
-
-        if !metrics.is_empty() {
-            insert_metrics(&mut tx, run_id, &metrics).await?;
-            let model_metrics: Vec<&Metric> =
-                metrics.iter().filter(|m| m.model_id.is_some()).collect();
-            if !model_metrics.is_empty() {
-                crate::logged_models::insert_model_metrics(
-                    &mut tx,
-                    run_id,
-                    &info.experiment_id,
-                    &model_metrics,
-                )
-                .await?;
-            }
-        }
-        tx.commit().await.map_err(db("committing batch"))?;
-        Ok(())
+        let run_id = run_id.to_string();
+        write_op!(self, |conn| log_batch_in(
+            conn, run_id, metrics, params, tags
+        ))
     }
 
     /// Deletes a run tag; a missing tag is RESOURCE_DOES_NOT_EXIST.
@@ -610,11 +483,7 @@ impl Store {
             .bind(limit + 1)
             .push(" OFFSET ")
             .bind(offset as i64);
-        let rows = sql
-            .query(self.dialect)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("reading metric history"))?;
+        let rows = read_op!(self, |conn| fetch_rows(conn, sql, "reading metric history"))?;
         let mut items = rows
             .iter()
             .map(metric_from_row)
@@ -655,11 +524,7 @@ impl Store {
                 sql.push(" AND step <= ").bind(end);
             }
             sql.push(" ORDER BY step, timestamp, value");
-            let rows = sql
-                .query(self.dialect)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("reading metric history"))?;
+            let rows = read_op!(self, |conn| fetch_rows(conn, sql, "reading metric history"))?;
             let metrics = rows
                 .iter()
                 .map(metric_from_row)
@@ -755,160 +620,272 @@ impl Store {
             offset,
             &mut sql,
         )?;
-        let rows = sql
-            .query(self.dialect)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("searching runs"))?;
-        let mut runs = rows
-            .iter()
-            .map(|row| run_info_from_row(row).map(empty_run))
-            .collect::<Result<Vec<_>, _>>()?;
-        let next_page_token = page_token::truncate_page(&mut runs, max_results, offset);
-        self.fill_runs(&mut runs).await?;
-        Ok(Page {
-            items: runs,
-            next_page_token,
-        })
+        read_op!(self, |conn| search_runs_in(conn, sql, max_results, offset))
     }
+}
 
-    /// Loads latest metrics, params, tags, inputs and outputs for many runs with a few queries.
-    async fn fill_runs(&self, runs: &mut [Run]) -> Result<(), Error> {
-        if runs.is_empty() {
-            return Ok(());
+/// Runs a built run search and loads the page's runs.
+async fn search_runs_in<E: Exec>(
+    e: &mut E,
+    sql: Sql,
+    max_results: i64,
+    offset: u64,
+) -> Result<Page<Run>, Error> {
+    let rows = e.fetch_all(&sql, "searching runs").await?;
+    let mut runs = rows
+        .iter()
+        .map(|row| run_info_from_row(row).map(empty_run))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_page_token = page_token::truncate_page(&mut runs, max_results, offset);
+    fill_runs(e, &mut runs).await?;
+    Ok(Page {
+        items: runs,
+        next_page_token,
+    })
+}
+
+async fn read_run_info<E: Exec>(e: &mut E, run_id: String) -> Result<RunInfo, Error> {
+    let mut sql = Sql::new(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
+    ));
+    sql.bind(run_id.as_str());
+    let rows = e.fetch_all(&sql, "reading run").await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
+    run_info_from_row(row)
+}
+
+async fn read_active_run<E: Exec>(e: &mut E, run_id: String) -> Result<RunInfo, Error> {
+    let info = read_run_info(e, run_id).await?;
+    if info.lifecycle_stage != LifecycleStage::Active {
+        return Err(Error::invalid_parameter(format!(
+            "The run {} must be in the 'active' state. Current state is deleted.",
+            info.run_id
+        )));
+    }
+    Ok(info)
+}
+
+/// One query's rows (an operation of its own for [`read_op`]).
+async fn fetch_rows<E: Exec>(
+    e: &mut E,
+    sql: Sql,
+    context: &'static str,
+) -> Result<Vec<Row>, Error> {
+    e.fetch_all(&sql, context).await
+}
+
+async fn read_run<E: Exec>(e: &mut E, run_id: String) -> Result<Run, Error> {
+    let info = read_run_info(e, run_id).await?;
+    let mut runs = vec![empty_run(info)];
+    fill_runs(e, &mut runs).await?;
+    runs.pop()
+        .ok_or_else(|| Error::internal("run vanished while loading"))
+}
+
+/// Loads latest metrics, params, tags, inputs and outputs for many runs with a few queries.
+async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let index: HashMap<String, usize> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.info.run_id.clone(), i))
+        .collect();
+    let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+    for chunk in ids.chunks(IN_CHUNK) {
+        let mut sql = Sql::new(
+            "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
+        );
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY key");
+        for row in e.fetch_all(&sql, "reading metrics").await? {
+            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+                runs[i].data.metrics.push(metric_from_row(&row)?);
+            }
         }
-        let index: HashMap<String, usize> = runs
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.info.run_id.clone(), i))
-            .collect();
-        let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
-        for chunk in ids.chunks(IN_CHUNK) {
-            let mut sql = Sql::new(
-                "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
-            );
-            sql.bind_list(chunk.iter().map(String::as_str))
-                .push(" ORDER BY key");
-            for row in sql
-                .query(self.dialect)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("reading metrics"))?
-            {
-                if let Some(&i) = index.get(&get::<String>(&row, "run_uuid")?) {
-                    runs[i].data.metrics.push(metric_from_row(&row)?);
-                }
+        let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY key");
+        for row in e.fetch_all(&sql, "reading params").await? {
+            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+                runs[i].data.params.push(Param {
+                    key: row.get("key")?,
+                    value: row.get("value")?,
+                });
             }
-            let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
-            sql.bind_list(chunk.iter().map(String::as_str))
-                .push(" ORDER BY key");
-            for row in sql
-                .query(self.dialect)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("reading params"))?
-            {
-                if let Some(&i) = index.get(&get::<String>(&row, "run_uuid")?) {
-                    runs[i].data.params.push(Param {
-                        key: get(&row, "key")?,
-                        value: get(&row, "value")?,
-                    });
-                }
+        }
+        let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY key");
+        for row in e.fetch_all(&sql, "reading tags").await? {
+            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+                runs[i].data.tags.push(Tag::new(
+                    row.get::<String>("key")?,
+                    row.get::<String>("value")?,
+                ));
             }
-            let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
-            sql.bind_list(chunk.iter().map(String::as_str))
+        }
+        let mut sql = Sql::new(
+            "SELECT i.destination_id, i.input_uuid, i.source_type, i.source_id, d.name, d.digest, d.source_type \
+             AS dataset_source_type, d.source, d.schema, d.profile FROM inputs i LEFT JOIN datasets d ON \
+             d.dataset_uuid = i.source_id AND i.source_type = 'DATASET' WHERE i.destination_type = 'RUN' AND \
+             i.destination_id IN ",
+        );
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY i.input_uuid");
+        let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
+        for row in e.fetch_all(&sql, "reading inputs").await? {
+            let Some(&i) = index.get(&row.get::<String>("destination_id")?) else {
+                continue;
+            };
+            let source_type: String = row.get("source_type")?;
+            if source_type == "MODEL" {
+                runs[i].model_inputs.push(ModelInput {
+                    model_id: row.get("source_id")?,
+                });
+                continue;
+            }
+            let dataset = Dataset {
+                name: row.get("name")?,
+                digest: row.get("digest")?,
+                source_type: row.get("dataset_source_type")?,
+                source: row.get("source")?,
+                schema: row.get("schema")?,
+                profile: row.get("profile")?,
+            };
+            input_runs.insert(row.get("input_uuid")?, (i, runs[i].dataset_inputs.len()));
+            runs[i].dataset_inputs.push(DatasetInput {
+                dataset,
+                tags: Vec::new(),
+            });
+        }
+        if !input_runs.is_empty() {
+            let mut sql =
+                Sql::new("SELECT input_uuid, key, value FROM input_tags WHERE input_uuid IN ");
+            sql.bind_list(input_runs.keys().map(String::as_str))
                 .push(" ORDER BY key");
-            for row in sql
-                .query(self.dialect)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("reading tags"))?
-            {
-                if let Some(&i) = index.get(&get::<String>(&row, "run_uuid")?) {
-                    runs[i].data.tags.push(Tag::new(
-                        get::<String>(&row, "key")?,
-                        get::<String>(&row, "value")?,
+            for row in e.fetch_all(&sql, "reading input tags").await? {
+                if let Some(&(i, j)) = input_runs.get(&row.get::<String>("input_uuid")?) {
+                    runs[i].dataset_inputs[j].tags.push(Tag::new(
+                        row.get::<String>("key")?,
+                        row.get::<String>("value")?,
                     ));
                 }
             }
-            let mut sql = Sql::new(
-                "SELECT i.destination_id, i.input_uuid, i.source_type, i.source_id, d.name, d.digest, d.source_type \
-                 AS dataset_source_type, d.source, d.schema, d.profile FROM inputs i LEFT JOIN datasets d ON \
-                 d.dataset_uuid = i.source_id AND i.source_type = 'DATASET' WHERE i.destination_type = 'RUN' AND \
-                 i.destination_id IN ",
-            );
-            sql.bind_list(chunk.iter().map(String::as_str))
-                .push(" ORDER BY i.input_uuid");
-            let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
-            for row in sql
-                .query(self.dialect)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("reading inputs"))?
-            {
-                let Some(&i) = index.get(&get::<String>(&row, "destination_id")?) else {
-                    continue;
-                };
-                let source_type: String = get(&row, "source_type")?;
-                if source_type == "MODEL" {
-                    runs[i].model_inputs.push(ModelInput {
-                        model_id: get(&row, "source_id")?,
-                    });
-                    continue;
-                }
-                let dataset = Dataset {
-                    name: get(&row, "name")?,
-                    digest: get(&row, "digest")?,
-                    source_type: get(&row, "dataset_source_type")?,
-                    source: get(&row, "source")?,
-                    schema: get(&row, "schema")?,
-                    profile: get(&row, "profile")?,
-                };
-                input_runs.insert(get(&row, "input_uuid")?, (i, runs[i].dataset_inputs.len()));
-                runs[i].dataset_inputs.push(DatasetInput {
-                    dataset,
-                    tags: Vec::new(),
+        }
+        let mut sql =
+            Sql::new("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
+        sql.bind_list(chunk.iter().map(String::as_str))
+            .push(" ORDER BY model_id");
+        for row in e.fetch_all(&sql, "reading outputs").await? {
+            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+                runs[i].model_outputs.push(ModelOutput {
+                    model_id: row.get("model_id")?,
+                    step: row.get("step")?,
                 });
             }
-            if !input_runs.is_empty() {
-                let mut sql =
-                    Sql::new("SELECT input_uuid, key, value FROM input_tags WHERE input_uuid IN ");
-                sql.bind_list(input_runs.keys().map(String::as_str))
-                    .push(" ORDER BY key");
-                for row in sql
-                    .query(self.dialect)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db("reading input tags"))?
-                {
-                    if let Some(&(i, j)) = input_runs.get(&get::<String>(&row, "input_uuid")?) {
-                        runs[i].dataset_inputs[j].tags.push(Tag::new(
-                            get::<String>(&row, "key")?,
-                            get::<String>(&row, "value")?,
-                        ));
-                    }
+        }
+    }
+    Ok(())
+}
+
+/// `log_batch` inside its transaction: the run must be active, params are immutable.
+async fn log_batch_in<E: Exec>(
+    tx: &mut E,
+    run_id: String,
+    metrics: Vec<Metric>,
+    params: Vec<Param>,
+    tags: Vec<Tag>,
+) -> Result<(), Error> {
+    let run_id = run_id.as_str();
+    let info = read_active_run(tx, run_id.to_string()).await?;
+
+    if !params.is_empty() {
+        let mut unique: BTreeMap<&str, &str> = BTreeMap::new();
+        for param in &params {
+            match unique.insert(param.key.as_str(), param.value.as_str()) {
+                Some(previous) if previous != param.value => {
+                    return Err(Error::invalid_parameter(format!(
+                        "Duplicate parameter keys have been submitted with different values: key '{}' \
+                     ('{previous}' and '{}')",
+                        param.key, param.value
+                    )));
                 }
-            }
-            let mut sql =
-                Sql::new("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
-            sql.bind_list(chunk.iter().map(String::as_str))
-                .push(" ORDER BY model_id");
-            for row in sql
-                .query(self.dialect)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db("reading outputs"))?
-            {
-                if let Some(&i) = index.get(&get::<String>(&row, "run_uuid")?) {
-                    runs[i].model_outputs.push(ModelOutput {
-                        model_id: get(&row, "model_id")?,
-                        step: get(&row, "step")?,
-                    });
-                }
+                _ => {}
             }
         }
-        Ok(())
+        let mut existing = Sql::new("SELECT key, value FROM params WHERE run_uuid = ");
+        existing
+            .bind(run_id)
+            .push(" AND key IN ")
+            .bind_list(unique.keys().copied());
+        let rows = tx.fetch_all(&existing, "reading params").await?;
+        let mut stored: HashMap<String, String> = HashMap::new();
+        for row in &rows {
+            stored.insert(row.get("key")?, row.get("value")?);
+        }
+        for (key, value) in &unique {
+            if let Some(old) = stored.get(*key)
+                && old != value
+            {
+                return Err(Error::invalid_parameter(format!(
+                    "Changing param values is not allowed. Param with key='{key}' was already logged with \
+                 value='{old}' for run ID='{run_id}'. Attempted logging new value '{value}'."
+                )));
+            }
+        }
+        let new: Vec<(&str, &str)> = unique
+            .iter()
+            .filter(|(k, _)| !stored.contains_key(**k))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        let mut insert = Batch::new(
+            "INSERT INTO params (run_uuid, key, value) VALUES ",
+            3,
+            "ON CONFLICT DO NOTHING",
+        );
+        for (key, value) in new {
+            insert.row([run_id.into(), key.into(), value.into()])?;
+        }
+        tx.execute_batch(&insert, "logging params").await?;
     }
+
+    if !tags.is_empty() {
+        let tags: BTreeMap<String, String> = tags.into_iter().map(|t| (t.key, t.value)).collect();
+        RUN_TAGS
+            .upsert(
+                tx,
+                &[run_id.into()],
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .await?;
+        if let Some(name) = tags.get(RUN_NAME_TAG) {
+            let mut rename = Sql::new("UPDATE runs SET name = ");
+            rename
+                .bind(name.as_str())
+                .push(" WHERE run_uuid = ")
+                .bind(run_id);
+            tx.execute(&rename, "renaming run").await?;
+        }
+    }
+
+    if !metrics.is_empty() {
+        insert_metrics(tx, run_id, &metrics).await?;
+        let model_metrics: Vec<&Metric> = metrics.iter().filter(|m| m.model_id.is_some()).collect();
+        if !model_metrics.is_empty() {
+            crate::logged_models::insert_model_metrics(
+                tx,
+                run_id,
+                &info.experiment_id,
+                &model_metrics,
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 fn empty_run(info: RunInfo) -> Run {
@@ -921,12 +898,12 @@ fn empty_run(info: RunInfo) -> Run {
     }
 }
 
-fn metric_from_row(row: &AnyRow) -> Result<Metric, Error> {
+fn metric_from_row(row: &Row) -> Result<Metric, Error> {
     Ok(Metric::new(
-        get::<String>(row, "key")?,
-        loaded_value(get(row, "value")?, get(row, "is_nan")?),
-        get(row, "timestamp")?,
-        get(row, "step")?,
+        row.get::<String>("key")?,
+        loaded_value(row.get("value")?, row.get("is_nan")?),
+        row.get("timestamp")?,
+        row.get("step")?,
     ))
 }
 
@@ -979,34 +956,28 @@ fn validate_batch(metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<
 }
 
 /// Inserts metric points (idempotent) and advances `latest_metrics` per key.
-async fn insert_metrics(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+async fn insert_metrics<E: Exec>(
+    tx: &mut E,
     run_id: &str,
     metrics: &[Metric],
 ) -> Result<(), Error> {
-    let dialect = Dialect::of(tx);
-    let mut sql =
-        Sql::new("INSERT INTO metrics (run_uuid, key, value, timestamp, step, is_nan) VALUES ");
+    let mut points = Batch::new(
+        "INSERT INTO metrics (run_uuid, key, value, timestamp, step, is_nan) VALUES ",
+        6,
+        "ON CONFLICT DO NOTHING",
+    );
     // The newest point per key within this batch, by (step, timestamp, value).
     let mut latest: BTreeMap<&str, (i64, i64, f64, i64)> = BTreeMap::new();
-    for (i, metric) in metrics.iter().enumerate() {
+    for metric in metrics {
         let (value, is_nan) = stored_value(metric.value);
-        if i > 0 {
-            sql.push(", ");
-        }
-        sql.push("(")
-            .bind(run_id)
-            .push(", ")
-            .bind(metric.key.as_str())
-            .push(", ")
-            .bind(value)
-            .push(", ")
-            .bind(metric.timestamp)
-            .push(", ")
-            .bind(metric.step)
-            .push(", ")
-            .bind(is_nan)
-            .push(")");
+        points.row([
+            run_id.into(),
+            metric.key.as_str().into(),
+            value.into(),
+            metric.timestamp.into(),
+            metric.step.into(),
+            is_nan.into(),
+        ])?;
         let candidate = (metric.step, metric.timestamp, value, is_nan);
         latest
             .entry(metric.key.as_str())
@@ -1017,45 +988,26 @@ async fn insert_metrics(
             })
             .or_insert(candidate);
     }
-    sql.push(" ON CONFLICT DO NOTHING");
-    sql.query(dialect)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("logging metrics"))?;
+    tx.execute_batch(&points, "logging metrics").await?;
 
-    let mut upsert = Sql::new(
+    let mut upsert = Batch::new(
         "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step, is_nan) VALUES ",
-    );
-    for (i, (key, (step, timestamp, value, is_nan))) in latest.iter().enumerate() {
-        if i > 0 {
-            upsert.push(", ");
-        }
-        upsert
-            .push("(")
-            .bind(run_id)
-            .push(", ")
-            .bind(*key)
-            .push(", ")
-            .bind(*value)
-            .push(", ")
-            .bind(*timestamp)
-            .push(", ")
-            .bind(*step)
-            .push(", ")
-            .bind(*is_nan)
-            .push(")");
-    }
-    upsert.push(
-        " ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, \
+        6,
+        "ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, \
          step = excluded.step, is_nan = excluded.is_nan WHERE (excluded.step, excluded.timestamp, excluded.value) \
          > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)",
     );
-    upsert
-        .query(dialect)
-        .execute(&mut **tx)
-        .await
-        .map_err(db("updating latest metrics"))?;
-    Ok(())
+    for (key, (step, timestamp, value, is_nan)) in latest {
+        upsert.row([
+            run_id.into(),
+            key.into(),
+            value.into(),
+            timestamp.into(),
+            step.into(),
+            is_nan.into(),
+        ])?;
+    }
+    tx.execute_batch(&upsert, "updating latest metrics").await
 }
 
 async fn link_input(

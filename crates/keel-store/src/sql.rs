@@ -107,6 +107,16 @@ impl Sql {
         self
     }
 
+    /// The text with SQLite's anonymous `?` placeholders.
+    pub fn sqlite_text(&self) -> String {
+        anonymous_placeholders(&self.text)
+    }
+
+    /// The bound values, in placeholder order.
+    pub fn args(&self) -> &[Arg] {
+        &self.args
+    }
+
     #[cfg(test)]
     pub fn arg_count(&self) -> usize {
         self.args.len()
@@ -118,7 +128,7 @@ impl Sql {
     pub fn query(&self, dialect: Dialect) -> Query<'static, Any, AnyArguments> {
         let text = match dialect {
             Dialect::Postgres => self.text.clone(),
-            Dialect::Sqlite => anonymous_placeholders(&self.text),
+            Dialect::Sqlite => self.sqlite_text(),
         };
         let mut query = sqlx::query(AssertSqlSafe(text));
         for arg in &self.args {

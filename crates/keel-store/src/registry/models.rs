@@ -47,7 +47,7 @@ impl Store {
         for tag in tags {
             MODEL_TAGS
                 .upsert(
-                    &mut tx,
+                    &mut *tx,
                     &[name.into()],
                     [(tag.key.as_str(), tag.value.as_str())],
                 )
@@ -360,7 +360,7 @@ impl Store {
             .await
             .map_err(db("starting transaction"))?;
         MODEL_TAGS
-            .upsert(&mut tx, &[name.into()], [(key, value)])
+            .upsert(&mut *tx, &[name.into()], [(key, value)])
             .await?;
         tx.commit().await.map_err(db("committing tag"))?;
         Ok(())

@@ -95,7 +95,7 @@ impl Store {
         for tag in &request.tags {
             VERSION_TAGS
                 .upsert(
-                    &mut tx,
+                    &mut *tx,
                     &[request.name.as_str().into(), version.into()],
                     [(tag.key.as_str(), tag.value.as_str())],
                 )
@@ -474,7 +474,7 @@ impl Store {
             .await
             .map_err(db("starting transaction"))?;
         VERSION_TAGS
-            .upsert(&mut tx, &[name.into(), version.into()], [(key, value)])
+            .upsert(&mut *tx, &[name.into(), version.into()], [(key, value)])
             .await?;
         tx.commit().await.map_err(db("committing tag"))?;
         Ok(())

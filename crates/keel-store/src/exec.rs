@@ -1,0 +1,288 @@
+//! One way to run a [`Sql`] for both backends: an [`Exec`] fetches keel-owned
+//! [`Row`]s and executes statements, either over sqlx (PostgreSQL, and SQLite
+//! in memory) or over a native SQLite connection ([`crate::native`]) that runs
+//! a whole store operation on one blocking thread. Store operations on the hot
+//! paths (run search and reads, `log_batch`) are written once, generic over
+//! `Exec`; the SQL text and arguments stay the [`Sql`] builder's.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use keel_core::Error;
+use sqlx::any::AnyRow;
+
+use crate::sql::{Arg, Dialect, Sql, db, get};
+
+/// Runs a read operation written against [`Exec`] (`$body` uses `$conn`, owns its
+/// data): on a native SQLite connection when the store has them, else on one
+/// pooled sqlx connection.
+macro_rules! read_op {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.native {
+            Some(native) => {
+                native
+                    .read(move |$conn| crate::native::run_ready($body))
+                    .await
+            }
+            None => {
+                let mut pooled = $store
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(crate::sql::db("acquiring a connection"))?;
+                let $conn = &mut *pooled;
+                $body.await
+            }
+        }
+    };
+}
+
+/// Runs a write operation written against [`Exec`] in one transaction that
+/// commits on `Ok`: natively (holding the writer pool's slot) on a SQLite file,
+/// else in a sqlx transaction on the writer pool.
+macro_rules! write_op {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.native {
+            Some(native) => {
+                let slot = $store
+                    .writer
+                    .acquire()
+                    .await
+                    .map_err(crate::sql::db("acquiring the writer"))?;
+                native
+                    .write(slot, move |$conn| crate::native::run_ready($body))
+                    .await
+            }
+            None => {
+                let mut tx = $store
+                    .writer
+                    .begin()
+                    .await
+                    .map_err(crate::sql::db("starting transaction"))?;
+                let $conn = &mut *tx;
+                let value = $body.await?;
+                tx.commit().await.map_err(crate::sql::db("committing"))?;
+                Ok(value)
+            }
+        }
+    };
+}
+
+/// A value read by the native SQLite executor.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// A row of a result: sqlx's own (no copy on that path) or a native one.
+pub(crate) enum Row {
+    Any(AnyRow),
+    Native {
+        columns: Arc<[String]>,
+        values: Vec<Value>,
+    },
+}
+
+impl Row {
+    /// Reads a column by name; a missing column or a type mismatch is an internal error.
+    pub fn get<T: FromColumn>(&self, column: &str) -> Result<T, Error> {
+        match self {
+            Row::Any(row) => T::from_any(row, column),
+            Row::Native { columns, values } => {
+                let value = columns
+                    .iter()
+                    .position(|c| c == column)
+                    .and_then(|i| values.get(i))
+                    .ok_or_else(|| Error::internal(format!("No column '{column}' in the row")))?;
+                T::from_value(value).ok_or_else(|| {
+                    Error::internal(format!(
+                        "Cannot read column '{column}': unexpected value {value:?}"
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// A Rust type a column decodes into on both executors.
+pub(crate) trait FromColumn: Sized {
+    fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error>;
+    fn from_value(value: &Value) -> Option<Self>;
+}
+
+impl FromColumn for i64 {
+    fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error> {
+        get(row, column)
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+impl FromColumn for f64 {
+    fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error> {
+        get(row, column)
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Real(v) => Some(*v),
+            // A REAL column keeps whole numbers as REAL, but an expression may yield an integer.
+            Value::Int(v) => Some(*v as f64),
+            _ => None,
+        }
+    }
+}
+
+impl FromColumn for String {
+    fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error> {
+        get(row, column)
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Text(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl<T: FromColumn> FromColumn for Option<T>
+where
+    Option<T>: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error> {
+        get(row, column)
+    }
+    fn from_value(value: &Value) -> Option<Self> {
+        match value {
+            Value::Null => Some(None),
+            value => T::from_value(value).map(Some),
+        }
+    }
+}
+
+/// A multi-row INSERT described once: `head` (`INSERT INTO t (a, b) VALUES `),
+/// `width` values per row, `tail` (`ON CONFLICT ...`). sqlx renders it as one
+/// statement; the native executor runs one prepared single-row statement per row.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    head: String,
+    width: usize,
+    tail: String,
+    args: Vec<Arg>,
+}
+
+impl Batch {
+    pub fn new(head: &str, width: usize, tail: &str) -> Self {
+        Batch {
+            head: head.to_string(),
+            width,
+            tail: tail.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds one row of `width` values (more or fewer is a programming error, reported as internal).
+    pub fn row(&mut self, values: impl IntoIterator<Item = Arg>) -> Result<(), Error> {
+        let before = self.args.len();
+        self.args.extend(values);
+        if self.args.len() - before != self.width {
+            return Err(Error::internal(format!(
+                "Batch row of {} values for {} columns",
+                self.args.len() - before,
+                self.width
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty()
+    }
+
+    /// The whole batch as one statement.
+    pub fn multi_row(&self) -> Sql {
+        let mut sql = Sql::new(&self.head);
+        for (i, row) in self.args.chunks(self.width.max(1)).enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.bind_list(row.iter().cloned());
+        }
+        sql.push(" ").push(&self.tail);
+        sql
+    }
+
+    /// The single-row statement (its text) and the rows' values.
+    pub fn single_row(&self) -> (Sql, std::slice::Chunks<'_, Arg>) {
+        let mut sql = Sql::new(&self.head);
+        sql.bind_list(self.args.iter().take(self.width).cloned())
+            .push(" ")
+            .push(&self.tail);
+        (sql, self.args.chunks(self.width.max(1)))
+    }
+}
+
+/// Runs SQL built by [`Sql`] on one connection (or transaction).
+pub(crate) trait Exec: Send {
+    fn fetch_all<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> impl Future<Output = Result<Vec<Row>, Error>> + Send + 'a;
+
+    /// Runs a statement; returns the number of rows it changed.
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> impl Future<Output = Result<u64, Error>> + Send + 'a;
+
+    fn execute_batch<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+        context: &'static str,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a;
+}
+
+impl Exec for sqlx::AnyConnection {
+    async fn fetch_all<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> Result<Vec<Row>, Error> {
+        let dialect = Dialect::of(self);
+        let rows = sql
+            .query(dialect)
+            .fetch_all(&mut *self)
+            .await
+            .map_err(db(context))?;
+        Ok(rows.into_iter().map(Row::Any).collect())
+    }
+
+    async fn execute<'a>(&'a mut self, sql: &'a Sql, context: &'static str) -> Result<u64, Error> {
+        let dialect = Dialect::of(self);
+        let result = sql
+            .query(dialect)
+            .execute(&mut *self)
+            .await
+            .map_err(db(context))?;
+        Ok(result.rows_affected())
+    }
+
+    async fn execute_batch<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+        context: &'static str,
+    ) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.execute(&batch.multi_row(), context).await.map(|_| ())
+    }
+}

@@ -1,0 +1,295 @@
+//! Native SQLite connections for the hot store operations (run search and
+//! reads, `log_batch`): a whole operation runs on one blocking thread against
+//! one `rusqlite` connection with a prepared-statement cache, instead of one
+//! round trip to sqlx's SQLite worker thread per query and one channel hop per
+//! row. The SQL is still rendered by [`Sql`]; this is only another [`Exec`].
+//!
+//! Writes keep the store's single-writer rule: a native write holds the sqlx
+//! writer pool's only connection for its whole duration (see [`Native::write`]),
+//! so it never runs beside another write of this process.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use keel_core::Error;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, ToSql};
+use sqlx::Any;
+use sqlx::pool::PoolConnection;
+use tokio::sync::Semaphore;
+
+use crate::exec::{Batch, Exec, Row, Value};
+use crate::sql::{Arg, Sql};
+
+/// How many native read operations run at once (each holds one connection).
+const READERS: usize = 8;
+/// Prepared statements kept per connection (search texts vary with the IN-list length).
+const STATEMENT_CACHE: usize = 128;
+
+/// The native connections of one SQLite database file.
+#[derive(Debug)]
+pub(crate) struct Native {
+    path: PathBuf,
+    readers: Mutex<Vec<Conn>>,
+    read_slots: Arc<Semaphore>,
+    writer: Mutex<Option<Conn>>,
+}
+
+/// One native connection; an [`Exec`] whose futures are always ready.
+#[derive(Debug)]
+pub(crate) struct Conn(Connection);
+
+impl Native {
+    pub fn new(path: PathBuf) -> Self {
+        Native {
+            path,
+            readers: Mutex::new(Vec::new()),
+            read_slots: Arc::new(Semaphore::new(READERS)),
+            writer: Mutex::new(None),
+        }
+    }
+
+    /// Runs `op` on a read connection on a blocking thread.
+    /// All its queries see one snapshot (one deferred read transaction).
+    pub async fn read<T, F>(self: &Arc<Self>, op: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, Error> + Send + 'static,
+    {
+        let permit = Arc::clone(&self.read_slots)
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::internal(format!("SQLite readers closed: {e}")))?;
+        let this = Arc::clone(self);
+        blocking(move || {
+            let _permit = permit;
+            let pooled = lock(&this.readers).pop();
+            let mut conn = match pooled {
+                Some(conn) => conn,
+                None => Conn::open(&this.path)?,
+            };
+            conn.0
+                .execute_batch("BEGIN")
+                .map_err(sqlite("starting read"))?;
+            let result = op(&mut conn);
+            // A read changes nothing: ending it either way releases the snapshot.
+            if conn.0.execute_batch("COMMIT").is_ok() && conn.0.is_autocommit() {
+                lock(&this.readers).push(conn);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Runs `op` in one `BEGIN IMMEDIATE` transaction on the writer connection,
+    /// committing on `Ok` and rolling back on `Err`. `slot` is the sqlx writer
+    /// pool's connection: holding it until the transaction ends keeps every write
+    /// of this process serialized, native or not.
+    pub async fn write<T, F>(self: &Arc<Self>, slot: PoolConnection<Any>, op: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<T, Error> + Send + 'static,
+    {
+        let this = Arc::clone(self);
+        blocking(move || {
+            let _slot = slot;
+            let mut writer = lock(&this.writer);
+            if writer.is_none() {
+                *writer = Some(Conn::open(&this.path)?);
+            }
+            let conn = writer
+                .as_mut()
+                .ok_or_else(|| Error::internal("SQLite writer connection missing"))?;
+            if !conn.0.is_autocommit() {
+                // A previous operation panicked inside its transaction.
+                conn.0
+                    .execute_batch("ROLLBACK")
+                    .map_err(sqlite("rolling back"))?;
+            }
+            conn.0
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(sqlite("starting transaction"))?;
+            match op(conn) {
+                Ok(value) => {
+                    conn.0
+                        .execute_batch("COMMIT")
+                        .map_err(sqlite("committing"))?;
+                    Ok(value)
+                }
+                Err(e) => {
+                    conn.0
+                        .execute_batch("ROLLBACK")
+                        .map_err(sqlite("rolling back"))?;
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::internal(format!("SQLite operation failed: {e}")))?
+}
+
+/// Drives a store operation written against [`Exec`] on a native connection:
+/// every await in it is a native call, which is always ready.
+pub(crate) fn run_ready<T>(future: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    futures::executor::block_on(future)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn sqlite(context: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| Error::internal(format!("{context}: {e}"))
+}
+
+impl Conn {
+    fn open(path: &std::path::Path) -> Result<Conn, Error> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let connection = Connection::open_with_flags(path, flags).map_err(|e| {
+            Error::internal(format!(
+                "Cannot open SQLite database {}: {e}",
+                path.display()
+            ))
+        })?;
+        // The same settings as the sqlx connections (see `sqlite_pool`).
+        connection
+            .busy_timeout(Duration::from_secs(30))
+            .map_err(sqlite("configuring SQLite"))?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(sqlite("configuring SQLite"))?;
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        Ok(Conn(connection))
+    }
+
+    fn statement(
+        &self,
+        text: &str,
+        args: &[Arg],
+        context: &'static str,
+    ) -> Result<rusqlite::CachedStatement<'_>, Error> {
+        let mut statement = self.0.prepare_cached(text).map_err(sqlite(context))?;
+        for (i, arg) in args.iter().enumerate() {
+            statement
+                .raw_bind_parameter(i + 1, arg)
+                .map_err(sqlite(context))?;
+        }
+        Ok(statement)
+    }
+
+    fn fetch_now(&self, sql: &Sql, context: &'static str) -> Result<Vec<Row>, Error> {
+        let mut statement = self.statement(&sql.sqlite_text(), sql.args(), context)?;
+        let columns: Arc<[String]> = statement
+            .column_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let width = columns.len();
+        let mut rows = statement.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(sqlite(context))? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(match row.get_ref(i).map_err(sqlite(context))? {
+                    ValueRef::Null => Value::Null,
+                    ValueRef::Integer(v) => Value::Int(v),
+                    ValueRef::Real(v) => Value::Real(v),
+                    ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                        Value::Text(String::from_utf8(bytes.to_vec()).map_err(|e| {
+                            Error::internal(format!("{context}: a text column is not UTF-8: {e}"))
+                        })?)
+                    }
+                });
+            }
+            out.push(Row::Native {
+                columns: Arc::clone(&columns),
+                values,
+            });
+        }
+        Ok(out)
+    }
+
+    fn execute_now(&self, sql: &Sql, context: &'static str) -> Result<u64, Error> {
+        let mut statement = self.statement(&sql.sqlite_text(), sql.args(), context)?;
+        let changed = statement.raw_execute().map_err(sqlite(context))?;
+        Ok(changed as u64)
+    }
+
+    fn execute_batch_now(&self, batch: &Batch, context: &'static str) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (sql, rows) = batch.single_row();
+        let mut statement = self
+            .0
+            .prepare_cached(&sql.sqlite_text())
+            .map_err(sqlite(context))?;
+        for row in rows {
+            for (i, arg) in row.iter().enumerate() {
+                statement
+                    .raw_bind_parameter(i + 1, arg)
+                    .map_err(sqlite(context))?;
+            }
+            statement.raw_execute().map_err(sqlite(context))?;
+        }
+        Ok(())
+    }
+}
+
+impl Exec for Conn {
+    fn fetch_all<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> impl Future<Output = Result<Vec<Row>, Error>> + Send + 'a {
+        std::future::ready(self.fetch_now(sql, context))
+    }
+
+    fn execute<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> impl Future<Output = Result<u64, Error>> + Send + 'a {
+        std::future::ready(self.execute_now(sql, context))
+    }
+
+    fn execute_batch<'a>(
+        &'a mut self,
+        batch: &'a Batch,
+        context: &'static str,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+        std::future::ready(self.execute_batch_now(batch, context))
+    }
+}
+
+impl ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Arg::I64(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+            Arg::F64(v) => ToSqlOutput::Borrowed(ValueRef::Real(*v)),
+            Arg::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Arg::OptI64(v) => match v {
+                Some(v) => ToSqlOutput::Borrowed(ValueRef::Integer(*v)),
+                None => ToSqlOutput::Borrowed(ValueRef::Null),
+            },
+            Arg::OptText(v) => match v {
+                Some(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+                None => ToSqlOutput::Borrowed(ValueRef::Null),
+            },
+        })
+    }
+}
