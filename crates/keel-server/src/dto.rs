@@ -2,21 +2,12 @@
 //! empty lists and unset optionals are omitted, non-finite doubles are the
 //! strings "NaN", "Infinity" and "-Infinity".
 
-use keel_core::{DatasetInput, Experiment, LoggedModel, Metric, Param, Run, RunInfo, Tag};
+use keel_core::{
+    DatasetInput, Experiment, LoggedModel, Metric, ModelInput, ModelOutput, Param, Run, RunInfo,
+    Tag,
+};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
-
-/// A double in protobuf JSON form.
-pub fn double(value: f64) -> Value {
-    if value.is_nan() {
-        Value::String("NaN".into())
-    } else if value == f64::INFINITY {
-        Value::String("Infinity".into())
-    } else if value == f64::NEG_INFINITY {
-        Value::String("-Infinity".into())
-    } else {
-        json!(value)
-    }
-}
 
 fn insert_list(object: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
     if !items.is_empty() {
@@ -37,23 +28,9 @@ pub fn params(params: &[Param]) -> Vec<Value> {
         .collect()
 }
 
+/// A metric in MLflow's wire shape (built by [`MetricJson`]).
 pub fn metric(metric: &Metric) -> Value {
-    let mut object = Map::new();
-    object.insert("key".into(), json!(metric.key));
-    object.insert("value".into(), double(metric.value));
-    object.insert("timestamp".into(), json!(metric.timestamp));
-    object.insert("step".into(), json!(metric.step));
-    for (key, value) in [
-        ("model_id", &metric.model_id),
-        ("run_id", &metric.run_id),
-        ("dataset_name", &metric.dataset_name),
-        ("dataset_digest", &metric.dataset_digest),
-    ] {
-        if let Some(value) = value {
-            object.insert(key.into(), json!(value));
-        }
-    }
-    Value::Object(object)
+    to_value(MetricJson(metric))
 }
 
 pub fn experiment(experiment: &Experiment) -> Value {
@@ -78,85 +55,259 @@ pub fn experiment(experiment: &Experiment) -> Value {
     Value::Object(object)
 }
 
+/// A run's info in MLflow's wire shape (built by [`RunInfoJson`]).
 pub fn run_info(info: &RunInfo) -> Value {
-    let mut object = Map::new();
-    object.insert("run_uuid".into(), json!(info.run_id));
-    object.insert("run_id".into(), json!(info.run_id));
-    object.insert("experiment_id".into(), json!(info.experiment_id));
-    object.insert("run_name".into(), json!(info.run_name));
-    object.insert("user_id".into(), json!(info.user_id));
-    object.insert("status".into(), json!(info.status.as_str()));
-    object.insert("start_time".into(), json!(info.start_time));
-    if let Some(end_time) = info.end_time {
-        object.insert("end_time".into(), json!(end_time));
-    }
-    object.insert("artifact_uri".into(), json!(info.artifact_uri));
-    object.insert(
-        "lifecycle_stage".into(),
-        json!(info.lifecycle_stage.as_str()),
-    );
-    Value::Object(object)
+    to_value(RunInfoJson(info))
 }
 
-fn dataset_input(input: &DatasetInput) -> Value {
-    let dataset = &input.dataset;
-    let mut object = Map::new();
-    object.insert("name".into(), json!(dataset.name));
-    object.insert("digest".into(), json!(dataset.digest));
-    object.insert("source_type".into(), json!(dataset.source_type));
-    object.insert("source".into(), json!(dataset.source));
-    if let Some(schema) = &dataset.schema {
-        object.insert("schema".into(), json!(schema));
-    }
-    if let Some(profile) = &dataset.profile {
-        object.insert("profile".into(), json!(profile));
-    }
-    let mut outer = Map::new();
-    insert_list(&mut outer, "tags", tags(&input.tags));
-    outer.insert("dataset".into(), Value::Object(object));
-    Value::Object(outer)
-}
-
+/// A run in MLflow's wire shape (built by [`RunJson`]).
 pub fn run(run: &Run) -> Value {
-    let mut data = Map::new();
-    insert_list(
-        &mut data,
-        "metrics",
-        run.data.metrics.iter().map(metric).collect(),
-    );
-    insert_list(&mut data, "params", params(&run.data.params));
-    insert_list(&mut data, "tags", tags(&run.data.tags));
-    let mut inputs = Map::new();
-    insert_list(
-        &mut inputs,
-        "dataset_inputs",
-        run.dataset_inputs.iter().map(dataset_input).collect(),
-    );
-    insert_list(
-        &mut inputs,
-        "model_inputs",
-        run.model_inputs
-            .iter()
-            .map(|m| json!({"model_id": m.model_id}))
-            .collect(),
-    );
-    let mut outputs = Map::new();
-    insert_list(
-        &mut outputs,
-        "model_outputs",
-        run.model_outputs
-            .iter()
-            .map(|m| json!({"model_id": m.model_id, "step": m.step}))
-            .collect(),
-    );
-    let mut object = Map::new();
-    object.insert("info".into(), run_info(&run.info));
-    object.insert("data".into(), Value::Object(data));
-    object.insert("inputs".into(), Value::Object(inputs));
-    if !outputs.is_empty() {
-        object.insert("outputs".into(), Value::Object(outputs));
+    to_value(RunJson(run))
+}
+
+/// The entities below serialize straight into the answer, with no `Value` tree
+/// in between (runs/search answers hundreds of runs). Keys are written in
+/// sorted order, as a `serde_json::Map` would write them.
+fn to_value(entity: impl Serialize) -> Value {
+    // Cannot fail: every map key is a string and no Serialize impl here errors.
+    serde_json::to_value(entity).unwrap_or(Value::Null)
+}
+
+/// A double in protobuf JSON form: "NaN", "Infinity" and "-Infinity" for non-finite values.
+struct Double(f64);
+
+impl Serialize for Double {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let value = self.0;
+        if value.is_nan() {
+            s.serialize_str("NaN")
+        } else if value == f64::INFINITY {
+            s.serialize_str("Infinity")
+        } else if value == f64::NEG_INFINITY {
+            s.serialize_str("-Infinity")
+        } else {
+            s.serialize_f64(value)
+        }
     }
-    Value::Object(object)
+}
+
+/// A list, or nothing when it is empty (protobuf JSON omits empty lists).
+fn list_entry<'a, M: SerializeMap, T, W: Serialize>(
+    map: &mut M,
+    key: &'static str,
+    items: &'a [T],
+    wrap: fn(&'a T) -> W,
+) -> Result<(), M::Error> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    map.serialize_entry(key, &Seq(items, wrap))
+}
+
+struct Seq<'a, T, W>(&'a [T], fn(&'a T) -> W);
+
+impl<'a, T, W: Serialize> Serialize for Seq<'a, T, W> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(self.1))
+    }
+}
+
+/// A key/value pair (tag or param): `{"key", "value"}`.
+struct PairJson<'a>(&'a str, &'a str);
+
+impl Serialize for PairJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("key", self.0)?;
+        map.serialize_entry("value", self.1)?;
+        map.end()
+    }
+}
+
+fn tag_json(tag: &Tag) -> PairJson<'_> {
+    PairJson(&tag.key, &tag.value)
+}
+
+fn param_json(param: &Param) -> PairJson<'_> {
+    PairJson(&param.key, &param.value)
+}
+
+pub struct MetricJson<'a>(pub &'a Metric);
+
+impl Serialize for MetricJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let metric = self.0;
+        let mut map = s.serialize_map(None)?;
+        if let Some(digest) = &metric.dataset_digest {
+            map.serialize_entry("dataset_digest", digest)?;
+        }
+        if let Some(name) = &metric.dataset_name {
+            map.serialize_entry("dataset_name", name)?;
+        }
+        map.serialize_entry("key", &metric.key)?;
+        if let Some(model_id) = &metric.model_id {
+            map.serialize_entry("model_id", model_id)?;
+        }
+        if let Some(run_id) = &metric.run_id {
+            map.serialize_entry("run_id", run_id)?;
+        }
+        map.serialize_entry("step", &metric.step)?;
+        map.serialize_entry("timestamp", &metric.timestamp)?;
+        map.serialize_entry("value", &Double(metric.value))?;
+        map.end()
+    }
+}
+
+pub struct RunInfoJson<'a>(pub &'a RunInfo);
+
+impl Serialize for RunInfoJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let info = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("artifact_uri", &info.artifact_uri)?;
+        if let Some(end_time) = info.end_time {
+            map.serialize_entry("end_time", &end_time)?;
+        }
+        map.serialize_entry("experiment_id", &info.experiment_id)?;
+        map.serialize_entry("lifecycle_stage", info.lifecycle_stage.as_str())?;
+        map.serialize_entry("run_id", &info.run_id)?;
+        map.serialize_entry("run_name", &info.run_name)?;
+        map.serialize_entry("run_uuid", &info.run_id)?;
+        map.serialize_entry("start_time", &info.start_time)?;
+        map.serialize_entry("status", info.status.as_str())?;
+        map.serialize_entry("user_id", &info.user_id)?;
+        map.end()
+    }
+}
+
+struct DatasetInputJson<'a>(&'a DatasetInput);
+
+impl Serialize for DatasetInputJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("dataset", &DatasetJson(&self.0.dataset))?;
+        list_entry(&mut map, "tags", &self.0.tags, tag_json)?;
+        map.end()
+    }
+}
+
+struct DatasetJson<'a>(&'a keel_core::Dataset);
+
+impl Serialize for DatasetJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let dataset = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("digest", &dataset.digest)?;
+        map.serialize_entry("name", &dataset.name)?;
+        if let Some(profile) = &dataset.profile {
+            map.serialize_entry("profile", profile)?;
+        }
+        if let Some(schema) = &dataset.schema {
+            map.serialize_entry("schema", schema)?;
+        }
+        map.serialize_entry("source", &dataset.source)?;
+        map.serialize_entry("source_type", &dataset.source_type)?;
+        map.end()
+    }
+}
+
+struct ModelInputJson<'a>(&'a ModelInput);
+
+impl Serialize for ModelInputJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        map.serialize_entry("model_id", &self.0.model_id)?;
+        map.end()
+    }
+}
+
+struct ModelOutputJson<'a>(&'a ModelOutput);
+
+impl Serialize for ModelOutputJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("model_id", &self.0.model_id)?;
+        map.serialize_entry("step", &self.0.step)?;
+        map.end()
+    }
+}
+
+/// `{"metrics", "params", "tags"}`, each omitted when empty.
+struct RunDataJson<'a>(&'a Run);
+
+impl Serialize for RunDataJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let data = &self.0.data;
+        let mut map = s.serialize_map(None)?;
+        list_entry(&mut map, "metrics", &data.metrics, MetricJson)?;
+        list_entry(&mut map, "params", &data.params, param_json)?;
+        list_entry(&mut map, "tags", &data.tags, tag_json)?;
+        map.end()
+    }
+}
+
+/// `{"dataset_inputs", "model_inputs"}`, each omitted when empty.
+struct RunInputsJson<'a>(&'a Run);
+
+impl Serialize for RunInputsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let run = self.0;
+        let mut map = s.serialize_map(None)?;
+        list_entry(
+            &mut map,
+            "dataset_inputs",
+            &run.dataset_inputs,
+            DatasetInputJson,
+        )?;
+        list_entry(&mut map, "model_inputs", &run.model_inputs, ModelInputJson)?;
+        map.end()
+    }
+}
+
+struct RunOutputsJson<'a>(&'a Run);
+
+impl Serialize for RunOutputsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1))?;
+        list_entry(
+            &mut map,
+            "model_outputs",
+            &self.0.model_outputs,
+            ModelOutputJson,
+        )?;
+        map.end()
+    }
+}
+
+/// A run: `{"data", "info", "inputs"}` and `"outputs"` when the run has any.
+pub struct RunJson<'a>(pub &'a Run);
+
+impl Serialize for RunJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let run = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("data", &RunDataJson(run))?;
+        map.serialize_entry("info", &RunInfoJson(&run.info))?;
+        map.serialize_entry("inputs", &RunInputsJson(run))?;
+        if !run.model_outputs.is_empty() {
+            map.serialize_entry("outputs", &RunOutputsJson(run))?;
+        }
+        map.end()
+    }
+}
+
+/// A runs/search answer, serialized straight from the runs (see [`page`]).
+pub struct RunsPage(pub keel_core::Page<Run>);
+
+impl Serialize for RunsPage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        if let Some(token) = &self.0.next_page_token {
+            map.serialize_entry("next_page_token", token)?;
+        }
+        list_entry(&mut map, "runs", &self.0.items, RunJson)?;
+        map.end()
+    }
 }
 
 pub fn logged_model(model: &LoggedModel) -> Value {
@@ -295,4 +446,114 @@ pub fn page(key: &str, items: Vec<Value>, next_page_token: Option<String>) -> Va
         object.insert("next_page_token".into(), json!(token));
     }
     Value::Object(object)
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+    use keel_core::{Dataset, LifecycleStage, Page, RunData, RunStatus};
+
+    fn rich_run() -> Run {
+        let mut metric = Metric::new("loss", f64::NAN, 5, 2);
+        metric.model_id = Some("m-1".into());
+        Run {
+            info: RunInfo {
+                run_id: "r1".into(),
+                experiment_id: "3".into(),
+                run_name: "bold-owl-1".into(),
+                user_id: "ana".into(),
+                status: RunStatus::Finished,
+                start_time: 10,
+                end_time: Some(20),
+                artifact_uri: "mlflow-artifacts:/3/r1/artifacts".into(),
+                lifecycle_stage: LifecycleStage::Active,
+            },
+            data: RunData {
+                metrics: vec![metric, Metric::new("acc", 0.5, 6, 3)],
+                params: vec![Param {
+                    key: "lr".into(),
+                    value: "0.1".into(),
+                }],
+                tags: vec![Tag::new("t", "v")],
+            },
+            dataset_inputs: vec![DatasetInput {
+                dataset: Dataset {
+                    name: "d".into(),
+                    digest: "x1".into(),
+                    source_type: "local".into(),
+                    source: "{}".into(),
+                    schema: Some("s".into()),
+                    profile: None,
+                },
+                tags: vec![Tag::new("mlflow.data.context", "train")],
+            }],
+            model_inputs: vec![ModelInput {
+                model_id: "m-0".into(),
+            }],
+            model_outputs: vec![ModelOutput {
+                model_id: "m-1".into(),
+                step: 4,
+            }],
+        }
+    }
+
+    #[test]
+    fn runs_page_has_mlflow_wire_shape() {
+        let page = RunsPage(Page {
+            items: vec![rich_run()],
+            next_page_token: Some("tok".into()),
+        });
+        let expected = json!({
+            "next_page_token": "tok",
+            "runs": [{
+                "info": {
+                    "run_uuid": "r1", "run_id": "r1", "experiment_id": "3", "run_name": "bold-owl-1",
+                    "user_id": "ana", "status": "FINISHED", "start_time": 10, "end_time": 20,
+                    "artifact_uri": "mlflow-artifacts:/3/r1/artifacts", "lifecycle_stage": "active"
+                },
+                "data": {
+                    "metrics": [
+                        {"key": "loss", "value": "NaN", "timestamp": 5, "step": 2, "model_id": "m-1"},
+                        {"key": "acc", "value": 0.5, "timestamp": 6, "step": 3}
+                    ],
+                    "params": [{"key": "lr", "value": "0.1"}],
+                    "tags": [{"key": "t", "value": "v"}]
+                },
+                "inputs": {
+                    "dataset_inputs": [{
+                        "tags": [{"key": "mlflow.data.context", "value": "train"}],
+                        "dataset": {"name": "d", "digest": "x1", "source_type": "local", "source": "{}", "schema": "s"}
+                    }],
+                    "model_inputs": [{"model_id": "m-0"}]
+                },
+                "outputs": {"model_outputs": [{"model_id": "m-1", "step": 4}]}
+            }]
+        });
+        let text = serde_json::to_string(&page).expect("serializes");
+        let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(parsed, expected);
+        // Keys come out sorted, byte for byte what a serde_json::Map writes.
+        assert_eq!(text, expected.to_string());
+    }
+
+    #[test]
+    fn empty_lists_and_unset_fields_are_omitted() {
+        let mut run = rich_run();
+        run.info.end_time = None;
+        run.data = RunData::default();
+        run.dataset_inputs.clear();
+        run.model_inputs.clear();
+        run.model_outputs.clear();
+        let value = super::run(&run);
+        assert_eq!(value["data"], json!({}));
+        assert_eq!(value["inputs"], json!({}));
+        assert!(value.get("outputs").is_none());
+        assert!(value["info"].get("end_time").is_none());
+        let empty = serde_json::to_string(&RunsPage(Page {
+            items: Vec::new(),
+            next_page_token: None,
+        }))
+        .expect("serializes");
+        assert_eq!(empty, "{}");
+    }
 }

@@ -557,7 +557,10 @@ struct SearchRunsBody {
     page_token: Option<String>,
 }
 
-pub async fn search_runs(State(state): State<AppState>, body: Bytes) -> Reply {
+pub async fn search_runs(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Json<dto::RunsPage>> {
     let body: SearchRunsBody = parse_json(&body)?;
     let page = state
         .store
@@ -570,11 +573,7 @@ pub async fn search_runs(State(state): State<AppState>, body: Bytes) -> Reply {
             body.page_token.as_deref(),
         )
         .await?;
-    Ok(Json(dto::page(
-        "runs",
-        page.items.iter().map(dto::run).collect(),
-        page.next_page_token,
-    )))
+    Ok(Json(dto::RunsPage(page)))
 }
 
 pub async fn get_metric_history(State(state): State<AppState>, RawQuery(query): RawQuery) -> Reply {

@@ -88,16 +88,19 @@ pub(crate) enum Row {
 
 impl Row {
     /// Reads a column by name; a missing column or a type mismatch is an internal error.
-    pub fn get<T: FromColumn>(&self, column: &str) -> Result<T, Error> {
+    /// Each column is read once: a native row hands its text over instead of copying
+    /// it (the value left behind is NULL).
+    pub fn get<T: FromColumn>(&mut self, column: &str) -> Result<T, Error> {
         match self {
             Row::Any(row) => T::from_any(row, column),
             Row::Native { columns, values } => {
                 let value = columns
                     .iter()
                     .position(|c| c == column)
-                    .and_then(|i| values.get(i))
+                    .and_then(|i| values.get_mut(i))
                     .ok_or_else(|| Error::internal(format!("No column '{column}' in the row")))?;
-                T::from_value(value).ok_or_else(|| {
+                let taken = std::mem::replace(value, Value::Null);
+                T::from_value(taken).map_err(|value| {
                     Error::internal(format!(
                         "Cannot read column '{column}': unexpected value {value:?}"
                     ))
@@ -110,17 +113,18 @@ impl Row {
 /// A Rust type a column decodes into on both executors.
 pub(crate) trait FromColumn: Sized {
     fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error>;
-    fn from_value(value: &Value) -> Option<Self>;
+    /// The value, or the value back when it does not fit.
+    fn from_value(value: Value) -> Result<Self, Value>;
 }
 
 impl FromColumn for i64 {
     fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error> {
         get(row, column)
     }
-    fn from_value(value: &Value) -> Option<Self> {
+    fn from_value(value: Value) -> Result<Self, Value> {
         match value {
-            Value::Int(v) => Some(*v),
-            _ => None,
+            Value::Int(v) => Ok(v),
+            other => Err(other),
         }
     }
 }
@@ -129,12 +133,12 @@ impl FromColumn for f64 {
     fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error> {
         get(row, column)
     }
-    fn from_value(value: &Value) -> Option<Self> {
+    fn from_value(value: Value) -> Result<Self, Value> {
         match value {
-            Value::Real(v) => Some(*v),
+            Value::Real(v) => Ok(v),
             // A REAL column keeps whole numbers as REAL, but an expression may yield an integer.
-            Value::Int(v) => Some(*v as f64),
-            _ => None,
+            Value::Int(v) => Ok(v as f64),
+            other => Err(other),
         }
     }
 }
@@ -143,10 +147,10 @@ impl FromColumn for String {
     fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error> {
         get(row, column)
     }
-    fn from_value(value: &Value) -> Option<Self> {
+    fn from_value(value: Value) -> Result<Self, Value> {
         match value {
-            Value::Text(v) => Some(v.clone()),
-            _ => None,
+            Value::Text(v) => Ok(v),
+            other => Err(other),
         }
     }
 }
@@ -158,9 +162,9 @@ where
     fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error> {
         get(row, column)
     }
-    fn from_value(value: &Value) -> Option<Self> {
+    fn from_value(value: Value) -> Result<Self, Value> {
         match value {
-            Value::Null => Some(None),
+            Value::Null => Ok(None),
             value => T::from_value(value).map(Some),
         }
     }

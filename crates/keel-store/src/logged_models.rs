@@ -486,11 +486,14 @@ pub(crate) async fn insert_model_metrics<E: crate::exec::Exec>(
     model_ids.dedup();
     let mut check = Sql::new("SELECT model_id FROM logged_models WHERE model_id IN ");
     check.bind_list(model_ids.iter().copied());
-    let rows = tx.fetch_all(&check, "checking logged models").await?;
+    let mut found = Vec::new();
+    for mut row in tx.fetch_all(&check, "checking logged models").await? {
+        found.push(row.get::<String>("model_id")?);
+    }
     for id in &model_ids {
         let mut exists = false;
-        for row in &rows {
-            if row.get::<String>("model_id")? == *id {
+        for model_id in &found {
+            if model_id == id {
                 exists = true;
             }
         }

@@ -101,7 +101,7 @@ pub(crate) fn loaded_value(value: f64, is_nan: i64) -> f64 {
     if is_nan != 0 { f64::NAN } else { value }
 }
 
-fn run_info_from_row(row: &Row) -> Result<RunInfo, Error> {
+fn run_info_from_row(row: &mut Row) -> Result<RunInfo, Error> {
     let status: String = row.get("status")?;
     let stage: String = row.get("lifecycle_stage")?;
     Ok(RunInfo {
@@ -483,9 +483,9 @@ impl Store {
             .bind(limit + 1)
             .push(" OFFSET ")
             .bind(offset as i64);
-        let rows = read_op!(self, |conn| fetch_rows(conn, sql, "reading metric history"))?;
+        let mut rows = read_op!(self, |conn| fetch_rows(conn, sql, "reading metric history"))?;
         let mut items = rows
-            .iter()
+            .iter_mut()
             .map(metric_from_row)
             .collect::<Result<Vec<_>, _>>()?;
         let next_page_token = page_token::truncate_page(&mut items, limit, offset);
@@ -524,9 +524,9 @@ impl Store {
                 sql.push(" AND step <= ").bind(end);
             }
             sql.push(" ORDER BY step, timestamp, value");
-            let rows = read_op!(self, |conn| fetch_rows(conn, sql, "reading metric history"))?;
+            let mut rows = read_op!(self, |conn| fetch_rows(conn, sql, "reading metric history"))?;
             let metrics = rows
-                .iter()
+                .iter_mut()
                 .map(metric_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
             let mut steps: Vec<i64> = metrics.iter().map(|m| m.step).collect();
@@ -631,9 +631,9 @@ async fn search_runs_in<E: Exec>(
     max_results: i64,
     offset: u64,
 ) -> Result<Page<Run>, Error> {
-    let rows = e.fetch_all(&sql, "searching runs").await?;
+    let mut rows = e.fetch_all(&sql, "searching runs").await?;
     let mut runs = rows
-        .iter()
+        .iter_mut()
         .map(|row| run_info_from_row(row).map(empty_run))
         .collect::<Result<Vec<_>, _>>()?;
     let next_page_token = page_token::truncate_page(&mut runs, max_results, offset);
@@ -649,9 +649,9 @@ async fn read_run_info<E: Exec>(e: &mut E, run_id: String) -> Result<RunInfo, Er
         "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
     ));
     sql.bind(run_id.as_str());
-    let rows = e.fetch_all(&sql, "reading run").await?;
+    let mut rows = e.fetch_all(&sql, "reading run").await?;
     let row = rows
-        .first()
+        .first_mut()
         .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
     run_info_from_row(row)
 }
@@ -701,15 +701,15 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         );
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY key");
-        for row in e.fetch_all(&sql, "reading metrics").await? {
+        for mut row in e.fetch_all(&sql, "reading metrics").await? {
             if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
-                runs[i].data.metrics.push(metric_from_row(&row)?);
+                runs[i].data.metrics.push(metric_from_row(&mut row)?);
             }
         }
         let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY key");
-        for row in e.fetch_all(&sql, "reading params").await? {
+        for mut row in e.fetch_all(&sql, "reading params").await? {
             if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
                 runs[i].data.params.push(Param {
                     key: row.get("key")?,
@@ -720,7 +720,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY key");
-        for row in e.fetch_all(&sql, "reading tags").await? {
+        for mut row in e.fetch_all(&sql, "reading tags").await? {
             if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
                 runs[i].data.tags.push(Tag::new(
                     row.get::<String>("key")?,
@@ -737,7 +737,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY i.input_uuid");
         let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
-        for row in e.fetch_all(&sql, "reading inputs").await? {
+        for mut row in e.fetch_all(&sql, "reading inputs").await? {
             let Some(&i) = index.get(&row.get::<String>("destination_id")?) else {
                 continue;
             };
@@ -767,7 +767,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
                 Sql::new("SELECT input_uuid, key, value FROM input_tags WHERE input_uuid IN ");
             sql.bind_list(input_runs.keys().map(String::as_str))
                 .push(" ORDER BY key");
-            for row in e.fetch_all(&sql, "reading input tags").await? {
+            for mut row in e.fetch_all(&sql, "reading input tags").await? {
                 if let Some(&(i, j)) = input_runs.get(&row.get::<String>("input_uuid")?) {
                     runs[i].dataset_inputs[j].tags.push(Tag::new(
                         row.get::<String>("key")?,
@@ -780,7 +780,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
             Sql::new("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY model_id");
-        for row in e.fetch_all(&sql, "reading outputs").await? {
+        for mut row in e.fetch_all(&sql, "reading outputs").await? {
             if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
                 runs[i].model_outputs.push(ModelOutput {
                     model_id: row.get("model_id")?,
@@ -824,7 +824,7 @@ async fn log_batch_in<E: Exec>(
             .bind_list(unique.keys().copied());
         let rows = tx.fetch_all(&existing, "reading params").await?;
         let mut stored: HashMap<String, String> = HashMap::new();
-        for row in &rows {
+        for mut row in rows {
             stored.insert(row.get("key")?, row.get("value")?);
         }
         for (key, value) in &unique {
@@ -898,7 +898,7 @@ fn empty_run(info: RunInfo) -> Run {
     }
 }
 
-fn metric_from_row(row: &Row) -> Result<Metric, Error> {
+fn metric_from_row(row: &mut Row) -> Result<Metric, Error> {
     Ok(Metric::new(
         row.get::<String>("key")?,
         loaded_value(row.get("value")?, row.get("is_nan")?),
