@@ -5,7 +5,8 @@
 # loop over raw HTTP for --seconds while `perf record -g` samples the server.
 # Prints the mean time per search and the share of samples (children
 # included) in the parts that matter: sqlx-sqlite's per-row hand-over
-# (futex, flume), SQLite itself, row copies, the Any driver's conversion,
+# (futex, flume; gone since the native SQLite reads), SQLite itself, row
+# copies (sqlx's or the native executor's), the Any driver's conversion,
 # JSON, malloc.
 #
 #   cargo build --release -p keel && bash bench/tracking/profile_search.sh [--seconds 10]
@@ -59,5 +60,5 @@ perf record -F 2000 -g -p "$server" -o "$work/perf.data" -- sleep "$((${seconds%
 wait "$client"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 perf report -i "$work/perf.data" --children --sort symbol --stdio -g none 2>/dev/null |
-    grep -E '__x64_sys_futex|flume::|sqlite3_step|SqliteRow::current|drop_in_place<sqlx_sqlite::row::SqliteRow>|AnyRow>::try_from|serde_json::ser|serde_json::value::ser|_int_malloc|_int_free' |
-    awk '{printf "%8s %8s  %s\n", $1, $2, $4}' | head -20
+    grep -E '__x64_sys_futex|flume::|sqlite3_step|SqliteRow::current|drop_in_place<sqlx_sqlite::row::SqliteRow>|AnyRow>::try_from|keel_store::native::Conn::fetch_now|keel_store::exec::Row::get|serde_json::ser|serde_json::value::ser|keel_server::dto|_int_malloc|_int_free|malloc_consolidate|unlink_chunk' |
+    awk '{printf "%8s %8s  %s\n", $1, $2, $4}' | head -24

@@ -685,6 +685,8 @@ async fn read_run<E: Exec>(e: &mut E, run_id: String) -> Result<Run, Error> {
 }
 
 /// Loads latest metrics, params, tags, inputs and outputs for many runs with a few queries.
+/// Each is ordered by (owner, key): the primary key's order, so no sort, and each run's
+/// rows still come by key.
 async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
     if runs.is_empty() {
         return Ok(());
@@ -700,7 +702,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
             "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
         );
         sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY key");
+            .push(" ORDER BY run_uuid, key");
         for mut row in e.fetch_all(&sql, "reading metrics").await? {
             if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
                 runs[i].data.metrics.push(metric_from_row(&mut row)?);
@@ -708,7 +710,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         }
         let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY key");
+            .push(" ORDER BY run_uuid, key");
         for mut row in e.fetch_all(&sql, "reading params").await? {
             if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
                 runs[i].data.params.push(Param {
@@ -719,7 +721,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         }
         let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY key");
+            .push(" ORDER BY run_uuid, key");
         for mut row in e.fetch_all(&sql, "reading tags").await? {
             if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
                 runs[i].data.tags.push(Tag::new(
@@ -766,7 +768,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
             let mut sql =
                 Sql::new("SELECT input_uuid, key, value FROM input_tags WHERE input_uuid IN ");
             sql.bind_list(input_runs.keys().map(String::as_str))
-                .push(" ORDER BY key");
+                .push(" ORDER BY input_uuid, key");
             for mut row in e.fetch_all(&sql, "reading input tags").await? {
                 if let Some(&(i, j)) = input_runs.get(&row.get::<String>("input_uuid")?) {
                     runs[i].dataset_inputs[j].tags.push(Tag::new(
@@ -779,7 +781,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         let mut sql =
             Sql::new("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY model_id");
+            .push(" ORDER BY run_uuid, model_id");
         for mut row in e.fetch_all(&sql, "reading outputs").await? {
             if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
                 runs[i].model_outputs.push(ModelOutput {
