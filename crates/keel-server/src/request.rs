@@ -188,8 +188,17 @@ impl QueryParams {
 
 /// Requires a field that serde left empty; names it in the error.
 pub fn required<T>(value: Option<T>, field: &str) -> Result<T, Error> {
+    required_with(value, || field.to_string())
+}
+
+/// [`required`] for a field whose name is built only when it is missing (the
+/// elements of a 1,000-metric batch).
+pub fn required_with<T>(value: Option<T>, field: impl FnOnce() -> String) -> Result<T, Error> {
     value.ok_or_else(|| {
-        Error::invalid_parameter(format!("Missing value for required parameter '{field}'"))
+        Error::invalid_parameter(format!(
+            "Missing value for required parameter '{}'",
+            field()
+        ))
     })
 }
 

@@ -20,8 +20,8 @@ use crate::auth::Caller;
 use crate::dto;
 use crate::error::ApiResult;
 use crate::request::{
-    QueryParams, lenient_i64, lenient_string, metric_value, parse_json, required, run_id,
-    string_list,
+    QueryParams, lenient_i64, lenient_string, metric_value, parse_json, required, required_with,
+    run_id, string_list,
 };
 
 type Reply = ApiResult<Json<Value>>;
@@ -371,11 +371,16 @@ struct MetricBody {
 }
 
 impl MetricBody {
-    fn into_metric(self, field: &str) -> Result<Metric, Error> {
+    /// `index` is the metric's place in a batch, named in errors (`metrics[3].key`).
+    fn into_metric(self, index: Option<usize>) -> Result<Metric, Error> {
+        let field = |name: &str| match index {
+            Some(i) => format!("metrics[{i}].{name}"),
+            None => name.to_string(),
+        };
         let mut metric = Metric::new(
-            required(self.key, &format!("{field}key"))?,
-            required(self.value, &format!("{field}value"))?,
-            required(self.timestamp, &format!("{field}timestamp"))?,
+            required_with(self.key, || field("key"))?,
+            required_with(self.value, || field("value"))?,
+            required_with(self.timestamp, || field("timestamp"))?,
             self.step.unwrap_or(0),
         );
         metric.model_id = self.model_id.filter(|s| !s.is_empty());
@@ -388,7 +393,7 @@ impl MetricBody {
 pub async fn log_metric(State(state): State<AppState>, body: Bytes) -> Reply {
     let mut body: MetricBody = parse_json(&body)?;
     let id = run_id(body.run_id.take(), body.run_uuid.take())?;
-    let metric = body.into_metric("")?;
+    let metric = body.into_metric(None)?;
     state.store.log_metric(&id, metric).await?;
     empty()
 }
@@ -410,7 +415,7 @@ pub async fn log_batch(State(state): State<AppState>, body: Bytes) -> Reply {
         .metrics
         .into_iter()
         .enumerate()
-        .map(|(i, m)| m.into_metric(&format!("metrics[{i}].")))
+        .map(|(i, m)| m.into_metric(Some(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let params = body
         .params
@@ -418,8 +423,8 @@ pub async fn log_batch(State(state): State<AppState>, body: Bytes) -> Reply {
         .enumerate()
         .map(|(i, p)| {
             Ok(Param {
-                key: required(p.key, &format!("params[{i}].key"))?,
-                value: required(p.value, &format!("params[{i}].value"))?,
+                key: required_with(p.key, || format!("params[{i}].key"))?,
+                value: required_with(p.value, || format!("params[{i}].value"))?,
             })
         })
         .collect::<Result<Vec<_>, Error>>()?;
