@@ -796,3 +796,28 @@ pub async fn search_logged_models(State(state): State<AppState>, body: Bytes) ->
         page.next_page_token,
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_metric_field_is_named_by_its_place_in_the_batch() {
+        let body: MetricBody =
+            serde_json::from_str(r#"{"value": 1.0, "timestamp": 5}"#).expect("valid body");
+        let error = body.into_metric(Some(3)).expect_err("key is missing");
+        assert!(error.to_string().contains("'metrics[3].key'"), "{error}");
+        let body: MetricBody =
+            serde_json::from_str(r#"{"key": "k", "value": 1.0}"#).expect("valid body");
+        let error = body.into_metric(None).expect_err("timestamp is missing");
+        assert!(error.to_string().contains("'timestamp'"), "{error}");
+        let body: MetricBody =
+            serde_json::from_str(r#"{"key": "k", "value": 1.0, "timestamp": 2, "step": 4}"#)
+                .expect("valid body");
+        let metric = body.into_metric(Some(0)).expect("complete metric");
+        assert_eq!(
+            (metric.key.as_str(), metric.timestamp, metric.step),
+            ("k", 2, 4)
+        );
+    }
+}
