@@ -2,14 +2,19 @@
 //! scikit-learn's HistGradientBoosting: leaf-wise trees (31 leaves), Newton
 //! leaf values, shrinkage; losses are binary log loss (one tree per round),
 //! multiclass softmax (one tree per class per round) and squared error.
+//! Trees are grown by [`crate::hist`] on float32 gradients and hessians.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LearnError, Result};
+use crate::hist::{Grower, RowBins};
 use crate::linear::sigmoid;
 use crate::preprocess::Matrix;
-use crate::rng::Rng;
-use crate::tree::{BinMapper, Stats, Tree, TreeParams, grow};
+use crate::tree::{BinMapper, Tree, TreeParams};
+
+/// Rows per parallel task of the per-row loops (no sums cross rows there).
+const CHUNK: usize = 8192;
 
 /// Settings of gradient boosting (defaults follow scikit-learn's HistGradientBoosting).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -149,7 +154,7 @@ pub fn fit_boosted(
     };
     let k = init.len();
     let mapper = BinMapper::fit(x, seed);
-    let binned = mapper.transform(x);
+    let binned = RowBins::new(&mapper, x);
     let tree_params = TreeParams {
         max_depth: params.max_depth.unwrap_or(usize::MAX),
         max_leaves: params.max_leaves,
@@ -159,67 +164,60 @@ pub fn fit_boosted(
         max_features: x.cols,
         best_first: true,
     };
+    let mut grower = Grower::new(&binned, &tree_params);
     let mut raw: Vec<f64> = (0..n).flat_map(|_| init.iter().copied()).collect();
     let mut trees = Vec::with_capacity(params.n_iter * k);
-    let mut g = vec![0.0; n];
-    let mut h = vec![0.0; n];
-    let mut rng = Rng::derive(seed, 0x6B);
+    // Per row `[negative gradient, hessian]` in float32, so leaf = G / (H + l2) is the Newton step.
+    let mut gh = vec![[0.0f32; 2]; n];
     let mut probability = vec![0.0; n * k];
     for _round in 0..params.n_iter {
         if loss == Loss::Softmax {
-            for i in 0..n {
-                let p = probabilities(&raw[i * k..(i + 1) * k]);
-                probability[i * k..(i + 1) * k].copy_from_slice(&p);
-            }
+            probability
+                .par_chunks_mut(k * CHUNK)
+                .zip(raw.par_chunks(k * CHUNK))
+                .for_each(|(p, r)| {
+                    for (p, r) in p.chunks_exact_mut(k).zip(r.chunks_exact(k)) {
+                        p.copy_from_slice(&probabilities(r));
+                    }
+                });
         }
         for class in 0..k {
-            // g holds the negative gradient, so leaf = G / (H + l2) is the Newton step.
-            for i in 0..n {
-                let (gradient, hessian) = match loss {
-                    Loss::Logistic => {
-                        let p = sigmoid(raw[i]);
-                        (
-                            p - f64::from(u8::from(labels[i] == 1)),
-                            (p * (1.0 - p)).max(1e-16),
-                        )
+            gh.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(chunk, gh)| {
+                    for (j, gh) in gh.iter_mut().enumerate() {
+                        let i = chunk * CHUNK + j;
+                        let (gradient, hessian) = match loss {
+                            Loss::Logistic => {
+                                let p = sigmoid(raw[i]);
+                                (
+                                    p - f64::from(u8::from(labels[i] == 1)),
+                                    (p * (1.0 - p)).max(1e-16),
+                                )
+                            }
+                            Loss::Softmax => {
+                                let p = probability[i * k + class];
+                                (
+                                    p - f64::from(u8::from(labels[i] == class)),
+                                    (p * (1.0 - p)).max(1e-16),
+                                )
+                            }
+                            Loss::Squared => (raw[i] - values[i], 1.0),
+                        };
+                        *gh = [-gradient as f32, hessian as f32];
                     }
-                    Loss::Softmax => {
-                        let p = probability[i * k + class];
-                        (
-                            p - f64::from(u8::from(labels[i] == class)),
-                            (p * (1.0 - p)).max(1e-16),
-                        )
-                    }
-                    Loss::Squared => (raw[i] - values[i], 1.0),
-                };
-                g[i] = -gradient;
-                h[i] = hessian;
-            }
-            let stats = Stats {
-                g: &g,
-                h: &h,
-                outputs: 1,
-            };
-            let mut grown = grow(
-                &binned,
-                &mapper,
-                &stats,
-                (0..n as u32).collect(),
-                &tree_params,
-                &mut rng,
-            );
-            grown
-                .tree
-                .values
+                });
+            let mut tree = grower.grow(&gh, &mapper);
+            tree.values
                 .iter_mut()
                 .for_each(|v| *v *= params.learning_rate);
-            for &(node, start, end) in &grown.leaves {
-                let value = grown.tree.values[node];
-                for &row in &grown.rows[start..end] {
+            for (node, rows) in grower.leaves() {
+                let value = tree.values[node];
+                for &row in rows {
                     raw[row as usize * k + class] += value;
                 }
             }
-            trees.push(grown.tree);
+            trees.push(tree);
         }
     }
     Ok(Boosted { loss, init, trees })
@@ -228,6 +226,7 @@ pub fn fit_boosted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rng::Rng;
 
     fn blobs(n: usize, seed: u64, classes: usize) -> (Matrix, Vec<usize>) {
         let mut rng = Rng::new(seed);
