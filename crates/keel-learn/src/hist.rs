@@ -330,24 +330,49 @@ impl<'a> Grower<'a> {
     }
 
     /// Moves the rows of `rows[start..end]` going left to the front, each side
-    /// keeping its order; returns how many went left.
+    /// keeping its order; returns how many went left. Blocks of rows are split
+    /// in parallel (left in place, right into the scratch array), then moved
+    /// together in block order: the same result as one pass.
     fn partition(&mut self, start: usize, end: usize, split: &Split) -> usize {
         let n = self.rows.len();
         let column = &self.binned.columns[split.feature * n..][..n];
         let threshold = split.bin as u8;
         let rows = &mut self.rows[start..end];
         let scratch = &mut self.scratch[..end - start];
-        let (mut l, mut r) = (0, 0);
-        for i in 0..rows.len() {
-            let row = rows[i];
-            let goes_left = usize::from(column[row as usize] <= threshold);
-            // Written to both sides, kept on one (no unpredictable branch); `l <= i`.
-            rows[l] = row;
-            scratch[r] = row;
-            l += goes_left;
-            r += 1 - goes_left;
+        // Per block: its first row, length and how many of its rows go left.
+        let split_block = |(block, (rows, scratch)): (usize, (&mut [u32], &mut [u32]))| {
+            let (mut l, mut r) = (0, 0);
+            for i in 0..rows.len() {
+                let row = rows[i];
+                let goes_left = usize::from(column[row as usize] <= threshold);
+                // Written to both sides, kept on one (no unpredictable branch); `l <= i`.
+                rows[l] = row;
+                scratch[r] = row;
+                l += goes_left;
+                r += 1 - goes_left;
+            }
+            (block * BLOCK, rows.len(), l)
+        };
+        let blocks: Vec<(usize, usize, usize)> = if rows.len() >= 2 * BLOCK {
+            rows.par_chunks_mut(BLOCK)
+                .zip(scratch.par_chunks_mut(BLOCK))
+                .enumerate()
+                .map(split_block)
+                .collect()
+        } else {
+            vec![split_block((0, (&mut *rows, &mut *scratch)))]
+        };
+        let mut l = 0;
+        for &(from, _, left) in &blocks {
+            rows.copy_within(from..from + left, l);
+            l += left;
         }
-        rows[l..].copy_from_slice(&scratch[..r]);
+        let mut r = l;
+        for &(from, len, left) in &blocks {
+            let right = len - left;
+            rows[r..r + right].copy_from_slice(&scratch[from..from + right]);
+            r += right;
+        }
         l
     }
 
