@@ -81,6 +81,12 @@ impl Boosted {
     }
 }
 
+/// `[negative gradient, hessian]` of log loss at probability `p` of a class the row is (not) in.
+fn newton(p: f64, is_class: bool) -> [f32; 2] {
+    let gradient = p - f64::from(u8::from(is_class));
+    [-gradient as f32, (p * (1.0 - p)).max(1e-16) as f32]
+}
+
 /// Probabilities from scores: sigmoid for one logit, softmax otherwise.
 pub fn probabilities(scores: &[f64]) -> Vec<f64> {
     if scores.len() == 1 {
@@ -182,31 +188,38 @@ pub fn fit_boosted(
                 });
         }
         for class in 0..k {
-            gh.par_chunks_mut(CHUNK)
-                .enumerate()
-                .for_each(|(chunk, gh)| {
-                    for (j, gh) in gh.iter_mut().enumerate() {
-                        let i = chunk * CHUNK + j;
-                        let (gradient, hessian) = match loss {
-                            Loss::Logistic => {
-                                let p = sigmoid(raw[i]);
-                                (
-                                    p - f64::from(u8::from(labels[i] == 1)),
-                                    (p * (1.0 - p)).max(1e-16),
-                                )
-                            }
-                            Loss::Softmax => {
-                                let p = probability[i * k + class];
-                                (
-                                    p - f64::from(u8::from(labels[i] == class)),
-                                    (p * (1.0 - p)).max(1e-16),
-                                )
-                            }
-                            Loss::Squared => (raw[i] - values[i], 1.0),
+            let chunks = gh.par_chunks_mut(CHUNK).enumerate();
+            match loss {
+                Loss::Logistic => chunks.for_each(|(chunk, gh)| {
+                    let rows = chunk * CHUNK..chunk * CHUNK + gh.len();
+                    for ((gh, &raw), &label) in
+                        gh.iter_mut().zip(&raw[rows.clone()]).zip(&labels[rows])
+                    {
+                        // The sigmoid without a branch on the sign (the same values as `sigmoid`).
+                        let e = (-raw.abs()).exp();
+                        let p = if raw >= 0.0 {
+                            1.0 / (1.0 + e)
+                        } else {
+                            e / (1.0 + e)
                         };
-                        *gh = [-gradient as f32, hessian as f32];
+                        *gh = newton(p, label == 1);
                     }
-                });
+                }),
+                Loss::Softmax => chunks.for_each(|(chunk, gh)| {
+                    let first = chunk * CHUNK;
+                    for (i, gh) in (first..).zip(gh.iter_mut()) {
+                        *gh = newton(probability[i * k + class], labels[i] == class);
+                    }
+                }),
+                Loss::Squared => chunks.for_each(|(chunk, gh)| {
+                    let rows = chunk * CHUNK..chunk * CHUNK + gh.len();
+                    for ((gh, &raw), &value) in
+                        gh.iter_mut().zip(&raw[rows.clone()]).zip(&values[rows])
+                    {
+                        *gh = [(value - raw) as f32, 1.0];
+                    }
+                }),
+            }
             let mut tree = grower.grow(&gh, &mapper);
             tree.values
                 .iter_mut()

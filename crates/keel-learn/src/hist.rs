@@ -29,7 +29,7 @@ use crate::tree::{BinMapper, Tree, TreeParams, best_gain};
 /// Histogram slots per feature (every feature has at most 255 bins).
 const STRIDE: usize = 256;
 /// Rows per histogram task; fixed, so the sums' order is too.
-const BLOCK: usize = 1 << 15;
+const BLOCK: usize = 1 << 14;
 /// Rows touched ahead of their accumulation.
 const TOUCH: usize = 64;
 /// Nodes with fewer rows than this are histogrammed on the calling thread.
@@ -126,6 +126,8 @@ pub struct Grower<'a> {
     /// Row indices, grouped by node (by leaf once a tree is grown).
     rows: Vec<u32>,
     scratch: Vec<u32>,
+    /// Histograms of the row blocks after the first, while one is built.
+    partial: Vec<Slot>,
     /// Spare histogram buffers.
     pool: Vec<Vec<Slot>>,
     /// `(leaf node, start, end)` ranges into `rows` of the last tree.
@@ -142,6 +144,7 @@ impl<'a> Grower<'a> {
             params,
             rows: (0..n as u32).collect(),
             scratch: vec![0; n],
+            partial: Vec::new(),
             pool: Vec::new(),
             leaves: Vec::new(),
         }
@@ -174,7 +177,14 @@ impl<'a> Grower<'a> {
         tree.push_leaf(&[self.value(&totals)]);
         let root_histogram = self.splittable(n, 0).then(|| {
             let mut histogram = self.buffer();
-            self.build(&self.rows, gh, &mut histogram);
+            build(
+                self.binned,
+                &mut self.partial,
+                &self.rows,
+                gh,
+                &mut histogram,
+                false,
+            );
             histogram
         });
         let mut pending = vec![self.evaluate(Node {
@@ -233,7 +243,15 @@ impl<'a> Grower<'a> {
                         (&mut right, &mut left)
                     };
                     let mut histogram = self.buffer();
-                    self.build(&self.rows[small.start..small.end], gh, &mut histogram);
+                    let rows = &self.rows[small.start..small.end];
+                    build(
+                        self.binned,
+                        &mut self.partial,
+                        rows,
+                        gh,
+                        &mut histogram,
+                        true,
+                    );
                     parent
                         .iter_mut()
                         .zip(&histogram)
@@ -375,42 +393,52 @@ impl<'a> Grower<'a> {
         }
         l
     }
+}
 
-    /// The histogram of `rows` into `out` (zeroed, `features * STRIDE` slots).
-    fn build(&self, rows: &[u32], gh: &[[f32; 2]], out: &mut [Slot]) {
-        let features = self.binned.features;
-        let width = features * STRIDE;
-        let blocks: Vec<&[u32]> = rows.chunks(BLOCK).collect();
-        let threads = rayon::current_num_threads();
-        // Enough tasks to feed every thread: split features when blocks are few.
-        let groups = if rows.len() < PARALLEL_ROWS || blocks.len() >= 2 * threads {
-            1
-        } else {
-            (2 * threads).div_ceil(blocks.len()).min(features)
-        };
-        let per_group = features.div_ceil(groups).max(1);
-        let mut partial = vec![Slot::default(); blocks.len().saturating_sub(1) * width];
-        let mut tasks = Vec::new();
-        for (block, histogram) in blocks
-            .iter()
-            .zip(std::iter::once(&mut *out).chain(partial.chunks_mut(width)))
-        {
-            for (group, part) in histogram.chunks_mut(per_group * STRIDE).enumerate() {
-                tasks.push((*block, group * per_group, part));
-            }
+/// The histogram of `rows` into `out` (zeroed, `features * STRIDE` slots);
+/// `scattered` when `rows` are not consecutive (to touch them first).
+fn build(
+    binned: &RowBins,
+    partial: &mut Vec<Slot>,
+    rows: &[u32],
+    gh: &[[f32; 2]],
+    out: &mut [Slot],
+    scattered: bool,
+) {
+    let features = binned.features;
+    let width = features * STRIDE;
+    let blocks: Vec<&[u32]> = rows.chunks(BLOCK).collect();
+    let threads = rayon::current_num_threads();
+    // A task for every thread: split the features when blocks are fewer
+    // (each group reads the rows again, so only then).
+    let groups = if rows.len() < PARALLEL_ROWS || blocks.len() >= threads {
+        1
+    } else {
+        threads.div_ceil(blocks.len()).min(features)
+    };
+    let per_group = features.div_ceil(groups).max(1);
+    partial.clear();
+    partial.resize(blocks.len().saturating_sub(1) * width, Slot::default());
+    let mut tasks = Vec::new();
+    for (block, histogram) in blocks
+        .iter()
+        .zip(std::iter::once(&mut *out).chain(partial.chunks_mut(width)))
+    {
+        for (group, part) in histogram.chunks_mut(per_group * STRIDE).enumerate() {
+            tasks.push((*block, group * per_group, part));
         }
-        let bins = &self.binned.bins;
-        let run = |(block, first, part): (&[u32], usize, &mut [Slot])| {
-            accumulate(bins, features, gh, block, first, part)
-        };
-        if tasks.len() > 1 {
-            tasks.into_par_iter().for_each(run);
-        } else {
-            tasks.into_iter().for_each(run);
-        }
-        for block in partial.chunks(width) {
-            out.iter_mut().zip(block).for_each(|(o, b)| o.add(b));
-        }
+    }
+    let bins = &binned.bins;
+    let run = |(block, first, part): (&[u32], usize, &mut [Slot])| {
+        accumulate(bins, features, gh, block, first, part, scattered)
+    };
+    if tasks.len() > 1 {
+        tasks.into_par_iter().for_each(run);
+    } else {
+        tasks.into_iter().for_each(run);
+    }
+    for block in partial.chunks(width) {
+        out.iter_mut().zip(block).for_each(|(o, b)| o.add(b));
     }
 }
 
@@ -422,6 +450,7 @@ fn accumulate(
     rows: &[u32],
     first: usize,
     part: &mut [Slot],
+    scattered: bool,
 ) {
     let (histograms, _) = part.as_chunks_mut::<STRIDE>();
     let width = histograms.len();
@@ -432,14 +461,16 @@ fn accumulate(
         // A node's rows are scattered: touch every row's bins and statistics
         // first, in a loop small enough for the loads to overlap, so the
         // accumulation below finds them in cache.
-        let mut touched = 0u8;
-        let mut touched_gh = 0.0f32;
-        for &row in chunk {
-            let row = row as usize;
-            touched ^= bins[row * features + first] ^ bins[row * features + first + width - 1];
-            touched_gh += gh[row][1];
+        if scattered {
+            let mut touched = 0u8;
+            let mut touched_gh = 0.0f32;
+            for &row in chunk {
+                let row = row as usize;
+                touched ^= bins[row * features + first] ^ bins[row * features + first + width - 1];
+                touched_gh += gh[row][1];
+            }
+            std::hint::black_box((touched, touched_gh));
         }
-        std::hint::black_box((touched, touched_gh));
         for &row in chunk {
             let row = row as usize;
             let [g, h] = gh[row];
@@ -493,11 +524,9 @@ mod tests {
     #[test]
     fn histogram_sums_every_row_once_per_feature() {
         let (x, gh, _, binned) = table(3 * BLOCK + 17, 1);
-        let params = params();
-        let grower = Grower::new(&binned, &params);
         let rows: Vec<u32> = (0..x.rows as u32).filter(|r| r % 3 != 0).collect();
         let mut histogram = vec![Slot::default(); 3 * STRIDE];
-        grower.build(&rows, &gh, &mut histogram);
+        build(&binned, &mut Vec::new(), &rows, &gh, &mut histogram, true);
         for f in 0..3 {
             let mut expected = vec![Slot::default(); STRIDE];
             for &row in &rows {
