@@ -297,6 +297,29 @@ mod tests {
     }
 
     #[test]
+    fn same_seed_gives_the_same_model_on_any_thread_count() {
+        // Enough rows for several histogram blocks and parallel partitions.
+        let (x, y) = blobs(40_000, 6, 3);
+        let params = BoostParams {
+            n_iter: 3,
+            ..Default::default()
+        };
+        let fit = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| fit_boosted(&x, BoostTarget::Classes(&y, 3), &params, 5).unwrap())
+        };
+        let one = fit(1);
+        assert_eq!(
+            serde_json::to_string(&one).unwrap(),
+            serde_json::to_string(&fit(4)).unwrap()
+        );
+        assert_eq!(one, fit(2));
+    }
+
+    #[test]
     fn squared_error_fits_and_training_rows_match_prediction() {
         let (x, _) = blobs(1000, 5, 2);
         let y: Vec<f64> = (0..x.rows)
