@@ -21,6 +21,8 @@
 //! general grower: gain `GL^2/(HL+l) + GR^2/(HR+l) - G^2/(H+l)`, leaf value
 //! `G / (H + l)` with `g` the negative gradient, best leaf first.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use crate::preprocess::Matrix;
@@ -430,9 +432,8 @@ fn build(
             tasks.push((*block, group * per_group, part));
         }
     }
-    let bins = &binned.bins;
     let run = |(block, first, part): (&[u32], usize, &mut [Slot])| {
-        accumulate(bins, features, gh, block, first, part, scattered)
+        accumulate(binned, gh, block, first, part, scattered)
     };
     if tasks.len() > 1 {
         tasks.into_par_iter().for_each(run);
@@ -448,8 +449,7 @@ fn build(
 /// runs of [`F32_ROWS`] rows are summed in float32, each run's sums then
 /// added to the float64 bins (so every bin is a sum in a fixed order).
 fn accumulate(
-    bins: &[u8],
-    features: usize,
+    binned: &RowBins,
     gh: &[[f32; 2]],
     rows: &[u32],
     first: usize,
@@ -462,7 +462,40 @@ fn accumulate(
         return;
     }
     // `[g, h, rows, 0]` per bin in float32: one vector add per feature and row.
-    let mut local = vec![[[0.0f32; 4]; STRIDE]; width];
+    // The buffer is the thread's own, kept between calls (zero between runs).
+    LOCAL.with_borrow_mut(|local| {
+        if local.len() < width {
+            local.resize(width, [[0.0; 4]; STRIDE]);
+        }
+        accumulate_runs(
+            binned,
+            gh,
+            rows,
+            first,
+            histograms,
+            &mut local[..width],
+            scattered,
+        );
+    });
+}
+
+thread_local! {
+    /// Each thread's float32 histogram runs, kept between calls.
+    static LOCAL: RefCell<Vec<[[f32; 4]; STRIDE]>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`accumulate`] with the thread's float32 buffer `local`.
+fn accumulate_runs(
+    binned: &RowBins,
+    gh: &[[f32; 2]],
+    rows: &[u32],
+    first: usize,
+    histograms: &mut [[Slot; STRIDE]],
+    local: &mut [[[f32; 4]; STRIDE]],
+    scattered: bool,
+) {
+    let (bins, features) = (&binned.bins, binned.features);
+    let width = histograms.len();
     for run in rows.chunks(F32_ROWS) {
         for chunk in run.chunks(TOUCH) {
             // A node's rows are scattered: touch every row's bins and statistics
