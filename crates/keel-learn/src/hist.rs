@@ -48,6 +48,8 @@ pub struct RowBins {
     columns: Vec<u8>,
     /// Number of features.
     features: usize,
+    /// Number of rows (also when there are no features).
+    rows: usize,
     /// Number of bins of each feature.
     n_bins: Vec<usize>,
 }
@@ -71,12 +73,9 @@ impl RowBins {
             bins,
             columns,
             features: x.cols,
+            rows: x.rows,
             n_bins: mapper.n_bins(),
         }
-    }
-
-    fn rows(&self) -> usize {
-        self.bins.len().checked_div(self.features).unwrap_or(0)
     }
 }
 
@@ -142,7 +141,7 @@ impl<'a> Grower<'a> {
     /// A grower for `binned` with `params` (`max_features` and `best_first` are ignored:
     /// boosting looks at every feature and expands the best leaf first).
     pub fn new(binned: &'a RowBins, params: &'a TreeParams) -> Self {
-        let n = binned.rows();
+        let n = binned.rows;
         Grower {
             binned,
             params,
