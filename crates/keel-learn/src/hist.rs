@@ -3,19 +3,24 @@
 //! general grower of [`crate::tree`]):
 //!
 //! - per-row statistics are float32 `[gradient, hessian]` pairs; histogram
-//!   bins sum them in float64 (and count rows exactly);
+//!   bins add them as float32 `[g, h, rows, 0]` vectors over runs of
+//!   4096 (`F32_ROWS`) rows, each run then added into float64 bins (rows counted
+//!   exactly);
 //! - the features are bucketed once, row-major (`bins[row * features + f]`),
-//!   so a node's rows are read one short contiguous run each rather than one
-//!   scattered byte per feature;
+//!   so a node's row is one short read rather than one scattered byte per
+//!   feature; a node's scattered rows are touched 64 (`TOUCH`) at a time before
+//!   they are summed, so their cache misses overlap. A column-major copy
+//!   serves partitioning, which reads one feature of scattered rows;
 //! - only the smaller child's histogram is built; the larger child's is the
 //!   parent's minus it, computed in the parent's buffer (buffers are pooled,
 //!   node partitioning is in place with one scratch array: no allocation per
 //!   split);
-//! - histograms are built on rayon in tasks of (block of [`BLOCK`] rows,
-//!   group of features). Per bin, a histogram is the sum over the blocks, in
-//!   block order, of each block's sum in row order — an order fixed by the
-//!   data alone (feature groups do not change any sum), so the model bytes do
-//!   not depend on the thread count.
+//! - histograms are built on rayon in tasks of (block of 16384 (`BLOCK`) rows,
+//!   group of features), large nodes are partitioned in parallel blocks.
+//!   Per bin, a histogram is the sum over the blocks, in block order, of each
+//!   block's sum in row order — an order fixed by the data alone (feature
+//!   groups do not change any sum), so the model bytes do not depend on the
+//!   thread count.
 //!
 //! Splits, leaf values and the order in which leaves are expanded follow the
 //! general grower: gain `GL^2/(HL+l) + GR^2/(HR+l) - G^2/(H+l)`, leaf value
