@@ -1,7 +1,7 @@
 """Make the synthetic table for the learner benchmark and time scikit-learn.
 
     python bench/learn/bench.py make DIR --rows N --cols 20
-    python bench/learn/bench.py sklearn DIR --train N --trees T
+    python bench/learn/bench.py sklearn DIR --train N --trees T [--only gbdt|forest]
 
 `make` writes DIR/x.f32 (row-major little-endian float32) and DIR/y.u8 from
 a fixed seed: y = 1 when x0*x1 + sin(2*x2) + x3^2 - 1 + 0.5*x4 + noise > 0,
@@ -28,6 +28,13 @@ def make(args):
     y.tofile(os.path.join(args.dir, "y.u8"))
 
 
+# `--only` names, as in bench_learn's `--only`.
+ONLY = {
+    "gbdt": "sklearn HistGradientBoostingClassifier",
+    "forest": "sklearn RandomForestClassifier",
+}
+
+
 def sklearn(args):
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
@@ -45,6 +52,8 @@ def sklearn(args):
             RandomForestClassifier(n_estimators=args.trees, n_jobs=-1, random_state=0),
         ),
     ]:
+        if args.only and not name.startswith(ONLY[args.only]):
+            continue
         started = time.perf_counter()
         model.fit(train_x, train_y)
         seconds = time.perf_counter() - started
@@ -60,6 +69,7 @@ def main():
     parser.add_argument("--cols", type=int, default=20)
     parser.add_argument("--train", type=int, default=800_000)
     parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--only", choices=sorted(ONLY), help="time one learner (both by default)")
     args = parser.parse_args()
     make(args) if args.command == "make" else sklearn(args)
 

@@ -10,6 +10,9 @@ use keel_learn::forest::{ForestParams, ForestTarget, fit_forest};
 use keel_learn::gbdt::{BoostParams, BoostTarget, fit_boosted, probabilities};
 use keel_learn::preprocess::Matrix;
 
+/// Held-out accuracy of a row -> class predictor.
+type Accuracy<'a> = dyn Fn(&dyn Fn(&[f64]) -> usize) -> f64 + 'a;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| {
@@ -22,6 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cols: usize = value("--cols").unwrap_or_else(|| "20".into()).parse()?;
     let train_rows: usize = value("--train").ok_or("--train N is required")?.parse()?;
     let n_trees: usize = value("--trees").unwrap_or_else(|| "100".into()).parse()?;
+    // `--only gbdt` or `--only forest` times one learner (both by default).
+    let only = value("--only");
+    let run = |learner: &str| only.as_deref().is_none_or(|o| o == learner);
     let x_bytes = std::fs::read(format!("{dir}/x.f32"))?;
     let labels: Vec<usize> = std::fs::read(format!("{dir}/y.u8"))?
         .into_iter()
@@ -53,9 +59,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             / test.rows as f64
     };
 
+    if run("gbdt") {
+        time_gbdt(&train, train_y, &accuracy)?;
+    }
+    if run("forest") {
+        time_forest(&train, train_y, n_trees, &accuracy)?;
+    }
+    Ok(())
+}
+
+fn time_gbdt(
+    train: &Matrix,
+    train_y: &[usize],
+    accuracy: &Accuracy<'_>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let boosted = fit_boosted(
-        &train,
+        train,
         BoostTarget::Classes(train_y, 2),
         &BoostParams::default(),
         0,
@@ -66,10 +86,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{{\"learner\": \"keel gbdt (100 rounds, 31 leaves)\", \"fit_seconds\": {seconds:.3}, \"accuracy\": {acc:.4}, \"threads\": {}}}",
         rayon::current_num_threads()
     );
+    Ok(())
+}
 
+fn time_forest(
+    train: &Matrix,
+    train_y: &[usize],
+    n_trees: usize,
+    accuracy: &Accuracy<'_>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let forest = fit_forest(
-        &train,
+        train,
         ForestTarget::Classes(train_y, 2),
         &ForestParams {
             n_trees,

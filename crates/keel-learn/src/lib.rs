@@ -15,6 +15,7 @@ pub mod error;
 pub mod forest;
 pub mod gbdt;
 pub mod generate;
+pub mod hist;
 pub mod import;
 pub mod linear;
 pub mod metrics;

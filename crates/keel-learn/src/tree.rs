@@ -6,8 +6,9 @@
 //!
 //! With `g = w * y` and `h = w` that gain is the weighted variance reduction,
 //! and with one-hot class targets it is exactly the Gini decrease of CART, so
-//! one grower serves forests (classification and regression) and boosting
-//! (where `g` is the negative gradient and `h` the hessian).
+//! [`grow`] serves the forests (classification and regression). Boosting
+//! shares the bins, the tree and this gain but grows with [`crate::hist`],
+//! laid out for its one output per tree and float32 statistics.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -90,19 +91,39 @@ impl BinMapper {
         let bins = (0..x.cols)
             .into_par_iter()
             .map(|f| {
-                let cuts = &self.thresholds[f];
                 (0..x.rows)
-                    .map(|i| {
-                        let value = f64::from(x.data[i * x.cols + f] as f32);
-                        cuts.partition_point(|t| *t < value) as u8
-                    })
+                    .map(|i| self.bin(f, x.data[i * x.cols + f]))
                     .collect()
             })
             .collect();
         Binned {
             bins,
-            n_bins: self.thresholds.iter().map(|t| t.len() + 1).collect(),
+            n_bins: self.n_bins(),
         }
+    }
+
+    /// Buckets every value of `x`, row-major: `bins[row * x.cols + feature]`.
+    pub fn transform_rows(&self, x: &Matrix) -> Vec<u8> {
+        let mut bins = vec![0u8; x.data.len()];
+        let chunk = x.cols.max(1) * 4096;
+        bins.par_chunks_mut(chunk)
+            .zip(x.data.par_chunks(chunk))
+            .for_each(|(out, values)| {
+                for (i, (bin, &value)) in out.iter_mut().zip(values).enumerate() {
+                    *bin = self.bin(i % x.cols, value);
+                }
+            });
+        bins
+    }
+
+    /// Number of bins of each feature.
+    pub fn n_bins(&self) -> Vec<usize> {
+        self.thresholds.iter().map(|t| t.len() + 1).collect()
+    }
+
+    fn bin(&self, feature: usize, value: f64) -> u8 {
+        let value = f64::from(value as f32);
+        self.thresholds[feature].partition_point(|t| *t < value) as u8
     }
 
     /// The raw-value threshold of "bin <= `bin`" for `feature`.
@@ -162,7 +183,19 @@ impl Tree {
         self.features.is_empty()
     }
 
-    fn push_leaf(&mut self, value: &[f64]) -> usize {
+    /// A tree without nodes, for a grower to fill (root first).
+    pub(crate) fn empty(outputs: usize) -> Tree {
+        Tree {
+            features: Vec::new(),
+            thresholds: Vec::new(),
+            left: Vec::new(),
+            right: Vec::new(),
+            values: Vec::new(),
+            outputs,
+        }
+    }
+
+    pub(crate) fn push_leaf(&mut self, value: &[f64]) -> usize {
         self.features.push(-1);
         self.thresholds.push(0.0);
         self.left.push(0);
@@ -244,14 +277,7 @@ pub fn grow(
         params,
     };
     let mut rows = rows;
-    let mut tree = Tree {
-        features: Vec::new(),
-        thresholds: Vec::new(),
-        left: Vec::new(),
-        right: Vec::new(),
-        values: Vec::new(),
-        outputs: stats.outputs,
-    };
+    let mut tree = Tree::empty(stats.outputs);
     let root_value = grower.leaf_value(&rows);
     tree.push_leaf(&root_value);
     let mut pending = vec![grower.evaluate(0, 0, rows.len(), 0, &rows, None, subtraction, rng)];
@@ -259,16 +285,7 @@ pub fn grow(
     let mut n_leaves = 1;
     loop {
         let pick = if params.best_first {
-            pending
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.split.is_some())
-                .max_by(|a, b| {
-                    let ga = a.1.split.map_or(0.0, |s| s.gain);
-                    let gb = b.1.split.map_or(0.0, |s| s.gain);
-                    ga.total_cmp(&gb).then(b.0.cmp(&a.0))
-                })
-                .map(|(i, _)| i)
+            best_gain(pending.iter().map(|p| p.split.map(|s| s.gain)))
         } else {
             (!pending.is_empty()).then(|| pending.len() - 1)
         };
@@ -356,6 +373,16 @@ pub fn grow(
     }
     leaves.extend(pending.drain(..).map(|p| (p.node, p.start, p.end)));
     Grown { tree, rows, leaves }
+}
+
+/// Index of the largest gain among those present (the first one on ties):
+/// the leaf a best-first grower expands next.
+pub(crate) fn best_gain(gains: impl Iterator<Item = Option<f64>>) -> Option<usize> {
+    gains
+        .enumerate()
+        .filter_map(|(i, gain)| gain.map(|gain| (i, gain)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
 }
 
 struct Grower<'a> {
