@@ -8,6 +8,10 @@
 //! mapped stops keel with SIGBUS; nothing is recorded before hashing ends
 //! (objects, metafiles and the stat cache are written afterwards through
 //! temp files and renames), so a rerun starts clean.
+//!
+//! [`hash_copy`] is for a large file that must also be copied (into the
+//! cache, where no hardlink or reflink can be used): one read of each chunk
+//! feeds both the hash and a writer thread.
 
 use std::fmt;
 use std::fs::File;
