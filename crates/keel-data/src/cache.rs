@@ -159,12 +159,14 @@ impl Cache {
     }
 
     /// Copies a file into a new read-only temporary file in `.keel/tmp/`
-    /// (emptied whenever the project lock is taken), hashing the bytes as they are copied (one pass over the
-    /// data, [`hash::hash_copy`]): what `add` does with a large file it must
-    /// copy. Returns the digest of exactly the bytes copied, the temporary
-    /// file (store it with [`Cache::insert_temp`] or remove it) and the
-    /// source's stat fields once read, so the caller can tell whether it
-    /// changed meanwhile.
+    /// (emptied whenever the project lock is taken) and hashes it at the
+    /// same time: the kernel copies (`copy_file_range`) on one thread while
+    /// [`hash::hash_file`] reads the page cache on the others, so a large
+    /// file that must be copied into the cache costs about the longer of
+    /// the two, not their sum. Returns the digest, the temporary file
+    /// (store it with [`Cache::insert_temp`] or remove it) and the source's
+    /// stat fields once both are done, so the caller can tell whether it
+    /// changed meanwhile (then the copy and the digest may differ).
     pub fn copy_in(&self, source: &Path) -> Result<(Digest, PathBuf, FileStat)> {
         use std::os::unix::fs::OpenOptionsExt;
         self.ensure_shards()?;
@@ -177,8 +179,16 @@ impl Cache {
                 .mode(0o444)
                 .open(&temp)
                 .map_err(|error| DataError::io(&temp, error))?;
-            let (digest, _) =
-                hash::hash_copy(&mut from, &mut to).map_err(|e| DataError::io(source, e))?;
+            let (hashed, copied) = std::thread::scope(|scope| {
+                let copier = scope.spawn(|| std::io::copy(&mut from, &mut to));
+                let hashed = hash::hash_file(source);
+                let copied = copier
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the copying thread panicked")));
+                (hashed, copied)
+            });
+            copied.map_err(|error| DataError::io(&temp, error))?;
+            let (digest, _) = hashed.map_err(|error| DataError::io(source, error))?;
             let after = from
                 .metadata()
                 .map_err(|error| DataError::io(source, error))?;

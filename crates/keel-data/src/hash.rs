@@ -8,17 +8,12 @@
 //! mapped stops keel with SIGBUS; nothing is recorded before hashing ends
 //! (objects, metafiles and the stat cache are written afterwards through
 //! temp files and renames), so a rerun starts clean.
-//!
-//! [`hash_copy`] is for a large file that must also be copied (into the
-//! cache, where no hardlink or reflink can be used): one read of each chunk
-//! feeds both the hash and a writer thread.
 
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::mpsc;
 
 /// The hash algorithm name written into metafiles.
 pub const HASH_NAME: &str = "blake3";
@@ -26,11 +21,6 @@ pub const HASH_NAME: &str = "blake3";
 /// Files at least this large are memory-mapped and hashed on every core
 /// (and, where `add` must copy them into the cache, hashed while copied).
 pub const LARGE_FILE: u64 = 8 << 20;
-
-/// Chunk size of [`hash_copy`].
-const COPY_CHUNK: usize = 4 << 20;
-/// Chunks in flight in [`hash_copy`] (read/hashed, queued, being written).
-const COPY_BUFFERS: usize = 3;
 
 /// A 32-byte BLAKE3 digest, shown as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -95,69 +85,6 @@ pub fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
     Ok((Digest::of_bytes(&buffer), buffer.len() as u64))
 }
 
-/// Copies `reader` into `writer` and hashes the bytes on the way, in one
-/// pass over the data: each chunk is read once, hashed on this thread
-/// (BLAKE3's SIMD code on one core) and handed to a second thread that
-/// writes it while the next chunk is read and hashed. The digest is of
-/// exactly the bytes written, even if the source changes meanwhile.
-/// Returns the digest and the number of bytes copied.
-pub fn hash_copy<R: Read, W: Write + Send>(
-    reader: &mut R,
-    writer: &mut W,
-) -> std::io::Result<(Digest, u64)> {
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(COPY_BUFFERS);
-    let (empty_tx, empty_rx) = mpsc::sync_channel::<Vec<u8>>(COPY_BUFFERS);
-    for _ in 0..COPY_BUFFERS {
-        // Cannot fail: the channel has room and its receiver is alive.
-        let _ = empty_tx.send(vec![0u8; COPY_CHUNK]);
-    }
-    std::thread::scope(|scope| {
-        let written = scope.spawn(move || -> std::io::Result<()> {
-            for chunk in full_rx {
-                writer.write_all(&chunk)?;
-                // The reader may be done already; the buffer is then dropped.
-                let _ = empty_tx.send(chunk);
-            }
-            writer.flush()
-        });
-        let mut hasher = blake3::Hasher::new();
-        let mut total = 0u64;
-        let read = (|| -> std::io::Result<()> {
-            // A closed channel means the writer stopped on an error, which
-            // `join` below returns.
-            while let Ok(mut buffer) = empty_rx.recv() {
-                buffer.resize(COPY_CHUNK, 0);
-                let mut filled = 0;
-                while filled < COPY_CHUNK {
-                    match reader.read(&mut buffer[filled..]) {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(error) => return Err(error),
-                    }
-                }
-                if filled == 0 {
-                    return Ok(());
-                }
-                buffer.truncate(filled);
-                hasher.update(&buffer);
-                total += filled as u64;
-                if full_tx.send(buffer).is_err() {
-                    return Ok(());
-                }
-            }
-            Ok(())
-        })();
-        drop(full_tx);
-        let written = written
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the copying thread panicked")));
-        read?;
-        written?;
-        Ok((Digest(*hasher.finalize().as_bytes()), total))
-    })
-}
-
 /// An incremental hasher for streams whose chunks arrive one by one (downloads).
 #[derive(Default)]
 pub struct StreamHasher(blake3::Hasher);
@@ -193,48 +120,6 @@ mod tests {
         );
         assert!("xyz".parse::<Digest>().is_err());
         assert_eq!(&digest.shard_path()[..3], "64/");
-    }
-
-    #[test]
-    fn hash_copy_copies_every_byte_and_hashes_them() {
-        // Several chunks and a short tail, through a reader that returns
-        // short reads, so chunk boundaries fall inside reads.
-        struct Trickle<'a>(&'a [u8]);
-        impl Read for Trickle<'_> {
-            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-                let n = out.len().min(self.0.len()).min(1_000_003);
-                out[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
-        let data: Vec<u8> = (0..COPY_CHUNK * 2 + 12_345)
-            .map(|i| (i % 251) as u8)
-            .collect();
-        let mut copy = Vec::new();
-        let (digest, bytes) = hash_copy(&mut Trickle(&data), &mut copy).unwrap();
-        assert_eq!(
-            (digest, bytes),
-            (Digest::of_bytes(&data), data.len() as u64)
-        );
-        assert_eq!(copy, data);
-        let mut empty = Vec::new();
-        assert_eq!(
-            hash_copy(&mut &b""[..], &mut empty).unwrap(),
-            (Digest::of_bytes(b""), 0)
-        );
-        // A failing writer is an error, not a digest.
-        struct Full;
-        impl Write for Full {
-            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
-                Err(std::io::Error::other("disk full"))
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let error = hash_copy(&mut &data[..], &mut Full).unwrap_err();
-        assert_eq!(error.to_string(), "disk full");
     }
 
     #[test]

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `keel data add` of one large file into a fresh project, timed (issue 19):
+# the file is copied into a new git repo, synced (no writeback of it left
+# to compete) and read once (warm page cache),
+# then `keel --quiet data add` runs under /usr/bin/time. As root the cache
+# gets a copy (see ARCHITECTURE.md's invariants), so compare with `cp`.
+#
+#   KEEL_BIN=target/release/keel bash bench/data/add_big.sh FILE
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+keel="${KEEL_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/keel}"
+file="${1:?usage: add_big.sh FILE}"
+[ -x "$keel" ] || { echo "no keel binary at $keel (cargo build --release -p keel)" >&2; exit 1; }
+work="$(mktemp -d "${TMPDIR:-/tmp}/keel-add.XXXXXX")"
+trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+cd "$work"
+git init -q
+"$keel" --quiet init >/dev/null
+cp "$file" big.bin
+sync
+cat big.bin >/dev/null
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/time -f "add: %e s wall, %U s user, %S s sys" "$keel" --quiet data add big.bin
