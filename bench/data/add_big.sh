@@ -7,11 +7,8 @@
 #
 #   KEEL_BIN=target/release/keel bash bench/data/add_big.sh FILE
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-keel="${KEEL_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/keel}"
 file="${1:?usage: add_big.sh FILE}"
-[ -x "$keel" ] || { echo "no keel binary at $keel (cargo build --release -p keel)" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/keel_bin.sh"
 work="$(mktemp -d "${TMPDIR:-/tmp}/keel-add.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 cd "$work"

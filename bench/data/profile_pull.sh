@@ -15,10 +15,7 @@
 # Needs python3, git, /usr/bin/time; perf (Debian: linux-perf) / strace for
 # the profiles. Prints the load average before and after.
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
-keel="${KEEL_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/keel}"
-[ -x "$keel" ] || { echo "no keel binary at $keel (cargo build --release -p keel)" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/keel_bin.sh"
 runs=3 perf=0 strace=0 settle=0
 while [ $# -gt 0 ]; do
   case "$1" in
