@@ -21,6 +21,7 @@ use crate::error::{DataError, Result};
 use crate::fsutil;
 use crate::hash::{self, Digest};
 use crate::link::{self, LinkKind};
+use crate::state::FileStat;
 
 /// The object cache of one project.
 #[derive(Debug)]
@@ -126,9 +127,16 @@ impl Cache {
             return Ok(None);
         }
         let temp = self.temp_path(digest, "object")?;
-        let used =
+        let (used, _) =
             link::link_first(kinds, source, &temp).map_err(|error| DataError::io(source, error))?;
-        let finish = fsutil::make_read_only(&temp).and_then(|()| std::fs::rename(&temp, &target));
+        // A copy or reflink is created read-only; a hardlink shares the
+        // workspace file's inode, which is made read-only here.
+        let finish = if used == LinkKind::Hardlink {
+            fsutil::make_read_only(&temp)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| std::fs::rename(&temp, &target));
         if let Err(source_error) = finish {
             let _ = std::fs::remove_file(&temp);
             return Err(DataError::io(&target, source_error));
@@ -139,32 +147,60 @@ impl Cache {
     /// Stores bytes (a manifest, a downloaded object) under their digest:
     /// a read-only temp file, fsynced when `durable`, renamed into place.
     pub fn insert_bytes(&self, digest: &Digest, bytes: &[u8], durable: bool) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
         self.ensure_shards()?;
         let target = self.object_path(digest);
         if std::fs::symlink_metadata(&target).is_ok() {
             return Ok(());
         }
         let temp = self.temp_path(digest, "object")?;
-        // Created read-only: the open descriptor may still write it.
-        let result = std::fs::File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&temp)
-            .and_then(|mut file| {
-                std::io::Write::write_all(&mut file, bytes)?;
-                if durable {
-                    file.sync_all()?;
-                }
-                Ok(())
-            })
-            .and_then(|()| std::fs::rename(&temp, &target));
-        if let Err(error) = result {
-            let _ = std::fs::remove_file(&temp);
-            return Err(DataError::io(&target, error));
+        write_read_only(&temp, &target, bytes, durable)
+            .map(|_| ())
+            .map_err(|error| DataError::io(&target, error))
+    }
+
+    /// Copies a file into a new read-only temporary file in `.keel/tmp/`
+    /// (emptied whenever the project lock is taken) and hashes it at the
+    /// same time: the kernel copies (`copy_file_range`) on one thread while
+    /// [`hash::hash_file`] reads the page cache on the others, so a large
+    /// file that must be copied into the cache costs about the longer of
+    /// the two, not their sum. Returns the digest, the temporary file
+    /// (store it with [`Cache::insert_temp`] or remove it) and the source's
+    /// stat fields once both are done, so the caller can tell whether it
+    /// changed meanwhile (then the copy and the digest may differ).
+    pub fn copy_in(&self, source: &Path) -> Result<(Digest, PathBuf, FileStat)> {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.ensure_shards()?;
+        let temp = fsutil::temp_path(&self.tmp, "copy-in");
+        let copied = (|| {
+            let mut from = std::fs::File::open(source).map_err(|e| DataError::io(source, e))?;
+            let mut to = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o444)
+                .open(&temp)
+                .map_err(|error| DataError::io(&temp, error))?;
+            let (hashed, copied) = std::thread::scope(|scope| {
+                let copier = scope.spawn(|| std::io::copy(&mut from, &mut to));
+                let hashed = hash::hash_file(source);
+                let copied = copier
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the copying thread panicked")));
+                (hashed, copied)
+            });
+            copied.map_err(|error| DataError::io(&temp, error))?;
+            let (digest, _) = hashed.map_err(|error| DataError::io(source, error))?;
+            let after = from
+                .metadata()
+                .map_err(|error| DataError::io(source, error))?;
+            Ok((digest, FileStat::of(&after)))
+        })();
+        match copied {
+            Ok((digest, stat)) => Ok((digest, temp, stat)),
+            Err(error) => {
+                let _ = std::fs::remove_file(&temp);
+                Err(error)
+            }
         }
-        Ok(())
     }
 
     /// Moves a complete, verified temp file into place under `digest`.
@@ -219,33 +255,55 @@ impl Cache {
     }
 
     /// Places an object at `dest` (replacing what is there) with the first
-    /// link kind that works; copies are made read-only like the cache.
-    pub fn place(&self, digest: &Digest, dest: &Path, kinds: &[LinkKind]) -> Result<LinkKind> {
-        self.ensure_shards()?;
+    /// link kind that works; copies are created read-only like the cache.
+    /// `dest`'s folder must exist. Returns the kind and `dest`'s stat fields.
+    ///
+    /// A copy is written under a temporary name in the object's shard and
+    /// renamed over `dest`, so a reader never sees a partial file. Creating
+    /// it there rather than in `dest`'s folder matters: a file creation
+    /// holds its folder's lock while ext4 allocates the inode (slow right
+    /// after many deletions, see BENCHMARKS.md), so parallel placements
+    /// into one workspace folder would queue on that lock, while the shards
+    /// spread them over 256 folders; the rename is quick.
+    pub fn place(
+        &self,
+        digest: &Digest,
+        dest: &Path,
+        kinds: &[LinkKind],
+    ) -> Result<(LinkKind, FileStat)> {
         let object = self.object_path(digest);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| DataError::io(parent, source))?;
-        }
         // Nothing at `dest` and hardlinks in use: link straight into place.
         if link::first_usable(kinds) == Some(LinkKind::Hardlink)
             && std::fs::hard_link(&object, dest).is_ok()
         {
-            return Ok(LinkKind::Hardlink);
+            let metadata =
+                std::fs::symlink_metadata(dest).map_err(|error| DataError::io(dest, error))?;
+            return Ok((LinkKind::Hardlink, FileStat::of(&metadata)));
         }
         let temp = self.temp_path(digest, "place")?;
-        let used = link::link_first(kinds, &object, &temp)
+        let (used, stat) = link::link_first(kinds, &object, &temp)
             .map_err(|error| DataError::io(&object, error))?;
-        let result = (|| {
-            if used != LinkKind::Hardlink {
-                fsutil::make_read_only(&temp)?;
-            }
-            std::fs::rename(&temp, dest)
-        })();
-        if let Err(error) = result {
-            let _ = std::fs::remove_file(&temp);
-            return Err(DataError::io(dest, error));
+        let result = match stat {
+            Some(stat) => Ok(stat),
+            None => std::fs::symlink_metadata(&temp).map(|metadata| FileStat::of(&metadata)),
         }
-        Ok(used)
+        .and_then(|stat| std::fs::rename(&temp, dest).map(|()| stat));
+        match result {
+            Ok(stat) => Ok((used, stat)),
+            Err(error) => {
+                let _ = std::fs::remove_file(&temp);
+                Err(DataError::io(dest, error))
+            }
+        }
+    }
+
+    /// Places an object's verified bytes, already in memory (a pull's
+    /// download), at `dest` as a read-only copy, through a temporary file
+    /// in the object's shard as [`Cache::place`] does, without reading the
+    /// cache object back. `dest`'s folder must exist.
+    pub fn place_bytes(&self, digest: &Digest, bytes: &[u8], dest: &Path) -> Result<FileStat> {
+        let temp = self.temp_path(digest, "place")?;
+        write_read_only(&temp, dest, bytes, false).map_err(|error| DataError::io(dest, error))
     }
 
     /// Every object in the cache with its size.
@@ -300,6 +358,35 @@ impl Cache {
     }
 }
 
+/// Writes `bytes` into a new read-only file `temp` (the open descriptor
+/// may still write it), fsyncs it when `durable`, and renames it over
+/// `target`; returns the file's stat fields. On error `temp` is removed.
+fn write_read_only(
+    temp: &Path,
+    target: &Path,
+    bytes: &[u8],
+    durable: bool,
+) -> std::io::Result<FileStat> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let result = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(temp)
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, bytes)?;
+            if durable {
+                file.sync_all()?;
+            }
+            file.metadata()
+        })
+        .and_then(|metadata| std::fs::rename(temp, target).map(|()| FileStat::of(&metadata)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(temp);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,10 +412,20 @@ mod tests {
         );
         assert_eq!(cache.verify(&digest).unwrap(), Verified::Good);
         let dest = dir.path().join("ws/deep/file");
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        let (kind, stat) = cache.place(&digest, &dest, &[LinkKind::Copy]).unwrap();
+        assert_eq!(kind, LinkKind::Copy);
+        assert_eq!(stat, FileStat::of(&std::fs::metadata(&dest).unwrap()));
+        // Only the placed file is left in its folder (no temporary).
         assert_eq!(
-            cache.place(&digest, &dest, &[LinkKind::Copy]).unwrap(),
-            LinkKind::Copy
+            std::fs::read_dir(dest.parent().unwrap()).unwrap().count(),
+            1
         );
+        let other = dir.path().join("ws/other");
+        let stat = cache.place_bytes(&digest, b"payload", &other).unwrap();
+        assert_eq!(stat, FileStat::of(&std::fs::metadata(&other).unwrap()));
+        assert_eq!(std::fs::read(&other).unwrap(), b"payload");
+        assert!(std::fs::metadata(&other).unwrap().permissions().readonly());
         assert_eq!(std::fs::read(&dest).unwrap(), b"payload");
         assert!(std::fs::metadata(&dest).unwrap().permissions().readonly());
         // Corrupt the object behind the cache's back.

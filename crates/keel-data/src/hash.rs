@@ -18,8 +18,9 @@ use std::str::FromStr;
 /// The hash algorithm name written into metafiles.
 pub const HASH_NAME: &str = "blake3";
 
-/// Files at least this large are memory-mapped and hashed on every core.
-const LARGE_FILE: u64 = 8 << 20;
+/// Files at least this large are memory-mapped and hashed on every core
+/// (and, where `add` must copy them into the cache, hashed while copied).
+pub const LARGE_FILE: u64 = 8 << 20;
 
 /// A 32-byte BLAKE3 digest, shown as 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,10 +4,12 @@
 //! temporary name and a rename, so a reader never sees a half-written file.
 
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::state::FileStat;
 
 /// One way of putting a file's bytes at a second path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,20 +66,35 @@ impl LinkKind {
     }
 
     /// Makes `to` (which must not exist) hold `from`'s bytes with this kind.
-    pub fn apply(self, from: &Path, to: &Path) -> std::io::Result<()> {
-        match self {
-            LinkKind::Hardlink => std::fs::hard_link(from, to),
-            LinkKind::Copy => std::fs::copy(from, to).map(|_| ()),
+    /// A reflink or a copy is a new inode, created read-only (`from`'s mode
+    /// without write bits, so no `chmod` follows) and returned with its
+    /// stat fields, taken from the open file; a hardlink shares `from`'s
+    /// inode and mode and returns None.
+    pub fn apply(self, from: &Path, to: &Path) -> std::io::Result<Option<FileStat>> {
+        if self == LinkKind::Hardlink {
+            return std::fs::hard_link(from, to).map(|()| None);
+        }
+        let mut source = File::open(from)?;
+        let mode = source.metadata()?.permissions().mode() & 0o555;
+        let mut target = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(to)?;
+        let result = match self {
             LinkKind::Reflink => {
-                let source = File::open(from)?;
-                let target = File::options().write(true).create_new(true).open(to)?;
-                let result =
-                    rustix::fs::ioctl_ficlone(&target, &source).map_err(std::io::Error::from);
-                if result.is_err() {
-                    drop(target);
-                    let _ = std::fs::remove_file(to);
-                }
-                result
+                rustix::fs::ioctl_ficlone(&target, &source).map_err(std::io::Error::from)
+            }
+            // copy_file_range (in-kernel) where the filesystem allows it.
+            _ => std::io::copy(&mut source, &mut target).map(|_| ()),
+        }
+        .and_then(|()| target.metadata());
+        match result {
+            Ok(metadata) => Ok(Some(FileStat::of(&metadata))),
+            Err(error) => {
+                drop(target);
+                let _ = std::fs::remove_file(to);
+                Err(error)
             }
         }
     }
@@ -91,7 +108,11 @@ impl LinkKind {
 /// across devices) is remembered for the rest of the process, so 20,000
 /// files do not each pay for a failed attempt: the cache and the workspace
 /// stay on the same filesystems throughout one command.
-pub fn link_first(kinds: &[LinkKind], from: &Path, to: &Path) -> std::io::Result<LinkKind> {
+pub fn link_first(
+    kinds: &[LinkKind],
+    from: &Path,
+    to: &Path,
+) -> std::io::Result<(LinkKind, Option<FileStat>)> {
     let mut last = None;
     for &kind in kinds {
         let bit = 1u8 << (kind as u8);
@@ -99,7 +120,7 @@ pub fn link_first(kinds: &[LinkKind], from: &Path, to: &Path) -> std::io::Result
             continue;
         }
         match kind.apply(from, to) {
-            Ok(()) => return Ok(kind),
+            Ok(stat) => return Ok((kind, stat)),
             Err(error) => match failure(&error) {
                 Failure::Unsupported => {
                     UNSUPPORTED.fetch_or(bit, Ordering::Relaxed);
@@ -121,6 +142,24 @@ pub fn first_usable(kinds: &[LinkKind]) -> Option<LinkKind> {
         .iter()
         .copied()
         .find(|kind| unsupported & (1u8 << (*kind as u8)) == 0)
+}
+
+/// Finds out, once per process, whether reflinks work in `dir` (two
+/// throwaway files there); when they do not, reflink counts as unsupported
+/// from then on, as after a failed attempt, so [`first_usable`] tells what
+/// the next placement will really use.
+pub fn probe_reflink(dir: &Path) {
+    static PROBED: OnceLock<()> = OnceLock::new();
+    PROBED.get_or_init(|| {
+        let from = crate::fsutil::temp_path(dir, "reflink-probe");
+        let to = crate::fsutil::temp_path(dir, "reflink-probe");
+        if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&from, b"probe").is_ok() {
+            // Marks reflink unsupported when the filesystem cannot do it.
+            let _ = link_first(&[LinkKind::Reflink], &from, &to);
+        }
+        let _ = std::fs::remove_file(&from);
+        let _ = std::fs::remove_file(&to);
+    });
 }
 
 /// The configured order made safe: `hardlink` is left out when read-only
@@ -246,7 +285,7 @@ mod tests {
         let from = dir.path().join("from");
         std::fs::write(&from, b"bytes").unwrap();
         let to = dir.path().join("to");
-        let used = link_first(&LinkKind::DEFAULT_ORDER, &from, &to).unwrap();
+        let (used, _) = link_first(&LinkKind::DEFAULT_ORDER, &from, &to).unwrap();
         assert_ne!(
             used,
             LinkKind::Copy,
@@ -254,10 +293,12 @@ mod tests {
         );
         assert_eq!(std::fs::read(&to).unwrap(), b"bytes");
         let copy = dir.path().join("copy");
-        assert_eq!(
-            link_first(&[LinkKind::Copy], &from, &copy).unwrap(),
-            LinkKind::Copy
-        );
+        let (used, stat) = link_first(&[LinkKind::Copy], &from, &copy).unwrap();
+        assert_eq!(used, LinkKind::Copy);
         assert_eq!(std::fs::read(&copy).unwrap(), b"bytes");
+        // Created read-only, and the stat fields are the new file's.
+        let metadata = std::fs::metadata(&copy).unwrap();
+        assert!(metadata.permissions().readonly());
+        assert_eq!(stat, Some(FileStat::of(&metadata)));
     }
 }

@@ -57,6 +57,8 @@ const PACK_DIR: &str = "packs";
 const PACK_HEADER: &str = "keel-pack 1";
 /// Packs in flight at once (each is held in memory while it moves).
 const PACKS_IN_FLIGHT: usize = 4;
+/// Bytes of packed objects a pull keeps in memory for its checkout.
+const KEEP_FOR_CHECKOUT: u64 = 256 << 20;
 
 /// An opened remote.
 pub struct Remote {
@@ -677,6 +679,25 @@ pub async fn fetch(
     targets: &[String],
     jobs: usize,
 ) -> Result<TransferReport> {
+    let (report, _) = fetch_keeping(workspace, remote, targets, jobs, 0).await?;
+    Ok(report)
+}
+
+/// Small objects fetched from packs, kept in memory for the checkout that
+/// follows a fetch (slices of the packs' buffers, so keeping them copies
+/// nothing): placing a workspace copy from memory spares reading the cache
+/// object back.
+pub type Kept = HashMap<Digest, Bytes>;
+
+/// [`fetch`], keeping up to `keep` bytes of packed objects in memory.
+async fn fetch_keeping(
+    workspace: &Workspace,
+    remote: &Remote,
+    targets: &[String],
+    jobs: usize,
+    keep: u64,
+) -> Result<(TransferReport, Kept)> {
+    let mut kept = Kept::new();
     let mut report = TransferReport::default();
     let inventory = inventory(remote, false).await?;
     let (_, manifests) = needed(workspace, targets)?;
@@ -692,7 +713,7 @@ pub async fn fetch(
         missing_manifests,
         jobs,
         &hidden,
-        &mut report,
+        &mut Sink::report_only(&mut report),
     )
     .await;
     let (data, _) = needed(workspace, targets)?;
@@ -702,18 +723,43 @@ pub async fn fetch(
     report.skipped += present.len() as u64;
     let total = absent.iter().map(|wanted| wanted.size).sum();
     let bar = progress::bytes_bar(workspace.progress(), total, "fetch");
-    download_all(
-        workspace,
-        remote,
-        &inventory,
-        absent,
-        jobs,
-        &bar,
-        &mut report,
-    )
-    .await;
+    let mut sink = Sink {
+        report: &mut report,
+        budget: keep,
+        kept: Some(&mut kept),
+    };
+    download_all(workspace, remote, &inventory, absent, jobs, &bar, &mut sink).await;
     bar.finish_and_clear();
-    Ok(report)
+    Ok((report, kept))
+}
+
+/// What [`download_all`] fills: the report, and the fetched bytes it may
+/// keep (up to `budget` more bytes) when `kept` is given.
+struct Sink<'a> {
+    report: &'a mut TransferReport,
+    budget: u64,
+    kept: Option<&'a mut Kept>,
+}
+
+impl<'a> Sink<'a> {
+    fn report_only(report: &'a mut TransferReport) -> Self {
+        Sink {
+            report,
+            budget: 0,
+            kept: None,
+        }
+    }
+
+    /// Keeps `bytes` under `digest` while the budget lasts.
+    fn offer(&mut self, digest: Digest, bytes: Bytes) {
+        let size = bytes.len() as u64;
+        if let Some(kept) = self.kept.as_deref_mut()
+            && size <= self.budget
+        {
+            self.budget -= size;
+            kept.insert(digest, bytes);
+        }
+    }
 }
 
 /// Downloads `objects` into the cache: packed ones pack by pack (ranges of
@@ -725,7 +771,7 @@ async fn download_all(
     objects: Vec<Wanted>,
     jobs: usize,
     bar: &ProgressBar,
-    report: &mut TransferReport,
+    sink: &mut Sink<'_>,
 ) {
     let mut by_pack: HashMap<usize, Vec<(Wanted, Slot)>> = HashMap::new();
     let mut loose = Vec::new();
@@ -737,34 +783,41 @@ async fn download_all(
     }
     let mut by_pack: Vec<(usize, Vec<(Wanted, Slot)>)> = by_pack.into_iter().collect();
     by_pack.sort_by_key(|(pack, _)| *pack);
-    let from_packs: Vec<Vec<(Wanted, Result<Outcome>)>> = futures::stream::iter(by_pack)
+    let from_packs: Vec<(Outcomes, Vec<Bytes>)> = futures::stream::iter(by_pack)
         .map(|(pack, members)| {
             fetch_from_pack(workspace, remote, &inventory.packs[pack], members, bar)
         })
         .buffer_unordered(jobs.clamp(1, PACKS_IN_FLIGHT))
         .collect()
         .await;
-    for results in from_packs {
-        report.packs += 1;
-        tally(report, results);
+    for (results, chunks) in from_packs {
+        sink.report.packs += 1;
+        for ((wanted, result), bytes) in results.iter().zip(chunks) {
+            if matches!(result, Ok(Outcome::Done(_))) {
+                sink.offer(wanted.digest, bytes);
+            }
+        }
+        tally(sink.report, results);
     }
     let results = transfer_loose(loose, jobs, bar, |wanted| async move {
         let result = download(workspace, remote, &wanted).await;
         (wanted, result)
     })
     .await;
-    tally(report, results);
+    tally(sink.report, results);
 }
 
 /// Fetches some objects of one pack with ranged reads, verifies each and
 /// stores it in the cache (hashing and file creation on rayon's pool).
+/// Returns the outcomes and, when the pack was read, each object's bytes
+/// (in the same order).
 async fn fetch_from_pack(
     workspace: &Workspace,
     remote: &Remote,
     pack: &str,
     mut members: Vec<(Wanted, Slot)>,
     bar: &ProgressBar,
-) -> Vec<(Wanted, Result<Outcome>)> {
+) -> (Outcomes, Vec<Bytes>) {
     members.sort_by_key(|(_, slot)| slot.offset);
     let ranges: Vec<Range<u64>> = members
         .iter()
@@ -778,18 +831,19 @@ async fn fetch_from_pack(
     let chunks = match fetched {
         Ok(chunks) if chunks.len() == members.len() => chunks,
         Ok(_) => {
-            return members
+            let outcomes = members
                 .into_iter()
                 .map(|(wanted, _)| {
                     let message = format!("remote `{}`: pack {pack}: short answer", remote.name);
                     (wanted, Err(DataError::Invalid(message)))
                 })
                 .collect();
+            return (outcomes, Vec::new());
         }
         Err(error) => {
             let missing = matches!(error, object_store::Error::NotFound { .. });
             let message = format!("remote `{}`: pack {pack}: {error}", remote.name);
-            return members
+            let outcomes = members
                 .into_iter()
                 .map(|(wanted, _)| {
                     let outcome = if missing {
@@ -800,6 +854,7 @@ async fn fetch_from_pack(
                     (wanted, outcome)
                 })
                 .collect();
+            return (outcomes, Vec::new());
         }
     };
     let cache = workspace.cache();
@@ -814,11 +869,12 @@ async fn fetch_from_pack(
             Ok(Outcome::Done(bytes.len() as u64))
         })
         .collect();
-    members
+    let outcomes = members
         .into_iter()
         .map(|(wanted, _)| wanted)
         .zip(outcomes)
-        .collect()
+        .collect();
+    (outcomes, chunks)
 }
 
 async fn download(workspace: &Workspace, remote: &Remote, wanted: &Wanted) -> Result<Outcome> {
@@ -891,9 +947,10 @@ pub async fn pull(
     jobs: usize,
     force: bool,
 ) -> Result<(TransferReport, CheckoutReport)> {
-    let transfer = fetch(workspace, remote, targets, jobs).await?;
+    let (transfer, kept) =
+        fetch_keeping(workspace, remote, targets, jobs, KEEP_FOR_CHECKOUT).await?;
     workspace.mark_verified(transfer.verified.iter().copied());
-    let checkout = workspace.checkout(targets, force)?;
+    let checkout = workspace.checkout_from(targets, force, &kept)?;
     Ok((transfer, checkout))
 }
 

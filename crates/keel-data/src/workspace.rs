@@ -2,7 +2,7 @@
 //! the stat cache cannot vouch for, and the `add`, `status` and `checkout`
 //! operations. A [`Workspace`] holds the project lock for its lifetime.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -420,8 +420,44 @@ impl Workspace {
         {
             return Err(DataError::Unsupported { path: nested.abs.clone(), reason: "a keel metafile inside a directory being added (nested tracking is not supported)".into() });
         }
-        let wanted = vec![true; files.len()];
-        let (digests, hashed_files, hashed_bytes) = self.digests(path, &files, &wanted)?;
+        // Large files that must be copied into the cache (no hardlink or
+        // reflink here) are hashed while they are copied: one pass over
+        // their bytes instead of a hash and then a copy.
+        let mut wanted = vec![true; files.len()];
+        let mut copied_in: HashMap<usize, PathBuf> = HashMap::new();
+        let mut early = vec![None; files.len()];
+        let (mut copied_files, mut copied_bytes) = (0, 0);
+        if self.copies_into_cache() {
+            for (index, file) in files.iter().enumerate() {
+                let key = join(path, &file.rel);
+                if file.stat.size < hash::LARGE_FILE || self.stat.lookup(&key, &file.stat).is_some()
+                {
+                    continue;
+                }
+                let (digest, temp, after) = self.cache.copy_in(&file.abs)?;
+                if after != file.stat {
+                    let _ = std::fs::remove_file(&temp);
+                    return Err(DataError::Invalid(format!(
+                        "{}: changed while being added",
+                        file.abs.display()
+                    )));
+                }
+                self.stat.record(&key, file.stat, digest, false);
+                early[index] = Some(digest);
+                wanted[index] = false;
+                copied_in.insert(index, temp);
+                copied_files += 1;
+                copied_bytes += file.stat.size;
+            }
+        }
+        let (mut digests, hashed_files, hashed_bytes) = self.digests(path, &files, &wanted)?;
+        for (digest, known) in digests.iter_mut().zip(early) {
+            if known.is_some() {
+                *digest = known;
+            }
+        }
+        let (hashed_files, hashed_bytes) =
+            (hashed_files + copied_files, hashed_bytes + copied_bytes);
         // Store objects: one per distinct digest, in parallel.
         let mut first_of: HashMap<Digest, usize> = HashMap::new();
         for (index, digest) in digests.iter().enumerate() {
@@ -440,12 +476,23 @@ impl Workspace {
         let inserted: Vec<(usize, Result<Option<LinkKind>>)> = first_of
             .par_iter()
             .map(|(digest, &index)| {
-                let result = cache.insert_file(&files[index].abs, digest, &link);
+                let result = match copied_in.get(&index) {
+                    Some(_) if cache.contains(digest) => Ok(None),
+                    Some(temp) => cache
+                        .insert_temp(temp, digest)
+                        .map(|()| Some(LinkKind::Copy)),
+                    None => cache.insert_file(&files[index].abs, digest, &link),
+                };
                 bar.inc(1);
                 (index, result)
             })
             .collect();
         bar.finish_and_clear();
+        // Copies not needed (the object was there, or a second file with the
+        // same bytes); stored ones were renamed away.
+        for temp in copied_in.values() {
+            let _ = std::fs::remove_file(temp);
+        }
         let mut errors = Vec::new();
         let mut new_objects = 0u64;
         // Files hardlinked into the cache share its inode, already read-only.
@@ -547,6 +594,15 @@ impl Workspace {
             repaired_objects: repaired.len() as u64,
             link,
         })
+    }
+
+    /// Whether storing a file in the cache, or placing one from it, means
+    /// copying its bytes (neither a hardlink nor a reflink is usable here).
+    fn copies_into_cache(&self) -> bool {
+        if self.link.contains(&LinkKind::Reflink) {
+            crate::link::probe_reflink(&self.project.keel_dir().join("tmp"));
+        }
+        crate::link::first_usable(&self.link) == Some(LinkKind::Copy)
     }
 
     /// The stat-cache key of a cache object (project-relative, under `.keel/`).
@@ -723,9 +779,26 @@ impl Workspace {
     /// are reported and left out. Local changes whose content is not in the
     /// cache are kept unless `force`.
     pub fn checkout(&mut self, targets: &[String], force: bool) -> Result<CheckoutReport> {
+        self.checkout_from(targets, force, &HashMap::new())
+    }
+
+    /// [`Workspace::checkout`] with some objects' verified bytes already in
+    /// memory (what a pull just downloaded): where files are copies anyway,
+    /// those are written from memory instead of copied from the cache.
+    pub fn checkout_from(
+        &mut self,
+        targets: &[String],
+        force: bool,
+        in_memory: &HashMap<Digest, bytes::Bytes>,
+    ) -> Result<CheckoutReport> {
         let mut report = CheckoutReport::default();
+        let in_memory = if in_memory.is_empty() || !self.copies_into_cache() {
+            &HashMap::new()
+        } else {
+            in_memory
+        };
         for tracked in self.tracked(targets)? {
-            self.checkout_one(&tracked, force, &mut report)?;
+            self.checkout_one(&tracked, force, in_memory, &mut report)?;
         }
         self.stat.save()?;
         Ok(report)
@@ -735,6 +808,7 @@ impl Workspace {
         &mut self,
         tracked: &Tracked,
         force: bool,
+        in_memory: &HashMap<Digest, bytes::Bytes>,
         report: &mut CheckoutReport,
     ) -> Result<()> {
         let Some(expected) = self.expected_entries(&tracked.metafile)? else {
@@ -842,17 +916,31 @@ impl Workspace {
         let link = self.link.clone();
         let base = tracked.path.clone();
         let project = &self.project;
+        // Each folder is created once, not once per file placed in it.
+        let folders: BTreeSet<PathBuf> = to_place
+            .iter()
+            .filter_map(|(rel, _)| {
+                project
+                    .abs(&join(&base, rel))
+                    .parent()
+                    .map(Path::to_path_buf)
+            })
+            .collect();
+        for folder in &folders {
+            std::fs::create_dir_all(folder).map_err(|error| DataError::io(folder, error))?;
+        }
         let bar = progress::count_bar(self.progress, to_place.len() as u64, "checkout");
         let placed: Vec<Placement> = to_place
             .par_iter()
             .filter(|(_, digest)| verdict_of.get(digest) == Some(&Verified::Good))
             .map(|(rel, digest)| {
                 let dest = project.abs(&join(&base, rel));
-                let result = cache.place(digest, &dest, &link).and_then(|kind| {
-                    let metadata = std::fs::symlink_metadata(&dest)
-                        .map_err(|error| DataError::io(&dest, error))?;
-                    Ok((kind, FileStat::of(&metadata)))
-                });
+                let result = match in_memory.get(digest) {
+                    Some(bytes) => cache
+                        .place_bytes(digest, bytes, &dest)
+                        .map(|stat| (LinkKind::Copy, stat)),
+                    None => cache.place(digest, &dest, &link),
+                };
                 bar.inc(1);
                 (rel.clone(), *digest, result)
             })

@@ -240,7 +240,13 @@ fn push_fetch_round_trip_and_resume() {
     std::fs::remove_dir_all(fixture.root.join(".keel/cache")).unwrap();
     std::fs::remove_dir_all(fixture.root.join("data")).unwrap();
     std::fs::remove_file(fixture.root.join("big.bin")).unwrap();
-    let mut workspace = fixture.workspace();
+    // Copies, so the small files are written from the downloaded packs.
+    let options = Options {
+        link: Some(vec![LinkKind::Copy]),
+        ..Options::default()
+    };
+    let mut workspace =
+        Workspace::open(Project::discover(&fixture.root).unwrap(), &options).unwrap();
     let remote = remote::open_remote(&workspace, None, false).unwrap();
     let (transfer, checkout) = runtime
         .block_on(remote::pull(&mut workspace, &remote, &[], 4, false))
@@ -255,6 +261,19 @@ fn push_fetch_round_trip_and_resume() {
         std::fs::read(fixture.root.join("data/7.txt")).unwrap(),
         b"file 7"
     );
+    assert_eq!(checkout.placed, 21);
+    assert!(
+        std::fs::metadata(fixture.root.join("data/7.txt"))
+            .unwrap()
+            .permissions()
+            .readonly()
+    );
+    // Placement temporaries never outlive the pull.
+    let leftovers: Vec<PathBuf> = walk_files(&fixture.root)
+        .into_iter()
+        .filter(|path| path.to_string_lossy().contains("keel-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(workspace);
     assert!(fixture.changes().is_empty());
 }
@@ -359,4 +378,57 @@ fn leftovers_of_a_killed_process_are_invisible_and_cleaned() {
     drop(workspace);
     add(&fixture, &["f.txt"]);
     assert_eq!(fixture.workspace().cache().list().unwrap().len(), 1);
+}
+
+#[test]
+fn a_large_file_copied_into_the_cache_is_hashed_on_the_way() {
+    use std::os::unix::fs::MetadataExt;
+    let fixture = Fixture::new();
+    // Over hash::LARGE_FILE, so `add` copies and hashes it in one pass.
+    let big: Vec<u8> = (0..hash::LARGE_FILE as usize + 4321)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    fixture.write("big.bin", &big);
+    fixture.write("twin/a.bin", &big);
+    fixture.write("twin/b.bin", &big);
+    let options = Options {
+        link: Some(vec![LinkKind::Copy]),
+        ..Options::default()
+    };
+    let project = || Project::discover(&fixture.root).unwrap();
+    let mut workspace = Workspace::open(project(), &options).unwrap();
+    let outcomes = workspace
+        .add(&["big.bin".to_string(), "twin".to_string()])
+        .unwrap();
+    drop(workspace);
+    let digest = Digest::of_bytes(&big);
+    assert_eq!(outcomes[0].tracked.metafile.digest, digest);
+    assert_eq!(outcomes[0].hashed_bytes, big.len() as u64);
+    assert_eq!(outcomes[0].new_objects, 1);
+    assert_eq!(outcomes[0].link, Some(LinkKind::Copy));
+    // Both twins were copied and hashed; the object was already there.
+    assert_eq!(outcomes[1].hashed_files, 2);
+    assert_eq!(outcomes[1].new_objects, 0);
+    let workspace = fixture.workspace();
+    let object = workspace.cache().object_path(&digest);
+    assert_eq!(std::fs::read(&object).unwrap(), big);
+    assert!(std::fs::metadata(&object).unwrap().permissions().readonly());
+    // An independent copy, not a second name for the workspace file.
+    assert_ne!(
+        std::fs::metadata(&object).unwrap().ino(),
+        std::fs::metadata(fixture.root.join("big.bin"))
+            .unwrap()
+            .ino()
+    );
+    // No copy is left behind in the temp folder.
+    let tmp = fixture.root.join(".keel/tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .filter(|name| name.to_string_lossy().contains("copy-in"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(workspace);
+    assert!(fixture.changes().is_empty());
 }
