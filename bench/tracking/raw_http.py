@@ -51,7 +51,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_seconds(root: int) -> float:
     total = 0
-    for pid in process_tree(root) + [root]:
+    for pid in process_tree(root):  # root is in it
         try:
             raw = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
