@@ -168,16 +168,11 @@ impl Cache {
     /// stat fields once both are done, so the caller can tell whether it
     /// changed meanwhile (then the copy and the digest may differ).
     pub fn copy_in(&self, source: &Path) -> Result<(Digest, PathBuf, FileStat)> {
-        use std::os::unix::fs::OpenOptionsExt;
         self.ensure_shards()?;
         let temp = fsutil::temp_path(&self.tmp, "copy-in");
         let copied = (|| {
             let mut from = std::fs::File::open(source).map_err(|e| DataError::io(source, e))?;
-            let mut to = std::fs::File::options()
-                .write(true)
-                .create_new(true)
-                .mode(0o444)
-                .open(&temp)
+            let mut to = fsutil::create_read_only(&temp, 0o444)
                 .map_err(|error| DataError::io(&temp, error))?;
             let (hashed, copied) = std::thread::scope(|scope| {
                 let copier = scope.spawn(|| std::io::copy(&mut from, &mut to));
@@ -367,12 +362,7 @@ fn write_read_only(
     bytes: &[u8],
     durable: bool,
 ) -> std::io::Result<FileStat> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let result = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(temp)
+    let result = fsutil::create_read_only(temp, 0o444)
         .and_then(|mut file| {
             std::io::Write::write_all(&mut file, bytes)?;
             if durable {

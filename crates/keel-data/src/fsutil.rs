@@ -16,6 +16,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     keel_fs::write_atomic(path, bytes).map_err(|source| DataError::io(path, source))
 }
 
+/// Creates a new file (failing if one exists) with `mode`'s write bits
+/// removed: the returned descriptor may still write it, nothing opened later
+/// can (no `chmod` afterwards).
+pub fn create_read_only(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o555)
+        .open(path)
+}
+
 /// Removes every write bit (mode & 0o555), so in-place edits fail.
 pub fn make_read_only(path: &Path) -> std::io::Result<()> {
     let metadata = std::fs::metadata(path)?;

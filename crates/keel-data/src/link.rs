@@ -4,7 +4,7 @@
 //! temporary name and a rename, so a reader never sees a half-written file.
 
 use std::fs::File;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -76,11 +76,7 @@ impl LinkKind {
         }
         let mut source = File::open(from)?;
         let mode = source.metadata()?.permissions().mode() & 0o555;
-        let mut target = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(to)?;
+        let mut target = crate::fsutil::create_read_only(to, mode)?;
         let result = match self {
             LinkKind::Reflink => {
                 rustix::fs::ioctl_ficlone(&target, &source).map_err(std::io::Error::from)
@@ -190,11 +186,7 @@ pub fn read_only_is_enforced(dir: &Path) -> bool {
     *ENFORCED.get_or_init(|| {
         let _ = std::fs::create_dir_all(dir);
         let path = crate::fsutil::temp_path(dir, "probe");
-        let created = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&path);
+        let created = crate::fsutil::create_read_only(&path, 0o444);
         if created.is_err() {
             return false;
         }
