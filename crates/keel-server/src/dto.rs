@@ -15,17 +15,14 @@ fn insert_list(object: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
     }
 }
 
+/// Tags in MLflow's wire shape (built by [`PairJson`], as in a run).
 pub fn tags(tags: &[Tag]) -> Vec<Value> {
-    tags.iter()
-        .map(|t| json!({"key": t.key, "value": t.value}))
-        .collect()
+    tags.iter().map(|t| to_value(tag_json(t))).collect()
 }
 
+/// Params in MLflow's wire shape (built by [`PairJson`], as in a run).
 pub fn params(params: &[Param]) -> Vec<Value> {
-    params
-        .iter()
-        .map(|p| json!({"key": p.key, "value": p.value}))
-        .collect()
+    params.iter().map(|p| to_value(param_json(p))).collect()
 }
 
 /// A metric in MLflow's wire shape (built by [`MetricJson`]).
