@@ -109,7 +109,8 @@ pub fn validate_length(field: &str, value: &str, limit: usize) -> Result<(), Err
     Ok(())
 }
 
-/// Posix-normalizes `name`; returns the normalized form when it differs (e.g. `a/../b`, `/abs`, `a//b`).
+/// Posix-normalizes `name`; returns the normalized form when it differs (e.g. `a/../b`, `/abs`, `a//b`)
+/// or, as in MLflow's `path_not_unique`, when it is `.` or leaves its folder (`..`, `../x`).
 fn normalized_if_different(name: &str) -> Option<String> {
     if name.starts_with('/') {
         return Some(name.to_string());
@@ -133,7 +134,8 @@ fn normalized_if_different(name: &str) -> Option<String> {
     } else {
         parts.join("/")
     };
-    (normalized != name).then_some(normalized)
+    let escapes = parts.is_empty() || parts.first() == Some(&"..");
+    (normalized != name || escapes).then_some(normalized)
 }
 
 /// Validates an experiment name: non-empty and within MLflow's length limit.
@@ -228,6 +230,10 @@ mod tests {
         assert!(validate_key(KeyKind::Metric, "").is_err());
         assert!(validate_key(KeyKind::Metric, "a$b").is_err());
         assert!(validate_key(KeyKind::Param, "a/../b").is_err());
+        assert!(validate_key(KeyKind::Metric, "../x").is_err());
+        assert!(validate_key(KeyKind::Metric, "..").is_err());
+        assert!(validate_key(KeyKind::Metric, ".").is_err());
+        assert!(validate_key(KeyKind::Metric, "a..b").is_ok());
         assert!(validate_key(KeyKind::Param, "/abs").is_err());
         assert!(validate_key(KeyKind::Param, "a//b").is_err());
         assert!(validate_key(KeyKind::Tag, &"k".repeat(251)).is_err());
