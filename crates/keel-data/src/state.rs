@@ -208,9 +208,11 @@ mod tests {
             mtime_ns: 1_000_000_000,
             inode: 7,
         };
+        // Modified "now" as far as the racy window goes: one second ahead,
+        // so a test thread descheduled past RACY_NS cannot age it into trust.
         let fresh = FileStat {
             size: 3,
-            mtime_ns: now_ns(),
+            mtime_ns: now_ns() + 1_000_000_001,
             inode: 8,
         };
         let digest = Digest::of_bytes(b"abc");
