@@ -1,7 +1,9 @@
 //! BLAKE3 throughput of keel's hashing code on one file, for the benchmark's
 //! "machine ceiling" rows: `b3 single FILE` hashes on one thread with 1 MiB
-//! reads; `b3 multi FILE` uses `keel_data::hash::hash_file` (memory-mapped,
-//! multi-threaded tree hashing); `b3 memory1 FILE` / `b3 memoryN FILE` read
+//! reads; `b3 multi FILE` uses `keel_data::hash::hash_file` (on every core,
+//! leaf by leaf with `pread`); `b3 mmap FILE` the blake3 crate's own
+//! memory-mapped multi-threaded hashing (what `hash_file` used before issue
+//! 19's change); `b3 memory1 FILE` / `b3 memoryN FILE` read
 //! the file into memory first and time the hash alone (one thread / every
 //! core): BLAKE3's own speed on this CPU, without the kernel's copy.
 //! Prints the digest, the timed part's wall seconds and GiB/s, and its CPU
@@ -13,7 +15,7 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(path)) = (args.get(1), args.get(2)) else {
-        return Err("usage: b3 single|multi|memory1|memoryN FILE".into());
+        return Err("usage: b3 single|multi|mmap|memory1|memoryN FILE".into());
     };
     let mut started = Instant::now();
     let mut cpu_started = cpu_seconds();
@@ -48,6 +50,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "multi" => {
             let (digest, total) = keel_data::hash::hash_file(std::path::Path::new(path))?;
             (digest.to_hex(), total)
+        }
+        "mmap" => {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_mmap_rayon(path)?;
+            (hasher.finalize().to_hex().to_string(), hasher.count())
         }
         other => return Err(format!("unknown mode `{other}`").into()),
     };
