@@ -108,12 +108,20 @@ impl Cache {
         digest: &Digest,
         kinds: &[LinkKind],
     ) -> Result<Option<LinkKind>> {
-        self.ensure_shards()?;
         let target = self.object_path(digest);
         // A hardlink is complete the moment it exists, so it can go straight
-        // to the final name (and an existing object is simply kept).
+        // to the final name (and an existing object is simply kept). Only
+        // its own shard folder is made when missing, not all 256 (a fresh
+        // cache, one file added: 256 mkdirs were several milliseconds).
         if link::first_usable(kinds) == Some(LinkKind::Hardlink) {
-            match std::fs::hard_link(source, &target) {
+            let mut linked = std::fs::hard_link(source, &target);
+            if matches!(&linked, Err(error) if error.kind() == std::io::ErrorKind::NotFound)
+                && let Some(shard) = target.parent()
+                && std::fs::create_dir_all(shard).is_ok()
+            {
+                linked = std::fs::hard_link(source, &target);
+            }
+            match linked {
                 Ok(()) => {
                     fsutil::make_read_only(&target)
                         .map_err(|error| DataError::io(&target, error))?;
@@ -123,6 +131,7 @@ impl Cache {
                 Err(_) => {} // fall through: the general path reports or falls back
             }
         }
+        self.ensure_shards()?;
         if std::fs::symlink_metadata(&target).is_ok() {
             return Ok(None);
         }

@@ -171,6 +171,10 @@ pub struct Workspace {
     progress: bool,
     /// Objects already hashed by this process (e.g. while downloading).
     verified: HashSet<Digest>,
+    /// Tests: runs in `add` once the files are hashed, before anything is
+    /// stored (to change a file at the worst moment).
+    #[cfg(test)]
+    after_hash: Option<Box<dyn Fn(&Path) + Send + Sync>>,
     _lock: Option<ProjectLock>,
 }
 
@@ -203,6 +207,8 @@ impl Workspace {
             link,
             progress: options.progress,
             verified: HashSet::new(),
+            #[cfg(test)]
+            after_hash: None,
             _lock: lock,
         })
     }
@@ -233,7 +239,7 @@ impl Workspace {
     /// trusts them without hashing them again.
     pub fn mark_verified(&mut self, digests: impl IntoIterator<Item = Digest>) {
         for digest in digests {
-            self.record_object(&digest);
+            self.record_object(&digest, true);
             self.verified.insert(digest);
         }
     }
@@ -353,14 +359,17 @@ impl Workspace {
     /// metafiles and git-ignores the data.
     pub fn add(&mut self, paths: &[String]) -> Result<Vec<AddOutcome>> {
         let mut outcomes = Vec::new();
-        for path in paths {
-            outcomes.push(self.add_one(path)?);
+        for (index, path) in paths.iter().enumerate() {
+            outcomes.push(self.add_one(path, index + 1 == paths.len())?);
         }
         self.stat.save()?;
         Ok(outcomes)
     }
 
-    fn add_one(&mut self, path: &str) -> Result<AddOutcome> {
+    /// Adds one path. With `last`, the stat cache is saved while this path's
+    /// metafile and `.gitignore` are written (three independent atomic
+    /// writes whose fsyncs then wait together, not one after another).
+    fn add_one(&mut self, path: &str, last: bool) -> Result<AddOutcome> {
         let abs = self.project.abs(path);
         if path.ends_with(metafile::SUFFIX) {
             return Err(DataError::Unsupported {
@@ -388,14 +397,13 @@ impl Workspace {
             std::io::ErrorKind::NotFound => DataError::NotFound(abs.clone()),
             _ => DataError::io(&abs, error),
         })?;
-        let in_git = crate::git::tracked_files(self.project.root(), path);
-        if let Some(example) = in_git.first() {
-            return Err(DataError::TrackedByGit {
-                path: path.to_string(),
-                count: in_git.len(),
-                example: example.clone(),
-            });
-        }
+        // Whether git tracks the path is asked while the files are hashed
+        // (a `git` process of a few milliseconds), and answered before
+        // anything is stored.
+        let in_git = {
+            let (root, path) = (self.project.root().to_path_buf(), path.to_string());
+            std::thread::spawn(move || crate::git::tracked_files(&root, &path))
+        };
         let kind = if metadata.is_file() {
             Kind::File
         } else if metadata.is_dir() {
@@ -458,6 +466,21 @@ impl Workspace {
         }
         let (hashed_files, hashed_bytes) =
             (hashed_files + copied_files, hashed_bytes + copied_bytes);
+        #[cfg(test)]
+        if let Some(hook) = &self.after_hash {
+            hook(&abs);
+        }
+        let in_git = in_git.join().unwrap_or_default();
+        if let Some(example) = in_git.first() {
+            for temp in copied_in.values() {
+                let _ = std::fs::remove_file(temp);
+            }
+            return Err(DataError::TrackedByGit {
+                path: path.to_string(),
+                count: in_git.len(),
+                example: example.clone(),
+            });
+        }
         // Store objects: one per distinct digest, in parallel.
         let mut first_of: HashMap<Digest, usize> = HashMap::new();
         for (index, digest) in digests.iter().enumerate() {
@@ -505,9 +528,27 @@ impl Workspace {
             match result {
                 Ok(Some(kind)) => {
                     new_objects += 1;
-                    // keel just stored these bytes under their digest.
-                    if let Some(digest) = digest_of.get(&index) {
-                        self.record_object(digest);
+                    let Some(digest) = digest_of.get(&index) else {
+                        continue;
+                    };
+                    if kind == LinkKind::Hardlink {
+                        // The object is the workspace file's inode: it must
+                        // still be the file that was scanned and hashed (same
+                        // inode, size and mtime), or the object's bytes may
+                        // not be its digest's. Its mtime is the user's, so
+                        // the stat cache's racy rule applies to it.
+                        let stat = self.record_object(digest, false);
+                        if stat != Some(files[index].stat) {
+                            self.unstore_changed(digest, &files[index]);
+                            errors.push(DataError::Invalid(format!(
+                                "{}: changed while being added",
+                                files[index].abs.display()
+                            )));
+                            continue;
+                        }
+                    } else {
+                        // keel just wrote these bytes under their digest.
+                        self.record_object(digest, true);
                     }
                     protected[index] = kind == LinkKind::Hardlink;
                     if let Ok(mut used) = used_link.lock() {
@@ -576,11 +617,26 @@ impl Workspace {
             }
         };
         let metafile_path = format!("{path}{}", metafile::SUFFIX);
-        fsutil::write_atomic(
-            &self.project.abs(&metafile_path),
-            metafile.render().as_bytes(),
-        )?;
-        ensure_gitignored(&self.project, path)?;
+        // The metafile, the `.gitignore` line and (for the last path) the
+        // stat cache are independent atomic writes, each with its own fsyncs
+        // (the objects they refer to are all in place): in parallel.
+        let (project, stat) = (&self.project, &mut self.stat);
+        let rendered = metafile.render();
+        let (written, ignored, saved) = std::thread::scope(|scope| {
+            let ignored = scope.spawn(|| ensure_gitignored(project, path));
+            let saved = last.then(|| scope.spawn(|| stat.save()));
+            let written = fsutil::write_atomic(&project.abs(&metafile_path), rendered.as_bytes());
+            let join = |result: std::thread::Result<Result<()>>| {
+                result
+                    .unwrap_or_else(|_| Err(DataError::Invalid("a writing thread panicked".into())))
+            };
+            (
+                written,
+                join(ignored.join()),
+                saved.map_or(Ok(()), |saved| join(saved.join())),
+            )
+        });
+        written.and(ignored).and(saved)?;
         let link = used_link.into_inner().ok().flatten();
         Ok(AddOutcome {
             tracked: Tracked {
@@ -614,13 +670,27 @@ impl Workspace {
             .into_owned()
     }
 
-    /// Records a cache object keel has just written as good in the stat cache.
-    fn record_object(&mut self, digest: &Digest) {
+    /// Records a cache object keel has just stored as good in the stat
+    /// cache; `written_by_keel` when keel wrote its bytes (trusted whatever
+    /// its mtime), not for a hardlinked workspace file. Returns the object's
+    /// stat fields.
+    fn record_object(&mut self, digest: &Digest, written_by_keel: bool) -> Option<FileStat> {
         let key = self.object_key(digest);
-        if let Ok(metadata) = std::fs::symlink_metadata(self.cache.object_path(digest)) {
-            self.stat
-                .record(&key, FileStat::of(&metadata), *digest, true);
-        }
+        let metadata = std::fs::symlink_metadata(self.cache.object_path(digest)).ok()?;
+        let stat = FileStat::of(&metadata);
+        self.stat.record(&key, stat, *digest, written_by_keel);
+        Some(stat)
+    }
+
+    /// Takes back an object just hardlinked from `file` that turned out to
+    /// have changed since it was hashed: the link is removed (the bytes stay
+    /// in the workspace file) and the file gets its mode back.
+    fn unstore_changed(&mut self, digest: &Digest, file: &Present) {
+        let object = self.cache.object_path(digest);
+        let _ = std::fs::set_permissions(&object, std::fs::Permissions::from_mode(file.mode));
+        let _ = std::fs::remove_file(&object);
+        let key = self.object_key(digest);
+        self.stat.forget(&key);
     }
 
     /// Checks the cache objects of `digests` against their names, as dvc

@@ -432,3 +432,80 @@ fn a_large_file_copied_into_the_cache_is_hashed_on_the_way() {
     drop(workspace);
     assert!(fixture.changes().is_empty());
 }
+
+/// A file hardlinked into the cache is the object itself, so `add` checks
+/// that the object's inode still has the stat fields the file had when it
+/// was hashed; a file changed meanwhile (size, or only its mtime) is refused
+/// and nothing of it stays in the cache.
+#[test]
+fn a_file_changed_while_hardlinked_in_is_refused() {
+    use std::time::{Duration, SystemTime};
+    let options = Options {
+        link: Some(vec![LinkKind::Hardlink]),
+        ..Options::default()
+    };
+    let changes: [(&str, Box<dyn Fn(&Path) + Send + Sync>); 2] = [
+        (
+            "rewritten",
+            Box::new(|path: &Path| std::fs::write(path, b"second version, longer").unwrap()),
+        ),
+        (
+            "touched",
+            Box::new(|path: &Path| {
+                let file = std::fs::File::options().write(true).open(path).unwrap();
+                file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+                    .unwrap();
+            }),
+        ),
+    ];
+    for (what, change) in changes {
+        let fixture = Fixture::new();
+        fixture.write("model.bin", b"first version");
+        let mut workspace =
+            Workspace::open(Project::discover(&fixture.root).unwrap(), &options).unwrap();
+        workspace.after_hash = Some(change);
+        let error = workspace.add(&["model.bin".to_string()]).unwrap_err();
+        assert!(
+            error.to_string().contains("changed while being added"),
+            "{what}: {error}"
+        );
+        assert!(workspace.cache().list().unwrap().is_empty(), "{what}");
+        drop(workspace);
+        let path = fixture.root.join("model.bin");
+        assert!(!fixture.root.join("model.bin.keel").exists(), "{what}");
+        assert!(
+            !std::fs::metadata(&path).unwrap().permissions().readonly(),
+            "{what}: the file keeps its write permission"
+        );
+        // Added again, unchanged, it goes in.
+        let outcomes = add(&fixture, &["model.bin"]);
+        assert_eq!(outcomes[0].new_objects, 1, "{what}");
+        let content = std::fs::read(&path).unwrap();
+        assert_eq!(
+            outcomes[0].tracked.metafile.digest,
+            Digest::of_bytes(&content),
+            "{what}"
+        );
+    }
+}
+
+/// A fresh cache gets the shard folder of the object it stores, not all 256.
+#[test]
+fn a_hardlinked_object_creates_only_its_shard() {
+    let fixture = Fixture::new();
+    fixture.write("model.bin", b"weights");
+    let options = Options {
+        link: Some(vec![LinkKind::Hardlink]),
+        ..Options::default()
+    };
+    let mut workspace =
+        Workspace::open(Project::discover(&fixture.root).unwrap(), &options).unwrap();
+    let outcomes = workspace.add(&["model.bin".to_string()]).unwrap();
+    assert_eq!(outcomes[0].link, Some(LinkKind::Hardlink));
+    let shards = std::fs::read_dir(workspace.cache().objects_dir())
+        .unwrap()
+        .count();
+    assert_eq!(shards, 1);
+    drop(workspace);
+    assert!(fixture.changes().is_empty());
+}
