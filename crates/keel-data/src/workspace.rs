@@ -161,6 +161,10 @@ impl CheckoutReport {
     }
 }
 
+/// A test's hook into `add` (see `Workspace::after_hash`).
+#[cfg(test)]
+type AfterHash = Box<dyn Fn(&Path) + Send + Sync>;
+
 /// The project's workspace, cache and stat cache, under the project lock.
 pub struct Workspace {
     project: Project,
@@ -174,7 +178,7 @@ pub struct Workspace {
     /// Tests: runs in `add` once the files are hashed, before anything is
     /// stored (to change a file at the worst moment).
     #[cfg(test)]
-    after_hash: Option<Box<dyn Fn(&Path) + Send + Sync>>,
+    after_hash: Option<AfterHash>,
     _lock: Option<ProjectLock>,
 }
 

@@ -444,7 +444,7 @@ fn a_file_changed_while_hardlinked_in_is_refused() {
         link: Some(vec![LinkKind::Hardlink]),
         ..Options::default()
     };
-    let changes: [(&str, Box<dyn Fn(&Path) + Send + Sync>); 2] = [
+    let changes: [(&str, AfterHash); 2] = [
         (
             "rewritten",
             Box::new(|path: &Path| std::fs::write(path, b"second version, longer").unwrap()),
