@@ -110,21 +110,18 @@ def main():
         os.chown(big, nobody.pw_uid, nobody.pw_gid)
         os.sync()
         rounds = []
-        previous = None
         for number in range(args.rounds):
             order = binaries if number % 2 == 0 else list(reversed(binaries))
             record = {"round": number + 1, "load_1m_before": round(os.getloadavg()[0], 2), "user": {}, "root": {}}
             for name, keel in order:
-                # Out of the last project (which goes), into a fresh one.
-                parked = work / "big.bin"
-                os.rename(big, parked)
-                if previous is not None:
-                    remove(previous)
-                project = fresh_project(work, f"user-{name}", keel, nobody, env)
+                # From the last project into a fresh one. Old projects stay
+                # until the end: on ext4 without a journal, creating inodes
+                # right after deleting many is slow (see BENCHMARKS.md), and
+                # a deleted project's cache folders would slow the next add.
+                project = fresh_project(work, f"user-{name}-{number + 1}", keel, nobody, env)
+                os.rename(big, project / "big.bin")
                 big = project / "big.bin"
-                os.rename(parked, big)
                 os.chmod(big, 0o644)  # the last add left it read-only
-                previous = project
                 run(["cat", "big.bin"], project, nobody, env)  # warm
                 figures = {
                     "cat": timed(["cat", "big.bin"], project, nobody, env),
@@ -136,7 +133,7 @@ def main():
                 record["user"][name] = figures
             if args.root:
                 for name, keel in order:
-                    project = fresh_project(work, f"root-{name}", keel, None, env)
+                    project = fresh_project(work, f"root-{name}-{number + 1}", keel, None, env)
                     os.link(big, project / "big.bin")
                     run(["cat", "big.bin"], project, None, env)
                     copied = timed(["cp", "big.bin", "copy.bin"], project, None, env)
@@ -145,7 +142,11 @@ def main():
                         "cp": copied,
                         "add": timed([keel, "--quiet", "data", "add", "big.bin"], project, None, env),
                     }
-                    remove(project)  # drops the copies' dirty pages before writeback
+                    # The cache's copy goes at once (its dirty pages with it,
+                    # before writeback starts); the folders stay, as above.
+                    for copy in (project / ".keel" / "cache").rglob("*"):
+                        if copy.is_file() and copy.stat().st_size == os.path.getsize(big):
+                            copy.unlink()
                     os.chmod(big, 0o644)
             record["load_1m_after"] = round(os.getloadavg()[0], 2)
             rounds.append(record)
