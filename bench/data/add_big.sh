@@ -6,6 +6,10 @@
 # gets a copy (see ARCHITECTURE.md's invariants), so compare with `cp`.
 #
 #   KEEL_BIN=target/release/keel bash bench/data/add_big.sh FILE
+#
+# For the issue's ratio (the add as an ordinary user against a warm `cat`,
+# hash_file alone, A/B of two builds, root against `cp`, in one run) use
+# bench/data/add_vs_read.py; for a profile of one add, profile_add.sh.
 set -euo pipefail
 file="${1:?usage: add_big.sh FILE}"
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/keel_bin.sh"
