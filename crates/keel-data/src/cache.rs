@@ -108,12 +108,17 @@ impl Cache {
         digest: &Digest,
         kinds: &[LinkKind],
     ) -> Result<Option<LinkKind>> {
+        // A hardlink makes only its own shard folder when it is missing, not
+        // all 256 (a fresh cache, one file added: 256 mkdirs were several
+        // milliseconds); every other way needs them all.
+        let hardlink = link::first_usable(kinds) == Some(LinkKind::Hardlink);
+        if !hardlink {
+            self.ensure_shards()?;
+        }
         let target = self.object_path(digest);
         // A hardlink is complete the moment it exists, so it can go straight
-        // to the final name (and an existing object is simply kept). Only
-        // its own shard folder is made when missing, not all 256 (a fresh
-        // cache, one file added: 256 mkdirs were several milliseconds).
-        if link::first_usable(kinds) == Some(LinkKind::Hardlink) {
+        // to the final name (and an existing object is simply kept).
+        if hardlink {
             let mut linked = std::fs::hard_link(source, &target);
             if matches!(&linked, Err(error) if error.kind() == std::io::ErrorKind::NotFound)
                 && let Some(shard) = target.parent()
@@ -128,10 +133,10 @@ impl Cache {
                     return Ok(Some(LinkKind::Hardlink));
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
-                Err(_) => {} // fall through: the general path reports or falls back
+                // Fall through: the general path reports or falls back.
+                Err(_) => self.ensure_shards()?,
             }
         }
-        self.ensure_shards()?;
         if std::fs::symlink_metadata(&target).is_ok() {
             return Ok(None);
         }
