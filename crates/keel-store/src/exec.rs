@@ -110,6 +110,26 @@ impl Row {
     }
 }
 
+impl Row {
+    /// Reads a text column without taking it: borrowed from a native row (no
+    /// copy), owned from sqlx's. For columns only looked at, such as the owner
+    /// id each row of a side table is matched by.
+    pub fn text(&self, column: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
+        match self {
+            Row::Any(row) => get::<String>(row, column).map(std::borrow::Cow::Owned),
+            Row::Native { columns, values } => {
+                match columns.iter().position(|c| c == column).map(|i| &values[i]) {
+                    Some(Value::Text(text)) => Ok(std::borrow::Cow::Borrowed(text)),
+                    Some(other) => Err(Error::internal(format!(
+                        "Cannot read column '{column}': unexpected value {other:?}"
+                    ))),
+                    None => Err(Error::internal(format!("No column '{column}' in the row"))),
+                }
+            }
+        }
+    }
+}
+
 /// A Rust type a column decodes into on both executors.
 pub(crate) trait FromColumn: Sized {
     fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error>;
@@ -172,7 +192,8 @@ where
 
 /// A multi-row INSERT described once: `head` (`INSERT INTO t (a, b) VALUES `),
 /// `width` values per row, `tail` (`ON CONFLICT ...`). sqlx renders it as one
-/// statement; the native executor runs one prepared single-row statement per row.
+/// statement; the native executor runs it as prepared statements of up to
+/// [`crate::native`]'s rows per statement (cursors opened once per statement).
 #[derive(Debug)]
 pub(crate) struct Batch {
     head: String,
@@ -222,13 +243,35 @@ impl Batch {
         sql
     }
 
-    /// The single-row statement (its text) and the rows' values.
-    pub fn single_row(&self) -> (Sql, std::slice::Chunks<'_, Arg>) {
-        let mut sql = Sql::new(&self.head);
-        sql.bind_list(self.args.iter().take(self.width).cloned())
-            .push(" ")
-            .push(&self.tail);
-        (sql, self.args.chunks(self.width.max(1)))
+    /// The batch as statements of at most `rows` rows each: each one's SQLite
+    /// text and its values. All full statements share one text (one prepared
+    /// statement); only the last may be shorter.
+    pub fn statements(&self, rows: usize) -> Vec<(String, &[Arg])> {
+        let width = self.width.max(1);
+        let mut texts: Vec<(usize, String)> = Vec::new();
+        self.args
+            .chunks(width * rows.max(1))
+            .map(|values| {
+                let n = values.len() / width;
+                let text = match texts.iter().find(|(m, _)| *m == n) {
+                    Some((_, text)) => text.clone(),
+                    None => {
+                        let mut sql = Sql::new(&self.head);
+                        for i in 0..n {
+                            if i > 0 {
+                                sql.push(", ");
+                            }
+                            sql.bind_list(values[i * width..(i + 1) * width].iter().cloned());
+                        }
+                        sql.push(" ").push(&self.tail);
+                        let text = sql.sqlite_text();
+                        texts.push((n, text.clone()));
+                        text
+                    }
+                };
+                (text, values)
+            })
+            .collect()
     }
 }
 

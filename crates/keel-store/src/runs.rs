@@ -479,10 +479,8 @@ impl Store {
         sql.bind(run_id)
             .push(" AND key = ")
             .bind(key)
-            .push(" ORDER BY timestamp, step, value LIMIT ")
-            .bind(limit + 1)
-            .push(" OFFSET ")
-            .bind(offset as i64);
+            .push(" ORDER BY timestamp, step, value")
+            .limit_offset(limit + 1, offset);
         let mut rows = read_op!(self, |conn| fetch_rows(conn, sql, "reading metric history"))?;
         let mut items = rows
             .iter_mut()
@@ -697,6 +695,11 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         .map(|(i, r)| (r.info.run_id.clone(), i))
         .collect();
     let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+    let mut owners = Owners {
+        index: &index,
+        ids: &ids,
+        last: None,
+    };
     for chunk in ids.chunks(IN_CHUNK) {
         let mut sql = Sql::new(
             "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
@@ -704,7 +707,8 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
         for mut row in e.fetch_all(&sql, "reading metrics").await? {
-            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+            let owner = owners.find(&row, "run_uuid")?;
+            if let Some(i) = owner {
                 runs[i].data.metrics.push(metric_from_row(&mut row)?);
             }
         }
@@ -712,7 +716,8 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
         for mut row in e.fetch_all(&sql, "reading params").await? {
-            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+            let owner = owners.find(&row, "run_uuid")?;
+            if let Some(i) = owner {
                 runs[i].data.params.push(Param {
                     key: row.get("key")?,
                     value: row.get("value")?,
@@ -723,7 +728,8 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
         for mut row in e.fetch_all(&sql, "reading tags").await? {
-            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+            let owner = owners.find(&row, "run_uuid")?;
+            if let Some(i) = owner {
                 runs[i].data.tags.push(Tag::new(
                     row.get::<String>("key")?,
                     row.get::<String>("value")?,
@@ -740,7 +746,8 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
             .push(" ORDER BY i.input_uuid");
         let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
         for mut row in e.fetch_all(&sql, "reading inputs").await? {
-            let Some(&i) = index.get(&row.get::<String>("destination_id")?) else {
+            let owner = owners.find(&row, "destination_id")?;
+            let Some(i) = owner else {
                 continue;
             };
             let source_type: String = row.get("source_type")?;
@@ -783,7 +790,8 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, model_id");
         for mut row in e.fetch_all(&sql, "reading outputs").await? {
-            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+            let owner = owners.find(&row, "run_uuid")?;
+            if let Some(i) = owner {
                 runs[i].model_outputs.push(ModelOutput {
                     model_id: row.get("model_id")?,
                     step: row.get("step")?,
@@ -792,6 +800,31 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Finds the run (its place in the page) a side-table row belongs to. Rows
+/// come grouped by run (primary-key order), so the previous row's run is
+/// compared before the id is hashed.
+struct Owners<'a> {
+    index: &'a HashMap<String, usize>,
+    ids: &'a [String],
+    last: Option<usize>,
+}
+
+impl Owners<'_> {
+    fn find(&mut self, row: &Row, column: &str) -> Result<Option<usize>, Error> {
+        let id = row.text(column)?;
+        if let Some(i) = self.last
+            && self.ids[i] == *id
+        {
+            return Ok(Some(i));
+        }
+        let found = self.index.get(id.as_ref()).copied();
+        if found.is_some() {
+            self.last = found;
+        }
+        Ok(found)
+    }
 }
 
 /// `log_batch` inside its transaction: the run must be active, params are immutable.
