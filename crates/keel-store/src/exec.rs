@@ -130,6 +130,35 @@ impl Row {
     }
 }
 
+/// A row read in place by column position (the SELECT's order), for the
+/// loops that read many rows: nothing is copied but what the caller keeps,
+/// and a native row lends its text.
+pub(crate) trait RowRef {
+    fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error>;
+    fn int(&self, i: usize) -> Result<i64, Error>;
+    fn real(&self, i: usize) -> Result<f64, Error>;
+}
+
+impl RowRef for AnyRow {
+    fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error> {
+        any_at::<String>(self, i).map(std::borrow::Cow::Owned)
+    }
+    fn int(&self, i: usize) -> Result<i64, Error> {
+        any_at(self, i)
+    }
+    fn real(&self, i: usize) -> Result<f64, Error> {
+        any_at(self, i)
+    }
+}
+
+fn any_at<T>(row: &AnyRow, i: usize) -> Result<T, Error>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::Row::try_get::<T, _>(row, i)
+        .map_err(|e| Error::internal(format!("Cannot read column {i}: {e}")))
+}
+
 /// A Rust type a column decodes into on both executors.
 pub(crate) trait FromColumn: Sized {
     fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error>;
@@ -295,6 +324,35 @@ pub(crate) trait Exec: Send {
         batch: &'a Batch,
         context: &'static str,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'a;
+
+    /// The first half of [`Exec::visit`]: sqlx fetches the rows here; a
+    /// native connection fetches nothing (it runs the query in `visit`).
+    fn prefetch<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> impl Future<Output = Result<Prefetched, Error>> + Send + 'a;
+
+    /// Hands each row of `sql` to `visit` in place (see [`RowRef`]), after
+    /// [`Exec::prefetch`] of the same query. Two calls, so that no future holds
+    /// the callback across an await (its higher-ranked `&dyn RowRef` argument
+    /// would stop the request's future from being `Send`).
+    fn visit(
+        &mut self,
+        sql: &Sql,
+        context: &'static str,
+        prefetched: Prefetched,
+        visit: &mut dyn FnMut(&dyn RowRef) -> Result<(), Error>,
+    ) -> Result<(), Error>;
+}
+
+/// Rows fetched ahead by sqlx for [`Exec::visit`] (none on a native connection).
+pub(crate) struct Prefetched(Option<Vec<AnyRow>>);
+
+impl Prefetched {
+    pub fn nothing() -> Self {
+        Prefetched(None)
+    }
 }
 
 impl Exec for sqlx::AnyConnection {
@@ -331,5 +389,32 @@ impl Exec for sqlx::AnyConnection {
             return Ok(());
         }
         self.execute(&batch.multi_row(), context).await.map(|_| ())
+    }
+
+    async fn prefetch<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> Result<Prefetched, Error> {
+        let dialect = Dialect::of(self);
+        let rows = sql
+            .query(dialect)
+            .fetch_all(&mut *self)
+            .await
+            .map_err(db(context))?;
+        Ok(Prefetched(Some(rows)))
+    }
+
+    fn visit(
+        &mut self,
+        _sql: &Sql,
+        context: &'static str,
+        prefetched: Prefetched,
+        visit: &mut dyn FnMut(&dyn RowRef) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let rows = prefetched.0.ok_or_else(|| {
+            Error::internal(format!("{context}: the rows were not fetched first"))
+        })?;
+        rows.iter().try_for_each(|row| visit(row))
     }
 }

@@ -27,7 +27,7 @@ use sqlx::Any;
 use sqlx::pool::PoolConnection;
 use tokio::sync::Semaphore;
 
-use crate::exec::{Batch, Exec, Row, Value};
+use crate::exec::{Batch, Exec, Prefetched, Row, RowRef, Value};
 use crate::sql::{Arg, Sql};
 
 /// Sets the WAL pages (10,000; SQLite's default is 1,000) past which a
@@ -296,6 +296,20 @@ impl Conn {
         Ok(out)
     }
 
+    fn visit_now(
+        &self,
+        sql: &Sql,
+        context: &'static str,
+        visit: &mut dyn FnMut(&dyn RowRef) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut statement = self.statement(&sql.sqlite_text(), sql.args(), context)?;
+        let mut rows = statement.raw_query();
+        while let Some(row) = rows.next().map_err(sqlite(context))? {
+            visit(&NativeRow { row, context })?;
+        }
+        Ok(())
+    }
+
     fn execute_now(&self, sql: &Sql, context: &'static str) -> Result<u64, Error> {
         let mut statement = self.statement(&sql.sqlite_text(), sql.args(), context)?;
         let changed = statement.raw_execute().map_err(sqlite(context))?;
@@ -334,6 +348,70 @@ impl Exec for Conn {
         context: &'static str,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
         std::future::ready(self.execute_batch_now(batch, context))
+    }
+
+    fn prefetch<'a>(
+        &'a mut self,
+        _sql: &'a Sql,
+        _context: &'static str,
+    ) -> impl Future<Output = Result<Prefetched, Error>> + Send + 'a {
+        std::future::ready(Ok(Prefetched::nothing()))
+    }
+
+    fn visit(
+        &mut self,
+        sql: &Sql,
+        context: &'static str,
+        _prefetched: Prefetched,
+        visit: &mut dyn FnMut(&dyn RowRef) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.visit_now(sql, context, visit)
+    }
+}
+
+/// A native row read in place: text is borrowed from SQLite's buffer.
+struct NativeRow<'r, 's> {
+    row: &'r rusqlite::Row<'s>,
+    context: &'static str,
+}
+
+impl NativeRow<'_, '_> {
+    fn value(&self, i: usize) -> Result<ValueRef<'_>, Error> {
+        self.row.get_ref(i).map_err(sqlite(self.context))
+    }
+
+    fn unexpected(&self, i: usize, value: ValueRef<'_>) -> Error {
+        Error::internal(format!(
+            "{}: unexpected value {value:?} in column {i}",
+            self.context
+        ))
+    }
+}
+
+impl RowRef for NativeRow<'_, '_> {
+    fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error> {
+        match self.value(i)? {
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => std::str::from_utf8(bytes)
+                .map(std::borrow::Cow::Borrowed)
+                .map_err(|e| {
+                    Error::internal(format!("{}: a text column is not UTF-8: {e}", self.context))
+                }),
+            other => Err(self.unexpected(i, other)),
+        }
+    }
+    fn int(&self, i: usize) -> Result<i64, Error> {
+        match self.value(i)? {
+            ValueRef::Integer(v) => Ok(v),
+            other => Err(self.unexpected(i, other)),
+        }
+    }
+    fn real(&self, i: usize) -> Result<f64, Error> {
+        match self.value(i)? {
+            ValueRef::Real(v) => Ok(v),
+            // A REAL column keeps whole numbers as REAL, but an expression may yield an integer.
+            ValueRef::Integer(v) => Ok(v as f64),
+            other => Err(self.unexpected(i, other)),
+        }
     }
 }
 

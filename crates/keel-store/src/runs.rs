@@ -706,36 +706,41 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         );
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
-        for mut row in e.fetch_all(&sql, "reading metrics").await? {
-            let owner = owners.find(&row, "run_uuid")?;
-            if let Some(i) = owner {
-                runs[i].data.metrics.push(metric_from_row(&mut row)?);
+        let fetched = e.prefetch(&sql, "reading metrics").await?;
+        e.visit(&sql, "reading metrics", fetched, &mut |row| {
+            if let Some(i) = owners.find(&row.text(0)?) {
+                runs[i].data.metrics.push(Metric::new(
+                    row.text(1)?,
+                    loaded_value(row.real(2)?, row.int(5)?),
+                    row.int(3)?,
+                    row.int(4)?,
+                ));
             }
-        }
+            Ok(())
+        })?;
         let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
-        for mut row in e.fetch_all(&sql, "reading params").await? {
-            let owner = owners.find(&row, "run_uuid")?;
-            if let Some(i) = owner {
+        let fetched = e.prefetch(&sql, "reading params").await?;
+        e.visit(&sql, "reading params", fetched, &mut |row| {
+            if let Some(i) = owners.find(&row.text(0)?) {
                 runs[i].data.params.push(Param {
-                    key: row.get("key")?,
-                    value: row.get("value")?,
+                    key: row.text(1)?.into_owned(),
+                    value: row.text(2)?.into_owned(),
                 });
             }
-        }
+            Ok(())
+        })?;
         let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
-        for mut row in e.fetch_all(&sql, "reading tags").await? {
-            let owner = owners.find(&row, "run_uuid")?;
-            if let Some(i) = owner {
-                runs[i].data.tags.push(Tag::new(
-                    row.get::<String>("key")?,
-                    row.get::<String>("value")?,
-                ));
+        let fetched = e.prefetch(&sql, "reading tags").await?;
+        e.visit(&sql, "reading tags", fetched, &mut |row| {
+            if let Some(i) = owners.find(&row.text(0)?) {
+                runs[i].data.tags.push(Tag::new(row.text(1)?, row.text(2)?));
             }
-        }
+            Ok(())
+        })?;
         let mut sql = Sql::new(
             "SELECT i.destination_id, i.input_uuid, i.source_type, i.source_id, d.name, d.digest, d.source_type \
              AS dataset_source_type, d.source, d.schema, d.profile FROM inputs i LEFT JOIN datasets d ON \
@@ -746,7 +751,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
             .push(" ORDER BY i.input_uuid");
         let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
         for mut row in e.fetch_all(&sql, "reading inputs").await? {
-            let owner = owners.find(&row, "destination_id")?;
+            let owner = owners.find(&row.text("destination_id")?);
             let Some(i) = owner else {
                 continue;
             };
@@ -790,7 +795,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, model_id");
         for mut row in e.fetch_all(&sql, "reading outputs").await? {
-            let owner = owners.find(&row, "run_uuid")?;
+            let owner = owners.find(&row.text("run_uuid")?);
             if let Some(i) = owner {
                 runs[i].model_outputs.push(ModelOutput {
                     model_id: row.get("model_id")?,
@@ -812,18 +817,17 @@ struct Owners<'a> {
 }
 
 impl Owners<'_> {
-    fn find(&mut self, row: &Row, column: &str) -> Result<Option<usize>, Error> {
-        let id = row.text(column)?;
+    fn find(&mut self, id: &str) -> Option<usize> {
         if let Some(i) = self.last
-            && self.ids[i] == *id
+            && self.ids[i] == id
         {
-            return Ok(Some(i));
+            return Some(i);
         }
-        let found = self.index.get(id.as_ref()).copied();
+        let found = self.index.get(id).copied();
         if found.is_some() {
             self.last = found;
         }
-        Ok(found)
+        found
     }
 }
 
