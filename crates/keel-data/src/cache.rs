@@ -340,6 +340,8 @@ impl Cache {
         for dir in [&self.tmp, &self.objects] {
             std::fs::create_dir_all(dir).map_err(|source| DataError::io(dir, source))?;
         }
+        // New shards go to little-used parts of the disk (see fsutil).
+        fsutil::spread_subfolders(&self.objects);
         for byte in 0..=255u8 {
             let shard = self.objects.join(format!("{byte:02x}"));
             match std::fs::create_dir(&shard) {
@@ -1026,5 +1028,96 @@ mod tests {
         assert!(!cache.contains(&digest));
         assert_eq!(cache.verify(&digest).unwrap(), Verified::Missing);
         assert_eq!(cache.list().unwrap().len(), 0);
+    }
+
+    fn pack_folder_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join("cache/packs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_pack_holds_many_objects_and_removal_rewrites_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        // More objects than one vectored write takes.
+        let objects: Vec<Vec<u8>> = (0..1100)
+            .map(|i| format!("object {i}").into_bytes())
+            .collect();
+        let pieces: Vec<(Digest, &[u8])> = objects
+            .iter()
+            .map(|bytes| (Digest::of_bytes(bytes), bytes.as_slice()))
+            .collect();
+        cache.insert_pack(&pieces).unwrap();
+        let name = Digest::of_bytes(&objects.concat());
+        assert_eq!(
+            pack_folder_names(dir.path()),
+            [format!("{name}.idx"), format!("{name}.pack")]
+        );
+        for (digest, bytes) in &pieces {
+            assert_eq!(cache.read(digest).unwrap().unwrap(), *bytes);
+        }
+        let holder = cache.holder(&pieces[5].0).unwrap();
+        assert_eq!(holder.digest, name);
+        assert!(cache.check(&holder).unwrap().is_empty());
+        // Another process reads the index from disk.
+        let other = Cache::new(dir.path());
+        assert_eq!(other.list().unwrap().len(), 1100);
+        assert_eq!(other.verify(&pieces[1099].0).unwrap(), Verified::Good);
+        assert_eq!(other.size(&pieces[1099].0), Some(11));
+        let dest = dir.path().join("placed");
+        let (kind, _) = other.place(&pieces[7].0, &dest, &[LinkKind::Copy]).unwrap();
+        assert_eq!(kind, LinkKind::Copy);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"object 7");
+        assert!(std::fs::metadata(&dest).unwrap().permissions().readonly());
+        // Removing half rewrites the pack with the other half only.
+        let (even, odd): (Vec<_>, Vec<_>) = pieces.iter().partition(|(digest, _)| {
+            pieces.iter().position(|(d, _)| d == digest).unwrap() % 2 == 0
+        });
+        let doomed: Vec<Digest> = even.iter().map(|(digest, _)| *digest).collect();
+        other.remove_all(&doomed).unwrap();
+        assert!(!other.contains(&doomed[0]));
+        assert_eq!(other.read(&odd[0].0).unwrap().unwrap(), odd[0].1);
+        let fresh = Cache::new(dir.path());
+        assert_eq!(fresh.list().unwrap().len(), 550);
+        assert_eq!(fresh.pack_count(), 1);
+        assert_eq!(
+            pack_folder_names(dir.path()).len(),
+            2,
+            "the old pack is gone"
+        );
+        let rest: Vec<Digest> = odd.iter().map(|(digest, _)| *digest).collect();
+        fresh.remove_all(&rest).unwrap();
+        assert!(fresh.list().unwrap().is_empty());
+        assert!(pack_folder_names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn half_written_packs_are_ignored_then_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        cache
+            .insert_pack(&[(Digest::of_bytes(b"kept"), b"kept".as_slice())])
+            .unwrap();
+        let packs = dir.path().join("cache/packs");
+        let orphan = Digest::of_bytes(b"orphan");
+        std::fs::write(packs.join(format!("{orphan}.pack")), b"orphan").unwrap();
+        let lonely = Digest::of_bytes(b"lonely");
+        let index = format!("{}\n{lonely} 0 6\n", pack::HEADER);
+        std::fs::write(packs.join(format!("{lonely}.idx")), index).unwrap();
+        std::fs::write(packs.join(".pack.keel-tmp-1-0"), b"half").unwrap();
+        let other = Cache::new(dir.path());
+        assert_eq!(other.list().unwrap().len(), 1, "only the whole pack counts");
+        assert!(!other.contains(&lonely));
+        assert_eq!(other.remove_stale_temps().unwrap(), 3);
+        assert_eq!(pack_folder_names(dir.path()).len(), 2);
+        assert!(Cache::new(dir.path()).contains(&Digest::of_bytes(b"kept")));
     }
 }
