@@ -35,15 +35,7 @@ cleanup() {
   rm -rf "$scratch"
 }
 trap cleanup EXIT
-python3 - "$scratch/source" "$files" <<'PY'
-import random, sys
-from pathlib import Path
-out, n = Path(sys.argv[1]), int(sys.argv[2])
-out.mkdir(parents=True)
-rng = random.Random(20251127)  # bench.py's seed and sizes
-for index in range(n):
-    (out / f"f{index:05d}.bin").write_bytes(rng.randbytes(rng.randint(1024, 4096)))
-PY
+python3 "$(dirname "${BASH_SOURCE[0]}")/small_files.py" "$scratch/source" "$files"
 for round in $(seq 1 "$rounds"); do
   for keel in "${bins[@]}"; do
     if [ "$loop" = 1 ]; then
