@@ -22,8 +22,9 @@
 //! the only one (users delete local data once it is pushed), so packs and
 //! large objects are fsynced on a local-directory remote (`with_fsync`)
 //! before push reports success; loose downloads are not (the remote keeps
-//! its copy), the local packs a fetch writes are (see `cache`). Local objects are hashed as they are uploaded, so a
-//! corrupt cache object is never spread to a remote.
+//! its copy), the local packs a fetch writes are (see `cache`). Local
+//! objects are hashed as they are uploaded, so a corrupt cache object is
+//! never spread to a remote.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
