@@ -344,11 +344,10 @@ impl Cache {
         fsutil::spread_subfolders(&self.objects);
         for byte in 0..=255u8 {
             let shard = self.objects.join(format!("{byte:02x}"));
-            match std::fs::create_dir(&shard) {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(source) => return Err(DataError::io(shard, source)),
+            if shard.is_dir() {
+                continue;
             }
+            fsutil::create_spread_dir(&shard).map_err(|source| DataError::io(shard, source))?;
         }
         let _ = self.shards_ready.set(());
         Ok(())

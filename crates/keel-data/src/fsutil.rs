@@ -58,6 +58,32 @@ pub fn spread_subfolders(dir: &Path) {
     }
 }
 
+/// Creates the folder `path` (fine if it exists) under a parent flagged by
+/// [`spread_subfolders`]. ext4 picks a spread folder's block group from a
+/// hash of its *name*, so every project's shard `ab` would land in the
+/// same group, where the files of the last project deleted still count as
+/// just freed; the folder is made under a random temporary name (a random
+/// group) and renamed into place (`RENAME_NOREPLACE`: a folder another
+/// process made meanwhile is kept, the temporary one removed).
+pub fn create_spread_dir(path: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags};
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let temp = temp_path(parent, "shard");
+    std::fs::create_dir(&temp)?;
+    match rustix::fs::renameat_with(CWD, &temp, CWD, path, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::EXIST) => std::fs::remove_dir(&temp),
+        Err(_) => {
+            // No RENAME_NOREPLACE here: a plain folder, named as it is.
+            std::fs::remove_dir(&temp)?;
+            match std::fs::create_dir(path) {
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            }
+        }
+    }
+}
+
 /// Removes every write bit (mode & 0o555), so in-place edits fail.
 pub fn make_read_only(path: &Path) -> std::io::Result<()> {
     let metadata = std::fs::metadata(path)?;
@@ -105,5 +131,17 @@ mod tests {
         }
         spread_subfolders(&dir.path().join("missing")); // no panic, no folder
         assert!(!dir.path().join("missing").exists());
+        // A spread folder is made under a temporary name, then renamed;
+        // one that exists already is kept as it is.
+        let shard = folder.join("ab");
+        create_spread_dir(&shard).unwrap();
+        std::fs::write(shard.join("object"), b"x").unwrap();
+        create_spread_dir(&shard).unwrap();
+        assert_eq!(std::fs::read(shard.join("object")).unwrap(), b"x");
+        let names: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["ab"], "no temporary folder is left");
     }
 }
