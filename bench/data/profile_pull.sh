@@ -30,15 +30,7 @@ files="${SMALL_FILES:-20000}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/keel-pull.XXXXXX")"
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$work/repo/data" "$files" <<'PY'
-import random, sys
-from pathlib import Path
-out, n = Path(sys.argv[1]), int(sys.argv[2])
-out.mkdir(parents=True)
-rng = random.Random(20251127)  # bench.py's seed and sizes
-for index in range(n):
-    (out / f"f{index:05d}.bin").write_bytes(rng.randbytes(rng.randint(1024, 4096)))
-PY
+python3 "$(dirname "${BASH_SOURCE[0]}")/small_files.py" "$work/repo/data" "$files"
 cd "$work/repo"
 git init -q
 "$keel" --quiet init >/dev/null

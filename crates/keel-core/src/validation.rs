@@ -95,6 +95,10 @@ pub fn validate_key(kind: KeyKind, key: &str) -> Result<(), Error> {
              to other names when treated as such. This name would resolve to '{resolved}'"
         )));
     }
+    // Checked before the field's name is built: a batch validates 1,000 keys.
+    if key.len() <= MAX_ENTITY_KEY_LENGTH {
+        return Ok(());
+    }
     validate_length(&format!("{noun} key"), key, MAX_ENTITY_KEY_LENGTH)
 }
 
@@ -114,6 +118,11 @@ pub fn validate_length(field: &str, value: &str, limit: usize) -> Result<(), Err
 fn normalized_if_different(name: &str) -> Option<String> {
     if name.starts_with('/') {
         return Some(name.to_string());
+    }
+    if !name.contains('/') {
+        // One part: only `.` and `..` (and the empty name) are not themselves.
+        return matches!(name, "" | "." | "..")
+            .then(|| if name.is_empty() { "." } else { name }.to_string());
     }
     let mut parts: Vec<&str> = Vec::new();
     for part in name.split('/') {

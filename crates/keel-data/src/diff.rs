@@ -261,12 +261,16 @@ fn attach_table(workspace: &Workspace, path: &str, entry: &mut DiffEntry) {
     };
     let cache = workspace.cache();
     let summarize = |digest: &Digest| -> std::result::Result<TableSummary, String> {
-        let object = cache.object_path(digest);
-        if !object.exists() {
-            return Err(format!(
-                "object {digest} is not in the cache (run `keel data fetch`)"
-            ));
-        }
+        // The readers take a file: a packed object is materialized loose.
+        let object = match cache.loose_path(digest) {
+            Ok(Some(object)) => object,
+            Ok(None) => {
+                return Err(format!(
+                    "object {digest} is not in the cache (run `keel data fetch`)"
+                ));
+            }
+            Err(error) => return Err(error.to_string()),
+        };
         match format {
             TableFormat::Delimited(delimiter) => summarize_csv(&object, delimiter),
             TableFormat::Parquet => summarize_parquet(&object),

@@ -73,9 +73,13 @@ pub fn gc(
     }
     report.unreferenced.sort();
     if force {
-        for (digest, _) in &report.unreferenced {
-            workspace.cache().remove(digest)?;
-        }
+        let doomed: Vec<Digest> = report
+            .unreferenced
+            .iter()
+            .map(|(digest, _)| *digest)
+            .collect();
+        // Packs keeping a live object are rewritten without the others.
+        workspace.cache().remove_all(&doomed)?;
         workspace.cache().remove_stale_temps()?;
         report.removed = true;
     }

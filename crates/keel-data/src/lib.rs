@@ -2,16 +2,18 @@
 //! built for speed. Files are hashed with BLAKE3 (in parallel across files
 //! and, for large files, across chunks); a stat cache keyed by
 //! project-relative path keeps unchanged files from being hashed again;
-//! objects live in a content-addressed cache (`.keel/cache/blake3/ab/cdef…`)
-//! and enter the workspace by reflink, hardlink or copy, read-only. A small
-//! text metafile `PATH.keel` next to the data is what git tracks; a tracked
-//! directory points at a manifest object. Remotes are `object_store`
+//! objects live in a content-addressed cache (`.keel/cache/blake3/ab/cdef…`;
+//! small downloaded ones in packs, `.keel/cache/packs/`) and enter the
+//! workspace by reflink, hardlink or copy, read-only. A small text metafile
+//! `PATH.keel` next to the data is what git tracks; a tracked directory
+//! points at a manifest object. Remotes are `object_store`
 //! backends (local directory, S3).
 //!
 //! Code map:
 //! - [`project`]: the root, `.keel/config`, path resolution, the lock.
 //! - [`hash`], [`state`]: digests and the stat cache.
-//! - [`cache`], [`link`], [`fsutil`]: objects, link strategies, atomic writes.
+//! - [`cache`], [`pack`], [`link`], [`fsutil`]: objects (loose and packed),
+//!   the pack format, link strategies, atomic writes.
 //! - [`metafile`], [`manifest`]: the two text formats.
 //! - [`workspace`]: `add`, `status`, `checkout`.
 //! - [`remote`]: `push`, `fetch`, `pull` (async).
@@ -34,6 +36,7 @@ pub mod lineage;
 pub mod link;
 pub mod manifest;
 pub mod metafile;
+pub mod pack;
 pub mod progress;
 pub mod project;
 pub mod remote;

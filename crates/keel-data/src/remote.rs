@@ -7,8 +7,8 @@
 //! - `blake3/ab/cdef…`: loose objects (files of 1 MiB or more, and
 //!   directory manifests), as in the cache;
 //! - `packs/<H>.pack` + `packs/<H>.idx`: small objects concatenated into
-//!   packs of about 16 MiB, `H` being the pack's BLAKE3. The index is text:
-//!   a `keel-pack 1` line, then `<digest> <offset> <size>` per object. A pack
+//!   packs of about 16 MiB, `H` being the pack's BLAKE3 ([`crate::pack`]'s
+//!   format, which the local cache keeps downloaded packs in too). A pack
 //!   counts only once its index exists, and the index is written after the
 //!   pack, so a killed push leaves at worst an unindexed pack (ignored; its
 //!   objects are sent again). One request and one fsync per pack, instead of
@@ -21,9 +21,10 @@
 //! one is reported by name and dropped. A push is where a copy may become
 //! the only one (users delete local data once it is pushed), so packs and
 //! large objects are fsynced on a local-directory remote (`with_fsync`)
-//! before push reports success; downloads are not (the remote keeps its
-//! copy; see `cache`). Local objects are hashed as they are uploaded, so a
-//! corrupt cache object is never spread to a remote.
+//! before push reports success; loose downloads are not (the remote keeps
+//! its copy), the local packs a fetch writes are (see `cache`). Local
+//! objects are hashed as they are uploaded, so a corrupt cache object is
+//! never spread to a remote.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -41,6 +42,7 @@ use tokio::io::AsyncReadExt;
 use crate::error::{DataError, Result};
 use crate::hash::{Digest, HASH_NAME, StreamHasher};
 use crate::metafile::Kind;
+use crate::pack;
 use crate::progress;
 use crate::workspace::{CheckoutReport, Workspace, join};
 
@@ -53,8 +55,6 @@ const PACKABLE: u64 = 1 << 20;
 const PACK_TARGET: u64 = 16 << 20;
 /// Folder of packs and their indexes on the remote.
 const PACK_DIR: &str = "packs";
-/// First line of a pack index.
-const PACK_HEADER: &str = "keel-pack 1";
 /// Packs in flight at once (each is held in memory while it moves).
 const PACKS_IN_FLIGHT: usize = 4;
 /// Bytes of packed objects a pull keeps in memory for its checkout.
@@ -198,9 +198,7 @@ fn needed(workspace: &Workspace, targets: &[String]) -> Result<(Vec<Wanted>, Vec
             Kind::Directory => {
                 let manifest_bytes = workspace
                     .cache()
-                    .object_path(&tracked.metafile.digest)
-                    .metadata()
-                    .map(|m| m.len())
+                    .size(&tracked.metafile.digest)
                     .unwrap_or(0);
                 manifests.push(Wanted {
                     digest: tracked.metafile.digest,
@@ -309,7 +307,7 @@ async fn inventory(remote: &Remote, list_loose: bool) -> Result<Inventory> {
         let pack = inventory.packs.len();
         let where_ = || PathBuf::from(format!("{}/{PACK_DIR}/{name}.idx", remote.url));
         for (digest, offset, size) in
-            parse_index(&text).map_err(|(line, message)| DataError::Parse {
+            pack::parse_index(&text).map_err(|(line, message)| DataError::Parse {
                 path: where_(),
                 line,
                 message,
@@ -351,42 +349,8 @@ fn split_packs(metas: &[object_store::ObjectMeta]) -> (PackFiles<'_>, PackFiles<
     (packs, indexes)
 }
 
-/// One line of a pack index: digest, offset, size.
-type PackEntry = (Digest, u64, u64);
-
 /// Per-object outcomes of one transfer step.
 type Outcomes = Vec<(Wanted, Result<Outcome>)>;
-
-/// Parses a pack index; errors carry the 1-based line.
-fn parse_index(bytes: &[u8]) -> std::result::Result<Vec<PackEntry>, (usize, String)> {
-    let text = std::str::from_utf8(bytes).map_err(|_| (0, "not UTF-8".to_string()))?;
-    let mut lines = text.lines();
-    if lines.next() != Some(PACK_HEADER) {
-        return Err((1, format!("expected `{PACK_HEADER}`")));
-    }
-    let mut entries = Vec::new();
-    for (number, line) in lines.enumerate() {
-        let bad = |what: &str| (number + 2, format!("{what} in `{line}`"));
-        let mut fields = line.split(' ');
-        let digest = fields
-            .next()
-            .and_then(|hex| hex.parse().ok())
-            .ok_or_else(|| bad("bad digest"))?;
-        let offset = fields
-            .next()
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| bad("bad offset"))?;
-        let size = fields
-            .next()
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| bad("bad size"))?;
-        if fields.next().is_some() {
-            return Err(bad("extra field"));
-        }
-        entries.push((digest, offset, size));
-    }
-    Ok(entries)
-}
 
 /// Splits small objects into packs of about [`PACK_TARGET`] bytes, in the
 /// given (path) order so one directory's files sit together.
@@ -511,34 +475,25 @@ async fn push_pack(
     bar: &ProgressBar,
 ) -> (bool, Vec<(Wanted, Result<Outcome>)>) {
     let cache = workspace.cache();
-    // Local reads of small files: brief, CPU-bound work; this task waits.
+    // Local reads of small objects (loose files or slices of local packs):
+    // brief, CPU-bound work; this task waits.
     let loaded: Vec<Loaded> = group
         .par_iter()
-        .map(|wanted| {
-            let path = cache.object_path(&wanted.digest);
-            match std::fs::read(&path) {
-                Ok(bytes) if Digest::of_bytes(&bytes) == wanted.digest => Loaded::Bytes(bytes),
-                Ok(_) => Loaded::Outcome(Ok(Outcome::Corrupt)),
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                    Loaded::Outcome(Ok(Outcome::Missing))
-                }
-                Err(error) => Loaded::Outcome(Err(DataError::io(&path, error))),
-            }
+        .map(|wanted| match cache.read(&wanted.digest) {
+            Ok(Some(bytes)) if Digest::of_bytes(&bytes) == wanted.digest => Loaded::Bytes(bytes),
+            Ok(Some(_)) => Loaded::Outcome(Ok(Outcome::Corrupt)),
+            Ok(None) => Loaded::Outcome(Ok(Outcome::Missing)),
+            Err(error) => Loaded::Outcome(Err(error)),
         })
         .collect();
     let mut pack = Vec::with_capacity(group.iter().map(|wanted| wanted.size as usize).sum());
-    let mut index = format!("{PACK_HEADER}\n");
+    let mut layout = pack::Layout::default();
     let mut results = Vec::with_capacity(group.len());
     let mut members = Vec::new();
     for (wanted, loaded) in group.into_iter().zip(loaded) {
         match loaded {
             Loaded::Bytes(bytes) => {
-                index.push_str(&format!(
-                    "{} {} {}\n",
-                    wanted.digest,
-                    pack.len(),
-                    bytes.len()
-                ));
+                layout.push(wanted.digest, &bytes);
                 pack.extend_from_slice(&bytes);
                 members.push(wanted);
             }
@@ -548,7 +503,8 @@ async fn push_pack(
     if members.is_empty() {
         return (false, results);
     }
-    let name = Digest::of_bytes(&pack).to_hex();
+    let (name, index, _) = layout.finish();
+    let name = name.to_hex();
     let bytes = pack.len() as u64;
     let written = async {
         // The pack first, then its index: an index always names a whole pack.
@@ -609,15 +565,10 @@ fn tally(report: &mut TransferReport, results: Vec<(Wanted, Result<Outcome>)>) {
 }
 
 async fn upload(workspace: &Workspace, remote: &Remote, wanted: &Wanted) -> Result<Outcome> {
-    let path = workspace.cache().object_path(&wanted.digest);
     let remote_error = remote_error(remote);
     if wanted.size < LARGE_OBJECT {
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Outcome::Missing);
-            }
-            Err(error) => return Err(DataError::io(&path, error)),
+        let Some(bytes) = workspace.cache().read(&wanted.digest)? else {
+            return Ok(Outcome::Missing);
         };
         if Digest::of_bytes(&bytes) != wanted.digest {
             return Ok(Outcome::Corrupt);
@@ -630,6 +581,11 @@ async fn upload(workspace: &Workspace, remote: &Remote, wanted: &Wanted) -> Resu
             .map_err(remote_error)?;
         return Ok(Outcome::Done(length));
     }
+    // Large objects are streamed from a file: always loose in practice
+    // (only small objects travel in packs), materialized if not.
+    let Some(path) = workspace.cache().loose_path(&wanted.digest)? else {
+        return Ok(Outcome::Missing);
+    };
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Missing),
@@ -699,6 +655,7 @@ async fn fetch_keeping(
 ) -> Result<(TransferReport, Kept)> {
     let mut kept = Kept::new();
     let mut report = TransferReport::default();
+    let store = Store::for_workspace(workspace);
     let inventory = inventory(remote, false).await?;
     let (_, manifests) = needed(workspace, targets)?;
     let missing_manifests: Vec<Wanted> = manifests
@@ -713,7 +670,7 @@ async fn fetch_keeping(
         missing_manifests,
         jobs,
         &hidden,
-        &mut Sink::report_only(&mut report),
+        &mut Sink::report_only(&mut report, store),
     )
     .await;
     let (data, _) = needed(workspace, targets)?;
@@ -727,6 +684,7 @@ async fn fetch_keeping(
         report: &mut report,
         budget: keep,
         kept: Some(&mut kept),
+        store,
     };
     download_all(workspace, remote, &inventory, absent, jobs, &bar, &mut sink).await;
     bar.finish_and_clear();
@@ -739,14 +697,37 @@ struct Sink<'a> {
     report: &'a mut TransferReport,
     budget: u64,
     kept: Option<&'a mut Kept>,
+    /// How objects fetched from remote packs enter the cache.
+    store: Store,
+}
+
+/// How small objects fetched from a remote pack are stored in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    /// As one local pack per remote pack (one file instead of hundreds).
+    Packed,
+    /// As loose objects: where the workspace hardlinks its files to the
+    /// cache, each object must be a whole file of its own anyway.
+    Loose,
+}
+
+impl Store {
+    fn for_workspace(workspace: &Workspace) -> Self {
+        if workspace.hardlinks_objects() {
+            Store::Loose
+        } else {
+            Store::Packed
+        }
+    }
 }
 
 impl<'a> Sink<'a> {
-    fn report_only(report: &'a mut TransferReport) -> Self {
+    fn report_only(report: &'a mut TransferReport, store: Store) -> Self {
         Sink {
             report,
             budget: 0,
             kept: None,
+            store,
         }
     }
 
@@ -783,9 +764,11 @@ async fn download_all(
     }
     let mut by_pack: Vec<(usize, Vec<(Wanted, Slot)>)> = by_pack.into_iter().collect();
     by_pack.sort_by_key(|(pack, _)| *pack);
+    let store = sink.store;
     let from_packs: Vec<(Outcomes, Vec<Bytes>)> = futures::stream::iter(by_pack)
         .map(|(pack, members)| {
-            fetch_from_pack(workspace, remote, &inventory.packs[pack], members, bar)
+            let name = &inventory.packs[pack];
+            fetch_from_pack(workspace, remote, name, members, store, bar)
         })
         .buffer_unordered(jobs.clamp(1, PACKS_IN_FLIGHT))
         .collect()
@@ -808,7 +791,8 @@ async fn download_all(
 }
 
 /// Fetches some objects of one pack with ranged reads, verifies each and
-/// stores it in the cache (hashing and file creation on rayon's pool).
+/// stores the good ones in the cache, together as one local pack or each
+/// as a loose object (hashing and file creation on rayon's pool).
 /// Returns the outcomes and, when the pack was read, each object's bytes
 /// (in the same order).
 async fn fetch_from_pack(
@@ -816,6 +800,7 @@ async fn fetch_from_pack(
     remote: &Remote,
     pack: &str,
     mut members: Vec<(Wanted, Slot)>,
+    store: Store,
     bar: &ProgressBar,
 ) -> (Outcomes, Vec<Bytes>) {
     members.sort_by_key(|(_, slot)| slot.offset);
@@ -858,17 +843,44 @@ async fn fetch_from_pack(
         }
     };
     let cache = workspace.cache();
-    let outcomes: Vec<Result<Outcome>> = members
-        .par_iter()
-        .zip(chunks.par_iter())
-        .map(|((wanted, _), bytes)| {
-            if Digest::of_bytes(bytes) != wanted.digest {
-                return Ok(Outcome::Corrupt);
-            }
-            cache.insert_bytes(&wanted.digest, bytes, false)?;
-            Ok(Outcome::Done(bytes.len() as u64))
-        })
-        .collect();
+    let outcomes: Vec<Result<Outcome>> = if store == Store::Packed {
+        // Verified on every core, then kept as one local pack.
+        let good: Vec<bool> = members
+            .par_iter()
+            .zip(chunks.par_iter())
+            .map(|((wanted, _), bytes)| Digest::of_bytes(bytes) == wanted.digest)
+            .collect();
+        let objects: Vec<(Digest, &[u8])> = members
+            .iter()
+            .zip(&chunks)
+            .zip(&good)
+            .filter(|(_, good)| **good)
+            .map(|(((wanted, _), bytes), _)| (wanted.digest, &bytes[..]))
+            .collect();
+        let stored = cache.insert_pack(&objects);
+        let failure = stored.as_ref().err().map(ToString::to_string);
+        chunks
+            .iter()
+            .zip(good)
+            .map(|(bytes, good)| match (&failure, good) {
+                (_, false) => Ok(Outcome::Corrupt),
+                (Some(message), true) => Err(DataError::Invalid(message.clone())),
+                (None, true) => Ok(Outcome::Done(bytes.len() as u64)),
+            })
+            .collect()
+    } else {
+        members
+            .par_iter()
+            .zip(chunks.par_iter())
+            .map(|((wanted, _), bytes)| {
+                if Digest::of_bytes(bytes) != wanted.digest {
+                    return Ok(Outcome::Corrupt);
+                }
+                cache.insert_bytes(&wanted.digest, bytes, false)?;
+                Ok(Outcome::Done(bytes.len() as u64))
+            })
+            .collect()
+    };
     let outcomes = members
         .into_iter()
         .map(|(wanted, _)| wanted)
@@ -1114,19 +1126,6 @@ pub async fn partial_uploads(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pack_index_round_trips_and_names_bad_lines() {
-        let digest = Digest::of_bytes(b"x");
-        let text = format!("{PACK_HEADER}\n{digest} 0 1\n{digest} 1 1\n");
-        let entries = parse_index(text.as_bytes()).unwrap();
-        assert_eq!(entries, [(digest, 0, 1), (digest, 1, 1)]);
-        assert_eq!(parse_index(b"nope\n").unwrap_err().0, 1);
-        let bad = format!("{PACK_HEADER}\n{digest} 0 1\n{digest} zero 1\n");
-        let (line, message) = parse_index(bad.as_bytes()).unwrap_err();
-        assert_eq!(line, 3);
-        assert!(message.contains("bad offset"), "{message}");
-    }
 
     #[test]
     fn packs_close_at_the_target_size_and_keep_order() {

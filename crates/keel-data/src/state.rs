@@ -51,6 +51,17 @@ impl FileStat {
     }
 }
 
+/// Whether a file with these stat fields was modified too recently for its
+/// mtime to vouch for its content (the racy window above).
+pub fn is_racy(stat: &FileStat) -> bool {
+    let window = if stat.mtime_ns % 1_000_000_000 == 0 {
+        RACY_COARSE_NS
+    } else {
+        RACY_NS
+    };
+    stat.mtime_ns.saturating_add(window) >= now_ns()
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     stat: FileStat,
@@ -110,12 +121,7 @@ impl StatCache {
         digest: Digest,
         written_by_keel: bool,
     ) {
-        let window = if stat.mtime_ns % 1_000_000_000 == 0 {
-            RACY_COARSE_NS
-        } else {
-            RACY_NS
-        };
-        let trusted = written_by_keel || stat.mtime_ns.saturating_add(window) < now_ns();
+        let trusted = written_by_keel || !is_racy(&stat);
         if let Some(entry) = self.entries.get(relative)
             && entry.stat == stat
             && entry.digest == digest

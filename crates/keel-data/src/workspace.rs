@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 
-use crate::cache::{Cache, Verified};
+use crate::cache::{Cache, Holder, Verified};
 use crate::error::{DataError, Result};
 use crate::fsutil;
 use crate::hash::{self, Digest};
@@ -242,8 +242,14 @@ impl Workspace {
     /// They are recorded in the stat cache too, so that a later `status`
     /// trusts them without hashing them again.
     pub fn mark_verified(&mut self, digests: impl IntoIterator<Item = Digest>) {
+        // Objects of one pack share its stat-cache entry: record it once.
+        let mut recorded = HashSet::new();
         for digest in digests {
-            self.record_object(&digest, true);
+            if let Some(holder) = self.cache.holder(&digest)
+                && recorded.insert(holder.path.clone())
+            {
+                self.record_holder(&holder);
+            }
             self.verified.insert(digest);
         }
     }
@@ -318,7 +324,7 @@ impl Workspace {
     /// Loads and verifies a manifest object from the cache.
     pub fn manifest(&self, digest: &Digest) -> Result<Option<Manifest>> {
         match self.cache.read_verified(digest)? {
-            Some(bytes) => Manifest::parse(&bytes, &self.cache.object_path(digest)).map(Some),
+            Some(bytes) => Manifest::parse(&bytes, &self.cache.describe(digest)).map(Some),
             None => Ok(None),
         }
     }
@@ -539,20 +545,29 @@ impl Workspace {
                         // The object is the workspace file's inode: it must
                         // still be the file that was scanned and hashed (same
                         // inode, size and mtime), or the object's bytes may
-                        // not be its digest's. Its mtime is the user's, so
-                        // the stat cache's racy rule applies to it.
-                        let stat = self.record_object(digest, false);
-                        if stat != Some(files[index].stat) {
-                            self.unstore_changed(digest, &files[index]);
+                        // not be its digest's.
+                        let Some(holder) = self.cache.holder(digest) else {
+                            continue;
+                        };
+                        let linked = std::fs::symlink_metadata(&holder.path)
+                            .map(|metadata| FileStat::of(&metadata))
+                            .ok();
+                        if linked != Some(files[index].stat) {
+                            unstore_changed(&holder.path, &files[index]);
                             errors.push(DataError::Invalid(format!(
                                 "{}: changed while being added",
                                 files[index].abs.display()
                             )));
                             continue;
                         }
+                        // Its mtime is the user's: trusted only outside the
+                        // stat cache's racy window, as the workspace file is.
+                        if !crate::state::is_racy(&files[index].stat) {
+                            self.record_object(digest);
+                        }
                     } else {
                         // keel just wrote these bytes under their digest.
-                        self.record_object(digest, true);
+                        self.record_object(digest);
                     }
                     protected[index] = kind == LinkKind::Hardlink;
                     if let Ok(mut used) = used_link.lock() {
@@ -659,85 +674,97 @@ impl Workspace {
     /// Whether storing a file in the cache, or placing one from it, means
     /// copying its bytes (neither a hardlink nor a reflink is usable here).
     fn copies_into_cache(&self) -> bool {
+        self.first_usable_link() == Some(LinkKind::Copy)
+    }
+
+    /// The link kind the next placement will use (reflink probed first).
+    fn first_usable_link(&self) -> Option<LinkKind> {
         if self.link.contains(&LinkKind::Reflink) {
             crate::link::probe_reflink(&self.project.keel_dir().join("tmp"));
         }
-        crate::link::first_usable(&self.link) == Some(LinkKind::Copy)
+        crate::link::first_usable(&self.link)
     }
 
-    /// The stat-cache key of a cache object (project-relative, under `.keel/`).
-    fn object_key(&self, digest: &Digest) -> String {
-        let path = self.cache.object_path(digest);
+    /// Whether placing an object links it (the workspace file *is* the
+    /// cache object), which needs the object as a loose file of its own,
+    /// not a slice of a pack.
+    pub fn hardlinks_objects(&self) -> bool {
+        self.first_usable_link() == Some(LinkKind::Hardlink)
+    }
+
+    /// The stat-cache key of a cache file (project-relative, under `.keel/`).
+    fn cache_key(&self, path: &Path) -> String {
         path.strip_prefix(self.project.root())
-            .unwrap_or(&path)
+            .unwrap_or(path)
             .to_string_lossy()
             .into_owned()
     }
 
-    /// Records a cache object keel has just stored as good in the stat
-    /// cache; `written_by_keel` when keel wrote its bytes (trusted whatever
-    /// its mtime), not for a hardlinked workspace file. Returns the object's
-    /// stat fields.
-    fn record_object(&mut self, digest: &Digest, written_by_keel: bool) -> Option<FileStat> {
-        let key = self.object_key(digest);
-        let metadata = std::fs::symlink_metadata(self.cache.object_path(digest)).ok()?;
-        let stat = FileStat::of(&metadata);
-        self.stat.record(&key, stat, *digest, written_by_keel);
-        Some(stat)
+    /// Records a cache object keel has just written as good in the stat
+    /// cache (for a packed object, its pack).
+    fn record_object(&mut self, digest: &Digest) {
+        if let Some(holder) = self.cache.holder(digest) {
+            self.record_holder(&holder);
+        }
     }
 
-    /// Takes back an object just hardlinked from `file` that turned out to
-    /// have changed since it was hashed: the link is removed (the bytes stay
-    /// in the workspace file) and the file gets its mode back.
-    fn unstore_changed(&mut self, digest: &Digest, file: &Present) {
-        let object = self.cache.object_path(digest);
-        let _ = std::fs::set_permissions(&object, std::fs::Permissions::from_mode(file.mode));
-        let _ = std::fs::remove_file(&object);
-        let key = self.object_key(digest);
-        self.stat.forget(&key);
+    fn record_holder(&mut self, holder: &Holder) {
+        let key = self.cache_key(&holder.path);
+        if let Ok(metadata) = std::fs::symlink_metadata(&holder.path) {
+            self.stat
+                .record(&key, FileStat::of(&metadata), holder.digest, true);
+        }
     }
 
     /// Checks the cache objects of `digests` against their names, as dvc
-    /// checks its cache through its state database: an object unchanged
-    /// (size, mtime, inode) since it was last found good is trusted, any
-    /// other is hashed (in parallel). Corrupt objects are moved to
-    /// `.keel/quarantine/` and returned; missing ones are not corruption.
+    /// checks its cache through its state database: a holder (the loose
+    /// object, or the pack a packed object sits in) unchanged (size, mtime,
+    /// inode) since it was last found good is trusted, any other is hashed
+    /// whole (in parallel). Corrupt objects among `digests` are returned
+    /// (quarantined, see [`Cache::check`]); missing ones are not corruption.
     fn corrupt_objects(
         &mut self,
         digests: impl IntoIterator<Item = Digest>,
     ) -> Result<Vec<Digest>> {
         let mut unknown = Vec::new();
         let mut seen = HashSet::new();
+        let mut asked = HashSet::new();
         for digest in digests {
-            if !seen.insert(digest) || self.verified.contains(&digest) {
+            if !asked.insert(digest) || self.verified.contains(&digest) {
                 continue;
             }
-            let Ok(metadata) = std::fs::symlink_metadata(self.cache.object_path(&digest)) else {
+            let Some(holder) = self.cache.holder(&digest) else {
+                continue;
+            };
+            if !seen.insert(holder.path.clone()) {
+                continue;
+            }
+            let Ok(metadata) = std::fs::symlink_metadata(&holder.path) else {
                 continue;
             };
             let stat = FileStat::of(&metadata);
-            let key = self.object_key(&digest);
-            if self.stat.lookup(&key, &stat) != Some(digest) {
-                unknown.push((digest, key, stat));
+            let key = self.cache_key(&holder.path);
+            if self.stat.lookup(&key, &stat) != Some(holder.digest) {
+                unknown.push((holder, key, stat));
             }
         }
         let cache = &self.cache;
-        let verdicts: Vec<Result<Verified>> = unknown
+        let verdicts: Vec<Result<Vec<Digest>>> = unknown
             .par_iter()
-            .map(|(digest, _, _)| cache.verify(digest))
+            .map(|(holder, _, _)| cache.check(holder))
             .collect();
         let mut corrupt = Vec::new();
-        for ((digest, key, stat), verdict) in unknown.into_iter().zip(verdicts) {
-            match verdict? {
-                Verified::Good => self.stat.record(&key, stat, digest, false),
-                Verified::Corrupt => {
-                    self.stat.forget(&key);
-                    corrupt.push(digest);
-                }
-                Verified::Missing => {}
+        for ((holder, key, stat), verdict) in unknown.into_iter().zip(verdicts) {
+            let found = verdict?;
+            if found.is_empty() {
+                self.stat.record(&key, stat, holder.digest, false);
+            } else {
+                self.stat.forget(&key);
+                corrupt.extend(found.into_iter().filter(|digest| asked.contains(digest)));
             }
         }
         corrupt.sort();
+        corrupt.dedup();
         Ok(corrupt)
     }
 
@@ -1112,6 +1139,14 @@ impl Workspace {
     pub fn save_state(&mut self) -> Result<()> {
         self.stat.save()
     }
+}
+
+/// Takes back an object just hardlinked (at `object`) from `file`, which
+/// turned out to have changed since it was hashed: the link is removed (the
+/// bytes stay in the workspace file) and the file gets its mode back.
+fn unstore_changed(object: &Path, file: &Present) {
+    let _ = std::fs::set_permissions(object, std::fs::Permissions::from_mode(file.mode));
+    let _ = std::fs::remove_file(object);
 }
 
 /// One checkout placement: workspace path, object, and how it went.

@@ -104,13 +104,18 @@ impl BodyBudget {
     }
 }
 
-/// How long a refused body is read and thrown away, at most.
-const LINGER: Duration = Duration::from_secs(10);
+/// How long a refused body is read and thrown away, at most (and so, at
+/// the rate the client sends, how many bytes).
+pub(crate) const LINGER: Duration = Duration::from_secs(10);
 
 /// Reads a refused body and throws it away (for at most [`LINGER`], and no
 /// longer than the body timeout allows between chunks), so a client still
 /// sending it reads the refusal instead of a connection reset. Costs
 /// bandwidth, not memory; the connection stays counted against the cap.
+/// The connection's clock counts the request as in hand until the body has
+/// ended, so its bytes are never measured as the next request's head; a
+/// body given up here (past [`LINGER`], stalled) ends the connection after
+/// the response, as hyper closes a connection whose body was not read.
 fn drain(body: Body) {
     tokio::spawn(async move {
         let mut body = body;
@@ -186,8 +191,8 @@ pub async fn buffer_body(
         return refused(budget.busy(), Refusal::Busy);
     };
     let mut reserved = permit.num_permits() * UNIT;
+    let mut body = body;
     let collect = async {
-        let mut body = body;
         let mut buffer = Vec::with_capacity(declared.unwrap_or(0));
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(Failure::Read)?;
@@ -234,8 +239,16 @@ pub async fn buffer_body(
                 Refusal::TimedOut,
             );
         }
-        Ok(Err(Failure::TooLarge)) => return refused(too_large(None), Refusal::TooLarge),
-        Ok(Err(Failure::Busy)) => return refused(budget.busy(), Refusal::Busy),
+        // A body without a `Content-Length` (chunked) outgrew the route or
+        // the budget while its client is still sending: drained as above.
+        Ok(Err(Failure::TooLarge)) => {
+            drain(body);
+            return refused(too_large(None), Refusal::TooLarge);
+        }
+        Ok(Err(Failure::Busy)) => {
+            drain(body);
+            return refused(budget.busy(), Refusal::Busy);
+        }
         Ok(Err(Failure::Read(error))) => {
             let inner = error.into_inner();
             if inner.downcast_ref::<BodyTimedOut>().is_some() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
-use hyper::body::{Frame, Incoming};
+use hyper::body::{Body as _, Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::Limits;
+use crate::body::LINGER;
 
 /// The largest request head hyper buffers (request line and headers).
 const MAX_HEAD_BYTES: usize = 256 * 1024;
@@ -140,9 +141,13 @@ async fn connection<S>(
     let service = {
         let clock = clock.clone();
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            clock.begin();
-            let mut request =
-                request.map(|body| Body::new(ChunkDeadline::new(body, limits.body_timeout)));
+            // A request with a body is in hand until that body has ended too:
+            // until then what arrives is body, never a new head.
+            let reading = !request.body().is_end_stream();
+            clock.begin(reading);
+            let body_clock = reading.then(|| clock.clone());
+            let mut request = request
+                .map(|body| Body::new(ChunkDeadline::new(body, limits.body_timeout, body_clock)));
             request
                 .extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));
@@ -243,12 +248,31 @@ enum Phase {
     Idle(Instant),
     /// The first bytes of a request head have arrived.
     Head(Instant),
-    /// Requests being answered (their bodies have their own timeout).
-    Busy(usize),
+    /// Requests in hand: `answering` responses not yet written (at least
+    /// one), `reading` of their bodies not yet ended (each chunk has the
+    /// body timeout).
+    Busy { answering: usize, reading: usize },
+    /// Every response is written but `reading` request bodies have not
+    /// ended (a refused body being drained, see `body::drain`): what
+    /// arrives is still body, not a new head. Since `since`, the last
+    /// response's end; the bodies must end within [`LINGER`] of it.
+    Draining { reading: usize, since: Instant },
+}
+
+/// The phase, and whether the next head is measured.
+#[derive(Debug)]
+struct Cycle {
+    phase: Phase,
+    /// False after a request body was given up before its end, until hyper
+    /// parses the next head: hyper reads at most one more chunk of that body
+    /// and closes the connection unless the chunk ended it, so bytes that
+    /// arrive meanwhile may be body and are not measured as a head (hyper's
+    /// own head limits still apply).
+    scan: bool,
 }
 
 struct Clock {
-    phase: Mutex<Phase>,
+    cycle: Mutex<Cycle>,
     /// When the clock started: the origin of `write_blocked`.
     born: Instant,
     /// Nanoseconds after `born` when a write to the client started waiting
@@ -262,7 +286,10 @@ impl Clock {
     fn new() -> Self {
         let now = Instant::now();
         Clock {
-            phase: Mutex::new(Phase::Head(now)),
+            cycle: Mutex::new(Cycle {
+                phase: Phase::Head(now),
+                scan: true,
+            }),
             born: now,
             write_blocked: AtomicU64::new(0),
         }
@@ -292,41 +319,84 @@ impl Clock {
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Phase) -> R) -> R {
-        let mut phase = self
-            .phase
+    fn with<R>(&self, f: impl FnOnce(&mut Cycle) -> R) -> R {
+        let mut cycle = self
+            .cycle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut phase)
+        f(&mut cycle)
     }
 
-    /// Bytes arrived from the client; true when they start a new request head.
+    /// Bytes arrived from the client; true when they start a new request
+    /// head that is to be measured.
     fn bytes(&self) -> bool {
-        self.with(|phase| match *phase {
+        self.with(|cycle| match cycle.phase {
             Phase::Idle(_) => {
-                *phase = Phase::Head(Instant::now());
-                true
+                cycle.phase = Phase::Head(Instant::now());
+                cycle.scan
             }
             _ => false,
         })
     }
 
-    /// A request head was parsed.
-    fn begin(&self) {
-        self.with(|phase| {
-            *phase = match *phase {
-                Phase::Busy(n) => Phase::Busy(n + 1),
-                _ => Phase::Busy(1),
+    /// A request head was parsed; `with_body`: a body follows it.
+    fn begin(&self, with_body: bool) {
+        let body = usize::from(with_body);
+        self.with(|cycle| {
+            cycle.scan = true;
+            cycle.phase = match cycle.phase {
+                Phase::Busy { answering, reading } => Phase::Busy {
+                    answering: answering + 1,
+                    reading: reading + body,
+                },
+                Phase::Draining { reading, .. } => Phase::Busy {
+                    answering: 1,
+                    reading: reading + body,
+                },
+                Phase::Idle(_) | Phase::Head(_) => Phase::Busy {
+                    answering: 1,
+                    reading: body,
+                },
             }
         });
     }
 
     /// A response was written (or abandoned).
     fn end(&self) {
-        self.with(|phase| {
-            *phase = match *phase {
-                Phase::Busy(n) if n > 1 => Phase::Busy(n - 1),
+        self.with(|cycle| {
+            cycle.phase = match cycle.phase {
+                Phase::Busy { answering, reading } if answering > 1 => Phase::Busy {
+                    answering: answering - 1,
+                    reading,
+                },
+                Phase::Busy { reading, .. } if reading > 0 => Phase::Draining {
+                    reading,
+                    since: Instant::now(),
+                },
+                draining @ Phase::Draining { .. } => draining,
                 _ => Phase::Idle(Instant::now()),
+            }
+        });
+    }
+
+    /// A request body is done with: `ended`, read to its end; else given up
+    /// before it (dropped unread, stalled, drained for too long).
+    fn body_done(&self, ended: bool) {
+        self.with(|cycle| {
+            if !ended {
+                cycle.scan = false;
+            }
+            cycle.phase = match cycle.phase {
+                Phase::Busy { answering, reading } => Phase::Busy {
+                    answering,
+                    reading: reading.saturating_sub(1),
+                },
+                Phase::Draining { reading, since } if reading > 1 => Phase::Draining {
+                    reading: reading - 1,
+                    since,
+                },
+                Phase::Draining { .. } => Phase::Idle(Instant::now()),
+                other => other,
             }
         });
     }
@@ -337,13 +407,16 @@ impl Clock {
     /// head that starts arriving or a write that starts waiting between two
     /// looks is seen at the next look, which comes before its own deadline
     /// (the look before it came less than that timeout earlier); from then
-    /// on its deadline is exact.
+    /// on its deadline is exact. (A body still draining after its response
+    /// is seen at the next look too, so it may outlast [`LINGER`] by up to
+    /// one look's interval: a backstop, as `body::drain` gives up first.)
     fn next_check(&self, limits: &Limits) -> Instant {
         let soon = Instant::now() + limits.header_timeout.min(limits.body_timeout);
-        let phase = self.with(|phase| match *phase {
+        let phase = self.with(|cycle| match cycle.phase {
             Phase::Idle(since) => since + limits.idle_timeout,
             Phase::Head(since) => since + limits.header_timeout,
-            Phase::Busy(_) => soon,
+            Phase::Busy { .. } => soon,
+            Phase::Draining { since, .. } => since + LINGER,
         });
         let write = self
             .write_blocked_since()
@@ -359,10 +432,13 @@ impl Clock {
         {
             return Some("write timeout: the client does not read its response");
         }
-        self.with(|phase| match *phase {
+        self.with(|cycle| match cycle.phase {
             Phase::Idle(since) if now >= since + limits.idle_timeout => Some("idle timeout"),
             Phase::Head(since) if now >= since + limits.header_timeout => {
                 Some("header read timeout")
+            }
+            Phase::Draining { since, .. } if now >= since + LINGER => {
+                Some("a request body still arriving long after its response")
             }
             _ => None,
         })
@@ -584,7 +660,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 /// A request body whose next chunk must arrive within the body timeout.
 /// The timer is made and armed only when the body has to wait for its
 /// client: a body that arrived with its head (most API calls) never
-/// touches one.
+/// touches one. It tells the connection's clock when it ends or is given
+/// up, so the bytes of a body still arriving after its response (a refused
+/// body being drained) are never taken for the next request's head.
 struct ChunkDeadline {
     body: Incoming,
     timeout: Duration,
@@ -592,16 +670,53 @@ struct ChunkDeadline {
     /// when one arrives.
     sleep: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// The connection's clock until the body is done with (`None` for a
+    /// request without a body, and once the clock has been told).
+    clock: Option<Arc<Clock>>,
 }
 
 impl ChunkDeadline {
-    fn new(body: Incoming, timeout: Duration) -> Self {
+    fn new(body: Incoming, timeout: Duration, clock: Option<Arc<Clock>>) -> Self {
         ChunkDeadline {
             body,
             timeout,
             sleep: None,
             waiting: false,
+            clock,
         }
+    }
+
+    /// Tells the clock, once, that the body ended or was given up.
+    fn done(&mut self, ended: bool) {
+        if let Some(clock) = self.clock.take() {
+            clock.body_done(ended);
+        }
+    }
+}
+
+impl Drop for ChunkDeadline {
+    /// A body dropped before its end still ended if hyper has already handed
+    /// over its last bytes (a small body that came with its head, refused
+    /// before anyone read it): take what hyper holds for it, without waiting.
+    /// Otherwise it is given up, and hyper closes the connection after the
+    /// response unless its next read ends the body.
+    fn drop(&mut self) {
+        if self.clock.is_none() {
+            return;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut ended = false;
+        // Hyper holds at most one chunk for a body, then its end: a few looks suffice.
+        for _ in 0..4 {
+            match Pin::new(&mut self.body).poll_frame(&mut cx) {
+                Poll::Ready(None) => ended = true,
+                Poll::Ready(Some(Ok(_))) if !self.body.is_end_stream() => continue,
+                Poll::Ready(Some(Ok(_))) => ended = true,
+                Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+            }
+            break;
+        }
+        self.done(ended);
     }
 }
 
@@ -641,6 +756,13 @@ impl hyper::body::Body for ChunkDeadline {
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.waiting = false;
+                match &frame {
+                    None => this.done(true),
+                    Some(Ok(_)) if this.body.is_end_stream() => this.done(true),
+                    Some(Ok(_)) => {}
+                    // Hyper stops reading a body that failed: it is given up.
+                    Some(Err(_)) => this.done(false),
+                }
                 Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
             }
             Poll::Pending => {
@@ -653,7 +775,10 @@ impl hyper::body::Body for ChunkDeadline {
                     sleep.as_mut().reset(deadline);
                 }
                 match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.timeout))))),
+                    Poll::Ready(()) => {
+                        this.done(false);
+                        Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.timeout)))))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -747,6 +872,273 @@ mod tests {
         server.abort();
         // With the bounds on (enforced), the same head would be cut off after 200 ms.
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    /// The route maximum of [`limited`]: far below a head's limits, so a
+    /// refused body is long enough to be taken for an oversized head.
+    const MAX_BODY: usize = 1024;
+
+    /// `/` answers GET with "ok" and POST with the length of its body, read
+    /// through [`crate::buffer_body`] at most [`MAX_BODY`] bytes; POST
+    /// `/unread` answers "unread" without reading its body.
+    fn limited(limits: &Limits) -> Router {
+        let budget = crate::BodyBudget::new(limits, crate::Envelope::MLFLOW);
+        Router::new()
+            .route(
+                "/",
+                axum::routing::get(|| async { "ok" })
+                    .post(|body: Bytes| async move { body.len().to_string() }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                (budget, MAX_BODY),
+                crate::buffer_body,
+            ))
+            .route("/unread", axum::routing::post(|| async { "unread" }))
+    }
+
+    /// Runs `client` (blocking) on a fresh connection to a server of
+    /// [`limited`] within `limits`; its reads are guarded against a hang.
+    async fn against(
+        limits: Limits,
+        client: impl FnOnce(&mut std::net::TcpStream) + Send + 'static,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = limited(&limits);
+        let server = tokio::spawn(serve(listener, app, limits, None, std::future::pending()));
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .expect("a guard against a hang");
+            client(&mut stream);
+        })
+        .await
+        .expect("client");
+        server.abort();
+    }
+
+    /// Reads one response (head and `content-length` body) from `stream`,
+    /// `pending` holding what was read beyond the previous one: its status
+    /// and body, or `None` once the server has closed the connection.
+    fn read_response(
+        stream: &mut std::net::TcpStream,
+        pending: &mut Vec<u8>,
+    ) -> Option<(u16, String)> {
+        let mut chunk = [0u8; 8192];
+        let mut fill = |pending: &mut Vec<u8>| match stream.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                pending.extend_from_slice(&chunk[..n]);
+                true
+            }
+            // A reset after the answers counts as the close it is.
+            Err(error) if error.kind() == io::ErrorKind::ConnectionReset => false,
+            Err(error) => panic!("reading the answer: {error}"),
+        };
+        let head_end = loop {
+            if let Some(at) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            if !fill(pending) {
+                assert!(pending.is_empty(), "a cut answer: {pending:?}");
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&pending[..head_end]).to_ascii_lowercase();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head}"));
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map_or(0, |value| value.trim().parse().expect("content-length"));
+        while pending.len() < head_end + length {
+            assert!(fill(pending), "the answer's body was cut");
+        }
+        let body = String::from_utf8_lossy(&pending[head_end..head_end + length]).into_owned();
+        pending.drain(..head_end + length);
+        Some((status, body))
+    }
+
+    /// Writes what the server may no longer read: an error means it closed.
+    fn send(stream: &mut std::net::TcpStream, bytes: &[u8]) -> bool {
+        stream.write_all(bytes).is_ok()
+    }
+
+    /// After a refused body: the rest of the answers on the connection are
+    /// the follow-up GET's "ok" and the end, or just the end (the server
+    /// closed the connection instead of reusing it), never anything else.
+    fn assert_ok_or_closed(stream: &mut std::net::TcpStream, pending: &mut Vec<u8>) {
+        let mut rest = Vec::new();
+        while let Some(answer) = read_response(stream, pending) {
+            rest.push(answer);
+        }
+        assert!(
+            rest.is_empty() || rest == [(200, "ok".to_string())],
+            "after the 413: {rest:?}"
+        );
+    }
+
+    /// A body that came in pieces and ran past the route's maximum: returns
+    /// the connection with the 413 read, its leftover, and its body.
+    fn refused_at_first(stream: &mut std::net::TcpStream, head: &[u8], first: &[u8]) -> Vec<u8> {
+        assert!(send(stream, head) && send(stream, first));
+        let mut pending = Vec::new();
+        let (status, body) = read_response(stream, &mut pending).expect("an answer");
+        assert_eq!(status, 413, "{body}");
+        assert!(body.contains("RESOURCE_EXHAUSTED"), "{body}");
+        pending
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_body_drained_after_its_413_is_not_taken_for_a_head() {
+        // The body outlasts the 413 and is longer than a request line and a
+        // head may be, with no line feed in it: were it measured as the next
+        // head, the answer after the 413 would be keel's 414 (or 431).
+        let total = MAX_GUARDED_HEAD_BYTES + 64 * 1024;
+        for pipelined in [false, true] {
+            against(Limits::default(), move |stream| {
+                let head = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n");
+                let piece = vec![b'x'; 16 * 1024];
+                let mut pending = refused_at_first(stream, head.as_bytes(), &piece);
+                // The rest of the body, in pieces, the 413 already answered;
+                // then a request on the same connection (in the body's last
+                // write when `pipelined`).
+                let get = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                let mut sent = piece.len();
+                while sent < total {
+                    let size = piece.len().min(total - sent);
+                    let mut bytes = piece[..size].to_vec();
+                    sent += size;
+                    if pipelined && sent == total {
+                        bytes.extend_from_slice(get);
+                    }
+                    if !send(stream, &bytes) {
+                        break;
+                    }
+                    if !pipelined {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                if !pipelined {
+                    send(stream, get);
+                }
+                assert_ok_or_closed(stream, &mut pending);
+            })
+            .await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chunked_body_past_the_maximum_is_drained_to_its_end() {
+        against(Limits::default(), |stream| {
+            let chunk = |size: usize| {
+                let mut chunk = format!("{size:x}\r\n").into_bytes();
+                chunk.extend(std::iter::repeat_n(b'x', size));
+                chunk.extend_from_slice(b"\r\n");
+                chunk
+            };
+            let head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+            let mut pending = refused_at_first(stream, head, &chunk(2 * MAX_BODY));
+            for _ in 0..8 {
+                if !send(stream, &chunk(32 * 1024)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            send(
+                stream,
+                b"0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            assert_ok_or_closed(stream, &mut pending);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_body_that_stops_arriving_ends_its_connection() {
+        let limits = Limits {
+            body_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        against(limits, |stream| {
+            let head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n";
+            let mut pending = refused_at_first(stream, head, &[b'x'; 4096]);
+            // The client sends no more: the drain gives the body up at the
+            // body timeout and the connection is closed, not kept.
+            assert_eq!(read_response(stream, &mut pending), None);
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bodies_within_the_maximum_keep_the_connection() {
+        against(Limits::default(), |stream| {
+            let mut pending = Vec::new();
+            for size in [10, MAX_BODY, 0] {
+                let post = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n");
+                assert!(send(stream, post.as_bytes()));
+                assert!(send(stream, &vec![b'y'; size]));
+                let answer = read_response(stream, &mut pending);
+                assert_eq!(answer, Some((200, size.to_string())));
+            }
+            // A body its route never reads, which came with its head, has
+            // ended all the same: the connection is kept and the next head
+            // is measured (keel's 431, not hyper's limits).
+            assert!(send(
+                stream,
+                b"POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            ));
+            assert_eq!(
+                read_response(stream, &mut pending),
+                Some((200, "unread".to_string()))
+            );
+            let header = format!("X-Big: {}\r\n", "b".repeat(8 * 1024));
+            let headers = header.repeat(MAX_GUARDED_HEAD_BYTES / header.len() + 1);
+            let big = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
+            assert!(send(stream, big.as_bytes()));
+            let (status, body) = read_response(stream, &mut pending).expect("an answer");
+            assert_eq!(status, 431, "{body}");
+            assert!(body.contains("RESOURCE_EXHAUSTED"), "{body}");
+            assert_eq!(read_response(stream, &mut pending), None);
+        })
+        .await;
+    }
+
+    #[test]
+    fn the_clock_waits_for_the_body_before_the_next_head() {
+        let clock = Clock::new();
+        assert!(!clock.bytes(), "the first head is measured from the start");
+        // Answered while its body still arrives: the bytes are body.
+        clock.begin(true);
+        clock.end();
+        assert!(matches!(
+            clock.with(|c| c.phase),
+            Phase::Draining { reading: 1, .. }
+        ));
+        assert!(!clock.bytes());
+        clock.body_done(true);
+        assert!(
+            clock.bytes(),
+            "a head after a body read to its end is measured"
+        );
+        // Read first, answered after: the usual order.
+        clock.begin(true);
+        clock.body_done(true);
+        clock.end();
+        assert!(clock.bytes());
+        // A body given up: what comes next is not measured until hyper
+        // parses a head (it closes the connection unless the body ended).
+        clock.begin(true);
+        clock.end();
+        clock.body_done(false);
+        assert!(!clock.bytes());
+        clock.begin(false);
+        clock.end();
+        assert!(clock.bytes());
     }
 
     fn scan(chunks: &[&[u8]]) -> (Option<u16>, HeadScan) {

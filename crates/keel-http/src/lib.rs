@@ -11,7 +11,9 @@
 //!   the connection); a connection that breaks one is closed. Graceful shutdown finishes the
 //!   requests in flight and closes idle connections.
 //! - [`buffer_body`] (a middleware on routes that read their whole body into
-//!   memory): the body's size against the route's maximum (413), the whole
+//!   memory): the body's size against the route's maximum (413; the rest of
+//!   a refused body is drained for at most 10 s, and its connection serves
+//!   no next request before that body has ended), the whole
 //!   body within the body timeout (408), and a global in-flight body budget
 //!   shared by every such route (503 + `Retry-After` beyond it), so memory
 //!   held by request bodies is bounded whatever clients send.

@@ -26,6 +26,14 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
             "NUL characters (\\u0000) are not allowed in strings",
         ));
     }
+    // The fast path reads without tracking where it is; only a body that fails
+    // is read again with serde_path_to_error, to name the field in the error.
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    if let Ok(value) = T::deserialize(&mut deserializer)
+        && deserializer.end().is_ok()
+    {
+        return Ok(value);
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -49,6 +57,10 @@ pub fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Error> {
 /// byte is already a syntax error). PostgreSQL cannot store NUL in text, and
 /// no name, key or value of keel's needs one, so both backends refuse it.
 fn has_nul_escape(body: &[u8]) -> bool {
+    // `\u0000` can only appear where the text holds it; most bodies have none.
+    if memchr::memmem::find(body, b"u0000").is_none() {
+        return false;
+    }
     let (mut in_string, mut i) = (false, 0);
     while i < body.len() {
         match (in_string, body[i]) {
@@ -95,7 +107,7 @@ pub fn params<T: DeserializeOwned>(query: Option<String>, body: &Bytes) -> Resul
 /// `-Infinity`; this quotes them (outside strings) so they reach the lenient
 /// number fields as strings. Returns `None` when there is nothing to rewrite.
 fn quote_non_finite(body: &[u8]) -> Option<Vec<u8>> {
-    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
     if !has(b"NaN") && !has(b"Infinity") {
         return None;
     }
@@ -210,12 +222,41 @@ pub fn run_id(run_id: Option<String>, run_uuid: Option<String>) -> Result<String
         .ok_or_else(|| Error::invalid_parameter("Missing value for required parameter 'run_id'"))
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A JSON scalar that MLflow accepts as a number or a string. Read with one
+/// visitor, not `#[serde(untagged)]` (which buffers every value before trying
+/// each variant: three times per metric of a 1,000-metric batch).
 enum IntOrString {
     Int(i64),
     Float(f64),
     String(String),
+}
+
+impl<'de> Deserialize<'de> for IntOrString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl serde::de::Visitor<'_> for Scalar {
+            type Value = IntOrString;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IntOrString, E> {
+                Ok(IntOrString::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IntOrString, E> {
+                Ok(i64::try_from(v).map_or(IntOrString::Float(v as f64), IntOrString::Int))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<IntOrString, E> {
+                Ok(IntOrString::Float(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IntOrString, E> {
+                Ok(IntOrString::String(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<IntOrString, E> {
+                Ok(IntOrString::String(v))
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
 }
 
 /// int64 given as a JSON number or a numeric string (protobuf JSON writes int64 as strings).
@@ -335,6 +376,40 @@ mod tests {
         let error = parse_json::<Point>(&Bytes::from_static(b"{not json")).unwrap_err();
         assert!(
             error.message.contains("Malformed JSON"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn scalars_are_read_without_buffering_and_errors_keep_their_path() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)] // only its parsing is tested
+        struct Batch {
+            metrics: Vec<Point>,
+        }
+        // Past i64: a float, so an integer field refuses it and a value takes it.
+        let p: Point =
+            parse_json(&Bytes::from_static(br#"{"value": 18446744073709551615}"#)).unwrap();
+        assert_eq!(p.value, Some(18446744073709551615.0));
+        let error = parse_json::<Point>(&Bytes::from_static(br#"{"step": 18446744073709551615}"#))
+            .unwrap_err();
+        assert!(error.message.contains("'step'"), "{}", error.message);
+        let p: Point = parse_json(&Bytes::from_static(br#"{"step": -3, "value": 2}"#)).unwrap();
+        assert_eq!((p.value, p.step), (Some(2.0), Some(-3)));
+        for bad in [
+            &br#"{"value": true}"#[..],
+            br#"{"value": [1]}"#,
+            br#"{"step": 1.5}"#,
+        ] {
+            assert!(parse_json::<Point>(&Bytes::copy_from_slice(bad)).is_err());
+        }
+        let error = parse_json::<Batch>(&Bytes::from_static(
+            br#"{"metrics": [{"value": 1}, {"value": 2}, {"value": {}}]}"#,
+        ))
+        .unwrap_err();
+        assert!(
+            error.message.contains("'metrics[2].value'"),
             "{}",
             error.message
         );

@@ -110,6 +110,55 @@ impl Row {
     }
 }
 
+impl Row {
+    /// Reads a text column without taking it: borrowed from a native row (no
+    /// copy), owned from sqlx's. For columns only looked at, such as the owner
+    /// id each row of a side table is matched by.
+    pub fn text(&self, column: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
+        match self {
+            Row::Any(row) => get::<String>(row, column).map(std::borrow::Cow::Owned),
+            Row::Native { columns, values } => {
+                match columns.iter().position(|c| c == column).map(|i| &values[i]) {
+                    Some(Value::Text(text)) => Ok(std::borrow::Cow::Borrowed(text)),
+                    Some(other) => Err(Error::internal(format!(
+                        "Cannot read column '{column}': unexpected value {other:?}"
+                    ))),
+                    None => Err(Error::internal(format!("No column '{column}' in the row"))),
+                }
+            }
+        }
+    }
+}
+
+/// A row read in place by column position (the SELECT's order), for the
+/// loops that read many rows: nothing is copied but what the caller keeps,
+/// and a native row lends its text.
+pub(crate) trait RowRef {
+    fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error>;
+    fn int(&self, i: usize) -> Result<i64, Error>;
+    fn real(&self, i: usize) -> Result<f64, Error>;
+}
+
+impl RowRef for AnyRow {
+    fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error> {
+        any_at::<String>(self, i).map(std::borrow::Cow::Owned)
+    }
+    fn int(&self, i: usize) -> Result<i64, Error> {
+        any_at(self, i)
+    }
+    fn real(&self, i: usize) -> Result<f64, Error> {
+        any_at(self, i)
+    }
+}
+
+fn any_at<T>(row: &AnyRow, i: usize) -> Result<T, Error>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::Row::try_get::<T, _>(row, i)
+        .map_err(|e| Error::internal(format!("Cannot read column {i}: {e}")))
+}
+
 /// A Rust type a column decodes into on both executors.
 pub(crate) trait FromColumn: Sized {
     fn from_any(row: &AnyRow, column: &str) -> Result<Self, Error>;
@@ -172,7 +221,8 @@ where
 
 /// A multi-row INSERT described once: `head` (`INSERT INTO t (a, b) VALUES `),
 /// `width` values per row, `tail` (`ON CONFLICT ...`). sqlx renders it as one
-/// statement; the native executor runs one prepared single-row statement per row.
+/// statement; the native executor runs it as prepared statements of up to
+/// [`crate::native`]'s rows per statement (cursors opened once per statement).
 #[derive(Debug)]
 pub(crate) struct Batch {
     head: String,
@@ -222,13 +272,35 @@ impl Batch {
         sql
     }
 
-    /// The single-row statement (its text) and the rows' values.
-    pub fn single_row(&self) -> (Sql, std::slice::Chunks<'_, Arg>) {
-        let mut sql = Sql::new(&self.head);
-        sql.bind_list(self.args.iter().take(self.width).cloned())
-            .push(" ")
-            .push(&self.tail);
-        (sql, self.args.chunks(self.width.max(1)))
+    /// The batch as statements of at most `rows` rows each: each one's SQLite
+    /// text and its values. All full statements share one text (one prepared
+    /// statement); only the last may be shorter.
+    pub fn statements(&self, rows: usize) -> Vec<(String, &[Arg])> {
+        let width = self.width.max(1);
+        let mut texts: Vec<(usize, String)> = Vec::new();
+        self.args
+            .chunks(width * rows.max(1))
+            .map(|values| {
+                let n = values.len() / width;
+                let text = match texts.iter().find(|(m, _)| *m == n) {
+                    Some((_, text)) => text.clone(),
+                    None => {
+                        let mut sql = Sql::new(&self.head);
+                        for i in 0..n {
+                            if i > 0 {
+                                sql.push(", ");
+                            }
+                            sql.bind_list(values[i * width..(i + 1) * width].iter().cloned());
+                        }
+                        sql.push(" ").push(&self.tail);
+                        let text = sql.sqlite_text();
+                        texts.push((n, text.clone()));
+                        text
+                    }
+                };
+                (text, values)
+            })
+            .collect()
     }
 }
 
@@ -252,6 +324,35 @@ pub(crate) trait Exec: Send {
         batch: &'a Batch,
         context: &'static str,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'a;
+
+    /// The first half of [`Exec::visit`]: sqlx fetches the rows here; a
+    /// native connection fetches nothing (it runs the query in `visit`).
+    fn prefetch<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> impl Future<Output = Result<Prefetched, Error>> + Send + 'a;
+
+    /// Hands each row of `sql` to `visit` in place (see [`RowRef`]), after
+    /// [`Exec::prefetch`] of the same query. Two calls, so that no future holds
+    /// the callback across an await (its higher-ranked `&dyn RowRef` argument
+    /// would stop the request's future from being `Send`).
+    fn visit(
+        &mut self,
+        sql: &Sql,
+        context: &'static str,
+        prefetched: Prefetched,
+        visit: &mut dyn FnMut(&dyn RowRef) -> Result<(), Error>,
+    ) -> Result<(), Error>;
+}
+
+/// Rows fetched ahead by sqlx for [`Exec::visit`] (none on a native connection).
+pub(crate) struct Prefetched(Option<Vec<AnyRow>>);
+
+impl Prefetched {
+    pub fn nothing() -> Self {
+        Prefetched(None)
+    }
 }
 
 impl Exec for sqlx::AnyConnection {
@@ -288,5 +389,32 @@ impl Exec for sqlx::AnyConnection {
             return Ok(());
         }
         self.execute(&batch.multi_row(), context).await.map(|_| ())
+    }
+
+    async fn prefetch<'a>(
+        &'a mut self,
+        sql: &'a Sql,
+        context: &'static str,
+    ) -> Result<Prefetched, Error> {
+        let dialect = Dialect::of(self);
+        let rows = sql
+            .query(dialect)
+            .fetch_all(&mut *self)
+            .await
+            .map_err(db(context))?;
+        Ok(Prefetched(Some(rows)))
+    }
+
+    fn visit(
+        &mut self,
+        _sql: &Sql,
+        context: &'static str,
+        prefetched: Prefetched,
+        visit: &mut dyn FnMut(&dyn RowRef) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let rows = prefetched.0.ok_or_else(|| {
+            Error::internal(format!("{context}: the rows were not fetched first"))
+        })?;
+        rows.iter().try_for_each(|row| visit(row))
     }
 }

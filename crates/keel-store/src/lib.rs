@@ -156,7 +156,7 @@ impl Store {
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 let reader = sqlite_pool(&url, 8).await?;
                 let writer = sqlite_pool(&url, 1).await?;
-                native = Some(Arc::new(native::Native::new(path)));
+                native = Some(native::Native::open(path));
                 (reader, writer, Dialect::Sqlite)
             }
             Location::SqliteMemory => {
@@ -214,6 +214,8 @@ async fn sqlite_pool(url: &str, max_connections: u32) -> Result<AnyPool, Error> 
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
                 conn.execute("PRAGMA busy_timeout = 30000").await?;
                 conn.execute("PRAGMA foreign_keys = ON").await?;
+                // On a file, WAL checkpoints are the background thread's (see `native`).
+                conn.execute(native::WAL_AUTOCHECKPOINT).await?;
                 Ok(())
             })
         })

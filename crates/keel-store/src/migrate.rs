@@ -18,7 +18,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "registry", REGISTRY),
     (3, "users", USERS),
     (4, "monitor_verdicts", MONITOR_VERDICTS),
+    (5, "sqlite_without_rowid", SQLITE_WITHOUT_ROWID),
 ];
+
+/// Migrations that only SQLite runs; PostgreSQL records them as applied.
+const SQLITE_ONLY: &[i64] = &[5];
 
 const TRACKING: &str = r#"
 CREATE TABLE experiments (
@@ -236,6 +240,57 @@ CREATE TABLE monitor_verdicts (
 CREATE INDEX monitor_verdicts_model ON monitor_verdicts (model, id)
 "#;
 
+/// On SQLite, the run side tables keyed by (run, key, ...) become `WITHOUT
+/// ROWID` tables: the primary key's B-tree holds the whole row, so an insert
+/// writes one B-tree instead of a rowid table plus its key index, and a read
+/// by key needs no second lookup. Same columns, keys and indexes as before.
+const SQLITE_WITHOUT_ROWID: &str = r#"
+CREATE TABLE metrics_v5 (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    timestamp INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    is_nan INTEGER NOT NULL,
+    PRIMARY KEY (run_uuid, key, timestamp, step, value, is_nan)
+) WITHOUT ROWID;
+INSERT INTO metrics_v5 SELECT run_uuid, key, value, timestamp, step, is_nan FROM metrics;
+DROP TABLE metrics;
+ALTER TABLE metrics_v5 RENAME TO metrics;
+CREATE TABLE latest_metrics_v5 (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    timestamp INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    is_nan INTEGER NOT NULL,
+    PRIMARY KEY (run_uuid, key)
+) WITHOUT ROWID;
+INSERT INTO latest_metrics_v5 SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics;
+DROP TABLE latest_metrics;
+ALTER TABLE latest_metrics_v5 RENAME TO latest_metrics;
+CREATE INDEX latest_metrics_key_value ON latest_metrics (key, value);
+CREATE TABLE params_v5 (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_uuid, key)
+) WITHOUT ROWID;
+INSERT INTO params_v5 SELECT run_uuid, key, value FROM params;
+DROP TABLE params;
+ALTER TABLE params_v5 RENAME TO params;
+CREATE INDEX params_key_value ON params (key, value);
+CREATE TABLE tags_v5 (
+    run_uuid TEXT NOT NULL REFERENCES runs(run_uuid),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_uuid, key)
+) WITHOUT ROWID;
+INSERT INTO tags_v5 SELECT run_uuid, key, value FROM tags;
+DROP TABLE tags;
+ALTER TABLE tags_v5 RENAME TO tags
+"#;
+
 /// Users, their grants and their access tokens (issue 13). Passwords and
 /// tokens are stored only as hashes; a user's grants and tokens go with it.
 const USERS: &str = r#"
@@ -327,7 +382,13 @@ pub(crate) async fn run(store: &Store) -> Result<(), Error> {
             .begin()
             .await
             .map_err(db("starting migration"))?;
-        for statement in render(store.dialect, sql).split(';') {
+        let skipped = store.dialect != Dialect::Sqlite && SQLITE_ONLY.contains(version);
+        let text = if skipped {
+            String::new()
+        } else {
+            render(store.dialect, sql)
+        };
+        for statement in text.split(';') {
             let statement = statement.trim();
             if statement.is_empty() {
                 continue;
@@ -370,4 +431,93 @@ pub(crate) async fn current_version(store: &Store) -> Result<i64, Error> {
         .await
         .map_err(db("reading schema version"))?;
     get::<i64>(&row, "v")
+}
+
+#[cfg(test)]
+mod tests {
+    use keel_core::{Metric, Param, Tag};
+
+    use crate::{CreateRun, Store, StoreConfig};
+
+    async fn execute(store: &Store, sql: &str) {
+        crate::sql::Sql::new(sql)
+            .query(crate::sql::Dialect::Sqlite)
+            .execute(&store.writer)
+            .await
+            .unwrap();
+    }
+
+    /// A SQLite store written before migration 5 (rowid side tables) keeps
+    /// every row when it moves them to `WITHOUT ROWID` tables.
+    #[tokio::test]
+    async fn side_tables_move_to_without_rowid_with_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let uri = dir.path().join("keel.db").display().to_string();
+        let store = Store::open(StoreConfig::new(uri.clone())).await.unwrap();
+        let experiment = store.create_experiment("e", None, &[]).await.unwrap();
+        let run = store
+            .create_run(CreateRun {
+                experiment_id: experiment,
+                user_id: "ana".into(),
+                run_name: Some("r".into()),
+                start_time: Some(1),
+                tags: Vec::new(),
+            })
+            .await
+            .unwrap();
+        let id = run.info.run_id;
+        let metrics = vec![Metric::new("m", 0.5, 1, 0), Metric::new("m", 0.7, 2, 1)];
+        let params = vec![Param {
+            key: "p".into(),
+            value: "1".into(),
+        }];
+        store
+            .log_batch(&id, metrics, params, vec![Tag::new("t", "v")])
+            .await
+            .unwrap();
+        // Back to the layout of version 4: plain rowid tables with the same rows.
+        for table in ["metrics", "latest_metrics", "params", "tags"] {
+            execute(
+                &store,
+                &format!("ALTER TABLE {table} RENAME TO old_{table}"),
+            )
+            .await;
+            execute(
+                &store,
+                &format!("CREATE TABLE {table} AS SELECT * FROM old_{table}"),
+            )
+            .await;
+            execute(&store, &format!("DROP TABLE old_{table}")).await;
+        }
+        execute(&store, "DELETE FROM keel_schema WHERE version = 5").await;
+        store.close().await;
+        drop(store);
+
+        let store = Store::open(StoreConfig::new(uri)).await.unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 5);
+        for table in ["metrics", "latest_metrics", "params", "tags"] {
+            let (sql,): (String,) =
+                sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
+                    .bind(table)
+                    .fetch_one(&store.pool)
+                    .await
+                    .unwrap();
+            assert!(sql.contains("WITHOUT ROWID"), "{table}: {sql}");
+        }
+        let run = store.get_run(&id).await.unwrap();
+        let latest: Vec<(String, f64)> = run
+            .data
+            .metrics
+            .iter()
+            .map(|m| (m.key.clone(), m.value))
+            .collect();
+        assert_eq!(latest, vec![("m".to_string(), 0.7)]);
+        assert_eq!(run.data.params.len(), 1);
+        assert!(run.data.tags.iter().any(|t| t.key == "t" && t.value == "v"));
+        let history = store
+            .get_metric_history(&id, "m", None, None)
+            .await
+            .unwrap();
+        assert_eq!(history.items.len(), 2);
+    }
 }

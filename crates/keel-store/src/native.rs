@@ -7,10 +7,17 @@
 //! Writes keep the store's single-writer rule: a native write holds the sqlx
 //! writer pool's only connection for its whole duration (see [`Native::write`]),
 //! so it never runs beside another write of this process.
+//!
+//! WAL checkpoints run off the request path: a background thread checkpoints
+//! (`PASSIVE`: it never blocks a reader or the writer) every
+//! [`CHECKPOINT_EVERY`] when a native write committed since its last look; a
+//! committing connection checkpoints by itself only once the WAL holds
+//! 10,000 pages ([`WAL_AUTOCHECKPOINT`]).
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use keel_core::Error;
@@ -20,11 +27,22 @@ use sqlx::Any;
 use sqlx::pool::PoolConnection;
 use tokio::sync::Semaphore;
 
-use crate::exec::{Batch, Exec, Row, Value};
+use crate::exec::{Batch, Exec, Prefetched, Row, RowRef, Value};
 use crate::sql::{Arg, Sql};
 
+/// Sets the WAL pages (10,000; SQLite's default is 1,000) past which a
+/// committing connection checkpoints by itself: a backstop for when the
+/// background checkpointer falls behind a burst of writes. Every connection
+/// of the file runs it.
+pub(crate) const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 10000";
+/// How often the background checkpointer looks for new commits.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// How many native read operations run at once (each holds one connection).
 const READERS: usize = 8;
+/// Rows per INSERT statement of a [`Batch`]: one statement opens its cursors
+/// and checks its constraints' indexes once for all its rows (64 rows of 6
+/// values stay far below SQLite's 32,766 parameters).
+const BATCH_ROWS: usize = 64;
 /// Prepared statements kept per connection (search texts vary with the IN-list length).
 const STATEMENT_CACHE: usize = 128;
 
@@ -35,6 +53,8 @@ pub(crate) struct Native {
     readers: Mutex<Vec<Conn>>,
     read_slots: Arc<Semaphore>,
     writer: Mutex<Option<Conn>>,
+    /// Native write transactions committed so far (the checkpointer's cue).
+    commits: AtomicU64,
 }
 
 /// One native connection; an [`Exec`] whose futures are always ready.
@@ -42,13 +62,26 @@ pub(crate) struct Native {
 pub(crate) struct Conn(Connection);
 
 impl Native {
-    pub fn new(path: PathBuf) -> Self {
-        Native {
+    /// The native connections of the SQLite file at `path`, with a background
+    /// thread that checkpoints its WAL; the thread ends soon after the last
+    /// handle is dropped.
+    pub fn open(path: PathBuf) -> Arc<Self> {
+        let native = Arc::new(Native {
             path,
             readers: Mutex::new(Vec::new()),
             read_slots: Arc::new(Semaphore::new(READERS)),
             writer: Mutex::new(None),
+            commits: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&native);
+        let spawned = std::thread::Builder::new()
+            .name("keel-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(&weak));
+        if let Err(e) = spawned {
+            // Not fatal: committing connections still checkpoint past the backstop.
+            tracing::warn!(error = %e, "cannot start the SQLite checkpoint thread");
         }
+        native
     }
 
     /// Runs `op` on a read connection on a blocking thread.
@@ -116,6 +149,7 @@ impl Native {
                     conn.0
                         .execute_batch("COMMIT")
                         .map_err(sqlite("committing"))?;
+                    this.commits.fetch_add(1, Ordering::Relaxed);
                     Ok(value)
                 }
                 Err(e) => {
@@ -127,6 +161,42 @@ impl Native {
             }
         })
         .await
+    }
+}
+
+/// The background checkpointer: every [`CHECKPOINT_EVERY`], if a native write
+/// committed since the last look, copies the WAL's new pages into the database
+/// file (`PASSIVE`). Returns once the store is gone.
+fn checkpoint_loop(native: &Weak<Native>) {
+    let mut seen = 0;
+    let mut conn: Option<Conn> = None;
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let path = match native.upgrade() {
+            Some(native) => {
+                let commits = native.commits.load(Ordering::Relaxed);
+                if commits == seen {
+                    continue;
+                }
+                seen = commits;
+                native.path.clone()
+            }
+            None => return,
+        };
+        if conn.is_none() {
+            match Conn::open(&path) {
+                Ok(opened) => conn = Some(opened),
+                Err(e) => {
+                    tracing::warn!(error = %e, "SQLite checkpoint connection");
+                    continue;
+                }
+            }
+        }
+        if let Some(conn) = &conn
+            && let Err(e) = conn.0.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
+        {
+            tracing::debug!(error = %e, "SQLite checkpoint");
+        }
     }
 }
 
@@ -171,6 +241,9 @@ impl Conn {
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
             )
+            .map_err(sqlite("configuring SQLite"))?;
+        connection
+            .execute_batch(WAL_AUTOCHECKPOINT)
             .map_err(sqlite("configuring SQLite"))?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Conn(connection))
@@ -223,6 +296,20 @@ impl Conn {
         Ok(out)
     }
 
+    fn visit_now(
+        &self,
+        sql: &Sql,
+        context: &'static str,
+        visit: &mut dyn FnMut(&dyn RowRef) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut statement = self.statement(&sql.sqlite_text(), sql.args(), context)?;
+        let mut rows = statement.raw_query();
+        while let Some(row) = rows.next().map_err(sqlite(context))? {
+            visit(&NativeRow { row, context })?;
+        }
+        Ok(())
+    }
+
     fn execute_now(&self, sql: &Sql, context: &'static str) -> Result<u64, Error> {
         let mut statement = self.statement(&sql.sqlite_text(), sql.args(), context)?;
         let changed = statement.raw_execute().map_err(sqlite(context))?;
@@ -230,20 +317,8 @@ impl Conn {
     }
 
     fn execute_batch_now(&self, batch: &Batch, context: &'static str) -> Result<(), Error> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (sql, rows) = batch.single_row();
-        let mut statement = self
-            .0
-            .prepare_cached(&sql.sqlite_text())
-            .map_err(sqlite(context))?;
-        for row in rows {
-            for (i, arg) in row.iter().enumerate() {
-                statement
-                    .raw_bind_parameter(i + 1, arg)
-                    .map_err(sqlite(context))?;
-            }
+        for (text, values) in batch.statements(BATCH_ROWS) {
+            let mut statement = self.statement(&text, values, context)?;
             statement.raw_execute().map_err(sqlite(context))?;
         }
         Ok(())
@@ -273,6 +348,70 @@ impl Exec for Conn {
         context: &'static str,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
         std::future::ready(self.execute_batch_now(batch, context))
+    }
+
+    fn prefetch<'a>(
+        &'a mut self,
+        _sql: &'a Sql,
+        _context: &'static str,
+    ) -> impl Future<Output = Result<Prefetched, Error>> + Send + 'a {
+        std::future::ready(Ok(Prefetched::nothing()))
+    }
+
+    fn visit(
+        &mut self,
+        sql: &Sql,
+        context: &'static str,
+        _prefetched: Prefetched,
+        visit: &mut dyn FnMut(&dyn RowRef) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.visit_now(sql, context, visit)
+    }
+}
+
+/// A native row read in place: text is borrowed from SQLite's buffer.
+struct NativeRow<'r, 's> {
+    row: &'r rusqlite::Row<'s>,
+    context: &'static str,
+}
+
+impl NativeRow<'_, '_> {
+    fn value(&self, i: usize) -> Result<ValueRef<'_>, Error> {
+        self.row.get_ref(i).map_err(sqlite(self.context))
+    }
+
+    fn unexpected(&self, i: usize, value: ValueRef<'_>) -> Error {
+        Error::internal(format!(
+            "{}: unexpected value {value:?} in column {i}",
+            self.context
+        ))
+    }
+}
+
+impl RowRef for NativeRow<'_, '_> {
+    fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error> {
+        match self.value(i)? {
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => std::str::from_utf8(bytes)
+                .map(std::borrow::Cow::Borrowed)
+                .map_err(|e| {
+                    Error::internal(format!("{}: a text column is not UTF-8: {e}", self.context))
+                }),
+            other => Err(self.unexpected(i, other)),
+        }
+    }
+    fn int(&self, i: usize) -> Result<i64, Error> {
+        match self.value(i)? {
+            ValueRef::Integer(v) => Ok(v),
+            other => Err(self.unexpected(i, other)),
+        }
+    }
+    fn real(&self, i: usize) -> Result<f64, Error> {
+        match self.value(i)? {
+            ValueRef::Real(v) => Ok(v),
+            // A REAL column keeps whole numbers as REAL, but an expression may yield an integer.
+            ValueRef::Integer(v) => Ok(v as f64),
+            other => Err(self.unexpected(i, other)),
+        }
     }
 }
 

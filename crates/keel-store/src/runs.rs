@@ -479,10 +479,8 @@ impl Store {
         sql.bind(run_id)
             .push(" AND key = ")
             .bind(key)
-            .push(" ORDER BY timestamp, step, value LIMIT ")
-            .bind(limit + 1)
-            .push(" OFFSET ")
-            .bind(offset as i64);
+            .push(" ORDER BY timestamp, step, value")
+            .limit_offset(limit + 1, offset);
         let mut rows = read_op!(self, |conn| fetch_rows(conn, sql, "reading metric history"))?;
         let mut items = rows
             .iter_mut()
@@ -697,39 +695,52 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         .map(|(i, r)| (r.info.run_id.clone(), i))
         .collect();
     let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+    let mut owners = Owners {
+        index: &index,
+        ids: &ids,
+        last: None,
+    };
     for chunk in ids.chunks(IN_CHUNK) {
         let mut sql = Sql::new(
             "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
         );
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
-        for mut row in e.fetch_all(&sql, "reading metrics").await? {
-            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
-                runs[i].data.metrics.push(metric_from_row(&mut row)?);
+        let fetched = e.prefetch(&sql, "reading metrics").await?;
+        e.visit(&sql, "reading metrics", fetched, &mut |row| {
+            if let Some(i) = owners.find(&row.text(0)?) {
+                runs[i].data.metrics.push(Metric::new(
+                    row.text(1)?,
+                    loaded_value(row.real(2)?, row.int(5)?),
+                    row.int(3)?,
+                    row.int(4)?,
+                ));
             }
-        }
+            Ok(())
+        })?;
         let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
-        for mut row in e.fetch_all(&sql, "reading params").await? {
-            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+        let fetched = e.prefetch(&sql, "reading params").await?;
+        e.visit(&sql, "reading params", fetched, &mut |row| {
+            if let Some(i) = owners.find(&row.text(0)?) {
                 runs[i].data.params.push(Param {
-                    key: row.get("key")?,
-                    value: row.get("value")?,
+                    key: row.text(1)?.into_owned(),
+                    value: row.text(2)?.into_owned(),
                 });
             }
-        }
+            Ok(())
+        })?;
         let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, key");
-        for mut row in e.fetch_all(&sql, "reading tags").await? {
-            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
-                runs[i].data.tags.push(Tag::new(
-                    row.get::<String>("key")?,
-                    row.get::<String>("value")?,
-                ));
+        let fetched = e.prefetch(&sql, "reading tags").await?;
+        e.visit(&sql, "reading tags", fetched, &mut |row| {
+            if let Some(i) = owners.find(&row.text(0)?) {
+                runs[i].data.tags.push(Tag::new(row.text(1)?, row.text(2)?));
             }
-        }
+            Ok(())
+        })?;
         let mut sql = Sql::new(
             "SELECT i.destination_id, i.input_uuid, i.source_type, i.source_id, d.name, d.digest, d.source_type \
              AS dataset_source_type, d.source, d.schema, d.profile FROM inputs i LEFT JOIN datasets d ON \
@@ -740,7 +751,8 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
             .push(" ORDER BY i.input_uuid");
         let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
         for mut row in e.fetch_all(&sql, "reading inputs").await? {
-            let Some(&i) = index.get(&row.get::<String>("destination_id")?) else {
+            let owner = owners.find(&row.text("destination_id")?);
+            let Some(i) = owner else {
                 continue;
             };
             let source_type: String = row.get("source_type")?;
@@ -783,7 +795,8 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         sql.bind_list(chunk.iter().map(String::as_str))
             .push(" ORDER BY run_uuid, model_id");
         for mut row in e.fetch_all(&sql, "reading outputs").await? {
-            if let Some(&i) = index.get(&row.get::<String>("run_uuid")?) {
+            let owner = owners.find(&row.text("run_uuid")?);
+            if let Some(i) = owner {
                 runs[i].model_outputs.push(ModelOutput {
                     model_id: row.get("model_id")?,
                     step: row.get("step")?,
@@ -792,6 +805,30 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Finds the run (its place in the page) a side-table row belongs to. Rows
+/// come grouped by run (primary-key order), so the previous row's run is
+/// compared before the id is hashed.
+struct Owners<'a> {
+    index: &'a HashMap<String, usize>,
+    ids: &'a [String],
+    last: Option<usize>,
+}
+
+impl Owners<'_> {
+    fn find(&mut self, id: &str) -> Option<usize> {
+        if let Some(i) = self.last
+            && self.ids[i] == id
+        {
+            return Some(i);
+        }
+        let found = self.index.get(id).copied();
+        if found.is_some() {
+            self.last = found;
+        }
+        found
+    }
 }
 
 /// `log_batch` inside its transaction: the run must be active, params are immutable.

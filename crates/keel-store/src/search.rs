@@ -363,10 +363,7 @@ pub(crate) fn push_search(
         sql.push(", ");
     }
     sql.push(tie_break)
-        .push(" LIMIT ")
-        .bind(max_results + 1)
-        .push(" OFFSET ")
-        .bind(offset as i64);
+        .limit_offset(max_results.saturating_add(1), offset);
     Ok(())
 }
 
@@ -394,26 +391,16 @@ pub(crate) fn push_order_by(
             let table = spec
                 .side_table(kind)
                 .ok_or_else(|| unsupported(spec, ident))?;
-            // The sub-select is written twice (null test, then value), so bind twice.
-            for part in 0..2 {
-                if part == 1 {
-                    sql.push(", ");
-                }
-                sql.push(&format!(
-                    "(SELECT kv.value FROM {} kv WHERE {} AND kv.key = ",
-                    table.table, table.join
-                ));
-                sql.bind(ident.key.as_str());
-                if !table.extra.is_empty() {
-                    sql.push(" AND kv.").push(table.extra);
-                }
-                sql.push(")");
-                if part == 0 {
-                    sql.push(" IS NULL ASC");
-                } else {
-                    sql.push(&format!(" {direction}"));
-                }
+            // One sub-select per row (SQLite and PostgreSQL both take NULLS LAST).
+            sql.push(&format!(
+                "(SELECT kv.value FROM {} kv WHERE {} AND kv.key = ",
+                table.table, table.join
+            ));
+            sql.bind(ident.key.as_str());
+            if !table.extra.is_empty() {
+                sql.push(" AND kv.").push(table.extra);
             }
+            sql.push(&format!(") {direction} NULLS LAST"));
         }
     }
     Ok(())

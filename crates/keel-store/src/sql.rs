@@ -107,6 +107,16 @@ impl Sql {
         self
     }
 
+    /// Appends ` LIMIT limit OFFSET offset` with the numbers written in the
+    /// text, not bound: SQLite (built with STAT4) plans with a bound LIMIT's
+    /// value, so every new binding would expire a cached prepared statement
+    /// and re-prepare it on each call.
+    pub fn limit_offset(&mut self, limit: i64, offset: u64) -> &mut Self {
+        self.text
+            .push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+        self
+    }
+
     /// The text with SQLite's anonymous `?` placeholders.
     pub fn sqlite_text(&self) -> String {
         anonymous_placeholders(&self.text)

@@ -5,6 +5,12 @@ mod commands;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: the server's hot paths (runs/search,
+/// log_batch, serving) allocate many small strings per request, and glibc's
+/// malloc took about a fifth of a search's samples (ARCHITECTURE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = commands::Cli::parse();
     commands::init_tracing(cli.quiet);

@@ -126,7 +126,11 @@ fn checkout_reports_a_corrupt_object_and_does_not_place_it() {
     fixture.write("data/bad.txt", b"bad!");
     add(&fixture, &["data"]);
     let workspace = fixture.workspace();
-    let object = workspace.cache().object_path(&Digest::of_bytes(b"bad!"));
+    let object = workspace
+        .cache()
+        .holder(&Digest::of_bytes(b"bad!"))
+        .unwrap()
+        .path;
     drop(workspace);
     fsutil::make_writable(&object).unwrap();
     // Replace the object file (not in place: the workspace may share its inode).
@@ -410,7 +414,7 @@ fn a_large_file_copied_into_the_cache_is_hashed_on_the_way() {
     assert_eq!(outcomes[1].hashed_files, 2);
     assert_eq!(outcomes[1].new_objects, 0);
     let workspace = fixture.workspace();
-    let object = workspace.cache().object_path(&digest);
+    let object = workspace.cache().holder(&digest).unwrap().path;
     assert_eq!(std::fs::read(&object).unwrap(), big);
     assert!(std::fs::metadata(&object).unwrap().permissions().readonly());
     // An independent copy, not a second name for the workspace file.
@@ -502,7 +506,7 @@ fn a_hardlinked_object_creates_only_its_shard() {
         Workspace::open(Project::discover(&fixture.root).unwrap(), &options).unwrap();
     let outcomes = workspace.add(&["model.bin".to_string()]).unwrap();
     assert_eq!(outcomes[0].link, Some(LinkKind::Hardlink));
-    let shards = std::fs::read_dir(workspace.cache().objects_dir())
+    let shards = std::fs::read_dir(fixture.root.join(".keel/cache/blake3"))
         .unwrap()
         .count();
     assert_eq!(shards, 1);

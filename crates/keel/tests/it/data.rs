@@ -763,7 +763,14 @@ fn s3_remote_push_status_fetch_pull() {
     assert_eq!(status["unknown"], serde_json::json!(["data"]));
     let fetched = ok(&["data", "fetch"]);
     assert!(fetched.contains("fetched 5 object(s)"), "{fetched}");
-    assert_eq!(count_files(&repo.root.join(".keel/cache/blake3")), 5);
+    // Five objects: loose where checkout hardlinks (an ordinary user), else
+    // the manifest loose and the four small files in one local pack.
+    let loose = count_files(&repo.root.join(".keel/cache/blake3"));
+    let packed = count_files(&repo.root.join(".keel/cache/packs"));
+    assert!(
+        (loose, packed) == (5, 0) || (loose, packed) == (1, 2),
+        "{loose} loose, {packed} pack files"
+    );
     assert!(
         !repo.root.join("data").exists(),
         "fetch leaves the workspace alone"
