@@ -282,9 +282,7 @@ impl Conn {
                     ValueRef::Integer(v) => Value::Int(v),
                     ValueRef::Real(v) => Value::Real(v),
                     ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
-                        Value::Text(String::from_utf8(bytes.to_vec()).map_err(|e| {
-                            Error::internal(format!("{context}: a text column is not UTF-8: {e}"))
-                        })?)
+                        Value::Text(utf8(bytes, context)?.to_string())
                     }
                 });
             }
@@ -369,6 +367,12 @@ impl Exec for Conn {
     }
 }
 
+/// A text column's bytes as text (SQLite does not promise UTF-8).
+fn utf8<'b>(bytes: &'b [u8], context: &'static str) -> Result<&'b str, Error> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| Error::internal(format!("{context}: a text column is not UTF-8: {e}")))
+}
+
 /// A native row read in place: text is borrowed from SQLite's buffer.
 struct NativeRow<'r, 's> {
     row: &'r rusqlite::Row<'s>,
@@ -391,11 +395,9 @@ impl NativeRow<'_, '_> {
 impl RowRef for NativeRow<'_, '_> {
     fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error> {
         match self.value(i)? {
-            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => std::str::from_utf8(bytes)
-                .map(std::borrow::Cow::Borrowed)
-                .map_err(|e| {
-                    Error::internal(format!("{}: a text column is not UTF-8: {e}", self.context))
-                }),
+            ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+                utf8(bytes, self.context).map(std::borrow::Cow::Borrowed)
+            }
             other => Err(self.unexpected(i, other)),
         }
     }
