@@ -9,6 +9,7 @@
 # checkpointer included.
 #
 #   bash bench/tracking/callgrind.sh [--keel-bin PATH] [--op search|log_batch] [--calls N]
+#        [--out FILE]   (keeps the callgrind dump for callgrind_annotate)
 #
 # Needs valgrind (Debian: valgrind). Prints one line per build.
 set -euo pipefail
@@ -17,12 +18,14 @@ root="$(cd "$here/../.." && pwd)"
 keel="${KEEL_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/keel}"
 op=search
 calls=20
+out=
 while [ $# -gt 0 ]; do
     case "$1" in
         --keel-bin) keel="$2"; shift 2 ;;
         --op) op="$2"; shift 2 ;;
         --calls) calls="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --out) out="$2"; shift 2 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -31,7 +34,7 @@ command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1
 python="$(bash "$root/tests/python/ensure_venv.sh")/bin/python"
 work="$(mktemp -d)"
 port="$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-(cd "$work" && exec valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+(cd "$work" && exec valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$work/cg.out" \
     "$keel" server --port "$port" --backend-store-uri "sqlite:///$work/keel.db" \
     --artifacts-destination "$work/artifacts" >"$work/server.log" 2>&1) &
 server=$!
@@ -40,5 +43,6 @@ sleep 2
 # valgrind runs keel as the same process, so $server is the server's pid.
 "$python" "$here/callgrind_drive.py" "$port" "$op" "$calls" "$server"
 dump="$(ls -t "$work"/cg.out* | head -1)"
+[ -z "$out" ] || cp "$dump" "$out"
 total="$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")"
 echo "$op: $((total / calls)) instructions per call ($calls calls, $keel)"

@@ -3,11 +3,12 @@
 //! strings "NaN", "Infinity" and "-Infinity".
 
 use keel_core::{
-    DatasetInput, Experiment, LoggedModel, Metric, ModelInput, ModelOutput, Param, Run, RunInfo,
-    Tag,
+    DatasetInput, Experiment, LoggedModel, Metric, ModelInput, ModelOutput, Page, Param, Run,
+    RunInfo, Tag,
 };
-use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
+
+use crate::json_out::{JsonOut, Obj};
 
 fn insert_list(object: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
     if !items.is_empty() {
@@ -15,19 +16,22 @@ fn insert_list(object: &mut Map<String, Value>, key: &str, items: Vec<Value>) {
     }
 }
 
-/// Tags in MLflow's wire shape (built by [`PairJson`], as in a run).
+/// Tags in MLflow's wire shape (as in a run).
 pub fn tags(tags: &[Tag]) -> Vec<Value> {
-    tags.iter().map(|t| to_value(tag_json(t))).collect()
+    tags.iter().map(|t| to_value(|o| write_tag(o, t))).collect()
 }
 
-/// Params in MLflow's wire shape (built by [`PairJson`], as in a run).
+/// Params in MLflow's wire shape (as in a run).
 pub fn params(params: &[Param]) -> Vec<Value> {
-    params.iter().map(|p| to_value(param_json(p))).collect()
+    params
+        .iter()
+        .map(|p| to_value(|o| write_param(o, p)))
+        .collect()
 }
 
-/// A metric in MLflow's wire shape (built by [`MetricJson`]).
+/// A metric in MLflow's wire shape.
 pub fn metric(metric: &Metric) -> Value {
-    to_value(MetricJson(metric))
+    to_value(|o| write_metric(o, metric))
 }
 
 pub fn experiment(experiment: &Experiment) -> Value {
@@ -52,259 +56,135 @@ pub fn experiment(experiment: &Experiment) -> Value {
     Value::Object(object)
 }
 
-/// A run's info in MLflow's wire shape (built by [`RunInfoJson`]).
+/// A run's info in MLflow's wire shape.
 pub fn run_info(info: &RunInfo) -> Value {
-    to_value(RunInfoJson(info))
+    to_value(|o| write_run_info(o, info))
 }
 
-/// A run in MLflow's wire shape (built by [`RunJson`]).
+/// A run in MLflow's wire shape.
 pub fn run(run: &Run) -> Value {
-    to_value(RunJson(run))
+    to_value(|o| write_run(o, run))
 }
 
-/// The entities below serialize straight into the answer, with no `Value` tree
-/// in between (runs/search answers hundreds of runs). Keys are written in
-/// sorted order, as a `serde_json::Map` would write them.
-fn to_value(entity: impl Serialize) -> Value {
-    // Cannot fail: every map key is a string and no Serialize impl here errors.
-    serde_json::to_value(entity).unwrap_or(Value::Null)
+/// A `Value` of one entity written by `write` (for answers built as `Value`
+/// trees; the entity's shape has one writer, below).
+fn to_value(write: impl FnOnce(&mut Obj<'_>)) -> Value {
+    let mut out = JsonOut::with_capacity(256);
+    let mut object = out.object();
+    write(&mut object);
+    object.end();
+    // Cannot fail: the writer writes valid JSON.
+    serde_json::from_slice(&out.into_bytes()).unwrap_or(Value::Null)
 }
 
-/// A double in protobuf JSON form: "NaN", "Infinity" and "-Infinity" for non-finite values.
-struct Double(f64);
-
-impl Serialize for Double {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let value = self.0;
-        if value.is_nan() {
-            s.serialize_str("NaN")
-        } else if value == f64::INFINITY {
-            s.serialize_str("Infinity")
-        } else if value == f64::NEG_INFINITY {
-            s.serialize_str("-Infinity")
-        } else {
-            s.serialize_f64(value)
-        }
-    }
-}
-
-/// A list, or nothing when it is empty (protobuf JSON omits empty lists).
-fn list_entry<'a, M: SerializeMap, T, W: Serialize>(
-    map: &mut M,
-    key: &'static str,
-    items: &'a [T],
-    wrap: fn(&'a T) -> W,
-) -> Result<(), M::Error> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    map.serialize_entry(key, &Seq(items, wrap))
-}
-
-struct Seq<'a, T, W>(&'a [T], fn(&'a T) -> W);
-
-impl<'a, T, W: Serialize> Serialize for Seq<'a, T, W> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(self.1))
-    }
-}
+// The entities below are written straight into the answer's bytes
+// ([`JsonOut`]): runs/search answers hundreds of runs. Keys are written in
+// sorted order, as a `serde_json::Map` writes them.
 
 /// A key/value pair (tag or param): `{"key", "value"}`.
-struct PairJson<'a>(&'a str, &'a str);
+fn write_tag(o: &mut Obj<'_>, tag: &Tag) {
+    o.str("key", &tag.key).str("value", &tag.value);
+}
 
-impl Serialize for PairJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("key", self.0)?;
-        map.serialize_entry("value", self.1)?;
-        map.end()
+fn write_param(o: &mut Obj<'_>, param: &Param) {
+    o.str("key", &param.key).str("value", &param.value);
+}
+
+fn write_metric(o: &mut Obj<'_>, metric: &Metric) {
+    if let Some(digest) = &metric.dataset_digest {
+        o.str("dataset_digest", digest);
     }
-}
-
-fn tag_json(tag: &Tag) -> PairJson<'_> {
-    PairJson(&tag.key, &tag.value)
-}
-
-fn param_json(param: &Param) -> PairJson<'_> {
-    PairJson(&param.key, &param.value)
-}
-
-pub struct MetricJson<'a>(pub &'a Metric);
-
-impl Serialize for MetricJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let metric = self.0;
-        let mut map = s.serialize_map(None)?;
-        if let Some(digest) = &metric.dataset_digest {
-            map.serialize_entry("dataset_digest", digest)?;
-        }
-        if let Some(name) = &metric.dataset_name {
-            map.serialize_entry("dataset_name", name)?;
-        }
-        map.serialize_entry("key", &metric.key)?;
-        if let Some(model_id) = &metric.model_id {
-            map.serialize_entry("model_id", model_id)?;
-        }
-        if let Some(run_id) = &metric.run_id {
-            map.serialize_entry("run_id", run_id)?;
-        }
-        map.serialize_entry("step", &metric.step)?;
-        map.serialize_entry("timestamp", &metric.timestamp)?;
-        map.serialize_entry("value", &Double(metric.value))?;
-        map.end()
+    if let Some(name) = &metric.dataset_name {
+        o.str("dataset_name", name);
     }
-}
-
-pub struct RunInfoJson<'a>(pub &'a RunInfo);
-
-impl Serialize for RunInfoJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let info = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("artifact_uri", &info.artifact_uri)?;
-        if let Some(end_time) = info.end_time {
-            map.serialize_entry("end_time", &end_time)?;
-        }
-        map.serialize_entry("experiment_id", &info.experiment_id)?;
-        map.serialize_entry("lifecycle_stage", info.lifecycle_stage.as_str())?;
-        map.serialize_entry("run_id", &info.run_id)?;
-        map.serialize_entry("run_name", &info.run_name)?;
-        map.serialize_entry("run_uuid", &info.run_id)?;
-        map.serialize_entry("start_time", &info.start_time)?;
-        map.serialize_entry("status", info.status.as_str())?;
-        map.serialize_entry("user_id", &info.user_id)?;
-        map.end()
+    o.str("key", &metric.key);
+    if let Some(model_id) = &metric.model_id {
+        o.str("model_id", model_id);
     }
-}
-
-struct DatasetInputJson<'a>(&'a DatasetInput);
-
-impl Serialize for DatasetInputJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("dataset", &DatasetJson(&self.0.dataset))?;
-        list_entry(&mut map, "tags", &self.0.tags, tag_json)?;
-        map.end()
+    if let Some(run_id) = &metric.run_id {
+        o.str("run_id", run_id);
     }
+    o.int("step", metric.step)
+        .int("timestamp", metric.timestamp)
+        .double("value", metric.value);
 }
 
-struct DatasetJson<'a>(&'a keel_core::Dataset);
+fn write_run_info(o: &mut Obj<'_>, info: &RunInfo) {
+    o.str("artifact_uri", &info.artifact_uri);
+    if let Some(end_time) = info.end_time {
+        o.int("end_time", end_time);
+    }
+    o.str("experiment_id", &info.experiment_id)
+        .str("lifecycle_stage", info.lifecycle_stage.as_str())
+        .str("run_id", &info.run_id)
+        .str("run_name", &info.run_name)
+        .str("run_uuid", &info.run_id)
+        .int("start_time", info.start_time)
+        .str("status", info.status.as_str())
+        .str("user_id", &info.user_id);
+}
 
-impl Serialize for DatasetJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let dataset = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("digest", &dataset.digest)?;
-        map.serialize_entry("name", &dataset.name)?;
+fn write_dataset_input(o: &mut Obj<'_>, input: &DatasetInput) {
+    o.object("dataset", |o| {
+        let dataset = &input.dataset;
+        o.str("digest", &dataset.digest).str("name", &dataset.name);
         if let Some(profile) = &dataset.profile {
-            map.serialize_entry("profile", profile)?;
+            o.str("profile", profile);
         }
         if let Some(schema) = &dataset.schema {
-            map.serialize_entry("schema", schema)?;
+            o.str("schema", schema);
         }
-        map.serialize_entry("source", &dataset.source)?;
-        map.serialize_entry("source_type", &dataset.source_type)?;
-        map.end()
+        o.str("source", &dataset.source)
+            .str("source_type", &dataset.source_type);
+    })
+    .list("tags", &input.tags, write_tag);
+}
+
+/// A run: `{"data", "info", "inputs"}` and `"outputs"` when the run has any;
+/// empty lists are omitted.
+fn write_run(o: &mut Obj<'_>, run: &Run) {
+    o.object("data", |o| {
+        o.list("metrics", &run.data.metrics, write_metric)
+            .list("params", &run.data.params, write_param)
+            .list("tags", &run.data.tags, write_tag);
+    })
+    .object("info", |o| write_run_info(o, &run.info))
+    .object("inputs", |o| {
+        o.list("dataset_inputs", &run.dataset_inputs, write_dataset_input)
+            .list(
+                "model_inputs",
+                &run.model_inputs,
+                |o, input: &ModelInput| {
+                    o.str("model_id", &input.model_id);
+                },
+            );
+    });
+    if !run.model_outputs.is_empty() {
+        o.object("outputs", |o| {
+            o.list(
+                "model_outputs",
+                &run.model_outputs,
+                |o, output: &ModelOutput| {
+                    o.str("model_id", &output.model_id).int("step", output.step);
+                },
+            );
+        });
     }
 }
 
-struct ModelInputJson<'a>(&'a ModelInput);
-
-impl Serialize for ModelInputJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(1))?;
-        map.serialize_entry("model_id", &self.0.model_id)?;
-        map.end()
+/// A runs/search answer's bytes: `{"next_page_token", "runs"}`, each omitted
+/// when there is none.
+pub fn runs_page(page: &Page<Run>) -> Vec<u8> {
+    // Sized up front (about 1 KB a run): growing a ~100 KB answer step by step
+    // costs reallocations.
+    let mut out = JsonOut::with_capacity(1024 * (page.items.len() + 1));
+    let mut object = out.object();
+    if let Some(token) = &page.next_page_token {
+        object.str("next_page_token", token);
     }
-}
-
-struct ModelOutputJson<'a>(&'a ModelOutput);
-
-impl Serialize for ModelOutputJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
-        map.serialize_entry("model_id", &self.0.model_id)?;
-        map.serialize_entry("step", &self.0.step)?;
-        map.end()
-    }
-}
-
-/// `{"metrics", "params", "tags"}`, each omitted when empty.
-struct RunDataJson<'a>(&'a Run);
-
-impl Serialize for RunDataJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let data = &self.0.data;
-        let mut map = s.serialize_map(None)?;
-        list_entry(&mut map, "metrics", &data.metrics, MetricJson)?;
-        list_entry(&mut map, "params", &data.params, param_json)?;
-        list_entry(&mut map, "tags", &data.tags, tag_json)?;
-        map.end()
-    }
-}
-
-/// `{"dataset_inputs", "model_inputs"}`, each omitted when empty.
-struct RunInputsJson<'a>(&'a Run);
-
-impl Serialize for RunInputsJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let run = self.0;
-        let mut map = s.serialize_map(None)?;
-        list_entry(
-            &mut map,
-            "dataset_inputs",
-            &run.dataset_inputs,
-            DatasetInputJson,
-        )?;
-        list_entry(&mut map, "model_inputs", &run.model_inputs, ModelInputJson)?;
-        map.end()
-    }
-}
-
-struct RunOutputsJson<'a>(&'a Run);
-
-impl Serialize for RunOutputsJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(1))?;
-        list_entry(
-            &mut map,
-            "model_outputs",
-            &self.0.model_outputs,
-            ModelOutputJson,
-        )?;
-        map.end()
-    }
-}
-
-/// A run: `{"data", "info", "inputs"}` and `"outputs"` when the run has any.
-pub struct RunJson<'a>(pub &'a Run);
-
-impl Serialize for RunJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let run = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("data", &RunDataJson(run))?;
-        map.serialize_entry("info", &RunInfoJson(&run.info))?;
-        map.serialize_entry("inputs", &RunInputsJson(run))?;
-        if !run.model_outputs.is_empty() {
-            map.serialize_entry("outputs", &RunOutputsJson(run))?;
-        }
-        map.end()
-    }
-}
-
-/// A runs/search answer, serialized straight from the runs (see [`page`]).
-pub struct RunsPage(pub keel_core::Page<Run>);
-
-impl Serialize for RunsPage {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        if let Some(token) = &self.0.next_page_token {
-            map.serialize_entry("next_page_token", token)?;
-        }
-        list_entry(&mut map, "runs", &self.0.items, RunJson)?;
-        map.end()
-    }
+    object.list("runs", &page.items, write_run);
+    object.end();
+    out.into_bytes()
 }
 
 pub fn logged_model(model: &LoggedModel) -> Value {
@@ -496,10 +376,10 @@ mod wire_tests {
 
     #[test]
     fn runs_page_has_mlflow_wire_shape() {
-        let page = RunsPage(Page {
+        let page = Page {
             items: vec![rich_run()],
             next_page_token: Some("tok".into()),
-        });
+        };
         let expected = json!({
             "next_page_token": "tok",
             "runs": [{
@@ -526,7 +406,7 @@ mod wire_tests {
                 "outputs": {"model_outputs": [{"model_id": "m-1", "step": 4}]}
             }]
         });
-        let text = serde_json::to_string(&page).expect("serializes");
+        let text = String::from_utf8(runs_page(&page)).expect("utf-8");
         let parsed: Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(parsed, expected);
         // Keys come out sorted, byte for byte what a serde_json::Map writes.
@@ -546,11 +426,11 @@ mod wire_tests {
         assert_eq!(value["inputs"], json!({}));
         assert!(value.get("outputs").is_none());
         assert!(value["info"].get("end_time").is_none());
-        let empty = serde_json::to_string(&RunsPage(Page {
+        let empty = String::from_utf8(runs_page(&Page {
             items: Vec::new(),
             next_page_token: None,
         }))
-        .expect("serializes");
+        .expect("utf-8");
         assert_eq!(empty, "{}");
     }
 }

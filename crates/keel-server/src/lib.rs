@@ -11,6 +11,7 @@ mod artifacts;
 pub mod auth;
 mod dto;
 mod error;
+mod json_out;
 mod keel_api;
 mod registry;
 mod request;

@@ -577,11 +577,7 @@ pub async fn search_runs(State(state): State<AppState>, body: Bytes) -> ApiResul
             body.page_token.as_deref(),
         )
         .await?;
-    // Sized up front (about 1 KB a run): growing a ~100 KB answer step by step costs
-    // reallocations and malloc consolidations.
-    let mut answer = Vec::with_capacity(1024 * (page.items.len() + 1));
-    serde_json::to_writer(&mut answer, &dto::RunsPage(page))
-        .map_err(|e| Error::internal(format!("Cannot serialize runs: {e}")))?;
+    let answer = dto::runs_page(&page);
     Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 

@@ -110,32 +110,16 @@ impl Row {
     }
 }
 
-impl Row {
-    /// Reads a text column without taking it: borrowed from a native row (no
-    /// copy), owned from sqlx's. For columns only looked at, such as the owner
-    /// id each row of a side table is matched by.
-    pub fn text(&self, column: &str) -> Result<std::borrow::Cow<'_, str>, Error> {
-        match self {
-            Row::Any(row) => get::<String>(row, column).map(std::borrow::Cow::Owned),
-            Row::Native { columns, values } => {
-                match columns.iter().position(|c| c == column).map(|i| &values[i]) {
-                    Some(Value::Text(text)) => Ok(std::borrow::Cow::Borrowed(text)),
-                    Some(other) => Err(Error::internal(format!(
-                        "Cannot read column '{column}': unexpected value {other:?}"
-                    ))),
-                    None => Err(Error::internal(format!("No column '{column}' in the row"))),
-                }
-            }
-        }
-    }
-}
-
 /// A row read in place by column position (the SELECT's order), for the
 /// loops that read many rows: nothing is copied but what the caller keeps,
 /// and a native row lends its text.
 pub(crate) trait RowRef {
     fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error>;
+    /// A text column that may be NULL.
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Error>;
     fn int(&self, i: usize) -> Result<i64, Error>;
+    /// An integer column that may be NULL.
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Error>;
     fn real(&self, i: usize) -> Result<f64, Error>;
 }
 
@@ -143,7 +127,13 @@ impl RowRef for AnyRow {
     fn text(&self, i: usize) -> Result<std::borrow::Cow<'_, str>, Error> {
         any_at::<String>(self, i).map(std::borrow::Cow::Owned)
     }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Error> {
+        any_at(self, i)
+    }
     fn int(&self, i: usize) -> Result<i64, Error> {
+        any_at(self, i)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Error> {
         any_at(self, i)
     }
     fn real(&self, i: usize) -> Result<f64, Error> {

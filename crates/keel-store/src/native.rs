@@ -401,9 +401,22 @@ impl RowRef for NativeRow<'_, '_> {
             other => Err(self.unexpected(i, other)),
         }
     }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Error> {
+        match self.value(i)? {
+            ValueRef::Null => Ok(None),
+            _ => self.text(i).map(|text| Some(text.into_owned())),
+        }
+    }
     fn int(&self, i: usize) -> Result<i64, Error> {
         match self.value(i)? {
             ValueRef::Integer(v) => Ok(v),
+            other => Err(self.unexpected(i, other)),
+        }
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, Error> {
+        match self.value(i)? {
+            ValueRef::Integer(v) => Ok(Some(v)),
+            ValueRef::Null => Ok(None),
             other => Err(self.unexpected(i, other)),
         }
     }

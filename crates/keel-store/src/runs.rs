@@ -14,7 +14,7 @@ use keel_core::{
 };
 
 use crate::Store;
-use crate::exec::{Batch, Exec, Row};
+use crate::exec::{Batch, Exec, Row, RowRef};
 use crate::experiments::parse_experiment_id;
 use crate::pairs::RUN_TAGS;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
@@ -101,19 +101,18 @@ pub(crate) fn loaded_value(value: f64, is_nan: i64) -> f64 {
     if is_nan != 0 { f64::NAN } else { value }
 }
 
-fn run_info_from_row(row: &mut Row) -> Result<RunInfo, Error> {
-    let status: String = row.get("status")?;
-    let stage: String = row.get("lifecycle_stage")?;
+/// A run's info from a row of `SELECT {RUN_COLUMNS}`, read by position.
+fn run_info_at(row: &dyn RowRef) -> Result<RunInfo, Error> {
     Ok(RunInfo {
-        run_id: row.get("run_uuid")?,
-        experiment_id: row.get::<i64>("experiment_id")?.to_string(),
-        run_name: row.get("name")?,
-        user_id: row.get("user_id")?,
-        status: RunStatus::parse(&status).unwrap_or(RunStatus::Running),
-        start_time: row.get("start_time")?,
-        end_time: row.get("end_time")?,
-        artifact_uri: row.get("artifact_uri")?,
-        lifecycle_stage: LifecycleStage::parse(&stage).unwrap_or(LifecycleStage::Active),
+        run_id: row.text(0)?.into_owned(),
+        experiment_id: row.int(1)?.to_string(),
+        run_name: row.text(2)?.into_owned(),
+        user_id: row.text(3)?.into_owned(),
+        status: RunStatus::parse(&row.text(4)?).unwrap_or(RunStatus::Running),
+        start_time: row.int(5)?,
+        end_time: row.opt_int(6)?,
+        artifact_uri: row.text(7)?.into_owned(),
+        lifecycle_stage: LifecycleStage::parse(&row.text(8)?).unwrap_or(LifecycleStage::Active),
     })
 }
 
@@ -629,11 +628,7 @@ async fn search_runs_in<E: Exec>(
     max_results: i64,
     offset: u64,
 ) -> Result<Page<Run>, Error> {
-    let mut rows = e.fetch_all(&sql, "searching runs").await?;
-    let mut runs = rows
-        .iter_mut()
-        .map(|row| run_info_from_row(row).map(empty_run))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut runs = read_run_infos(e, &sql, "searching runs").await?;
     let next_page_token = page_token::truncate_page(&mut runs, max_results, offset);
     fill_runs(e, &mut runs).await?;
     Ok(Page {
@@ -642,16 +637,31 @@ async fn search_runs_in<E: Exec>(
     })
 }
 
+/// The runs (info only) of a `SELECT {RUN_COLUMNS}` query, rows read in place.
+async fn read_run_infos<E: Exec>(
+    e: &mut E,
+    sql: &Sql,
+    context: &'static str,
+) -> Result<Vec<Run>, Error> {
+    let fetched = e.prefetch(sql, context).await?;
+    let mut runs = Vec::new();
+    e.visit(sql, context, fetched, &mut |row| {
+        runs.push(empty_run(run_info_at(row)?));
+        Ok(())
+    })?;
+    Ok(runs)
+}
+
 async fn read_run_info<E: Exec>(e: &mut E, run_id: String) -> Result<RunInfo, Error> {
     let mut sql = Sql::new(&format!(
         "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
     ));
     sql.bind(run_id.as_str());
-    let mut rows = e.fetch_all(&sql, "reading run").await?;
-    let row = rows
-        .first_mut()
-        .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
-    run_info_from_row(row)
+    read_run_infos(e, &sql, "reading run")
+        .await?
+        .pop()
+        .map(|run| run.info)
+        .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))
 }
 
 async fn read_active_run<E: Exec>(e: &mut E, run_id: String) -> Result<RunInfo, Error> {
@@ -682,152 +692,177 @@ async fn read_run<E: Exec>(e: &mut E, run_id: String) -> Result<Run, Error> {
         .ok_or_else(|| Error::internal("run vanished while loading"))
 }
 
-/// Loads latest metrics, params, tags, inputs and outputs for many runs with a few queries.
-/// Each is ordered by (owner, key): the primary key's order, so no sort, and each run's
-/// rows still come by key.
+/// Loads latest metrics, params, tags, inputs and outputs for a page of runs
+/// with one query per [`IN_CHUNK`] runs (a `UNION ALL` of the five side
+/// tables; dataset inputs' tags follow in a second query when there are any).
+/// The page's ids, bound as a `VALUES` list with their place in the page
+/// ([`page_ids`]), are joined to each side table's key: on SQLite `CROSS JOIN`
+/// keeps the list the outer loop, so each id is one seek and no sorted index
+/// of an `IN (...)` list is built, and a row names its run by place (an
+/// integer), not by id.
 async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
-    if runs.is_empty() {
-        return Ok(());
-    }
-    let index: HashMap<String, usize> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.info.run_id.clone(), i))
-        .collect();
+    // The branches of the query, in its first column.
+    const METRIC: i64 = 0;
+    const PARAM: i64 = 1;
+    const TAG: i64 = 2;
+    const INPUT: i64 = 3;
     let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
-    let mut owners = Owners {
-        index: &index,
-        ids: &ids,
-        last: None,
-    };
-    for chunk in ids.chunks(IN_CHUNK) {
-        let mut sql = Sql::new(
-            "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ",
+    for (chunk_index, chunk) in ids.chunks(IN_CHUNK).enumerate() {
+        let first = chunk_index * IN_CHUNK;
+        let page = &mut runs[first..first + chunk.len()];
+        let mut sql = page_ids(chunk);
+        // Columns: the run's place in the page and the branch in one integer
+        // (place × 8 + branch: one value to read per row), then per branch
+        // (1 … 13): metric: key, -, value, timestamp, step, is_nan;
+        // param and tag: key, value;
+        // input: input_uuid, source_type, -, -, -, -, source_id and the
+        // dataset's name, digest, source_type, source, schema, profile;
+        // output: model_id, -, -, -, step. Each column has one type in all
+        // branches (PostgreSQL requires it).
+        sql.push(
+            "SELECT page.n * 8, m.key, NULL, m.value, m.timestamp, m.step, m.is_nan, \
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+             FROM page CROSS JOIN latest_metrics m WHERE m.run_uuid = page.id \
+             UNION ALL SELECT page.n * 8 + 1, p.key, p.value, NULL, NULL, NULL, NULL, \
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+             FROM page CROSS JOIN params p WHERE p.run_uuid = page.id \
+             UNION ALL SELECT page.n * 8 + 2, t.key, t.value, NULL, NULL, NULL, NULL, \
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+             FROM page CROSS JOIN tags t WHERE t.run_uuid = page.id \
+             UNION ALL SELECT page.n * 8 + 3, i.input_uuid, i.source_type, NULL, NULL, NULL, NULL, \
+             i.source_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+             FROM page CROSS JOIN inputs i LEFT JOIN datasets d ON d.dataset_uuid = i.source_id \
+             AND i.source_type = 'DATASET' WHERE i.destination_type = 'RUN' AND i.destination_id = page.id \
+             UNION ALL SELECT page.n * 8 + 4, o.model_id, NULL, NULL, NULL, o.step, NULL, \
+             NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+             FROM page CROSS JOIN run_outputs o WHERE o.run_uuid = page.id",
         );
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY run_uuid, key");
-        let fetched = e.prefetch(&sql, "reading metrics").await?;
-        e.visit(&sql, "reading metrics", fetched, &mut |row| {
-            if let Some(i) = owners.find(&row.text(0)?) {
-                runs[i].data.metrics.push(Metric::new(
+        // Inputs come in input id order: kept aside with their ids, sorted,
+        // then handed to their runs.
+        let mut inputs: Vec<(String, usize, Input)> = Vec::new();
+        let fetched = e.prefetch(&sql, "reading run data").await?;
+        e.visit(&sql, "reading run data", fetched, &mut |row| {
+            let place_and_branch = row.int(0)?;
+            let n = place_and_branch >> 3;
+            let run = page_run(page, n)?;
+            match place_and_branch & 7 {
+                METRIC => run.data.metrics.push(Metric::new(
                     row.text(1)?,
-                    loaded_value(row.real(2)?, row.int(5)?),
-                    row.int(3)?,
+                    loaded_value(row.real(3)?, row.int(6)?),
                     row.int(4)?,
-                ));
-            }
-            Ok(())
-        })?;
-        let mut sql = Sql::new("SELECT run_uuid, key, value FROM params WHERE run_uuid IN ");
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY run_uuid, key");
-        let fetched = e.prefetch(&sql, "reading params").await?;
-        e.visit(&sql, "reading params", fetched, &mut |row| {
-            if let Some(i) = owners.find(&row.text(0)?) {
-                runs[i].data.params.push(Param {
+                    row.int(5)?,
+                )),
+                PARAM => run.data.params.push(Param {
                     key: row.text(1)?.into_owned(),
                     value: row.text(2)?.into_owned(),
-                });
+                }),
+                TAG => run.data.tags.push(Tag::new(row.text(1)?, row.text(2)?)),
+                INPUT if row.text(2)? == "MODEL" => inputs.push((
+                    row.text(1)?.into_owned(),
+                    n as usize,
+                    Input::Model(ModelInput {
+                        model_id: row.text(7)?.into_owned(),
+                    }),
+                )),
+                INPUT => inputs.push((
+                    row.text(1)?.into_owned(),
+                    n as usize,
+                    Input::Dataset(DatasetInput {
+                        dataset: Dataset {
+                            name: row.text(8)?.into_owned(),
+                            digest: row.text(9)?.into_owned(),
+                            source_type: row.text(10)?.into_owned(),
+                            source: row.text(11)?.into_owned(),
+                            schema: row.opt_text(12)?,
+                            profile: row.opt_text(13)?,
+                        },
+                        tags: Vec::new(),
+                    }),
+                )),
+                _ => run.model_outputs.push(ModelOutput {
+                    model_id: row.text(1)?.into_owned(),
+                    step: row.int(5)?,
+                }),
             }
             Ok(())
         })?;
-        let mut sql = Sql::new("SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ");
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY run_uuid, key");
-        let fetched = e.prefetch(&sql, "reading tags").await?;
-        e.visit(&sql, "reading tags", fetched, &mut |row| {
-            if let Some(i) = owners.find(&row.text(0)?) {
-                runs[i].data.tags.push(Tag::new(row.text(1)?, row.text(2)?));
-            }
-            Ok(())
-        })?;
-        let mut sql = Sql::new(
-            "SELECT i.destination_id, i.input_uuid, i.source_type, i.source_id, d.name, d.digest, d.source_type \
-             AS dataset_source_type, d.source, d.schema, d.profile FROM inputs i LEFT JOIN datasets d ON \
-             d.dataset_uuid = i.source_id AND i.source_type = 'DATASET' WHERE i.destination_type = 'RUN' AND \
-             i.destination_id IN ",
-        );
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY i.input_uuid");
-        let mut input_runs: HashMap<String, (usize, usize)> = HashMap::new();
-        for mut row in e.fetch_all(&sql, "reading inputs").await? {
-            let owner = owners.find(&row.text("destination_id")?);
-            let Some(i) = owner else {
-                continue;
-            };
-            let source_type: String = row.get("source_type")?;
-            if source_type == "MODEL" {
-                runs[i].model_inputs.push(ModelInput {
-                    model_id: row.get("source_id")?,
-                });
-                continue;
-            }
-            let dataset = Dataset {
-                name: row.get("name")?,
-                digest: row.get("digest")?,
-                source_type: row.get("dataset_source_type")?,
-                source: row.get("source")?,
-                schema: row.get("schema")?,
-                profile: row.get("profile")?,
-            };
-            input_runs.insert(row.get("input_uuid")?, (i, runs[i].dataset_inputs.len()));
-            runs[i].dataset_inputs.push(DatasetInput {
-                dataset,
-                tags: Vec::new(),
-            });
+        if inputs.is_empty() {
+            continue;
         }
-        if !input_runs.is_empty() {
-            let mut sql =
-                Sql::new("SELECT input_uuid, key, value FROM input_tags WHERE input_uuid IN ");
-            sql.bind_list(input_runs.keys().map(String::as_str))
-                .push(" ORDER BY input_uuid, key");
-            for mut row in e.fetch_all(&sql, "reading input tags").await? {
-                if let Some(&(i, j)) = input_runs.get(&row.get::<String>("input_uuid")?) {
-                    runs[i].dataset_inputs[j].tags.push(Tag::new(
-                        row.get::<String>("key")?,
-                        row.get::<String>("value")?,
-                    ));
+        inputs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut places: HashMap<String, (usize, usize)> = HashMap::new();
+        for (id, n, input) in inputs {
+            match input {
+                Input::Model(input) => page[n].model_inputs.push(input),
+                Input::Dataset(input) => {
+                    places.insert(id, (n, page[n].dataset_inputs.len()));
+                    page[n].dataset_inputs.push(input);
                 }
             }
         }
+        if places.is_empty() {
+            continue;
+        }
         let mut sql =
-            Sql::new("SELECT run_uuid, model_id, step FROM run_outputs WHERE run_uuid IN ");
-        sql.bind_list(chunk.iter().map(String::as_str))
-            .push(" ORDER BY run_uuid, model_id");
-        for mut row in e.fetch_all(&sql, "reading outputs").await? {
-            let owner = owners.find(&row.text("run_uuid")?);
-            if let Some(i) = owner {
-                runs[i].model_outputs.push(ModelOutput {
-                    model_id: row.get("model_id")?,
-                    step: row.get("step")?,
-                });
+            Sql::new("SELECT input_uuid, key, value FROM input_tags WHERE input_uuid IN ");
+        sql.bind_list(places.keys().map(String::as_str))
+            .push(" ORDER BY input_uuid, key");
+        for mut row in e.fetch_all(&sql, "reading input tags").await? {
+            if let Some(&(n, j)) = places.get(&row.get::<String>("input_uuid")?) {
+                page[n].dataset_inputs[j].tags.push(Tag::new(
+                    row.get::<String>("key")?,
+                    row.get::<String>("value")?,
+                ));
             }
         }
+    }
+    // SQLite's plan yields each run's rows in key order (the primary key's);
+    // PostgreSQL promises no order without an ORDER BY, which would sort
+    // every row of the page: a run's lists are sorted here when they are not.
+    for run in runs.iter_mut() {
+        sort_by_key(&mut run.data.metrics, |m| &m.key);
+        sort_by_key(&mut run.data.params, |p| &p.key);
+        sort_by_key(&mut run.data.tags, |t| &t.key);
+        sort_by_key(&mut run.model_outputs, |o| &o.model_id);
     }
     Ok(())
 }
 
-/// Finds the run (its place in the page) a side-table row belongs to. Rows
-/// come grouped by run (primary-key order), so the previous row's run is
-/// compared before the id is hashed.
-struct Owners<'a> {
-    index: &'a HashMap<String, usize>,
-    ids: &'a [String],
-    last: Option<usize>,
+/// A run's input, read by [`fill_runs`].
+enum Input {
+    Model(ModelInput),
+    Dataset(DatasetInput),
 }
 
-impl Owners<'_> {
-    fn find(&mut self, id: &str) -> Option<usize> {
-        if let Some(i) = self.last
-            && self.ids[i] == id
-        {
-            return Some(i);
-        }
-        let found = self.index.get(id).copied();
-        if found.is_some() {
-            self.last = found;
-        }
-        found
+/// `WITH page(n, id) AS (VALUES (0, ?), (1, ?), …) `: a page's run ids and
+/// their places in it as a table, the head of a query that joins side tables
+/// to it.
+fn page_ids(ids: &[String]) -> Sql {
+    let mut sql = Sql::new("WITH page(n, id) AS (VALUES ");
+    for (n, id) in ids.iter().enumerate() {
+        let open = if n == 0 { "(" } else { ", (" };
+        sql.push(&format!("{open}{n}, "))
+            .bind(id.as_str())
+            .push(")");
+    }
+    sql.push(") ");
+    sql
+}
+
+/// The run at place `n` of a page (a `page.n` read back from a row).
+fn page_run(page: &mut [Run], n: i64) -> Result<&mut Run, Error> {
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| page.get_mut(n))
+        .ok_or_else(|| {
+            Error::internal(format!("a side-table row names place {n}, not in the page"))
+        })
+}
+
+/// Sorts a run's list by key unless it already is (the common case: one pass).
+fn sort_by_key<T>(items: &mut [T], key: fn(&T) -> &str) {
+    if !items.is_sorted_by(|a, b| key(a) <= key(b)) {
+        items.sort_by(|a, b| key(a).cmp(key(b)));
     }
 }
 

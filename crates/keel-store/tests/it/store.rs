@@ -4,7 +4,8 @@
 //! suite fails instead of skipping).
 
 use keel_core::{
-    Dataset, DatasetInput, ErrorCode, LoggedModelStatus, Metric, Param, RunStatus, Tag, ViewType,
+    Dataset, DatasetInput, ErrorCode, LoggedModelStatus, Metric, Param, Run, RunStatus, Tag,
+    ViewType,
 };
 use keel_store::{CreateRun, ModelOrder, Store, StoreConfig, UpdateRun};
 
@@ -12,6 +13,14 @@ use crate::util::{Backend, backends};
 
 fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
     Metric::new(key, value, timestamp, step)
+}
+
+/// The first 10 runs of an experiment's view, in the default order.
+async fn search_all(store: &Store, experiment_id: &str, view: ViewType) -> keel_core::Page<Run> {
+    store
+        .search_runs(&[experiment_id.to_string()], None, view, 10, &[], None)
+        .await
+        .expect("search runs")
 }
 
 async fn new_run(store: &Store, experiment_id: &str) -> String {
@@ -691,17 +700,7 @@ async fn search_runs_grammar() {
         );
         // Deleted runs only show up when asked for.
         store.delete_run(&ids[0]).await.unwrap();
-        let deleted = store
-            .search_runs(
-                std::slice::from_ref(&experiment),
-                None,
-                ViewType::DeletedOnly,
-                10,
-                &[],
-                None,
-            )
-            .await
-            .unwrap();
+        let deleted = search_all(&store, &experiment, ViewType::DeletedOnly).await;
         assert_eq!(deleted.items.len(), 1);
     }
 }
@@ -871,5 +870,165 @@ async fn count_runs_by_view() {
         );
         assert_eq!(store.count_runs(&id, ViewType::All).await.unwrap(), 3);
         assert_eq!(store.count_runs("nope", ViewType::All).await.unwrap(), 0);
+    }
+}
+
+/// A search's page gets each run's own side data, whatever the backend's plan:
+/// metrics, params and tags by key, inputs in input id order, model outputs by
+/// model id, and a run with nothing logged gets nothing.
+#[tokio::test]
+async fn a_page_of_runs_gets_each_runs_own_data() {
+    for Backend { store, .. } in backends().await {
+        let experiment = store.create_experiment("page", None, &[]).await.unwrap();
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            runs.push(new_run(&store, &experiment).await);
+        }
+        let models = [
+            store
+                .create_logged_model(&experiment, Some("b"), None, None, vec![], vec![])
+                .await
+                .unwrap()
+                .model_id,
+            store
+                .create_logged_model(&experiment, Some("a"), None, None, vec![], vec![])
+                .await
+                .unwrap()
+                .model_id,
+        ];
+        for (i, run) in runs.iter().enumerate().take(2) {
+            let keys = ["zeta", "alpha", "mid"];
+            store
+                .log_batch(
+                    run,
+                    keys.iter()
+                        .map(|k| metric(k, i as f64, 1, 0))
+                        .chain([metric("nan", f64::NAN, 1, 0)])
+                        .collect(),
+                    keys.iter()
+                        .map(|k| Param {
+                            key: format!("{k}{i}"),
+                            value: format!("v{i}"),
+                        })
+                        .collect(),
+                    keys.iter().map(|k| Tag::new(*k, format!("t{i}"))).collect(),
+                )
+                .await
+                .unwrap();
+        }
+        let dataset = |name: &str| DatasetInput {
+            dataset: Dataset {
+                name: name.into(),
+                digest: format!("d-{name}"),
+                source_type: "keel".into(),
+                source: format!("data/{name}.csv"),
+                schema: None,
+                profile: Some("{}".into()),
+            },
+            tags: vec![
+                Tag::new("z", name),
+                Tag::new("mlflow.data.context", "training"),
+            ],
+        };
+        store
+            .log_inputs(
+                &runs[1],
+                vec![dataset("one"), dataset("two")],
+                vec![keel_core::ModelInput {
+                    model_id: models[0].clone(),
+                }],
+            )
+            .await
+            .unwrap();
+        store
+            .log_outputs(
+                &runs[0],
+                models
+                    .iter()
+                    .map(|m| keel_core::ModelOutput {
+                        model_id: m.clone(),
+                        step: 3,
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+
+        let page = search_all(&store, &experiment, ViewType::ActiveOnly).await;
+        assert_eq!(page.items.len(), 3);
+        for found in &page.items {
+            let i = runs.iter().position(|r| *r == found.info.run_id).unwrap();
+            let data = &found.data;
+            if i == 2 {
+                assert!(data.metrics.is_empty() && data.params.is_empty());
+                assert!(data.tags.iter().all(|t| t.key.starts_with("mlflow.")));
+                assert!(found.dataset_inputs.is_empty() && found.model_inputs.is_empty());
+                assert!(found.model_outputs.is_empty());
+                continue;
+            }
+            let metric_keys: Vec<&str> = data.metrics.iter().map(|m| m.key.as_str()).collect();
+            assert_eq!(metric_keys, ["alpha", "mid", "nan", "zeta"]);
+            assert!(data.metrics[2].value.is_nan());
+            assert!(
+                data.metrics
+                    .iter()
+                    .filter(|m| m.key != "nan")
+                    .all(|m| m.value == i as f64)
+            );
+            let params: Vec<(&str, &str)> = data
+                .params
+                .iter()
+                .map(|p| (p.key.as_str(), p.value.as_str()))
+                .collect();
+            let (a, m, z) = (format!("alpha{i}"), format!("mid{i}"), format!("zeta{i}"));
+            let v = format!("v{i}");
+            assert_eq!(params, [(a.as_str(), v.as_str()), (&m, &v), (&z, &v)]);
+            let tags: Vec<&str> = data.tags.iter().map(|t| t.key.as_str()).collect();
+            assert!(tags.starts_with(&["alpha", "mid"]) && tags.contains(&"zeta"));
+            assert!(tags.is_sorted());
+            assert!(
+                data.tags
+                    .iter()
+                    .filter(|t| t.key.len() < 6)
+                    .all(|t| t.value == format!("t{i}"))
+            );
+            if i == 1 {
+                let mut names: Vec<&str> = found
+                    .dataset_inputs
+                    .iter()
+                    .map(|d| d.dataset.name.as_str())
+                    .collect();
+                names.sort();
+                assert_eq!(names, ["one", "two"]);
+                for input in &found.dataset_inputs {
+                    assert_eq!(input.dataset, dataset(&input.dataset.name).dataset);
+                    let tag_keys: Vec<&str> = input.tags.iter().map(|t| t.key.as_str()).collect();
+                    assert_eq!(tag_keys, ["mlflow.data.context", "z"]);
+                }
+                assert_eq!(found.model_inputs.len(), 1);
+                assert_eq!(found.model_inputs[0].model_id, models[0]);
+                assert!(found.model_outputs.is_empty());
+            } else {
+                assert!(found.dataset_inputs.is_empty() && found.model_inputs.is_empty());
+                let mut expected = models.to_vec();
+                expected.sort();
+                let outputs: Vec<&str> = found
+                    .model_outputs
+                    .iter()
+                    .map(|o| o.model_id.as_str())
+                    .collect();
+                assert_eq!(outputs, expected);
+                assert!(found.model_outputs.iter().all(|o| o.step == 3));
+            }
+        }
+        // A single run reads the same way.
+        let one = store.get_run(&runs[1]).await.unwrap();
+        let searched = page
+            .items
+            .iter()
+            .find(|r| r.info.run_id == runs[1])
+            .unwrap();
+        // (compared as text: the NaN metric is not equal to itself)
+        assert_eq!(format!("{one:?}"), format!("{searched:?}"));
     }
 }
