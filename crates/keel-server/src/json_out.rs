@@ -42,6 +42,7 @@ pub struct Obj<'a> {
 
 impl Obj<'_> {
     /// Writes `,"key":` (`key` is a field name: plain ASCII, never escaped).
+    #[inline]
     fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
         debug_assert!(!key.bytes().any(needs_escape), "field name {key:?}");
         if !self.first {
@@ -54,6 +55,7 @@ impl Obj<'_> {
         self.out
     }
 
+    #[inline]
     pub fn str(&mut self, key: &'static str, value: &str) -> &mut Self {
         let out = self.key(key);
         write_str(out, value);
@@ -127,11 +129,13 @@ impl Obj<'_> {
 }
 
 /// The bytes JSON strings must escape.
+#[inline]
 fn needs_escape(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
 /// Writes `value` as a JSON string, escaped as serde_json escapes it.
+#[inline]
 fn write_str(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     out.reserve(bytes.len() + 2);
