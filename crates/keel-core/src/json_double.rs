@@ -6,15 +6,24 @@
 
 use serde::{Deserialize, Deserializer, Serializer};
 
-pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+/// The string a non-finite double is written as (`None` for a finite one,
+/// which is written as a number). keel-server's JSON writer uses it too.
+pub fn non_finite_name(value: f64) -> Option<&'static str> {
     if value.is_nan() {
-        serializer.serialize_str("NaN")
-    } else if *value == f64::INFINITY {
-        serializer.serialize_str("Infinity")
-    } else if *value == f64::NEG_INFINITY {
-        serializer.serialize_str("-Infinity")
+        Some("NaN")
+    } else if value == f64::INFINITY {
+        Some("Infinity")
+    } else if value == f64::NEG_INFINITY {
+        Some("-Infinity")
     } else {
-        serializer.serialize_f64(*value)
+        None
+    }
+}
+
+pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    match non_finite_name(*value) {
+        Some(name) => serializer.serialize_str(name),
+        None => serializer.serialize_f64(*value),
     }
 }
 

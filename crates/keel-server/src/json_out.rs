@@ -68,18 +68,13 @@ impl Obj<'_> {
         self
     }
 
-    /// A double in protobuf JSON form: the strings "NaN", "Infinity" and
-    /// "-Infinity" for non-finite values.
+    /// A double in protobuf JSON form ([`keel_core::json_double`]): a number,
+    /// or a string for NaN and the infinities.
     pub fn double(&mut self, key: &'static str, value: f64) -> &mut Self {
         let out = self.key(key);
-        if value.is_finite() {
-            out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes());
-        } else if value.is_nan() {
-            out.extend_from_slice(b"\"NaN\"");
-        } else if value > 0.0 {
-            out.extend_from_slice(b"\"Infinity\"");
-        } else {
-            out.extend_from_slice(b"\"-Infinity\"");
+        match keel_core::json_double::non_finite_name(value) {
+            Some(name) => write_str(out, name),
+            None => out.extend_from_slice(zmij::Buffer::new().format_finite(value).as_bytes()),
         }
         self
     }
