@@ -5,11 +5,11 @@
 //! each leaf is read with `pread` into its thread's page-aligned buffer and
 //! hashed into a chaining value while it is still in the core's L2 cache,
 //! and the chaining values are merged up the tree (`blake3::hazmat`). That
-//! is one kernel copy of the bytes, about a quarter of the CPU time on the
-//! benchmark machine (0.07 of 0.24 CPU-s per warm GiB); hashing a
-//! memory-mapped file instead skips the copy but costs more in all
-//! (BENCHMARKS.md, issue 19, round three: 0.29–0.31 CPU-s per GiB with the
-//! page tables filled by `MADV_POPULATE_READ` region by region, 0.27 when
+//! is one kernel copy of the bytes, about a third of the CPU time on the
+//! benchmark machine (0.08–0.12 of 0.24–0.28 CPU-s per warm GiB); hashing
+//! a memory-mapped file instead skips the copy but costs more in all
+//! (BENCHMARKS.md, issue 19, round three: 0.33–0.35 CPU-s per GiB with the
+//! page tables filled by `MADV_POPULATE_READ` region by region, 0.25 when
 //! the page cache holds 2 MiB folios): BLAKE3 then reads memory instead of
 //! cache, and the mapping's page-table work and `munmap` take the rest. It
 //! would also need `unsafe` and could die of SIGBUS if the file shrank
@@ -38,15 +38,17 @@ pub const LARGE_FILE: u64 = 8 << 20;
 /// two of BLAKE3 chunks, large enough that the `pread` calls (each costs a
 /// system call and a page-cache lookup besides its copy) and the tree's
 /// merges do not show, and small enough to stay in a core's L2 cache
-/// between the read and the hash. 1 MiB measured best of 64 KiB to 4 MiB on
-/// the benchmark machine (BENCHMARKS.md, issue 19, round three): 0.24
-/// CPU-s per warm GiB against 0.27 for 64 KiB leaves, most of it fewer
-/// system calls (the copy alone: 0.07 against 0.10 CPU-s).
+/// between the read and the hash. 1 MiB and 2 MiB measured best of 64 KiB
+/// to 4 MiB on the benchmark machine (BENCHMARKS.md, issue 19, round
+/// three): 0.24–0.28 CPU-s per warm GiB against 0.27–0.30 for 64 KiB
+/// leaves, most of it fewer system calls (the reads alone: 0.08–0.12
+/// against 0.10–0.14 CPU-s).
 pub const LEAF: u64 = 1 << 20;
 
 /// The leaf buffers start on a page boundary: the kernel's copy into a
-/// buffer 16 bytes off a cache line (what glibc's `malloc` returns) costs
-/// 0.05–0.08 CPU-s more per GiB on the benchmark machine.
+/// buffer 16 bytes past a page boundary (what glibc's `malloc` returns for
+/// large buffers) costs 0.03–0.08 CPU-s more per GiB on the benchmark
+/// machine. The buffer (1 MiB and a page) stays with its thread.
 const BUFFER_ALIGN: usize = 4096;
 
 /// A 32-byte BLAKE3 digest, shown as 64 lowercase hex digits.
