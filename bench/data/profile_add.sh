@@ -9,11 +9,15 @@
 #             wall time is not a figure
 #   --perf    perf record -g (into OUT.perf.data), then the top symbols
 #             (children included) and the top self-time symbols
+#   --phases  perf trace (no ptrace, so the timing holds) of a few system
+#             calls: keel's exec to its project lock (start-up), the lock to
+#             the first linkat (scan and hash), that linkat to exit_group
+#             (link, metafile, .gitignore, stat cache, exit); into OUT.trace
 #
 #   KEEL_BIN=target/release/keel bash bench/data/profile_add.sh FILE [--time|--strace|--perf] [OUT]
 #
 # Runs as root (switches to nobody with setpriv); needs git, /usr/bin/time,
-# strace / perf for those modes. Prints the load average before and after.
+# strace / perf (and python3 for --phases) for those modes. Prints the load average before and after.
 set -euo pipefail
 file="${1:?usage: profile_add.sh FILE [--time|--strace|--perf] [OUT]}"
 mode="${2:---time}"
@@ -53,6 +57,21 @@ case "$mode" in
     echo "--- self time:"
     perf report -i "$out.perf.data" --no-children --stdio --sort sym --percent-limit 1 -g none 2>/dev/null \
       | grep -v '^#' | grep -v '^$' | head -30 ;;
+  --phases)
+    perf trace -f -e 'execve,flock,linkat,exit_group' -o "$out.trace" -- setpriv --reuid=nobody \
+      --regid=nogroup --clear-groups -- env HOME="$work" "$keel" --quiet data add big.bin
+    python3 - "$out.trace" <<'PY'
+import sys
+rows = [line for line in open(sys.argv[1]) if line.strip() and not line.strip().startswith("?")]
+at = lambda line: float(line.split()[0])
+exec_ = [at(r) for r in rows if "keel/" in r and "execve" in r][0]
+lock = [at(r) for r in rows if "flock" in r][0]
+link = [at(r) for r in rows if "linkat" in r][0]
+end = [at(r) for r in rows if "keel/" in r and "exit_group" in r][-1]
+print(f"start-up {lock - exec_:.1f} ms, scan + hash {link - lock:.1f} ms, "
+      f"link + writes + exit {end - link:.1f} ms, total {end - exec_:.1f} ms")
+PY
+    ;;
   *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

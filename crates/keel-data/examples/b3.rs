@@ -3,7 +3,9 @@
 //! reads; `b3 multi FILE` uses `keel_data::hash::hash_file` (on every core,
 //! leaf by leaf with `pread`); `b3 mmap FILE` the blake3 crate's own
 //! memory-mapped multi-threaded hashing (what `hash_file` used before issue
-//! 19's change); `b3 memory1 FILE` / `b3 memoryN FILE` read
+//! 19's change); `b3 leafN FILE` is `hash_file`'s tree hash with leaves of
+//! N KiB instead of keel's (`leaf64`, `leaf1024`: for comparing leaf
+//! sizes); `b3 memory1 FILE` / `b3 memoryN FILE` read
 //! the file into memory first and time the hash alone (one thread / every
 //! core): BLAKE3's own speed on this CPU, without the kernel's copy.
 //! Prints the digest, the timed part's wall seconds and GiB/s, and its CPU
@@ -15,7 +17,7 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(path)) = (args.get(1), args.get(2)) else {
-        return Err("usage: b3 single|multi|mmap|memory1|memoryN FILE".into());
+        return Err("usage: b3 single|multi|leafN|mmap|memory1|memoryN FILE".into());
     };
     let mut started = Instant::now();
     let mut cpu_started = cpu_seconds();
@@ -50,6 +52,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "multi" => {
             let (digest, total) = keel_data::hash::hash_file(std::path::Path::new(path))?;
             (digest.to_hex(), total)
+        }
+        leaf if leaf.starts_with("leaf") => {
+            let kib: u64 = leaf["leaf".len()..]
+                .parse()
+                .map_err(|_| format!("`{leaf}`: leafN takes a size in KiB, e.g. leaf64"))?;
+            let file = std::fs::File::open(path)?;
+            let len = file.metadata()?.len();
+            let digest = keel_data::hash::hash_in_leaves(&file, len, kib << 10)?;
+            (digest.to_hex(), len)
         }
         "mmap" => {
             let mut hasher = blake3::Hasher::new();
