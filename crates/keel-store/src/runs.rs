@@ -42,8 +42,8 @@ const RUN_COLUMNS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.sta
 
 const RUN_NAME_TAG: &str = "mlflow.runName";
 
-/// Rows per `IN (...)` list when loading run data in bulk.
-const IN_CHUNK: usize = 500;
+/// Runs per query when loading a page's side data (the ids bound in one `VALUES` list).
+const PAGE_CHUNK: usize = 500;
 
 fn run_attribute(key: &str) -> Option<(&'static str, ColumnType)> {
     Some(match key {
@@ -693,7 +693,7 @@ async fn read_run<E: Exec>(e: &mut E, run_id: String) -> Result<Run, Error> {
 }
 
 /// Loads latest metrics, params, tags, inputs and outputs for a page of runs
-/// with one query per [`IN_CHUNK`] runs (a `UNION ALL` of the five side
+/// with one query per [`PAGE_CHUNK`] runs (a `UNION ALL` of the five side
 /// tables; dataset inputs' tags follow in a second query when there are any).
 /// The page's ids, bound as a `VALUES` list with their place in the page
 /// ([`page_ids`]), are joined to each side table's key: on SQLite `CROSS JOIN`
@@ -707,8 +707,8 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
     const TAG: i64 = 2;
     const INPUT: i64 = 3;
     let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
-    for (chunk_index, chunk) in ids.chunks(IN_CHUNK).enumerate() {
-        let first = chunk_index * IN_CHUNK;
+    for (chunk_index, chunk) in ids.chunks(PAGE_CHUNK).enumerate() {
+        let first = chunk_index * PAGE_CHUNK;
         let page = &mut runs[first..first + chunk.len()];
         let mut sql = page_ids(chunk);
         // Columns: the run's place in the page and the branch in one integer
