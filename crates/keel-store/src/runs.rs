@@ -840,8 +840,9 @@ enum Input {
 fn page_ids(ids: &[String]) -> Sql {
     let mut sql = Sql::new("WITH page(n, id) AS (VALUES ");
     for (n, id) in ids.iter().enumerate() {
-        let open = if n == 0 { "(" } else { ", (" };
-        sql.push(&format!("{open}{n}, "))
+        sql.push(if n == 0 { "(" } else { ", (" })
+            .push(itoa::Buffer::new().format(n))
+            .push(", ")
             .bind(id.as_str())
             .push(")");
     }

@@ -90,7 +90,8 @@ impl Sql {
     pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
         self.args.push(value.into());
         self.text.push('$');
-        self.text.push_str(&self.args.len().to_string());
+        self.text
+            .push_str(itoa::Buffer::new().format(self.args.len()));
         self
     }
 
@@ -157,18 +158,26 @@ impl Sql {
 /// Rewrites `$1, $2, ...` as `?`. Placeholders are numbered in text order by
 /// [`Sql::bind`] and are never inside SQL string literals, so order is kept.
 fn anonymous_placeholders(text: &str) -> String {
+    // Byte by byte: `$` and digits are ASCII, so every cut falls between
+    // UTF-8 characters; text between placeholders is copied in runs.
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-                chars.next();
-            }
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            out.push_str(&text[copied..i]);
             out.push('?');
+            i += 1;
+            while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            copied = i;
         } else {
-            out.push(c);
+            i += 1;
         }
     }
+    out.push_str(&text[copied..]);
     out
 }
 
@@ -261,6 +270,10 @@ mod tests {
             "a = ? AND b IN (?, ?)"
         );
         assert_eq!(anonymous_placeholders("cost $ 5"), "cost $ 5");
+        assert_eq!(
+            anonymous_placeholders("é = $1, 'ü$' || $22$3 || $"),
+            "é = ?, 'ü$' || ?? || $"
+        );
     }
 
     #[test]
