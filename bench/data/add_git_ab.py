@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from add_vs_read import fresh_project, run, timed
+
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
@@ -36,21 +38,16 @@ def main():
         sys.exit("run as root (the adds run as nobody)")
     keel = os.path.abspath(args.keel)
     nobody = pwd.getpwnam("nobody")
-    as_nobody = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
     work = Path(args.work).resolve() / f"keel-add-git-ab-{os.getpid()}"
     work.mkdir(parents=True)
     os.chown(work, nobody.pw_uid, nobody.pw_gid)
     env = dict(os.environ, HOME=str(work), GIT_CONFIG_NOSYSTEM="1", CI="true")
     without_git = dict(env, PATH="/nonexistent")
 
-    def timed(cmd, cwd, cmd_env):
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=cmd_env, stdout=subprocess.DEVNULL, **as_nobody)
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{' '.join(cmd)} failed")
-        return {"wall_s": round(time.perf_counter() - started, 4),
-                "cpu_s": round(usage.ru_utime + usage.ru_stime, 4)}
+    def timed_as_nobody(cmd, cwd, cmd_env):
+        # add_vs_read's clock (fork to exit, CPU from wait4), user and system CPU summed.
+        times = timed(cmd, cwd, nobody, cmd_env)
+        return {"wall_s": times["wall_s"], "cpu_s": round(times["user_s"] + times["sys_s"], 4)}
 
     runs = {"cat": [], "add with git": [], "add without git": []}
     loads = []
@@ -63,19 +60,14 @@ def main():
             loads.append(round(os.getloadavg()[0], 2))
             labels = ["add with git", "add without git"]
             for label in labels if number % 2 == 0 else reversed(labels):
-                project = work / f"{label.replace(' ', '-')}-{number}"
-                project.mkdir()
-                os.chown(project, nobody.pw_uid, nobody.pw_gid)
-                subprocess.run(["git", "init", "-q"], cwd=project, env=env, check=True, **as_nobody)
-                subprocess.run([keel, "--quiet", "init"], cwd=project, env=env, check=True,
-                               stdout=subprocess.DEVNULL, **as_nobody)
+                project = fresh_project(work, f"{label.replace(' ', '-')}-{number}", keel, nobody, env)
                 os.rename(big, project / "big.bin")
                 big = project / "big.bin"
                 os.chmod(big, 0o644)
-                subprocess.run(["cat", "big.bin"], cwd=project, check=True, stdout=subprocess.DEVNULL, **as_nobody)
-                runs["cat"].append(timed(["cat", "big.bin"], project, env))
-                runs[label].append(timed([keel, "--quiet", "data", "add", "big.bin"], project,
-                                         env if label == "add with git" else without_git))
+                run(["cat", "big.bin"], project, nobody, env)
+                runs["cat"].append(timed_as_nobody(["cat", "big.bin"], project, env))
+                runs[label].append(timed_as_nobody([keel, "--quiet", "data", "add", "big.bin"], project,
+                                                   env if label == "add with git" else without_git))
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(work)], check=False)
         shutil.rmtree(work, ignore_errors=True)
