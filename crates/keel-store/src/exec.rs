@@ -345,18 +345,26 @@ impl Prefetched {
     }
 }
 
+/// All rows of `sql` over sqlx, in the connection's dialect.
+async fn any_rows(
+    connection: &mut sqlx::AnyConnection,
+    sql: &Sql,
+    context: &'static str,
+) -> Result<Vec<AnyRow>, Error> {
+    let dialect = Dialect::of(connection);
+    sql.query(dialect)
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(db(context))
+}
+
 impl Exec for sqlx::AnyConnection {
     async fn fetch_all<'a>(
         &'a mut self,
         sql: &'a Sql,
         context: &'static str,
     ) -> Result<Vec<Row>, Error> {
-        let dialect = Dialect::of(self);
-        let rows = sql
-            .query(dialect)
-            .fetch_all(&mut *self)
-            .await
-            .map_err(db(context))?;
+        let rows = any_rows(self, sql, context).await?;
         Ok(rows.into_iter().map(Row::Any).collect())
     }
 
@@ -386,13 +394,7 @@ impl Exec for sqlx::AnyConnection {
         sql: &'a Sql,
         context: &'static str,
     ) -> Result<Prefetched, Error> {
-        let dialect = Dialect::of(self);
-        let rows = sql
-            .query(dialect)
-            .fetch_all(&mut *self)
-            .await
-            .map_err(db(context))?;
-        Ok(Prefetched(Some(rows)))
+        Ok(Prefetched(Some(any_rows(self, sql, context).await?)))
     }
 
     fn visit(
