@@ -121,6 +121,8 @@ pub(crate) trait RowRef {
     /// An integer column that may be NULL.
     fn opt_int(&self, i: usize) -> Result<Option<i64>, Error>;
     fn real(&self, i: usize) -> Result<f64, Error>;
+    /// A BLOB (BYTEA) column that may be NULL.
+    fn opt_bytes(&self, i: usize) -> Result<Option<std::borrow::Cow<'_, [u8]>>, Error>;
 }
 
 impl RowRef for AnyRow {
@@ -138,6 +140,9 @@ impl RowRef for AnyRow {
     }
     fn real(&self, i: usize) -> Result<f64, Error> {
         any_at(self, i)
+    }
+    fn opt_bytes(&self, i: usize) -> Result<Option<std::borrow::Cow<'_, [u8]>>, Error> {
+        any_at::<Option<Vec<u8>>>(self, i).map(|bytes| bytes.map(std::borrow::Cow::Owned))
     }
 }
 

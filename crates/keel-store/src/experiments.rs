@@ -388,8 +388,11 @@ impl Store {
         self.get_experiment(experiment_id).await?;
         EXPERIMENT_TAGS
             .delete(
-                &self.writer,
-                self.dialect,
+                &mut *self
+                    .writer
+                    .acquire()
+                    .await
+                    .map_err(db("acquiring the writer"))?,
                 &[id.into()],
                 key,
                 format!("No tag with name: {key} in experiment {experiment_id}"),

@@ -21,6 +21,7 @@ mod monitored;
 mod native;
 mod pairs;
 mod registry;
+mod run_data;
 mod runs;
 mod search;
 mod sql;

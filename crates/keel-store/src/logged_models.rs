@@ -250,8 +250,11 @@ impl Store {
         self.get_logged_model(model_id).await?;
         LOGGED_MODEL_TAGS
             .delete(
-                &self.writer,
-                self.dialect,
+                &mut *self
+                    .writer
+                    .acquire()
+                    .await
+                    .map_err(db("acquiring the writer"))?,
                 &[model_id.into()],
                 key,
                 format!("No tag with key '{key}' on logged model '{model_id}'"),

@@ -1,7 +1,7 @@
 //! Versioned, forward-only schema migrations.
 //!
-//! Each migration is written once with three type tokens (`{SERIAL}`, `{INT}`,
-//! `{REAL}`) rendered per dialect. `keel_schema` records every applied version
+//! Each migration is written once with four type tokens (`{SERIAL}`, `{INT}`,
+//! `{REAL}`, `{BLOB}`) rendered per dialect. `keel_schema` records every applied version
 //! with a checksum of its text, so an edited migration is detected instead of
 //! silently diverging; migrations run in a transaction, so a crash mid-way
 //! leaves the previous version intact. A database newer than this binary is
@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "users", USERS),
     (4, "monitor_verdicts", MONITOR_VERDICTS),
     (5, "sqlite_without_rowid", SQLITE_WITHOUT_ROWID),
+    (6, "run_data", RUN_DATA),
 ];
 
 /// Migrations that only SQLite runs; PostgreSQL records them as applied.
@@ -291,6 +292,10 @@ DROP TABLE tags;
 ALTER TABLE tags_v5 RENAME TO tags
 "#;
 
+/// A run's latest metrics, params and tags in one value on its row, kept by
+/// every write to them (see `run_data.rs`); NULL for runs written before.
+const RUN_DATA: &str = "ALTER TABLE runs ADD COLUMN run_data {BLOB}";
+
 /// Users, their grants and their access tokens (issue 13). Passwords and
 /// tokens are stored only as hashes; a user's grants and tokens go with it.
 const USERS: &str = r#"
@@ -321,13 +326,24 @@ CREATE INDEX access_tokens_user ON access_tokens (user_id)
 "#;
 
 fn render(dialect: Dialect, sql: &str) -> String {
-    let (serial, int, real) = match dialect {
-        Dialect::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "REAL"),
-        Dialect::Postgres => ("BIGSERIAL PRIMARY KEY", "BIGINT", "DOUBLE PRECISION"),
+    let (serial, int, real, blob) = match dialect {
+        Dialect::Sqlite => (
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "INTEGER",
+            "REAL",
+            "BLOB",
+        ),
+        Dialect::Postgres => (
+            "BIGSERIAL PRIMARY KEY",
+            "BIGINT",
+            "DOUBLE PRECISION",
+            "BYTEA",
+        ),
     };
     sql.replace("{SERIAL}", serial)
         .replace("{INT}", int)
         .replace("{REAL}", real)
+        .replace("{BLOB}", blob)
 }
 
 /// FNV-1a over the migration text: enough to notice an edited migration.
@@ -448,7 +464,8 @@ mod tests {
     }
 
     /// A SQLite store written before migration 5 (rowid side tables) keeps
-    /// every row when it moves them to `WITHOUT ROWID` tables.
+    /// every row when it moves them to `WITHOUT ROWID` tables, and its runs
+    /// (without `run_data` until they are written) read the same.
     #[tokio::test]
     async fn side_tables_move_to_without_rowid_with_their_rows() {
         let dir = tempfile::tempdir().unwrap();
@@ -489,12 +506,14 @@ mod tests {
             .await;
             execute(&store, &format!("DROP TABLE old_{table}")).await;
         }
-        execute(&store, "DELETE FROM keel_schema WHERE version = 5").await;
+        // ... and of before migration 6 (no `runs.run_data`).
+        execute(&store, "ALTER TABLE runs DROP COLUMN run_data").await;
+        execute(&store, "DELETE FROM keel_schema WHERE version >= 5").await;
         store.close().await;
         drop(store);
 
         let store = Store::open(StoreConfig::new(uri)).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 5);
+        assert_eq!(store.schema_version().await.unwrap(), 6);
         for table in ["metrics", "latest_metrics", "params", "tags"] {
             let (sql,): (String,) =
                 sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")

@@ -420,6 +420,13 @@ impl RowRef for NativeRow<'_, '_> {
             other => Err(self.unexpected(i, other)),
         }
     }
+    fn opt_bytes(&self, i: usize) -> Result<Option<std::borrow::Cow<'_, [u8]>>, Error> {
+        match self.value(i)? {
+            ValueRef::Blob(bytes) => Ok(Some(std::borrow::Cow::Borrowed(bytes))),
+            ValueRef::Null => Ok(None),
+            other => Err(self.unexpected(i, other)),
+        }
+    }
     fn real(&self, i: usize) -> Result<f64, Error> {
         match self.value(i)? {
             ValueRef::Real(v) => Ok(v),
@@ -444,6 +451,7 @@ impl ToSql for Arg {
                 Some(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
                 None => ToSqlOutput::Borrowed(ValueRef::Null),
             },
+            Arg::Bytes(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
         })
     }
 }

@@ -7,7 +7,7 @@
 use keel_core::Error;
 
 use crate::exec::Exec;
-use crate::sql::{Arg, Dialect, Sql, db};
+use crate::sql::{Arg, Sql};
 
 /// A key/value table and the columns naming the row's owner.
 #[derive(Debug, Clone, Copy)]
@@ -86,12 +86,12 @@ impl PairTable {
         Ok(())
     }
 
-    /// Deletes `key` of `owner`; a missing key is RESOURCE_DOES_NOT_EXIST
-    /// with `missing` as the message (each entity words it as MLflow does).
-    pub async fn delete(
+    /// Deletes `key` of `owner` through `e` (a connection or a transaction);
+    /// a missing key is RESOURCE_DOES_NOT_EXIST with `missing` as the
+    /// message (each entity words it as MLflow does).
+    pub async fn delete<E: Exec>(
         &self,
-        pool: &sqlx::AnyPool,
-        dialect: Dialect,
+        e: &mut E,
         owner: &[Arg],
         key: &str,
         missing: String,
@@ -103,12 +103,7 @@ impl PairTable {
                 .push(" AND ");
         }
         sql.push("key = ").bind(key);
-        let result = sql
-            .query(dialect)
-            .execute(pool)
-            .await
-            .map_err(db(self.what))?;
-        if result.rows_affected() == 0 {
+        if e.execute(&sql, self.what).await? == 0 {
             return Err(Error::not_found(missing));
         }
         Ok(())

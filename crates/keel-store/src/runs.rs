@@ -2,6 +2,7 @@
 //! history and search. `log_batch` is the one write path for params, metrics
 //! and tags, and it is atomic: a batch with one bad entry writes nothing.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use keel_core::validation::{
@@ -17,6 +18,7 @@ use crate::Store;
 use crate::exec::{Batch, Exec, Row, RowRef};
 use crate::experiments::parse_experiment_id;
 use crate::pairs::RUN_TAGS;
+use crate::run_data;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
 use crate::sql::{Dialect, Sql, db, get};
 
@@ -208,6 +210,7 @@ impl Store {
                 tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             )
             .await?;
+        refresh_run_data(&mut *tx, &run_id).await?;
         tx.commit().await.map_err(db("committing run"))?;
         self.get_run(&run_id).await
     }
@@ -249,6 +252,7 @@ impl Store {
             RUN_TAGS
                 .upsert(&mut *tx, &[run_id.into()], [(RUN_NAME_TAG, name)])
                 .await?;
+            refresh_run_data(&mut *tx, run_id).await?;
         }
         sql.push(" WHERE run_uuid = ").bind(run_id);
         sql.query(self.dialect)
@@ -323,15 +327,8 @@ impl Store {
     /// Deletes a run tag; a missing tag is RESOURCE_DOES_NOT_EXIST.
     pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<(), Error> {
         self.active_run(run_id).await?;
-        RUN_TAGS
-            .delete(
-                &self.writer,
-                self.dialect,
-                &[run_id.into()],
-                key,
-                format!("No tag with name: {key} in run with id {run_id}"),
-            )
-            .await
+        let (run_id, key) = (run_id.to_string(), key.to_string());
+        write_op!(self, |conn| delete_tag_in(conn, run_id, key))
     }
 
     /// Records datasets (and models) used by a run. A dataset is identified by
@@ -602,7 +599,7 @@ impl Store {
             });
         }
         let mut sql = Sql::new(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.experiment_id IN "
+            "SELECT {RUN_COLUMNS}, r.run_data FROM runs r WHERE r.experiment_id IN "
         ));
         sql.bind_list(experiment_numbers)
             .push(" AND r.lifecycle_stage IN ");
@@ -628,11 +625,11 @@ async fn search_runs_in<E: Exec>(
     max_results: i64,
     offset: u64,
 ) -> Result<Page<Run>, Error> {
-    let mut runs = read_run_infos(e, &sql, "searching runs").await?;
+    let mut runs = read_runs(e, &sql, "searching runs").await?;
     let next_page_token = page_token::truncate_page(&mut runs, max_results, offset);
     fill_runs(e, &mut runs).await?;
     Ok(Page {
-        items: runs,
+        items: runs.into_iter().map(|r| r.run).collect(),
         next_page_token,
     })
 }
@@ -685,58 +682,156 @@ async fn fetch_rows<E: Exec>(
 }
 
 async fn read_run<E: Exec>(e: &mut E, run_id: String) -> Result<Run, Error> {
-    let info = read_run_info(e, run_id).await?;
-    let mut runs = vec![empty_run(info)];
+    let mut sql = Sql::new(&format!(
+        "SELECT {RUN_COLUMNS}, r.run_data FROM runs r WHERE r.run_uuid = "
+    ));
+    sql.bind(run_id.as_str());
+    let mut runs = read_runs(e, &sql, "reading run").await?;
+    if runs.is_empty() {
+        return Err(Error::not_found(format!("Run with id={run_id} not found")));
+    }
     fill_runs(e, &mut runs).await?;
     runs.pop()
+        .map(|r| r.run)
         .ok_or_else(|| Error::internal("run vanished while loading"))
 }
 
-/// Loads latest metrics, params, tags, inputs and outputs for a page of runs
-/// with one query per [`PAGE_CHUNK`] runs (a `UNION ALL` of the five side
+/// The runs of a `SELECT {RUN_COLUMNS}, r.run_data` query: info and, where
+/// the row keeps it, the run's latest metrics, params and tags
+/// ([`crate::run_data`]); rows read in place.
+async fn read_runs<E: Exec>(
+    e: &mut E,
+    sql: &Sql,
+    context: &'static str,
+) -> Result<Vec<PageRun>, Error> {
+    let fetched = e.prefetch(sql, context).await?;
+    let mut runs = Vec::new();
+    e.visit(sql, context, fetched, &mut |row| {
+        runs.push(PageRun {
+            run: empty_run(run_info_at(row)?),
+            stored: row.opt_bytes(9)?.map(Cow::into_owned),
+        });
+        Ok(())
+    })?;
+    Ok(runs)
+}
+
+/// Rewrites `runs.run_data` of `run_id` from the side tables (see
+/// [`crate::run_data`]); every write to a run's latest metrics, params or
+/// tags calls it in the same transaction.
+pub(crate) async fn refresh_run_data<E: Exec>(e: &mut E, run_id: &str) -> Result<(), Error> {
+    let mut runs = [PageRun {
+        run: empty_run(read_run_info(e, run_id.to_string()).await?),
+        stored: None,
+    }];
+    read_side_tables(e, &mut runs, Side::Data).await?;
+    let mut update = Sql::new("UPDATE runs SET run_data = ");
+    update
+        .bind(run_data::encode(&runs[0].run.data))
+        .push(" WHERE run_uuid = ")
+        .bind(run_id);
+    e.execute(&update, "storing run data").await?;
+    Ok(())
+}
+
+// The branches of [`read_side_tables`]'s query, each without its `SELECT`.
+// Columns: the run's place in the page and the branch in one integer
+// (place × 8 + branch: one value to read per row), then per branch
+// (1 … 13): metric: key, -, value, timestamp, step, is_nan;
+// param and tag: key, value;
+// input: input_uuid, source_type, -, -, -, -, source_id and the
+// dataset's name, digest, source_type, source, schema, profile;
+// output: model_id, -, -, -, step. Each column has one type in all
+// branches (PostgreSQL requires it).
+const METRIC_ROWS: &str = "page.n * 8, m.key, NULL, m.value, m.timestamp, m.step, m.is_nan, \
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+     FROM page CROSS JOIN latest_metrics m WHERE m.run_uuid = page.id";
+const PARAM_ROWS: &str = "page.n * 8 + 1, p.key, p.value, NULL, NULL, NULL, NULL, \
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+     FROM page CROSS JOIN params p WHERE p.run_uuid = page.id";
+const TAG_ROWS: &str = "page.n * 8 + 2, t.key, t.value, NULL, NULL, NULL, NULL, \
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+     FROM page CROSS JOIN tags t WHERE t.run_uuid = page.id";
+const INPUT_ROWS: &str = "page.n * 8 + 3, i.input_uuid, i.source_type, NULL, NULL, NULL, NULL, \
+     i.source_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+     FROM page CROSS JOIN inputs i LEFT JOIN datasets d ON d.dataset_uuid = i.source_id \
+     AND i.source_type = 'DATASET' WHERE i.destination_type = 'RUN' AND i.destination_id = page.id";
+const OUTPUT_ROWS: &str = "page.n * 8 + 4, o.model_id, NULL, NULL, NULL, o.step, NULL, \
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+     FROM page CROSS JOIN run_outputs o WHERE o.run_uuid = page.id";
+
+/// A run of a page being read, with its `runs.run_data` bytes when the row
+/// keeps them.
+struct PageRun {
+    run: Run,
+    stored: Option<Vec<u8>>,
+}
+
+/// Which side tables [`read_side_tables`] reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Latest metrics, params, tags, inputs and outputs.
+    All,
+    /// Inputs and outputs: the rest came from `runs.run_data`.
+    InputsOutputs,
+    /// Latest metrics, params and tags: what `runs.run_data` keeps.
+    Data,
+}
+
+/// Completes a page of runs read by [`read_runs`]: each run's latest
+/// metrics, params and tags come from its stored `run_data` when every run
+/// of the page has it (one row per run), else from the side tables; inputs
+/// and outputs always come from theirs.
+async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [PageRun]) -> Result<(), Error> {
+    let side = if runs.iter().all(|r| r.stored.is_some()) {
+        for page_run in runs.iter_mut() {
+            if let Some(bytes) = page_run.stored.take() {
+                page_run.run.data = run_data::decode(&bytes)?;
+            }
+        }
+        Side::InputsOutputs
+    } else {
+        Side::All
+    };
+    read_side_tables(e, runs, side).await
+}
+
+/// Loads latest metrics, params, tags, inputs and outputs (or the part `side`
+/// names) for a page of runs with one query per [`PAGE_CHUNK`] runs (a `UNION ALL` of the five side
 /// tables; dataset inputs' tags follow in a second query when there are any).
 /// The page's ids, bound as a `VALUES` list with their place in the page
 /// ([`page_ids`]), are joined to each side table's key: on SQLite `CROSS JOIN`
 /// keeps the list the outer loop, so each id is one seek and no sorted index
 /// of an `IN (...)` list is built, and a row names its run by place (an
 /// integer), not by id.
-async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
+async fn read_side_tables<E: Exec>(
+    e: &mut E,
+    runs: &mut [PageRun],
+    side: Side,
+) -> Result<(), Error> {
     // The branches of the query, in its first column.
     const METRIC: i64 = 0;
     const PARAM: i64 = 1;
     const TAG: i64 = 2;
     const INPUT: i64 = 3;
-    let ids: Vec<String> = runs.iter().map(|r| r.info.run_id.clone()).collect();
+    let ids: Vec<String> = runs.iter().map(|r| r.run.info.run_id.clone()).collect();
     for (chunk_index, chunk) in ids.chunks(PAGE_CHUNK).enumerate() {
         let first = chunk_index * PAGE_CHUNK;
         let page = &mut runs[first..first + chunk.len()];
         let mut sql = page_ids(chunk);
-        // Columns: the run's place in the page and the branch in one integer
-        // (place × 8 + branch: one value to read per row), then per branch
-        // (1 … 13): metric: key, -, value, timestamp, step, is_nan;
-        // param and tag: key, value;
-        // input: input_uuid, source_type, -, -, -, -, source_id and the
-        // dataset's name, digest, source_type, source, schema, profile;
-        // output: model_id, -, -, -, step. Each column has one type in all
-        // branches (PostgreSQL requires it).
-        sql.push(
-            "SELECT page.n * 8, m.key, NULL, m.value, m.timestamp, m.step, m.is_nan, \
-             NULL, NULL, NULL, NULL, NULL, NULL, NULL \
-             FROM page CROSS JOIN latest_metrics m WHERE m.run_uuid = page.id \
-             UNION ALL SELECT page.n * 8 + 1, p.key, p.value, NULL, NULL, NULL, NULL, \
-             NULL, NULL, NULL, NULL, NULL, NULL, NULL \
-             FROM page CROSS JOIN params p WHERE p.run_uuid = page.id \
-             UNION ALL SELECT page.n * 8 + 2, t.key, t.value, NULL, NULL, NULL, NULL, \
-             NULL, NULL, NULL, NULL, NULL, NULL, NULL \
-             FROM page CROSS JOIN tags t WHERE t.run_uuid = page.id \
-             UNION ALL SELECT page.n * 8 + 3, i.input_uuid, i.source_type, NULL, NULL, NULL, NULL, \
-             i.source_id, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
-             FROM page CROSS JOIN inputs i LEFT JOIN datasets d ON d.dataset_uuid = i.source_id \
-             AND i.source_type = 'DATASET' WHERE i.destination_type = 'RUN' AND i.destination_id = page.id \
-             UNION ALL SELECT page.n * 8 + 4, o.model_id, NULL, NULL, NULL, o.step, NULL, \
-             NULL, NULL, NULL, NULL, NULL, NULL, NULL \
-             FROM page CROSS JOIN run_outputs o WHERE o.run_uuid = page.id",
-        );
+        let branches: &[&str] = match side {
+            Side::All => &[METRIC_ROWS, PARAM_ROWS, TAG_ROWS, INPUT_ROWS, OUTPUT_ROWS],
+            Side::InputsOutputs => &[INPUT_ROWS, OUTPUT_ROWS],
+            Side::Data => &[METRIC_ROWS, PARAM_ROWS, TAG_ROWS],
+        };
+        for (i, branch) in branches.iter().enumerate() {
+            sql.push(if i == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
+            })
+            .push(branch);
+        }
         // Inputs come in input id order: kept aside with their ids, sorted,
         // then handed to their runs.
         let mut inputs: Vec<(String, usize, Input)> = Vec::new();
@@ -744,7 +839,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         e.visit(&sql, "reading run data", fetched, &mut |row| {
             let place_and_branch = row.int(0)?;
             let n = place_and_branch >> 3;
-            let run = page_run(page, n)?;
+            let run = &mut page_run(page, n)?.run;
             match place_and_branch & 7 {
                 METRIC => run.data.metrics.push(Metric::new(
                     row.text(1)?,
@@ -793,10 +888,10 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
         let mut places: HashMap<String, (usize, usize)> = HashMap::new();
         for (id, n, input) in inputs {
             match input {
-                Input::Model(input) => page[n].model_inputs.push(input),
+                Input::Model(input) => page[n].run.model_inputs.push(input),
                 Input::Dataset(input) => {
-                    places.insert(id, (n, page[n].dataset_inputs.len()));
-                    page[n].dataset_inputs.push(input);
+                    places.insert(id, (n, page[n].run.dataset_inputs.len()));
+                    page[n].run.dataset_inputs.push(input);
                 }
             }
         }
@@ -809,7 +904,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
             .push(" ORDER BY input_uuid, key");
         for mut row in e.fetch_all(&sql, "reading input tags").await? {
             if let Some(&(n, j)) = places.get(&row.get::<String>("input_uuid")?) {
-                page[n].dataset_inputs[j].tags.push(Tag::new(
+                page[n].run.dataset_inputs[j].tags.push(Tag::new(
                     row.get::<String>("key")?,
                     row.get::<String>("value")?,
                 ));
@@ -819,7 +914,7 @@ async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [Run]) -> Result<(), Error> {
     // SQLite's plan yields each run's rows in key order (the primary key's);
     // PostgreSQL promises no order without an ORDER BY, which would sort
     // every row of the page: a run's lists are sorted here when they are not.
-    for run in runs.iter_mut() {
+    for PageRun { run, .. } in runs.iter_mut() {
         sort_by_key(&mut run.data.metrics, |m| &m.key);
         sort_by_key(&mut run.data.params, |p| &p.key);
         sort_by_key(&mut run.data.tags, |t| &t.key);
@@ -851,7 +946,7 @@ fn page_ids(ids: &[String]) -> Sql {
 }
 
 /// The run at place `n` of a page (a `page.n` read back from a row).
-fn page_run(page: &mut [Run], n: i64) -> Result<&mut Run, Error> {
+fn page_run(page: &mut [PageRun], n: i64) -> Result<&mut PageRun, Error> {
     usize::try_from(n)
         .ok()
         .and_then(|n| page.get_mut(n))
@@ -960,7 +1055,20 @@ async fn log_batch_in<E: Exec>(
             .await?;
         }
     }
-    Ok(())
+    refresh_run_data(tx, run_id).await
+}
+
+/// `delete_tag` inside its transaction.
+async fn delete_tag_in<E: Exec>(tx: &mut E, run_id: String, key: String) -> Result<(), Error> {
+    RUN_TAGS
+        .delete(
+            tx,
+            &[run_id.as_str().into()],
+            &key,
+            format!("No tag with name: {key} in run with id {run_id}"),
+        )
+        .await?;
+    refresh_run_data(tx, &run_id).await
 }
 
 fn empty_run(info: RunInfo) -> Run {
@@ -1124,4 +1232,194 @@ async fn link_input(
         .await
         .map_err(db("reading input"))?;
     get(&row, "input_uuid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreConfig;
+
+    /// A SQLite store always, a PostgreSQL one when the suite has a server.
+    async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let uri = format!("sqlite:///{}", dir.path().join("keel.db").display());
+        let mut all = vec![(
+            Store::open(StoreConfig::new(uri)).await.expect("sqlite"),
+            Some(dir),
+        )];
+        if let Some(uri) = crate::testing::fresh_postgres_database().await {
+            all.push((
+                Store::open(StoreConfig::new(uri)).await.expect("postgres"),
+                None,
+            ));
+        }
+        all
+    }
+
+    /// A run's stored `run_data` and what the side tables hold, as text (a
+    /// NaN is not equal to itself).
+    async fn stored_and_side(store: &Store, run_id: &str) -> Result<(String, String), Error> {
+        let run_id = run_id.to_string();
+        read_op!(store, |conn| async move {
+            let mut sql = Sql::new(&format!(
+                "SELECT {RUN_COLUMNS}, r.run_data FROM runs r WHERE r.run_uuid = "
+            ));
+            sql.bind(run_id.as_str());
+            let mut runs = read_runs(conn, &sql, "test").await?;
+            let bytes = runs[0]
+                .stored
+                .take()
+                .ok_or_else(|| Error::internal("no run_data"))?;
+            read_side_tables(conn, &mut runs, Side::Data).await?;
+            Ok((
+                format!("{:?}", run_data::decode(&bytes)?),
+                format!("{:?}", runs[0].run.data),
+            ))
+        })
+    }
+
+    async fn forget_run_data(store: &Store, run_id: &str) -> Result<(), Error> {
+        let run_id = run_id.to_string();
+        write_op!(store, |conn| async move {
+            let mut sql = Sql::new("UPDATE runs SET run_data = NULL WHERE run_uuid = ");
+            sql.bind(run_id.as_str());
+            conn.execute(&sql, "test").await.map(|_| ())
+        })
+    }
+
+    /// Every write to a run's latest metrics, params or tags leaves
+    /// `runs.run_data` equal to the side tables, and a page mixing runs
+    /// without it (written before migration 6) reads the same.
+    #[tokio::test]
+    async fn run_data_follows_every_write_to_a_run() {
+        for (store, _dir) in stores().await {
+            let experiment = store.create_experiment("data", None, &[]).await.unwrap();
+            let run = store
+                .create_run(CreateRun {
+                    experiment_id: experiment.clone(),
+                    user_id: "bob".into(),
+                    run_name: Some("first".into()),
+                    start_time: Some(1),
+                    tags: vec![Tag::new("team", "a")],
+                })
+                .await
+                .unwrap()
+                .info
+                .run_id;
+            let check = |what: &'static str| {
+                let (store, run) = (&store, run.clone());
+                async move {
+                    let (stored, side) = stored_and_side(store, &run).await.unwrap();
+                    assert_eq!(stored, side, "after {what}");
+                    side
+                }
+            };
+            check("create_run").await;
+            store
+                .log_batch(
+                    &run,
+                    vec![
+                        Metric::new("loss", 0.5, 10, 2),
+                        Metric::new("loss", 0.9, 5, 1),
+                        Metric::new("acc", f64::NAN, 1, 0),
+                        Metric::new("big", f64::INFINITY, 1, 0),
+                    ],
+                    vec![Param {
+                        key: "lr".into(),
+                        value: "0.1".into(),
+                    }],
+                    vec![Tag::new("zz", "1")],
+                )
+                .await
+                .unwrap();
+            let side = check("log_batch").await;
+            assert!(side.contains("0.5") && side.contains("NaN") && side.contains("lr"));
+            // An older point does not move the latest value; a newer one does.
+            store
+                .log_metric(&run, Metric::new("loss", 7.0, 1, 0))
+                .await
+                .unwrap();
+            assert!(!check("an older point").await.contains("7.0"));
+            store
+                .log_metric(&run, Metric::new("loss", 8.0, 1, 3))
+                .await
+                .unwrap();
+            assert!(check("a newer point").await.contains("8.0"));
+            store
+                .log_param(
+                    &run,
+                    Param {
+                        key: "depth".into(),
+                        value: "3".into(),
+                    },
+                )
+                .await
+                .unwrap();
+            check("log_param").await;
+            store.set_tag(&run, Tag::new("team", "b")).await.unwrap();
+            check("set_tag").await;
+            store
+                .update_run(
+                    &run,
+                    UpdateRun {
+                        run_name: Some("second".into()),
+                        ..UpdateRun::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(check("update_run").await.contains("second"));
+            store.delete_tag(&run, "zz").await.unwrap();
+            assert!(!check("delete_tag").await.contains("zz"));
+            // A failed batch (a param changed) writes nothing, run_data included.
+            let changed = store
+                .log_batch(
+                    &run,
+                    vec![Metric::new("new", 1.0, 1, 0)],
+                    vec![Param {
+                        key: "lr".into(),
+                        value: "0.2".into(),
+                    }],
+                    Vec::new(),
+                )
+                .await;
+            assert!(changed.is_err());
+            assert!(!check("a failed batch").await.contains("\"new\""));
+
+            // A run without run_data, on a page with one that has it.
+            let other = store
+                .create_run(CreateRun {
+                    experiment_id: experiment.clone(),
+                    user_id: "bob".into(),
+                    start_time: Some(2),
+                    ..CreateRun::default()
+                })
+                .await
+                .unwrap()
+                .info
+                .run_id;
+            let search = || {
+                store.search_runs(
+                    std::slice::from_ref(&experiment),
+                    None,
+                    ViewType::All,
+                    100,
+                    &[],
+                    None,
+                )
+            };
+            let before = format!("{:?}", search().await.unwrap());
+            let one_before = format!("{:?}", store.get_run(&run).await.unwrap());
+            forget_run_data(&store, &run).await.unwrap();
+            assert_eq!(format!("{:?}", search().await.unwrap()), before);
+            assert_eq!(
+                format!("{:?}", store.get_run(&run).await.unwrap()),
+                one_before
+            );
+            // Its next write stores it again.
+            store.set_tag(&run, Tag::new("again", "1")).await.unwrap();
+            assert!(check("a write after migration").await.contains("again"));
+            let _ = other;
+        }
+    }
 }

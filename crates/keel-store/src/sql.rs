@@ -22,6 +22,7 @@ pub(crate) enum Arg {
     Text(String),
     OptI64(Option<i64>),
     OptText(Option<String>),
+    Bytes(Vec<u8>),
 }
 
 impl From<i64> for Arg {
@@ -47,6 +48,11 @@ impl From<&str> for Arg {
 impl From<&String> for Arg {
     fn from(v: &String) -> Self {
         Arg::Text(v.clone())
+    }
+}
+impl From<Vec<u8>> for Arg {
+    fn from(v: Vec<u8>) -> Self {
+        Arg::Bytes(v)
     }
 }
 impl From<Option<i64>> for Arg {
@@ -149,6 +155,7 @@ impl Sql {
                 Arg::Text(v) => query.bind(v.clone()),
                 Arg::OptI64(v) => query.bind(*v),
                 Arg::OptText(v) => query.bind(v.clone()),
+                Arg::Bytes(v) => query.bind(v.clone()),
             };
         }
         query

@@ -371,8 +371,11 @@ impl Store {
         self.registered_model_exists(name).await?;
         MODEL_TAGS
             .delete(
-                &self.writer,
-                self.dialect,
+                &mut *self
+                    .writer
+                    .acquire()
+                    .await
+                    .map_err(db("acquiring the writer"))?,
                 &[name.into()],
                 key,
                 format!("No tag with key '{key}' on registered model '{name}'"),

@@ -490,8 +490,11 @@ impl Store {
         self.get_model_version(name, version).await?;
         VERSION_TAGS
             .delete(
-                &self.writer,
-                self.dialect,
+                &mut *self
+                    .writer
+                    .acquire()
+                    .await
+                    .map_err(db("acquiring the writer"))?,
                 &[name.into(), version.into()],
                 key,
                 format!("No tag with key '{key}' on model '{name}' version {version}"),
