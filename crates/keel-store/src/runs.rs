@@ -718,8 +718,20 @@ async fn read_runs<E: Exec>(
 
 /// Rewrites `runs.run_data` of `run_id` from the side tables (see
 /// [`crate::run_data`]); every write to a run's latest metrics, params or
-/// tags calls it in the same transaction.
+/// tags calls it in the same transaction, after its own writes.
+///
+/// It first locks the run's row (a no-op update): on PostgreSQL, whose
+/// transactions run at READ COMMITTED, two concurrent writes to one run
+/// would otherwise each read the side tables without the other's rows, and
+/// the later commit would store a `run_data` missing the earlier one's.
+/// Holding the lock, the reads below see every write committed before it;
+/// one committing after it waits for the lock and rewrites the value itself.
+/// (SQLite serializes writers anyway.) Every writer takes the run's row last,
+/// after its side-table rows, so this adds no lock cycle.
 pub(crate) async fn refresh_run_data<E: Exec>(e: &mut E, run_id: &str) -> Result<(), Error> {
+    let mut lock = Sql::new("UPDATE runs SET run_data = run_data WHERE run_uuid = ");
+    lock.bind(run_id);
+    e.execute(&lock, "locking run").await?;
     let mut runs = [PageRun {
         run: empty_run(read_run_info(e, run_id.to_string()).await?),
         stored: None,
@@ -1385,6 +1397,24 @@ mod tests {
                 .await;
             assert!(changed.is_err());
             assert!(!check("a failed batch").await.contains("\"new\""));
+            // Concurrent writes to one run (PostgreSQL runs them side by side):
+            // the stored value holds every one of them.
+            let writes = (0..16).map(|i| {
+                store.log_batch(
+                    &run,
+                    vec![Metric::new(format!("c{i}"), i as f64, 1, 0)],
+                    vec![Param {
+                        key: format!("cp{i}"),
+                        value: "v".into(),
+                    }],
+                    Vec::new(),
+                )
+            });
+            for written in futures::future::join_all(writes).await {
+                written.unwrap();
+            }
+            let side = check("concurrent writes").await;
+            assert!((0..16).all(|i| side.contains(&format!("\"cp{i}\""))));
 
             // A run without run_data, on a page with one that has it.
             let other = store
