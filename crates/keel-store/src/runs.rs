@@ -240,6 +240,7 @@ impl Store {
             .begin()
             .await
             .map_err(db("starting transaction"))?;
+        lock_run(&mut *tx, run_id).await?;
         let mut sql = Sql::new("UPDATE runs SET run_uuid = run_uuid");
         if let Some(status) = update.status {
             sql.push(", status = ").bind(status.as_str());
@@ -720,18 +721,16 @@ async fn read_runs<E: Exec>(
 /// [`crate::run_data`]); every write to a run's latest metrics, params or
 /// tags calls it in the same transaction, after its own writes.
 ///
-/// It first locks the run's row (a no-op update): on PostgreSQL, whose
+/// It holds the run's row lock ([`lock_run`]; callers take it first, and it
+/// is taken again here for any that did not): on PostgreSQL, whose
 /// transactions run at READ COMMITTED, two concurrent writes to one run
 /// would otherwise each read the side tables without the other's rows, and
 /// the later commit would store a `run_data` missing the earlier one's.
 /// Holding the lock, the reads below see every write committed before it;
 /// one committing after it waits for the lock and rewrites the value itself.
-/// (SQLite serializes writers anyway.) Every writer takes the run's row last,
-/// after its side-table rows, so this adds no lock cycle.
+/// (SQLite serializes writers anyway.)
 pub(crate) async fn refresh_run_data<E: Exec>(e: &mut E, run_id: &str) -> Result<(), Error> {
-    let mut lock = Sql::new("UPDATE runs SET run_data = run_data WHERE run_uuid = ");
-    lock.bind(run_id);
-    e.execute(&lock, "locking run").await?;
+    lock_run(e, run_id).await?;
     let mut runs = [PageRun {
         run: empty_run(read_run_info(e, run_id.to_string()).await?),
         stored: None,
@@ -743,6 +742,17 @@ pub(crate) async fn refresh_run_data<E: Exec>(e: &mut E, run_id: &str) -> Result
         .push(" WHERE run_uuid = ")
         .bind(run_id);
     e.execute(&update, "storing run data").await?;
+    Ok(())
+}
+
+/// Locks the run's row until the transaction ends (a no-op update; SQLite's
+/// writers are serialized anyway). Every write to a run's metrics, params or
+/// tags takes it before any side-table row, so writers to one run queue in
+/// one order and cannot deadlock on each other's rows.
+async fn lock_run<E: Exec>(e: &mut E, run_id: &str) -> Result<(), Error> {
+    let mut lock = Sql::new("UPDATE runs SET run_data = run_data WHERE run_uuid = ");
+    lock.bind(run_id);
+    e.execute(&lock, "locking run").await?;
     Ok(())
 }
 
@@ -983,6 +993,7 @@ async fn log_batch_in<E: Exec>(
     tags: Vec<Tag>,
 ) -> Result<(), Error> {
     let run_id = run_id.as_str();
+    lock_run(tx, run_id).await?;
     let info = read_active_run(tx, run_id.to_string()).await?;
 
     if !params.is_empty() {
@@ -1072,6 +1083,7 @@ async fn log_batch_in<E: Exec>(
 
 /// `delete_tag` inside its transaction.
 async fn delete_tag_in<E: Exec>(tx: &mut E, run_id: String, key: String) -> Result<(), Error> {
+    lock_run(tx, &run_id).await?;
     RUN_TAGS
         .delete(
             tx,
@@ -1398,16 +1410,25 @@ mod tests {
             assert!(changed.is_err());
             assert!(!check("a failed batch").await.contains("\"new\""));
             // Concurrent writes to one run (PostgreSQL runs them side by side):
-            // the stored value holds every one of them.
+            // the stored value holds every one of them, and writers that
+            // share a metric key and rename the run (which updates its row)
+            // do not deadlock, since each takes the run's row first.
             let writes = (0..16).map(|i| {
                 store.log_batch(
                     &run,
-                    vec![Metric::new(format!("c{i}"), i as f64, 1, 0)],
+                    vec![
+                        Metric::new(format!("c{i}"), i as f64, 1, 0),
+                        Metric::new("shared", i as f64, 1, i),
+                    ],
                     vec![Param {
                         key: format!("cp{i}"),
                         value: "v".into(),
                     }],
-                    Vec::new(),
+                    if i % 2 == 0 {
+                        vec![Tag::new(RUN_NAME_TAG, format!("name{i}"))]
+                    } else {
+                        Vec::new()
+                    },
                 )
             });
             for written in futures::future::join_all(writes).await {
