@@ -76,22 +76,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<RunData, Error> {
         let step = i64::from_le_bytes(reader.array()?);
         metrics.push(Metric::new(key, value, timestamp, step));
     }
-    let n = reader.count(8)?;
-    let mut params = Vec::with_capacity(n);
-    for _ in 0..n {
-        params.push(Param {
-            key: reader.string()?,
-            value: reader.string()?,
-        });
-    }
-    let n = reader.count(8)?;
-    let mut tags = Vec::with_capacity(n);
-    for _ in 0..n {
-        tags.push(Tag {
-            key: reader.string()?,
-            value: reader.string()?,
-        });
-    }
+    let params = reader.pairs(|key, value| Param { key, value })?;
+    let tags = reader.pairs(|key, value| Tag { key, value })?;
     if !reader.0.is_empty() {
         return Err(corrupt());
     }
@@ -134,6 +120,17 @@ impl<'a> Reader<'a> {
             return Err(corrupt());
         }
         Ok(n)
+    }
+
+    /// A counted list of key/value pairs, each made by `make`.
+    fn pairs<T>(&mut self, make: fn(String, String) -> T) -> Result<Vec<T>, Error> {
+        let n = self.count(8)?;
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = self.string()?;
+            items.push(make(key, self.string()?));
+        }
+        Ok(items)
     }
 
     fn string(&mut self) -> Result<String, Error> {

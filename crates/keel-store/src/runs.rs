@@ -635,19 +635,20 @@ async fn search_runs_in<E: Exec>(
     })
 }
 
-/// The runs (info only) of a `SELECT {RUN_COLUMNS}` query, rows read in place.
-async fn read_run_infos<E: Exec>(
+/// Each row of `sql`, read in place and mapped by `map`.
+async fn collect_rows<E: Exec, T>(
     e: &mut E,
     sql: &Sql,
     context: &'static str,
-) -> Result<Vec<Run>, Error> {
+    mut map: impl FnMut(&dyn RowRef) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
     let fetched = e.prefetch(sql, context).await?;
-    let mut runs = Vec::new();
+    let mut items = Vec::new();
     e.visit(sql, context, fetched, &mut |row| {
-        runs.push(empty_run(run_info_at(row)?));
+        items.push(map(row)?);
         Ok(())
     })?;
-    Ok(runs)
+    Ok(items)
 }
 
 async fn read_run_info<E: Exec>(e: &mut E, run_id: String) -> Result<RunInfo, Error> {
@@ -655,10 +656,9 @@ async fn read_run_info<E: Exec>(e: &mut E, run_id: String) -> Result<RunInfo, Er
         "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
     ));
     sql.bind(run_id.as_str());
-    read_run_infos(e, &sql, "reading run")
+    collect_rows(e, &sql, "reading run", run_info_at)
         .await?
         .pop()
-        .map(|run| run.info)
         .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))
 }
 
@@ -699,22 +699,19 @@ async fn read_run<E: Exec>(e: &mut E, run_id: String) -> Result<Run, Error> {
 
 /// The runs of a `SELECT {RUN_COLUMNS}, r.run_data` query: info and, where
 /// the row keeps it, the run's latest metrics, params and tags
-/// ([`crate::run_data`]); rows read in place.
+/// ([`crate::run_data`]).
 async fn read_runs<E: Exec>(
     e: &mut E,
     sql: &Sql,
     context: &'static str,
 ) -> Result<Vec<PageRun>, Error> {
-    let fetched = e.prefetch(sql, context).await?;
-    let mut runs = Vec::new();
-    e.visit(sql, context, fetched, &mut |row| {
-        runs.push(PageRun {
+    collect_rows(e, sql, context, |row| {
+        Ok(PageRun {
             run: empty_run(run_info_at(row)?),
             stored: row.opt_bytes(9)?.map(Cow::into_owned),
-        });
-        Ok(())
-    })?;
-    Ok(runs)
+        })
+    })
+    .await
 }
 
 /// Rewrites `runs.run_data` of `run_id` from the side tables (see
