@@ -210,7 +210,8 @@ impl Store {
                 tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             )
             .await?;
-        refresh_run_data(&mut *tx, &run_id).await?;
+        let info = read_run_info(&mut *tx, run_id.clone()).await?;
+        refresh_run_data(&mut *tx, info).await?;
         tx.commit().await.map_err(db("committing run"))?;
         self.get_run(&run_id).await
     }
@@ -253,7 +254,8 @@ impl Store {
             RUN_TAGS
                 .upsert(&mut *tx, &[run_id.into()], [(RUN_NAME_TAG, name)])
                 .await?;
-            refresh_run_data(&mut *tx, run_id).await?;
+            let info = read_run_info(&mut *tx, run_id.to_string()).await?;
+            refresh_run_data(&mut *tx, info).await?;
         }
         sql.push(" WHERE run_uuid = ").bind(run_id);
         sql.query(self.dialect)
@@ -718,26 +720,26 @@ async fn read_runs<E: Exec>(
 /// [`crate::run_data`]); every write to a run's latest metrics, params or
 /// tags calls it in the same transaction, after its own writes.
 ///
-/// It holds the run's row lock ([`lock_run`]; callers take it first, and it
-/// is taken again here for any that did not): on PostgreSQL, whose
+/// The caller holds the run's row lock ([`lock_run`], or the row's own
+/// insert), taken before its side-table writes: on PostgreSQL, whose
 /// transactions run at READ COMMITTED, two concurrent writes to one run
 /// would otherwise each read the side tables without the other's rows, and
 /// the later commit would store a `run_data` missing the earlier one's.
 /// Holding the lock, the reads below see every write committed before it;
 /// one committing after it waits for the lock and rewrites the value itself.
 /// (SQLite serializes writers anyway.)
-pub(crate) async fn refresh_run_data<E: Exec>(e: &mut E, run_id: &str) -> Result<(), Error> {
-    lock_run(e, run_id).await?;
+pub(crate) async fn refresh_run_data<E: Exec>(e: &mut E, info: RunInfo) -> Result<(), Error> {
     let mut runs = [PageRun {
-        run: empty_run(read_run_info(e, run_id.to_string()).await?),
+        run: empty_run(info),
         stored: None,
     }];
     read_side_tables(e, &mut runs, Side::Data).await?;
+    let run = &runs[0].run;
     let mut update = Sql::new("UPDATE runs SET run_data = ");
     update
-        .bind(run_data::encode(&runs[0].run.data))
+        .bind(run_data::encode(&run.data))
         .push(" WHERE run_uuid = ")
-        .bind(run_id);
+        .bind(run.info.run_id.as_str());
     e.execute(&update, "storing run data").await?;
     Ok(())
 }
@@ -1075,7 +1077,7 @@ async fn log_batch_in<E: Exec>(
             .await?;
         }
     }
-    refresh_run_data(tx, run_id).await
+    refresh_run_data(tx, info).await
 }
 
 /// `delete_tag` inside its transaction.
@@ -1089,7 +1091,8 @@ async fn delete_tag_in<E: Exec>(tx: &mut E, run_id: String, key: String) -> Resu
             format!("No tag with name: {key} in run with id {run_id}"),
         )
         .await?;
-    refresh_run_data(tx, &run_id).await
+    let info = read_run_info(tx, run_id).await?;
+    refresh_run_data(tx, info).await
 }
 
 fn empty_run(info: RunInfo) -> Run {
