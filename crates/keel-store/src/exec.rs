@@ -39,9 +39,15 @@ macro_rules! read_op {
 
 /// Runs a write operation written against [`Exec`] in one transaction that
 /// commits on `Ok`: natively (holding the writer pool's slot) on a SQLite file,
-/// else in a sqlx transaction on the writer pool.
+/// else in a sqlx transaction on the writer pool. SQLite enforces the schema's
+/// foreign keys unless the operation says it checks its parents itself
+/// (`write_op!(store, ForeignKeys::CheckedByOperation, |conn| ...)`, see
+/// [`crate::native::ForeignKeys`]); PostgreSQL always enforces them.
 macro_rules! write_op {
     ($store:expr, |$conn:ident| $body:expr) => {
+        write_op!($store, crate::native::ForeignKeys::Enforced, |$conn| $body)
+    };
+    ($store:expr, $foreign_keys:expr, |$conn:ident| $body:expr) => {
         match &$store.native {
             Some(native) => {
                 let slot = $store
@@ -50,7 +56,9 @@ macro_rules! write_op {
                     .await
                     .map_err(crate::sql::db("acquiring the writer"))?;
                 native
-                    .write(slot, move |$conn| crate::native::run_ready($body))
+                    .write(slot, $foreign_keys, move |$conn| {
+                        crate::native::run_ready($body)
+                    })
                     .await
             }
             None => {

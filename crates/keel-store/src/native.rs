@@ -52,7 +52,7 @@ pub(crate) struct Native {
     path: PathBuf,
     readers: Mutex<Vec<Conn>>,
     read_slots: Arc<Semaphore>,
-    writer: Mutex<Option<Conn>>,
+    writer: Mutex<Option<Writer>>,
     /// Native write transactions committed so far (the checkpointer's cue).
     commits: AtomicU64,
 }
@@ -60,6 +60,28 @@ pub(crate) struct Native {
 /// One native connection; an [`Exec`] whose futures are always ready.
 #[derive(Debug)]
 pub(crate) struct Conn(Connection);
+
+/// Whether SQLite checks the schema's foreign keys in a native write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ForeignKeys {
+    /// SQLite looks up the parent row of every row written: every write but
+    /// those below.
+    Enforced,
+    /// The operation reads every parent row it references inside its own
+    /// transaction and fails when one is missing; the single writer keeps them
+    /// there until it commits. SQLite's own lookup is then a second B-tree
+    /// descent per row that cannot fail: for `log_batch`, one into `runs` per
+    /// metric point.
+    CheckedByOperation,
+}
+
+/// The writer connection and the foreign-key setting it was last given
+/// (`PRAGMA foreign_keys` can only change outside a transaction).
+#[derive(Debug)]
+struct Writer {
+    conn: Conn,
+    foreign_keys: ForeignKeys,
+}
 
 impl Native {
     /// The native connections of the SQLite file at `path`, with a background
@@ -120,7 +142,12 @@ impl Native {
     /// committing on `Ok` and rolling back on `Err`. `slot` is the sqlx writer
     /// pool's connection: holding it until the transaction ends keeps every write
     /// of this process serialized, native or not.
-    pub async fn write<T, F>(self: &Arc<Self>, slot: PoolConnection<Any>, op: F) -> Result<T, Error>
+    pub async fn write<T, F>(
+        self: &Arc<Self>,
+        slot: PoolConnection<Any>,
+        foreign_keys: ForeignKeys,
+        op: F,
+    ) -> Result<T, Error>
     where
         T: Send + 'static,
         F: FnOnce(&mut Conn) -> Result<T, Error> + Send + 'static,
@@ -130,16 +157,30 @@ impl Native {
             let _slot = slot;
             let mut writer = lock(&this.writer);
             if writer.is_none() {
-                *writer = Some(Conn::open(&this.path)?);
+                *writer = Some(Writer {
+                    conn: Conn::open(&this.path)?,
+                    foreign_keys: ForeignKeys::Enforced,
+                });
             }
-            let conn = writer
+            let writer = writer
                 .as_mut()
                 .ok_or_else(|| Error::internal("SQLite writer connection missing"))?;
+            let conn = &mut writer.conn;
             if !conn.0.is_autocommit() {
                 // A previous operation panicked inside its transaction.
                 conn.0
                     .execute_batch("ROLLBACK")
                     .map_err(sqlite("rolling back"))?;
+            }
+            if writer.foreign_keys != foreign_keys {
+                let pragma = match foreign_keys {
+                    ForeignKeys::Enforced => "PRAGMA foreign_keys = ON",
+                    ForeignKeys::CheckedByOperation => "PRAGMA foreign_keys = OFF",
+                };
+                conn.0
+                    .execute_batch(pragma)
+                    .map_err(sqlite("setting foreign keys"))?;
+                writer.foreign_keys = foreign_keys;
             }
             conn.0
                 .execute_batch("BEGIN IMMEDIATE")

@@ -17,6 +17,7 @@ use keel_core::{
 use crate::Store;
 use crate::exec::{Batch, Exec, Row, RowRef};
 use crate::experiments::parse_experiment_id;
+use crate::native::ForeignKeys;
 use crate::pairs::RUN_TAGS;
 use crate::run_data;
 use crate::search::{self, ColumnType, KeyValueTable, SearchSpec};
@@ -322,7 +323,9 @@ impl Store {
     ) -> Result<(), Error> {
         validate_batch(&metrics, &params, &tags)?;
         let run_id = run_id.to_string();
-        write_op!(self, |conn| log_batch_in(
+        // log_batch_in reads the run, and any logged model a metric names, in
+        // its transaction before writing rows that reference them.
+        write_op!(self, ForeignKeys::CheckedByOperation, |conn| log_batch_in(
             conn, run_id, metrics, params, tags
         ))
     }
@@ -1262,6 +1265,7 @@ async fn link_input(
 mod tests {
     use super::*;
     use crate::StoreConfig;
+    use keel_core::ErrorCode;
 
     /// A SQLite store always, a PostgreSQL one when the suite has a server.
     async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
@@ -1309,6 +1313,70 @@ mod tests {
             sql.bind(run_id.as_str());
             conn.execute(&sql, "test").await.map(|_| ())
         })
+    }
+
+    /// A param row whose run does not exist, written by a plain write.
+    async fn insert_orphan_param(store: &Store) -> Result<(), Error> {
+        write_op!(store, |conn| async move {
+            let mut sql = Sql::new("INSERT INTO params (run_uuid, key, value) VALUES (");
+            sql.bind("no-such-run").push(", 'k', 'v')");
+            conn.execute(&sql, "test").await.map(|_| ())
+        })
+    }
+
+    /// `log_batch` skips SQLite's foreign-key lookups for its own transaction
+    /// only: it still refuses a missing run or logged model itself, and the
+    /// writes after it are checked by the database again.
+    #[tokio::test]
+    async fn log_batch_checks_its_parents_and_leaves_foreign_keys_on() {
+        for (store, _dir) in stores().await {
+            assert!(insert_orphan_param(&store).await.is_err(), "before");
+            let experiment = store.create_experiment("fk", None, &[]).await.unwrap();
+            let run = store
+                .create_run(CreateRun {
+                    experiment_id: experiment,
+                    user_id: "bob".into(),
+                    run_name: None,
+                    start_time: Some(1),
+                    tags: Vec::new(),
+                })
+                .await
+                .unwrap()
+                .info
+                .run_id;
+            let batch = |metric: Metric| vec![metric];
+            store
+                .log_batch(&run, batch(Metric::new("loss", 0.5, 1, 0)), vec![], vec![])
+                .await
+                .unwrap();
+            assert!(
+                insert_orphan_param(&store).await.is_err(),
+                "after log_batch"
+            );
+            let missing_run = store
+                .log_batch(
+                    "0123456789abcdef0123456789abcdef",
+                    batch(Metric::new("loss", 0.5, 1, 0)),
+                    vec![],
+                    vec![],
+                )
+                .await;
+            assert_eq!(
+                missing_run.unwrap_err().code,
+                ErrorCode::ResourceDoesNotExist
+            );
+            let mut on_model = Metric::new("loss", 0.5, 2, 1);
+            on_model.model_id = Some("m-none".into());
+            let missing_model = store.log_batch(&run, batch(on_model), vec![], vec![]).await;
+            assert_eq!(
+                missing_model.unwrap_err().code,
+                ErrorCode::ResourceDoesNotExist
+            );
+            assert!(
+                insert_orphan_param(&store).await.is_err(),
+                "after failed batches"
+            );
+        }
     }
 
     /// Every write to a run's latest metrics, params or tags leaves
