@@ -43,6 +43,13 @@ pub struct UpdateRun {
 
 const RUN_COLUMNS: &str = "r.run_uuid, r.experiment_id, r.name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
 
+/// What [`read_runs`] reads after [`RUN_COLUMNS`]: the run's stored data
+/// ([`crate::run_data`]), then 1 when an input or an output names the run,
+/// else 0 (a page where no run has one skips the inputs/outputs query).
+const PAGE_RUN_COLUMNS: &str = "r.run_data, CAST(CASE WHEN EXISTS (SELECT 1 FROM inputs i \
+     WHERE i.destination_type = 'RUN' AND i.destination_id = r.run_uuid) OR EXISTS (SELECT 1 \
+     FROM run_outputs o WHERE o.run_uuid = r.run_uuid) THEN 1 ELSE 0 END AS BIGINT)";
+
 const RUN_NAME_TAG: &str = "mlflow.runName";
 
 /// Runs per query when loading a page's side data (the ids bound in one `VALUES` list).
@@ -612,11 +619,13 @@ impl Store {
         let deferred = self.dialect == Dialect::Sqlite;
         let mut sql = Sql::new(&if deferred {
             format!(
-                "SELECT {RUN_COLUMNS}, r.run_data FROM (SELECT r.rowid AS page_rowid FROM runs r \
+                "SELECT {RUN_COLUMNS}, {PAGE_RUN_COLUMNS} FROM (SELECT r.rowid AS page_rowid FROM runs r \
                  WHERE r.experiment_id IN "
             )
         } else {
-            format!("SELECT {RUN_COLUMNS}, r.run_data FROM runs r WHERE r.experiment_id IN ")
+            format!(
+                "SELECT {RUN_COLUMNS}, {PAGE_RUN_COLUMNS} FROM runs r WHERE r.experiment_id IN "
+            )
         });
         sql.bind_list(experiment_numbers)
             .push(" AND r.lifecycle_stage IN ");
@@ -703,7 +712,7 @@ async fn fetch_rows<E: Exec>(
 
 async fn read_run<E: Exec>(e: &mut E, run_id: String) -> Result<Run, Error> {
     let mut sql = Sql::new(&format!(
-        "SELECT {RUN_COLUMNS}, r.run_data FROM runs r WHERE r.run_uuid = "
+        "SELECT {RUN_COLUMNS}, {PAGE_RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
     ));
     sql.bind(run_id.as_str());
     let mut runs = read_runs(e, &sql, "reading run").await?;
@@ -716,9 +725,9 @@ async fn read_run<E: Exec>(e: &mut E, run_id: String) -> Result<Run, Error> {
         .ok_or_else(|| Error::internal("run vanished while loading"))
 }
 
-/// The runs of a `SELECT {RUN_COLUMNS}, r.run_data` query: info and, where
-/// the row keeps it, the run's latest metrics, params and tags
-/// ([`crate::run_data`]).
+/// The runs of a `SELECT {RUN_COLUMNS}, {PAGE_RUN_COLUMNS}` query: info,
+/// the run's latest metrics, params and tags where the row keeps them
+/// ([`crate::run_data`]), and whether inputs or outputs name it.
 async fn read_runs<E: Exec>(
     e: &mut E,
     sql: &Sql,
@@ -728,6 +737,7 @@ async fn read_runs<E: Exec>(
         Ok(PageRun {
             run: empty_run(run_info_at(row)?),
             stored: row.opt_bytes(9)?.map(Cow::into_owned),
+            linked: row.int(10)? != 0,
         })
     })
     .await
@@ -749,6 +759,7 @@ pub(crate) async fn refresh_run_data<E: Exec>(e: &mut E, info: RunInfo) -> Resul
     let mut runs = [PageRun {
         run: empty_run(info),
         stored: None,
+        linked: true,
     }];
     read_side_tables(e, &mut runs, Side::Data).await?;
     let run = &runs[0].run;
@@ -803,6 +814,9 @@ const OUTPUT_ROWS: &str = "page.n * 8 + 4, o.model_id, NULL, NULL, NULL, o.step,
 struct PageRun {
     run: Run,
     stored: Option<Vec<u8>>,
+    /// Whether an input or an output names the run (when read with
+    /// [`PAGE_RUN_COLUMNS`]; true where not known).
+    linked: bool,
 }
 
 /// Which side tables [`read_side_tables`] reads.
@@ -819,19 +833,20 @@ enum Side {
 /// Completes a page of runs read by [`read_runs`]: each run's latest
 /// metrics, params and tags come from its stored `run_data` when every run
 /// of the page has it (one row per run), else from the side tables; inputs
-/// and outputs always come from theirs.
+/// and outputs come from theirs, queried only when a run of the page has any.
 async fn fill_runs<E: Exec>(e: &mut E, runs: &mut [PageRun]) -> Result<(), Error> {
-    let side = if runs.iter().all(|r| r.stored.is_some()) {
-        for page_run in runs.iter_mut() {
-            if let Some(bytes) = page_run.stored.take() {
-                page_run.run.data = run_data::decode(&bytes)?;
-            }
+    if runs.iter().any(|r| r.stored.is_none()) {
+        return read_side_tables(e, runs, Side::All).await;
+    }
+    for page_run in runs.iter_mut() {
+        if let Some(bytes) = page_run.stored.take() {
+            page_run.run.data = run_data::decode(&bytes)?;
         }
-        Side::InputsOutputs
-    } else {
-        Side::All
-    };
-    read_side_tables(e, runs, side).await
+    }
+    if runs.iter().any(|r| r.linked) {
+        read_side_tables(e, runs, Side::InputsOutputs).await?;
+    }
+    Ok(())
 }
 
 /// Loads latest metrics, params, tags, inputs and outputs (or the part `side`
@@ -1304,7 +1319,7 @@ mod tests {
         let run_id = run_id.to_string();
         read_op!(store, |conn| async move {
             let mut sql = Sql::new(&format!(
-                "SELECT {RUN_COLUMNS}, r.run_data FROM runs r WHERE r.run_uuid = "
+                "SELECT {RUN_COLUMNS}, {PAGE_RUN_COLUMNS} FROM runs r WHERE r.run_uuid = "
             ));
             sql.bind(run_id.as_str());
             let mut runs = read_runs(conn, &sql, "test").await?;
