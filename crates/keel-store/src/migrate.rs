@@ -12,15 +12,26 @@ use keel_core::Error;
 use crate::Store;
 use crate::sql::{Dialect, Sql, db, get};
 
-/// (version, name, SQL). Append only; never edit a released entry.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "tracking", TRACKING),
-    (2, "registry", REGISTRY),
-    (3, "users", USERS),
-    (4, "monitor_verdicts", MONITOR_VERDICTS),
-    (5, "sqlite_without_rowid", SQLITE_WITHOUT_ROWID),
-    (6, "run_data", RUN_DATA),
+/// (version, name, SQL, what runs after the SQL in the same transaction).
+/// Append only; never edit a released entry.
+const MIGRATIONS: &[(i64, &str, &str, Option<Step>)] = &[
+    (1, "tracking", TRACKING, None),
+    (2, "registry", REGISTRY, None),
+    (3, "users", USERS, None),
+    (4, "monitor_verdicts", MONITOR_VERDICTS, None),
+    (5, "sqlite_without_rowid", SQLITE_WITHOUT_ROWID, None),
+    (6, "run_data", RUN_DATA, None),
+    (7, "run_data_filled", "", Some(Step::FillRunData)),
 ];
+
+/// A migration's work that SQL alone cannot do, run after its SQL.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Writes `runs.run_data` for the runs that lack it (written before
+    /// migration 6 and not since), so their pages take the one-row-per-run
+    /// path (`runs::fill_missing_run_data`).
+    FillRunData,
+}
 
 /// Migrations that only SQLite runs; PostgreSQL records them as applied.
 const SQLITE_ONLY: &[i64] = &[5];
@@ -384,7 +395,7 @@ pub(crate) async fn run(store: &Store) -> Result<(), Error> {
              supports ({known}). Upgrade keel."
         )));
     }
-    for (version, name, sql) in MIGRATIONS {
+    for (version, name, sql, step) in MIGRATIONS {
         if let Some((_, _, stored)) = applied.iter().find(|(v, _, _)| v == version) {
             if *stored != checksum(sql) {
                 return Err(Error::internal(format!(
@@ -418,6 +429,13 @@ pub(crate) async fn run(store: &Store) -> Result<(), Error> {
                         "Migration {version} ('{name}') failed: {e}\nin: {statement}"
                     ))
                 })?;
+        }
+        match step {
+            Some(Step::FillRunData) => {
+                let filled = crate::runs::fill_missing_run_data(&mut *tx).await?;
+                tracing::info!(runs = filled, "filled the stored data of older runs");
+            }
+            None => {}
         }
         let mut insert =
             Sql::new("INSERT INTO keel_schema (version, name, checksum, applied_at) VALUES (");
@@ -465,7 +483,7 @@ mod tests {
 
     /// A SQLite store written before migration 5 (rowid side tables) keeps
     /// every row when it moves them to `WITHOUT ROWID` tables, and its runs
-    /// (without `run_data` until they are written) read the same.
+    /// read the same, their `run_data` written by migration 7.
     #[tokio::test]
     async fn side_tables_move_to_without_rowid_with_their_rows() {
         let dir = tempfile::tempdir().unwrap();
@@ -513,7 +531,13 @@ mod tests {
         drop(store);
 
         let store = Store::open(StoreConfig::new(uri)).await.unwrap();
-        assert_eq!(store.schema_version().await.unwrap(), 6);
+        assert_eq!(store.schema_version().await.unwrap(), 7);
+        // Migration 7 wrote the run's data on its row.
+        let (missing,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM runs WHERE run_data IS NULL")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(missing, 0);
         for table in ["metrics", "latest_metrics", "params", "tags"] {
             let (sql,): (String,) =
                 sqlx::query_as("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")

@@ -756,20 +756,54 @@ async fn read_runs<E: Exec>(
 /// one committing after it waits for the lock and rewrites the value itself.
 /// (SQLite serializes writers anyway.)
 pub(crate) async fn refresh_run_data<E: Exec>(e: &mut E, info: RunInfo) -> Result<(), Error> {
-    let mut runs = [PageRun {
-        run: empty_run(info),
-        stored: None,
-        linked: true,
-    }];
+    rewrite_run_data(e, vec![info]).await
+}
+
+/// Stores the latest metrics, params and tags of each run of `infos`, read
+/// from the side tables, as its `runs.run_data`. The caller holds the runs'
+/// row locks (see [`refresh_run_data`]).
+async fn rewrite_run_data<E: Exec>(e: &mut E, infos: Vec<RunInfo>) -> Result<(), Error> {
+    let mut runs: Vec<PageRun> = infos
+        .into_iter()
+        .map(|info| PageRun {
+            run: empty_run(info),
+            stored: None,
+            linked: true,
+        })
+        .collect();
     read_side_tables(e, &mut runs, Side::Data).await?;
-    let run = &runs[0].run;
-    let mut update = Sql::new("UPDATE runs SET run_data = ");
-    update
-        .bind(run_data::encode(&run.data))
-        .push(" WHERE run_uuid = ")
-        .bind(run.info.run_id.as_str());
-    e.execute(&update, "storing run data").await?;
+    for PageRun { run, .. } in &runs {
+        let mut update = Sql::new("UPDATE runs SET run_data = ");
+        update
+            .bind(run_data::encode(&run.data))
+            .push(" WHERE run_uuid = ")
+            .bind(run.info.run_id.as_str());
+        e.execute(&update, "storing run data").await?;
+    }
     Ok(())
+}
+
+/// Fills `runs.run_data` of every run that lacks it (runs written before
+/// migration 6 and not since), in the caller's transaction: migration 7.
+/// Runs are taken in chunks of [`PAGE_CHUNK`], each chunk's rows locked
+/// before its side tables are read, as [`refresh_run_data`] requires.
+pub(crate) async fn fill_missing_run_data<E: Exec>(e: &mut E) -> Result<u64, Error> {
+    let mut filled = 0;
+    loop {
+        let mut missing = Sql::new(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_data IS NULL LIMIT "
+        ));
+        missing.push(itoa::Buffer::new().format(PAGE_CHUNK));
+        let infos = collect_rows(e, &missing, "finding runs without run data", run_info_at).await?;
+        if infos.is_empty() {
+            return Ok(filled);
+        }
+        let mut lock = Sql::new("UPDATE runs SET run_data = run_data WHERE run_uuid IN ");
+        lock.bind_list(infos.iter().map(|info| info.run_id.as_str()));
+        e.execute(&lock, "locking runs").await?;
+        filled += infos.len() as u64;
+        rewrite_run_data(e, infos).await?;
+    }
 }
 
 /// Locks the run's row until the transaction ends (a no-op update; SQLite's
@@ -1403,6 +1437,55 @@ mod tests {
                 }
             }
             assert_eq!(seen, expected);
+        }
+    }
+
+    async fn fill(store: &Store) -> Result<u64, Error> {
+        write_op!(store, |conn| fill_missing_run_data(conn))
+    }
+
+    /// Migration 7's fill: every run without `run_data` gets the value its
+    /// side tables give, and a run that has it is left alone.
+    #[tokio::test]
+    async fn missing_run_data_is_filled_from_the_side_tables() {
+        for (store, _dir) in stores().await {
+            let experiment = store.create_experiment("fill", None, &[]).await.unwrap();
+            let mut ids = Vec::new();
+            for i in 0..3_i64 {
+                let run = store
+                    .create_run(CreateRun {
+                        experiment_id: experiment.clone(),
+                        user_id: "bob".into(),
+                        run_name: Some(format!("run-{i}")),
+                        start_time: Some(i),
+                        tags: vec![Tag::new("team", "a")],
+                    })
+                    .await
+                    .unwrap()
+                    .info
+                    .run_id;
+                store
+                    .log_batch(
+                        &run,
+                        vec![Metric::new("loss", i as f64, 1, 0)],
+                        vec![Param {
+                            key: "i".into(),
+                            value: i.to_string(),
+                        }],
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+                ids.push(run);
+            }
+            forget_run_data(&store, &ids[0]).await.unwrap();
+            forget_run_data(&store, &ids[2]).await.unwrap();
+            assert_eq!(fill(&store).await.unwrap(), 2);
+            for id in &ids {
+                let (stored, side) = stored_and_side(&store, id).await.unwrap();
+                assert_eq!(stored, side, "{id}");
+            }
+            assert_eq!(fill(&store).await.unwrap(), 0);
         }
     }
 
