@@ -1378,6 +1378,28 @@ mod tests {
         })
     }
 
+    /// A new run of bob's in `experiment`; returns its id.
+    async fn new_run(
+        store: &Store,
+        experiment: &str,
+        run_name: Option<String>,
+        start_time: i64,
+        tags: Vec<Tag>,
+    ) -> String {
+        store
+            .create_run(CreateRun {
+                experiment_id: experiment.to_string(),
+                user_id: "bob".into(),
+                run_name,
+                start_time: Some(start_time),
+                tags,
+            })
+            .await
+            .unwrap()
+            .info
+            .run_id
+    }
+
     /// A search's pages come in the order asked for, whatever the order the
     /// runs were written in (on SQLite the page's rows are read after the
     /// sort, by rowid).
@@ -1389,18 +1411,8 @@ mod tests {
             for i in 0..40_i64 {
                 // A score that is not monotonic in the order of creation.
                 let score = ((i * 17) % 40) as f64;
-                let run = store
-                    .create_run(CreateRun {
-                        experiment_id: experiment.clone(),
-                        user_id: "bob".into(),
-                        run_name: Some(format!("run-{i}")),
-                        start_time: Some(1_000 + (i * 7) % 5),
-                        tags: Vec::new(),
-                    })
-                    .await
-                    .unwrap()
-                    .info
-                    .run_id;
+                let name = Some(format!("run-{i}"));
+                let run = new_run(&store, &experiment, name, 1_000 + (i * 7) % 5, vec![]).await;
                 if i % 9 != 4 {
                     store
                         .log_batch(
@@ -1452,18 +1464,8 @@ mod tests {
             let experiment = store.create_experiment("fill", None, &[]).await.unwrap();
             let mut ids = Vec::new();
             for i in 0..3_i64 {
-                let run = store
-                    .create_run(CreateRun {
-                        experiment_id: experiment.clone(),
-                        user_id: "bob".into(),
-                        run_name: Some(format!("run-{i}")),
-                        start_time: Some(i),
-                        tags: vec![Tag::new("team", "a")],
-                    })
-                    .await
-                    .unwrap()
-                    .info
-                    .run_id;
+                let tags = vec![Tag::new("team", "a")];
+                let run = new_run(&store, &experiment, Some(format!("run-{i}")), i, tags).await;
                 store
                     .log_batch(
                         &run,
@@ -1506,18 +1508,7 @@ mod tests {
         for (store, _dir) in stores().await {
             assert!(insert_orphan_param(&store).await.is_err(), "before");
             let experiment = store.create_experiment("fk", None, &[]).await.unwrap();
-            let run = store
-                .create_run(CreateRun {
-                    experiment_id: experiment,
-                    user_id: "bob".into(),
-                    run_name: None,
-                    start_time: Some(1),
-                    tags: Vec::new(),
-                })
-                .await
-                .unwrap()
-                .info
-                .run_id;
+            let run = new_run(&store, &experiment, None, 1, vec![]).await;
             let batch = |metric: Metric| vec![metric];
             store
                 .log_batch(&run, batch(Metric::new("loss", 0.5, 1, 0)), vec![], vec![])
@@ -1560,18 +1551,8 @@ mod tests {
     async fn run_data_follows_every_write_to_a_run() {
         for (store, _dir) in stores().await {
             let experiment = store.create_experiment("data", None, &[]).await.unwrap();
-            let run = store
-                .create_run(CreateRun {
-                    experiment_id: experiment.clone(),
-                    user_id: "bob".into(),
-                    run_name: Some("first".into()),
-                    start_time: Some(1),
-                    tags: vec![Tag::new("team", "a")],
-                })
-                .await
-                .unwrap()
-                .info
-                .run_id;
+            let tags = vec![Tag::new("team", "a")];
+            let run = new_run(&store, &experiment, Some("first".into()), 1, tags).await;
             let check = |what: &'static str| {
                 let (store, run) = (&store, run.clone());
                 async move {
