@@ -31,6 +31,34 @@ pub struct BoostParams {
     pub min_samples_leaf: usize,
     /// L2 penalty on leaf values.
     pub l2: f64,
+    /// Stop when a held-out share of the rows stops improving (off: every round is fitted).
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+/// Early stopping on a validation split, as LightGBM and scikit-learn's
+/// HistGradientBoosting do: a seeded share of the training rows is held out,
+/// scored after every round, and boosting stops once that score has not
+/// improved by `tol` for `n_iter_no_change` rounds; the model keeps the
+/// rounds up to the best one (LightGBM's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopping {
+    /// Share of the rows held out (scikit-learn's `validation_fraction`).
+    pub validation_fraction: f64,
+    /// Rounds without improvement before stopping.
+    pub n_iter_no_change: usize,
+    /// Smallest decrease of the validation loss that counts as improvement.
+    pub tol: f64,
+}
+
+impl Default for EarlyStopping {
+    fn default() -> Self {
+        EarlyStopping {
+            validation_fraction: 0.1,
+            n_iter_no_change: 10,
+            tol: 1e-7,
+        }
+    }
 }
 
 impl Default for BoostParams {
@@ -42,6 +70,7 @@ impl Default for BoostParams {
             max_depth: None,
             min_samples_leaf: 20,
             l2: 0.0,
+            early_stopping: None,
         }
     }
 }
@@ -107,12 +136,114 @@ pub enum BoostTarget<'a> {
     Values(&'a [f64]),
 }
 
-/// Fits gradient-boosted trees.
+impl BoostTarget<'_> {
+    /// The target of `rows`, in their order.
+    fn select(&self, rows: &[usize]) -> OwnedTarget {
+        match self {
+            BoostTarget::Classes(labels, n_classes) => {
+                OwnedTarget::Classes(rows.iter().map(|&r| labels[r]).collect(), *n_classes)
+            }
+            BoostTarget::Values(values) => {
+                OwnedTarget::Values(rows.iter().map(|&r| values[r]).collect())
+            }
+        }
+    }
+}
+
+/// A [`BoostTarget`] of selected rows.
+enum OwnedTarget {
+    Classes(Vec<usize>, usize),
+    Values(Vec<f64>),
+}
+
+impl OwnedTarget {
+    fn borrow(&self) -> BoostTarget<'_> {
+        match self {
+            OwnedTarget::Classes(labels, n_classes) => BoostTarget::Classes(labels, *n_classes),
+            OwnedTarget::Values(values) => BoostTarget::Values(values),
+        }
+    }
+}
+
+/// The rows held out for early stopping, scored after every round.
+struct Validation<'a> {
+    x: &'a Matrix,
+    target: BoostTarget<'a>,
+    stop: EarlyStopping,
+}
+
+impl Validation<'_> {
+    /// Mean loss of the raw scores (`k` per row): log loss for
+    /// classification, squared error for regression.
+    fn loss(&self, raw: &[f64], k: usize) -> f64 {
+        let total: f64 = match self.target {
+            BoostTarget::Classes(labels, _) => raw
+                .chunks_exact(k)
+                .zip(labels)
+                .map(|(scores, &label)| {
+                    let p = probabilities(scores);
+                    -p[label].max(1e-15).ln()
+                })
+                .sum(),
+            BoostTarget::Values(values) => raw
+                .iter()
+                .zip(values)
+                .map(|(raw, value)| (value - raw) * (value - raw))
+                .sum(),
+        };
+        total / self.x.rows as f64
+    }
+}
+
+/// Fits gradient-boosted trees, with early stopping when `params` asks for it.
 pub fn fit_boosted(
     x: &Matrix,
     target: BoostTarget<'_>,
     params: &BoostParams,
     seed: u64,
+) -> Result<Boosted> {
+    let Some(stop) = params.early_stopping else {
+        return boost(x, target, params, seed, None);
+    };
+    if stop.tol.is_nan() || stop.tol < 0.0 || stop.n_iter_no_change == 0 {
+        return Err(LearnError::param(
+            "early stopping needs tol >= 0 and n_iter_no_change >= 1",
+        ));
+    }
+    let (train_rows, validation_rows) =
+        crate::metrics::train_test_split(x.rows, stop.validation_fraction, seed)?;
+    let select = |rows: &[usize]| Matrix {
+        rows: rows.len(),
+        cols: x.cols,
+        data: rows
+            .iter()
+            .flat_map(|&r| x.row(r).iter().copied())
+            .collect(),
+    };
+    let (train_x, validation_x) = (select(&train_rows), select(&validation_rows));
+    let (train_target, validation_target) =
+        (target.select(&train_rows), target.select(&validation_rows));
+    let validation = Validation {
+        x: &validation_x,
+        target: validation_target.borrow(),
+        stop,
+    };
+    boost(
+        &train_x,
+        train_target.borrow(),
+        params,
+        seed,
+        Some(validation),
+    )
+}
+
+/// The boosting loop of [`fit_boosted`].
+fn boost(
+    x: &Matrix,
+    target: BoostTarget<'_>,
+    params: &BoostParams,
+    seed: u64,
+    validation: Option<Validation<'_>>,
 ) -> Result<Boosted> {
     if x.rows == 0 {
         return Err(LearnError::data("no rows to train on"));
@@ -176,7 +307,13 @@ pub fn fit_boosted(
     // Per row `[negative gradient, hessian]` in float32, so leaf = G / (H + l2) is the Newton step.
     let mut gh = vec![[0.0f32; 2]; n];
     let mut probability = vec![0.0; n * k];
-    for _round in 0..params.n_iter {
+    // The held-out rows' raw scores, and the best round so far with its loss.
+    let mut validation_raw: Vec<f64> = match &validation {
+        Some(v) => (0..v.x.rows).flat_map(|_| init.iter().copied()).collect(),
+        None => Vec::new(),
+    };
+    let mut best: Option<(usize, f64)> = None;
+    for round in 0..params.n_iter {
         if loss == Loss::Softmax {
             probability
                 .par_chunks_mut(k * CHUNK)
@@ -232,6 +369,33 @@ pub fn fit_boosted(
             }
             trees.push(tree);
         }
+        if let Some(v) = &validation {
+            let round_trees = &trees[round * k..];
+            validation_raw
+                .par_chunks_mut(k * CHUNK)
+                .enumerate()
+                .for_each(|(chunk, raw)| {
+                    for (i, scores) in (chunk * CHUNK..).zip(raw.chunks_exact_mut(k)) {
+                        let row = v.x.row(i);
+                        for (score, tree) in scores.iter_mut().zip(round_trees) {
+                            *score += tree.predict(row)[0];
+                        }
+                    }
+                });
+            let round_loss = v.loss(&validation_raw, k);
+            match best {
+                Some((_, best_loss)) if round_loss >= best_loss - v.stop.tol => {}
+                _ => best = Some((round, round_loss)),
+            }
+            if let Some((best_round, _)) = best
+                && round - best_round >= v.stop.n_iter_no_change
+            {
+                break;
+            }
+        }
+    }
+    if let Some((best_round, _)) = best {
+        trees.truncate((best_round + 1) * k);
     }
     Ok(Boosted { loss, init, trees })
 }
@@ -296,6 +460,95 @@ mod tests {
         );
     }
 
+    /// A 3-class fit (seed 5) on a pool of `threads` threads.
+    fn on_threads(threads: usize, x: &Matrix, y: &[usize], params: &BoostParams) -> Boosted {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| fit_boosted(x, BoostTarget::Classes(y, 3), params, 5).unwrap())
+    }
+
+    #[test]
+    fn early_stopping_keeps_the_best_round_on_any_thread_count() {
+        // Three overlapping blobs and a high learning rate: the held-out loss
+        // bottoms out long before 200 rounds.
+        let (x, y) = blobs(20_000, 11, 3);
+        let stopping = BoostParams {
+            n_iter: 200,
+            learning_rate: 0.5,
+            early_stopping: Some(EarlyStopping::default()),
+            ..Default::default()
+        };
+        let fit = |threads: usize| on_threads(threads, &x, &y, &stopping);
+        let model = fit(1);
+        let rounds = model.trees.len() / 3;
+        assert!(
+            model.trees.len() % 3 == 0 && (1..200).contains(&rounds),
+            "{rounds} rounds"
+        );
+        assert_eq!(
+            serde_json::to_string(&model).unwrap(),
+            serde_json::to_string(&fit(4)).unwrap()
+        );
+        let (tx, ty) = blobs(3000, 12, 3);
+        assert!(
+            accuracy(&model, &tx, &ty) > 0.85,
+            "{}",
+            accuracy(&model, &tx, &ty)
+        );
+
+        // The rounds kept are the best ones: on the same held-out rows, the
+        // model fitted with every round is worse.
+        let (train, held) = crate::metrics::train_test_split(x.rows, 0.1, 5).unwrap();
+        let pick = |rows: &[usize]| {
+            let picked: Vec<Vec<f64>> = rows.iter().map(|&r| x.row(r).to_vec()).collect();
+            (
+                Matrix::from_rows(&picked).unwrap(),
+                rows.iter().map(|&r| y[r]).collect::<Vec<_>>(),
+            )
+        };
+        let ((train_x, train_y), (held_x, held_y)) = (pick(&train), pick(&held));
+        let every_round = BoostParams {
+            early_stopping: None,
+            ..stopping
+        };
+        let full =
+            fit_boosted(&train_x, BoostTarget::Classes(&train_y, 3), &every_round, 5).unwrap();
+        assert_eq!(full.trees.len(), 600);
+        let log_loss = |m: &Boosted| {
+            (0..held_x.rows)
+                .map(|i| {
+                    -probabilities(&m.scores(held_x.row(i)))[held_y[i]]
+                        .max(1e-15)
+                        .ln()
+                })
+                .sum::<f64>()
+                / held_x.rows as f64
+        };
+        assert!(
+            log_loss(&model) < log_loss(&full),
+            "{} vs {}",
+            log_loss(&model),
+            log_loss(&full)
+        );
+
+        // Regression stops too; a fraction outside (0, 1) is refused.
+        let values: Vec<f64> = (0..x.rows)
+            .map(|i| x.row(i)[0] + 0.5 * x.row(i)[2])
+            .collect();
+        let regression = fit_boosted(&x, BoostTarget::Values(&values), &stopping, 1).unwrap();
+        assert!(regression.trees.len() < 200, "{}", regression.trees.len());
+        let bad = BoostParams {
+            early_stopping: Some(EarlyStopping {
+                validation_fraction: 1.0,
+                ..EarlyStopping::default()
+            }),
+            ..stopping
+        };
+        assert!(fit_boosted(&x, BoostTarget::Values(&values), &bad, 1).is_err());
+    }
+
     #[test]
     fn same_seed_gives_the_same_model_on_any_thread_count() {
         // Enough rows for several histogram blocks and parallel partitions.
@@ -304,13 +557,7 @@ mod tests {
             n_iter: 3,
             ..Default::default()
         };
-        let fit = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| fit_boosted(&x, BoostTarget::Classes(&y, 3), &params, 5).unwrap())
-        };
+        let fit = |threads: usize| on_threads(threads, &x, &y, &params);
         let one = fit(1);
         assert_eq!(
             serde_json::to_string(&one).unwrap(),

@@ -55,6 +55,17 @@ pub struct TrainArgs {
     /// Most leaves per gbdt tree.
     #[arg(long, default_value_t = 31)]
     pub max_leaves: usize,
+    /// Stop gbdt early: hold out --validation-fraction of the training rows
+    /// and stop once their loss has not improved for --n-iter-no-change
+    /// rounds, keeping the rounds up to the best one.
+    #[arg(long)]
+    pub early_stopping: bool,
+    /// Share of the training rows held out by --early-stopping.
+    #[arg(long, default_value_t = 0.1, requires = "early_stopping")]
+    pub validation_fraction: f64,
+    /// Rounds without improvement before --early-stopping stops.
+    #[arg(long, default_value_t = 10, requires = "early_stopping")]
+    pub n_iter_no_change: usize,
     /// Deepest tree level (forest and gbdt; default: unlimited).
     #[arg(long)]
     pub max_depth: Option<usize>,
@@ -83,6 +94,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     options.boost.learning_rate = args.learning_rate;
     options.boost.max_leaves = args.max_leaves;
     options.boost.max_depth = args.max_depth;
+    if args.early_stopping {
+        options.boost.early_stopping = Some(keel_learn::gbdt::EarlyStopping {
+            validation_fraction: args.validation_fraction,
+            n_iter_no_change: args.n_iter_no_change,
+            ..Default::default()
+        });
+    }
 
     let started = std::time::Instant::now();
     let table = Table::read(&args.data, &[])?;
@@ -113,6 +131,15 @@ pub fn run(args: TrainArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             args.data.display(),
             args.out.display()
         );
+        if let (true, keel_learn::model::Estimator::Boosted(boosted)) =
+            (args.early_stopping, &model.estimator)
+        {
+            println!(
+                "Early stopping kept {} of {} rounds",
+                boosted.trees.len() / boosted.init.len().max(1),
+                args.n_iter
+            );
+        }
     }
     if let Some(test) = test {
         let metrics = evaluate(&model, &test)?;

@@ -69,28 +69,51 @@ fn generate_train_and_evaluate_the_credit_risk_story() {
         "generation is seeded"
     );
 
+    let gbdt = [
+        "train",
+        "--algo",
+        "gbdt",
+        "--data",
+        "train.csv",
+        "--target",
+        "default",
+    ];
     let trained = ok(
         root,
         &[
-            "train",
-            "--algo",
-            "gbdt",
-            "--data",
-            "train.csv",
-            "--target",
-            "default",
-            "--out",
-            "model",
-            "--seed",
-            "7",
-            "--n-iter",
-            "40",
-        ],
+            &gbdt[..],
+            &["--out", "model", "--seed", "7", "--n-iter", "40"],
+        ]
+        .concat(),
     );
     assert!(trained.contains("Held-out"), "{trained}");
     for file in ["model.json", "model.onnx", "signature.json", "metrics.json"] {
         assert!(root.join("model").join(file).is_file(), "{file} missing");
     }
+
+    // Early stopping keeps fewer rounds than asked for, and says how many.
+    let stopped = ok(
+        root,
+        &[
+            &gbdt[..],
+            &["--out", "stopped", "--n-iter", "400", "--early-stopping"],
+        ]
+        .concat(),
+    );
+    let kept: usize = stopped
+        .split("Early stopping kept ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no early-stopping line in {stopped}"));
+    assert!((1..400).contains(&kept), "{stopped}");
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("stopped/model.json")).unwrap()).unwrap();
+    assert_eq!(
+        model["estimator"]["trees"].as_array().map(Vec::len),
+        Some(kept),
+        "one tree per round for a binary target"
+    );
 
     ok(
         root,
