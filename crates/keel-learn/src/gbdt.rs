@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{LearnError, Result};
 use crate::hist::{Grower, RowBins};
 use crate::linear::sigmoid;
+use crate::metrics::row_log_loss;
 use crate::preprocess::Matrix;
 use crate::tree::{BinMapper, Tree, TreeParams};
 
@@ -180,10 +181,7 @@ impl Validation<'_> {
             BoostTarget::Classes(labels, _) => raw
                 .chunks_exact(k)
                 .zip(labels)
-                .map(|(scores, &label)| {
-                    let p = probabilities(scores);
-                    -p[label].max(1e-15).ln()
-                })
+                .map(|(scores, &label)| row_log_loss(&probabilities(scores), label))
                 .sum(),
             BoostTarget::Values(values) => raw
                 .iter()
@@ -518,11 +516,7 @@ mod tests {
         assert_eq!(full.trees.len(), 600);
         let log_loss = |m: &Boosted| {
             (0..held_x.rows)
-                .map(|i| {
-                    -probabilities(&m.scores(held_x.row(i)))[held_y[i]]
-                        .max(1e-15)
-                        .ln()
-                })
+                .map(|i| row_log_loss(&probabilities(&m.scores(held_x.row(i))), held_y[i]))
                 .sum::<f64>()
                 / held_x.rows as f64
         };

@@ -301,6 +301,13 @@ impl Scored {
 }
 
 /// Classification metrics; `truth[i] = None` marks a label unseen in training.
+/// One row's negative log-likelihood of its true class `label` under the
+/// class probabilities `p`, clipped to [1e-15, 1 - 1e-15]: [`Metrics`]'
+/// `log_loss` and GBDT's early stopping average it.
+pub(crate) fn row_log_loss(p: &[f64], label: usize) -> f64 {
+    -p[label].clamp(1e-15, 1.0 - 1e-15).ln()
+}
+
 pub fn classification_metrics(
     classes: &[String],
     truth: &[Option<usize>],
@@ -361,11 +368,8 @@ pub fn classification_metrics(
         .zip(probabilities)
         .filter_map(|(t, p)| t.map(|t| (t, p)))
         .collect();
-    let log_loss = seen
-        .iter()
-        .map(|(t, p)| -p[*t].clamp(1e-15, 1.0 - 1e-15).ln())
-        .sum::<f64>()
-        / seen.len().max(1) as f64;
+    let log_loss =
+        seen.iter().map(|(t, p)| row_log_loss(p, *t)).sum::<f64>() / seen.len().max(1) as f64;
     let roc_auc = if k == 2 {
         let scores: Vec<(f64, bool)> = seen.iter().map(|(t, p)| (p[1], *t == 1)).collect();
         roc_auc(&scores)
